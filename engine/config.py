@@ -1,0 +1,202 @@
+"""pagerduty.yaml + environment + flags -> one frozen Config (CONTRACT §1).
+
+Precedence: command-line flag > environment variable > pagerduty.yaml > default.
+Each setting is parsed by one function whatever its source, so an error always
+names where the bad value came from: the variable, the flag, or FILE:LINE: key.
+"""
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import severity
+from engine.errors import ConfigError, InvalidFiles
+from engine.schemacheck import check_document, load_schema
+from engine.source import load_yaml_text
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = "pagerduty.yaml"
+TITLE_FIELDS = {"severity", "Severity", "title"}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        raise ValueError(f"expected text, got {value!r}")
+    return str(value)
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value in (None, "") else _text(value)
+
+
+def parse_bool(value: Any) -> bool:
+    """true/false/1/0/yes/no in any case, as CONTRACT §1 says."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (use true/false, 1/0 or yes/no)")
+
+
+def _severity(value: Any) -> str:
+    text = str(value).strip().lower()
+    if not severity.is_severity(text):
+        raise ValueError(severity.unknown_severity(value))
+    return text
+
+
+def _name_list(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"expected a list or comma-separated names, got {value!r}")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _title_format(value: Any) -> str:
+    text = _text(value)
+    names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    unknown = names - TITLE_FIELDS
+    if unknown or "title" not in names:
+        raise ValueError(f"{text!r} must use {{title}} and may use {{Severity}} and {{severity}} only")
+    return text
+
+
+def _seconds(value: Any) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"{value!r} must not be negative")
+    return number
+
+
+def _params(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping, got {value!r}")
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str | None
+    parse: Callable[[Any], Any]
+    default: Any
+
+
+SETTINGS = (
+    Setting("api_token", "PAGERDUTY_API_TOKEN", _optional_text, None),
+    Setting("from_email", "PAGERDUTY_FROM_EMAIL", _optional_text, None),
+    Setting("service_id", "PAGERDUTY_SERVICE_ID", _optional_text, None),
+    Setting("escalation_policy_id", "PAGERDUTY_ESCALATION_POLICY_ID", _optional_text, None),
+    Setting("enabled", "PAGERDUTY_ENABLED", parse_bool, True),
+    Setting("auto_resolve", "PAGERDUTY_AUTO_RESOLVE", parse_bool, True),
+    Setting("severity_threshold", "PAGERDUTY_SEVERITY_THRESHOLD", _severity, "high"),
+    Setting("dedup_key_prefix", "PAGERDUTY_DEDUP_KEY_PREFIX", _text, "codespar"),
+    Setting("api_url", "PAGERDUTY_API_URL", _text, "https://api.pagerduty.com"),
+    Setting("title_format", "PAGERULES_TITLE_FORMAT", _title_format, "[CodeSpar] {Severity}: {title}"),
+    Setting("rules_dir", "PAGERULES_RULES_DIR", _text, "rules"),
+    Setting("packs", "PAGERULES_PACKS", _name_list, ()),
+    Setting("params", None, _params, {"build_branches": ["main"]}),
+    Setting("state_path", "PAGERULES_STATE", _text, "state/pagerules.db"),
+    Setting("dedup_window_seconds", "PAGERULES_DEDUP_WINDOW", _seconds, 300.0),
+    Setting("events_dir", "PAGERULES_EVENTS_DIR", _text, "events"),
+    Setting("request_timeout_seconds", "PAGERULES_REQUEST_TIMEOUT", _seconds, 10.0),
+)
+_BY_NAME = {s.name: s for s in SETTINGS}
+REQUIRED_LIVE = ("api_token", "from_email", "service_id", "escalation_policy_id")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting, parsed. Paths are absolute (relative ones are taken from the config file's folder)."""
+
+    api_token: str | None = field(default=None, repr=False)
+    from_email: str | None = None
+    service_id: str | None = None
+    escalation_policy_id: str | None = None
+    enabled: bool = True
+    auto_resolve: bool = True
+    severity_threshold: str = "high"
+    dedup_key_prefix: str = "codespar"
+    api_url: str = "https://api.pagerduty.com"
+    title_format: str = "[CodeSpar] {Severity}: {title}"
+    rules_dir: str = "rules"
+    packs: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=lambda: {"build_branches": ["main"]})
+    state_path: str = "state/pagerules.db"
+    dedup_window_seconds: float = 300.0
+    events_dir: str = "events"
+    request_timeout_seconds: float = 10.0
+    source: str = "(defaults)"
+
+    def missing_for_live(self) -> list[str]:
+        """Environment variable names of the required settings that are unset."""
+        return [str(_BY_NAME[name].env) for name in REQUIRED_LIVE if not getattr(self, name)]
+
+    def require_live(self) -> None:
+        """Raise ConfigError naming every required variable that is missing."""
+        missing = self.missing_for_live()
+        if missing:
+            raise ConfigError(
+                f"live mode needs {', '.join(missing)}: set them in the environment or in {self.source}, "
+                "or use --dry-run"
+            )
+
+
+def load_config_text(text: str, filename: str, env: Mapping[str, str] | None = None,
+                     overrides: Mapping[str, Any] | None = None, base_dir: Path | None = None) -> Config:
+    """Build a Config from pagerduty.yaml text, the environment and flag overrides."""
+    doc, problems = load_yaml_text(text, filename)
+    if not problems:
+        problems = check_document(doc, load_schema("config.schema.json"), lambda path: (None, path))
+    if problems:
+        raise InvalidFiles(problems)
+    values: dict[str, Any] = {"source": filename}
+    errors: list[str] = []
+    file_values = doc.data or {}
+    env = os.environ if env is None else env
+    overrides = overrides or {}
+    for setting in SETTINGS:
+        raw, where = setting.default, None
+        if setting.name in file_values:
+            raw, where = file_values[setting.name], f"{filename}:{doc.line((setting.name,))}: {setting.name}"
+        if setting.env and env.get(setting.env) not in (None, ""):
+            raw, where = env[setting.env], setting.env
+        if overrides.get(setting.name) is not None:
+            raw, where = overrides[setting.name], f"--{setting.name.replace('_', '-')}"
+        try:
+            values[setting.name] = setting.parse(raw) if where else raw
+        except (ValueError, TypeError) as exc:
+            errors.append(f"{where}: {exc}")
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    base = base_dir or Path(filename).resolve().parent
+    for name in ("rules_dir", "state_path", "events_dir"):
+        values[name] = str((base / values[name]).resolve())
+    return Config(**values)
+
+
+def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read the config file (``--config``, else ./pagerduty.yaml, else the project's own)."""
+    if path is None:
+        local = Path(DEFAULT_CONFIG)
+        chosen = local if local.exists() else PROJECT_ROOT / DEFAULT_CONFIG
+    else:
+        chosen = Path(path)
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {chosen}: {exc.strerror}") from None
+    return load_config_text(text, str(chosen), env, overrides)
+
+
+def setting_names() -> list[tuple[str, str | None]]:
+    """(key in pagerduty.yaml, environment variable or None) for every setting, for docs and tests."""
+    return [(s.name, s.env) for s in SETTINGS]

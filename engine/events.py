@@ -1,0 +1,162 @@
+"""Events: reading them from a stream and checking each against its type's schema.
+
+Input is one JSON object, a JSON array of objects, JSON lines, or a run of
+pretty-printed objects, read line by line so a million-line input is never
+held in memory. A malformed document is an error naming its line; reading goes
+on with the next one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import jsonschema
+
+from engine.schemacheck import SCHEMA_DIR, dotted
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One item read from input: an event, or why there is none. ``where`` is e.g. ``stdin line 4``."""
+
+    where: str
+    event: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class EventType:
+    """A type's schema, with a compiled validator for the hot path and jsonschema for the message."""
+
+    name: str
+    schema: Mapping[str, Any]
+    fast: Any
+    full: jsonschema.Draft202012Validator
+
+    def problems(self, event: Mapping[str, Any]) -> list[str]:
+        """Why ``event`` fails the schema; empty when it passes."""
+        try:
+            self.fast(event)
+            return []
+        except fastjsonschema.JsonSchemaException as fast_error:
+            errors = sorted(self.full.iter_errors(event), key=lambda e: list(map(str, e.absolute_path)))
+            if not errors:  # the two validators disagree: trust the stricter one, say which
+                return [f"{self.name}: {fast_error.message}"]
+            return [_message(self.name, e) for e in errors]
+
+
+def _message(type_name: str, error: jsonschema.ValidationError) -> str:
+    path = dotted(error.absolute_path)
+    return f"{type_name}: {path}: {error.message}" if path else f"{type_name}: {error.message}"
+
+
+@lru_cache(maxsize=None)
+def load_event_types(folders: tuple[str, ...] = (str(SCHEMA_DIR / "events"),)) -> dict[str, EventType]:
+    """Every ``schemas/events/<type>.json``: the type name is the file name."""
+    types: dict[str, EventType] = {}
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.json")):
+            name = path.name[: -len(".json")]
+            schema = json.loads(path.read_text(encoding="utf-8"))
+            types[name] = EventType(name, schema, fastjsonschema.compile(schema),
+                                    jsonschema.Draft202012Validator(schema))
+    return types
+
+
+def event_id(event: Mapping[str, Any]) -> Any:
+    """The event's own ``id``, else a stable one derived from its content."""
+    given = event.get("id")
+    if given is not None and given != "":
+        return given
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return "sha-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def read_events(lines: Iterable[str], source: str) -> Iterator[Parsed]:
+    """Events from lines of text; see the module docstring for what is accepted."""
+    buffer: list[str] = []
+    start = 0
+    for number, line in enumerate(lines, 1):
+        if buffer:
+            if _starts_complete_document(line):
+                yield _broken(buffer, start, source)
+                buffer = []
+            else:
+                buffer.append(line)
+                if line[:1] in "}]":  # a document that opened at column 0 closes at column 0
+                    done = _try_document(buffer, start, source)
+                    if done is not None:
+                        yield from done
+                        buffer = []
+                continue
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            if _incomplete(exc, line):
+                buffer, start = [line], number
+            else:
+                yield Parsed(f"{source} line {number}", error=f"{source} line {number}: not valid JSON: "
+                             f"{exc.msg} (column {exc.colno})")  # type: ignore[attr-defined]
+            continue
+        yield from _items(value, source, number)
+    if buffer:
+        done = _try_document(buffer, start, source)
+        yield from done if done is not None else [_broken(buffer, start, source)]
+
+
+def _starts_complete_document(line: str) -> bool:
+    if not (line.startswith("{") and line.rstrip().endswith("}")):
+        return False
+    try:
+        json.loads(line)
+        return True
+    except ValueError:
+        return False
+
+
+def _try_document(buffer: list[str], start: int, source: str) -> list[Parsed] | None:
+    text = "".join(buffer)
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        if _incomplete(exc, text):
+            return None
+        return [_broken(buffer, start, source, exc)]
+    return list(_items(value, source, start))
+
+
+def _broken(buffer: list[str], start: int, source: str, exc: ValueError | None = None) -> Parsed:
+    end = start + len(buffer) - 1
+    if exc is None:
+        reason = "incomplete JSON: the document never closes"
+    else:
+        reason = f"{exc.msg} at line {start + exc.lineno - 1} column {exc.colno}"  # type: ignore[attr-defined]
+    where = f"{source} lines {start}-{end}" if end > start else f"{source} line {start}"
+    return Parsed(where, error=f"{where}: not valid JSON: {reason}")
+
+
+def _incomplete(exc: ValueError, text: str) -> bool:
+    return getattr(exc, "pos", -1) >= len(text.rstrip())
+
+
+def _items(value: Any, source: str, line: int) -> Iterator[Parsed]:
+    if isinstance(value, dict):
+        yield Parsed(f"{source} line {line}", event=value)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            where = f"{source} line {line} item {index}"
+            if isinstance(item, dict):
+                yield Parsed(where, event=item)
+            else:
+                yield Parsed(where, error=f"{where}: expected a JSON object, got {json.dumps(item)[:60]}")
+    else:
+        where = f"{source} line {line}"
+        yield Parsed(where, error=f"{where}: expected a JSON object, got {json.dumps(value)[:60]}")

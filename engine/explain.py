@@ -1,0 +1,62 @@
+"""Why each rule did or did not match an event: the same judge() evaluation uses."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.dispatch import Dispatcher
+from engine.evaluate import check_event, evaluate, judge
+from engine.events import event_id
+from engine.rules import RuleSet
+
+
+def explain_event(event: Mapping[str, Any], ruleset: RuleSet, dispatcher: Dispatcher) -> dict[str, Any]:
+    """{event_id, type, rejected | rules: [{rule, kind, verdict, reason}], outcomes}.
+
+    The outcomes are the dispatcher's lines, so a dry-run dispatcher carries open
+    incidents from one event to the next exactly as `process --dry-run` does.
+    """
+    report: dict[str, Any] = {"event_id": event_id(event), "type": event.get("type")}
+    rejected = check_event(event, ruleset)
+    if rejected:
+        report["rejected"] = rejected
+        return report
+    rules = []
+    for kind, group in (("trigger", ruleset.triggers), ("recovery", ruleset.recoveries)):
+        for rule in group.get(event["type"], ()):
+            verdict = judge(rule, event, ruleset.params)
+            if verdict.error:
+                rules.append({"rule": rule.id, "kind": kind, "verdict": "error", "reason": verdict.error})
+            elif verdict.context is None:
+                rules.append({"rule": rule.id, "kind": kind, "verdict": "no match", "reason": verdict.why_not})
+            else:
+                rules.append({"rule": rule.id, "kind": kind, "verdict": "matched", "reason": None})
+    report["rules"] = rules
+    report["outcomes"] = [dispatcher.handle(a) for a in evaluate(event, ruleset, dispatcher.view)]
+    return report
+
+
+def _describe(line: Mapping[str, Any]) -> str:
+    if line["action"] == "trigger":
+        return f"trigger {line['status']}: {line['incident_key']} ({line['severity']}) {line['title']}"
+    if line["action"] == "resolve":
+        target = line["incident_key"] or f"nothing open matching {line.get('selector')}"
+        return f"resolve {line['status']}: {target}: {line['message']}"
+    return f"error: {line['error']}"
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The human-readable form printed by `pagerules explain`."""
+    lines = [f"event {report['event_id']} ({report['type']})"]
+    if "rejected" in report:
+        lines.append(f"  rejected: {report['rejected']}")
+        return "\n".join(lines)
+    if not report["rules"]:
+        lines.append(f"  no rules for event type {report['type']}")
+    width = max((len(r["rule"]) for r in report["rules"]), default=0)
+    for row in report["rules"]:
+        reason = f": {row['reason']}" if row["reason"] else ""
+        lines.append(f"  {row['rule']:<{width}}  {row['kind']:<8}  {row['verdict']}{reason}")
+    for line in report["outcomes"]:
+        lines.append(f"  -> {_describe(line)}")
+    return "\n".join(lines)

@@ -1,0 +1,272 @@
+"""Rule files -> a validated, compiled RuleSet.
+
+Parse (YAML with lines) -> JSON Schema (every error) -> cross-checks (unique ids,
+known event types and severities, templates that compile and name only what
+exists, recoveries that select labels some trigger sets) -> frozen objects with
+templates compiled once. Raw dicts never reach evaluation.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import severity
+from engine.config import Config
+from engine.errors import InvalidFiles, Problem
+from engine.events import EventType, load_event_types
+from engine.matchers import Condition, MatcherError, compile_match
+from engine.rulecheck import check_ruleset
+from engine.schemacheck import check_document, load_schema, unknown_name
+from engine.source import Document, load_yaml_text
+from engine.templates import ENV, Compiled, TemplateError, attribute_paths, compile_expression, compile_template
+
+RULE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What triggers and recoveries share: where they are, what they match."""
+
+    id: str
+    on: str
+    description: str
+    conditions: tuple[Condition, ...]
+    vars: tuple[tuple[str, Compiled], ...]
+    when: Compiled | None
+    filename: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Trigger(Rule):
+    severity: str | Compiled = "high"
+    title: Compiled | None = None
+    incident_key: Compiled | None = None
+    labels: tuple[tuple[str, Compiled], ...] = ()
+    details: tuple[tuple[str, Compiled], ...] = ()
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which open incidents a recovery resolves: labels (a value list means any of) or one key."""
+
+    labels: tuple[tuple[str, tuple[Compiled, ...]], ...] = ()
+    incident_key: Compiled | None = None
+    line: int = 1
+
+
+@dataclass(frozen=True)
+class Recovery(Rule):
+    resolves: tuple[Selector, ...] = ()
+    message: Compiled | None = None
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Compiled rules indexed by event type, with the settings evaluation needs."""
+
+    triggers: Mapping[str, tuple[Trigger, ...]]
+    recoveries: Mapping[str, tuple[Recovery, ...]]
+    event_types: Mapping[str, EventType]
+    params: Mapping[str, Any]
+    prefix: str
+    title_format: str
+    version: str
+    files: tuple[str, ...] = ()
+    warnings: tuple[Problem, ...] = field(default=())
+
+    def all_rules(self) -> list[Rule]:
+        out: list[Rule] = []
+        for group in (self.triggers, self.recoveries):
+            for rules in group.values():
+                out.extend(rules)
+        return out
+
+
+class _Builder:
+    """Compiles one document's rules, collecting Problems instead of stopping at the first."""
+
+    def __init__(self, doc: Document, event_types: Mapping[str, EventType], params: Mapping[str, Any],
+                 problems: list[Problem]):
+        self.doc, self.event_types, self.params, self.problems = doc, event_types, params, problems
+        self.rule_id: str | None = None
+        self.names: set[str] = set()
+
+    def problem(self, path: tuple[Any, ...], message: str, inner: Iterable[Any] = ()) -> None:
+        where = ".".join(str(p) for p in inner)
+        self.problems.append(Problem(self.doc.filename, self.doc.line(path),
+                                     f"{where}: {message}" if where else message, self.rule_id))
+
+    def template(self, path: tuple[Any, ...], source: Any, inner: tuple[Any, ...], expression: bool = False
+                 ) -> Compiled | None:
+        try:
+            text = str(source).lower() if isinstance(source, bool) else str(source)
+            compiled = compile_expression(text) if expression else compile_template(text)
+        except TemplateError as exc:
+            self.problem(path, str(exc), inner)
+            return None
+        for name in sorted(compiled.names - self.names):
+            self.problem(path, unknown_name("name", name, self.names), inner)
+        for param in sorted(attribute_paths(compiled, "params")):
+            if param[0] not in self.params:
+                self.problem(path, unknown_name("param", param[0], self.params) + " (params come from pagerduty.yaml)",
+                             inner)
+        return compiled
+
+    def common(self, path: tuple[Any, ...], raw: Mapping[str, Any]) -> dict[str, Any]:
+        self.rule_id = raw["id"]
+        self.names = {"event", "params", *ENV.globals}
+        if raw["on"] not in self.event_types:
+            self.problem(path + ("on",), unknown_name("event type", raw["on"], self.event_types), ("on",))
+        try:
+            conditions = compile_match(raw.get("match") or {})
+        except MatcherError as exc:
+            self.problem(path + ("match",) + exc.path, str(exc), ("match",) + exc.path[:1])
+            conditions = ()
+        variables = []
+        for name, expr in (raw.get("vars") or {}).items():
+            compiled = self.template(path + ("vars", name), expr, ("vars", name), expression=True)
+            self.names.add(name)
+            if compiled:
+                variables.append((name, compiled))
+        when = None
+        if "when" in raw:
+            when = self.template(path + ("when",), raw["when"], ("when",), expression=True)
+        return dict(id=raw["id"], on=raw["on"], description=raw.get("description", ""),
+                    conditions=conditions, vars=tuple(variables), when=when,
+                    filename=self.doc.filename, line=self.doc.line(path))
+
+    def mapping(self, path: tuple[Any, ...], raw: Mapping[str, Any] | None, name: str
+                ) -> tuple[tuple[str, Compiled], ...]:
+        out = []
+        for key, value in (raw or {}).items():
+            compiled = self.template(path + (name, key), value, (name, key))
+            if compiled:
+                out.append((key, compiled))
+        return tuple(out)
+
+    def trigger(self, index: int, raw: Mapping[str, Any]) -> Trigger:
+        path = ("triggers", index)
+        common = self.common(path, raw)
+        sev: str | Compiled | None = raw["severity"]
+        if "{" not in str(sev):
+            if not severity.is_severity(sev):
+                self.problem(path + ("severity",), severity.unknown_severity(sev), ("severity",))
+        else:
+            sev = self.template(path + ("severity",), sev, ("severity",))
+        return Trigger(**common, severity=sev or "critical",
+                       title=self.template(path + ("title",), raw["title"], ("title",)),
+                       incident_key=self.template(path + ("incident_key",), raw["incident_key"], ("incident_key",)),
+                       labels=self.mapping(path, raw.get("labels"), "labels"),
+                       details=self.mapping(path, raw.get("details"), "details"))
+
+    def recovery(self, index: int, raw: Mapping[str, Any]) -> Recovery:
+        path = ("recoveries", index)
+        common = self.common(path, raw)
+        selectors = []
+        for number, sel in enumerate(raw["resolves"]):
+            where = path + ("resolves", number)
+            if "incident_key" in sel:
+                key = self.template(where + ("incident_key",), sel["incident_key"], ("resolves", number, "incident_key"))
+                selectors.append(Selector(incident_key=key, line=self.doc.line(where)))
+                continue
+            labels = []
+            for name, values in sel["labels"].items():
+                values = values if isinstance(values, list) else [values]
+                compiled = [self.template(where + ("labels", name), v, ("resolves", number, "labels", name))
+                            for v in values]
+                labels.append((name, tuple(c for c in compiled if c)))
+            selectors.append(Selector(labels=tuple(labels), line=self.doc.line(where)))
+        return Recovery(**common, resolves=tuple(selectors),
+                        message=self.template(path + ("message",), raw["message"], ("message",)))
+
+
+def _namer(doc: Document):  # type: ignore[no-untyped-def]
+    def name(path: tuple[Any, ...]) -> tuple[str | None, tuple[Any, ...]]:
+        if len(path) >= 2 and path[0] in ("triggers", "recoveries") and isinstance(path[1], int):
+            try:
+                rule_id = doc.data[path[0]][path[1]].get("id")
+            except (KeyError, IndexError, AttributeError, TypeError):
+                rule_id = None
+            return (rule_id if isinstance(rule_id, str) else f"#{path[1] + 1} of {path[0]}"), path[2:]
+        return None, path
+    return name
+
+
+def compile_documents(docs: list[Document], config: Config, event_types: Mapping[str, EventType]) -> RuleSet:
+    """Compile parsed rule documents; raises InvalidFiles with every problem found."""
+    problems: list[Problem] = []
+    triggers: list[Trigger] = []
+    recoveries: list[Recovery] = []
+    schema = load_schema("rules.schema.json")
+    for doc in docs:
+        found = check_document(doc, schema, _namer(doc))
+        problems.extend(found)
+        if found or not isinstance(doc.data, dict):
+            continue
+        builder = _Builder(doc, event_types, config.params, problems)
+        triggers += [builder.trigger(i, raw) for i, raw in enumerate(doc.data.get("triggers") or [])]
+        recoveries += [builder.recovery(i, raw) for i, raw in enumerate(doc.data.get("recoveries") or [])]
+    problems.extend(check_ruleset(triggers, recoveries))
+    errors = [p for p in problems if not p.warning]
+    if errors:
+        raise InvalidFiles(problems)
+    digest = hashlib.sha256()
+    for doc in docs:
+        digest.update(doc.filename.encode() + b"\0" + repr(doc.data).encode())
+    return RuleSet(triggers=_by_type(triggers), recoveries=_by_type(recoveries), event_types=event_types,
+                   params=config.params, prefix=config.dedup_key_prefix, title_format=config.title_format,
+                   version=digest.hexdigest()[:12], files=tuple(d.filename for d in docs),
+                   warnings=tuple(p for p in problems if p.warning))
+
+
+def _by_type(rules: list[Any]) -> dict[str, tuple[Any, ...]]:
+    out: dict[str, list[Any]] = {}
+    for rule in rules:
+        out.setdefault(rule.on, []).append(rule)
+    return {name: tuple(group) for name, group in out.items()}
+
+
+def rule_files(config: Config, rules_dir: str | None = None) -> list[Path]:
+    """The rule files in force: ``rules/*.yaml`` then each enabled pack's ``rules/packs/NAME/*.yaml``."""
+    base = Path(rules_dir or config.rules_dir)
+    if not base.is_dir():
+        raise InvalidFiles([Problem(str(base), 1, "the rules directory does not exist")])
+    files = sorted(p for p in base.iterdir() if p.suffix in RULE_SUFFIXES)
+    known = sorted(p.name for p in (base / "packs").iterdir() if p.is_dir()) if (base / "packs").is_dir() else []
+    for pack in config.packs:
+        if pack not in known:
+            raise InvalidFiles([Problem(str(base / "packs"), 1, unknown_name("rule pack", pack, known))])
+        files += sorted(p for p in (base / "packs" / pack).iterdir() if p.suffix in RULE_SUFFIXES)
+    if not files:
+        raise InvalidFiles([Problem(str(base), 1, "no rule files (*.yaml): nothing would ever page")])
+    return files
+
+
+def load_ruleset(config: Config, rules_dir: str | None = None) -> RuleSet:
+    """Read and compile the rule files in force for ``config``."""
+    texts = {_display(path): path.read_text(encoding="utf-8") for path in rule_files(config, rules_dir)}
+    return load_ruleset_text(texts, config)
+
+
+def load_ruleset_text(texts: Mapping[str, str], config: Config) -> RuleSet:
+    """Compile rules given as {filename: YAML text}: the text loader the file loader uses."""
+    docs: list[Document] = []
+    problems: list[Problem] = []
+    for filename, text in texts.items():
+        doc, found = load_yaml_text(text, filename)
+        docs.append(doc)
+        problems.extend(found)
+    if problems:
+        raise InvalidFiles(problems)
+    return compile_documents(docs, config, load_event_types())
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,82 @@
+"""JSON Schema errors as messages a person can act on, each at its YAML line."""
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from engine.errors import Problem
+from engine.source import Document
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+# Names a part of a document for a message, e.g. ("triggers", 2) -> ("build-failed", ["match"]).
+RuleNamer = Callable[[tuple[Any, ...]], tuple[str | None, tuple[Any, ...]]]
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict[str, Any]:
+    """A schema from ``schemas/`` by file name."""
+    with open(SCHEMA_DIR / name, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def dotted(path: Iterable[Any]) -> str:
+    """``("match", "deploy.version")`` -> ``match.deploy.version``; list indexes as ``[2]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def describe(error: jsonschema.ValidationError) -> tuple[tuple[Any, ...], str]:
+    """(path to point at, message) for one jsonschema error."""
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        if extra:
+            key = extra[0]
+            return path + (key,), unknown_name("key", key, allowed)
+    if error.validator == "enum":
+        return path, f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+    if error.validator == "type":
+        wanted = error.validator_value
+        wanted = wanted if isinstance(wanted, list) else [wanted]
+        return path, f"expected {' or '.join(map(_article, wanted))}, got {_short(error.instance)}"
+    return path, error.message
+
+
+def unknown_name(what: str, name: str, known: Iterable[str]) -> str:
+    """``unknown key 'tittle' (did you mean 'title'?; known: ...)``."""
+    known = sorted(known)
+    guess = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean '{guess[0]}'? " if guess else ""
+    return f"unknown {what} '{name}' ({hint}known: {', '.join(known)})"
+
+
+def check_document(doc: Document, schema: dict[str, Any], namer: RuleNamer) -> list[Problem]:
+    """Every schema error of ``doc`` as a Problem with file, line and rule."""
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))):
+        path, message = describe(error)
+        rule, inner = namer(path)
+        prefix = f"{dotted(inner)}: " if inner else ""
+        problems.append(Problem(doc.filename, doc.line(path), prefix + message, rule))
+    return problems
+
+
+def _article(type_name: str) -> str:
+    return {"object": "a mapping", "array": "a list", "integer": "an integer",
+            "string": "a string", "number": "a number", "boolean": "true or false"}.get(type_name, type_name)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,172 @@
+"""Rule templates and expressions, compiled once, run in Jinja2's immutable sandbox.
+
+Event values are only ever *data* in a context: nothing from an event is
+compiled, so a summary containing ``{{ 7*7 }}`` prints literally.
+
+Speed: ``Template.render`` builds a fresh context per call, which costs more
+than the rendering itself. A rule's templates and expressions all run in one
+context made per (rule, event), so the title, key and labels share it.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateAssertionError, TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.parser import Parser
+from jinja2.runtime import Context, new_context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from engine.schemacheck import unknown_name
+
+_SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def slug(value: Any) -> str:
+    """``acme/backend-api`` -> ``acme-backend-api``: anything but letters, digits, ``.``, ``_``, ``-`` becomes ``-``."""
+    return _SLUG_UNSAFE.sub("-", str(value))
+
+
+def decimals(value: Any, places: int = 1) -> str:
+    """``5.7999`` -> ``5.8``: a number with a fixed count of decimals."""
+    return f"{float(value):.{int(places)}f}"
+
+
+# The filters pagerules adds to Jinja2's built-in ones (upper, lower, round, default, join, ...).
+FILTERS: dict[str, Callable[..., Any]] = {"slug": slug, "decimals": decimals}
+
+ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+ENV.filters.update(FILTERS)
+_RESULT = "_pagerules_result"
+
+
+class TemplateError(Exception):
+    """A template or expression that does not compile; ``line`` is within the template text."""
+
+    def __init__(self, message: str, line: int = 1):
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled template (``kind == "template"``) or expression, with the names it reads."""
+
+    source: str
+    kind: str
+    names: frozenset[str]
+    _root: Callable[[Context], Iterable[str]]
+
+    def render(self, context: Context) -> str:
+        """Render a template in ``context``."""
+        return "".join(self._root(context))
+
+    def evaluate(self, context: Context) -> Any:
+        """Evaluate an expression in ``context``; the value is not turned into text."""
+        for _ in self._root(context):
+            pass
+        return context.vars[_RESULT]
+
+    def assign(self, context: Context, name: str) -> Any:
+        """Evaluate an expression and make its value visible to later templates as ``name``."""
+        value = self.evaluate(context)
+        context.vars[name] = value
+        return value
+
+
+def compile_template(source: str) -> Compiled:
+    """Compile a template such as ``{{ event.repo | slug }}-build-{{ event.build_number }}``."""
+    try:
+        ast = ENV.parse(source)
+        code = ENV.from_string(ast)
+    except (TemplateSyntaxError, TemplateAssertionError) as exc:
+        raise TemplateError(_syntax_message(exc), exc.lineno or 1) from None
+    _check_names(ast)
+    return Compiled(source, "template", frozenset(meta.find_undeclared_variables(ast)), code.root_render_func)
+
+
+def compile_expression(source: str) -> Compiled:
+    """Compile an expression such as ``event.error_rate / event.baseline_error_rate``."""
+    try:
+        parser = Parser(ENV, source, state="variable")
+        expr = parser.parse_expression()
+        if not parser.stream.eos:
+            token = parser.stream.current
+            raise TemplateSyntaxError(f"unexpected '{token.value}' after the expression", token.lineno)
+        ast = nodes.Template([nodes.Assign(nodes.Name(_RESULT, "store"), expr, lineno=1)], lineno=1)
+        ast.set_environment(ENV)
+        code = ENV.from_string(ast)
+    except (TemplateSyntaxError, TemplateAssertionError) as exc:
+        raise TemplateError(_syntax_message(exc), exc.lineno or 1) from None
+    _check_names(ast)
+    names = frozenset(meta.find_undeclared_variables(ast)) - {_RESULT}
+    return Compiled(source, "expression", names, code.root_render_func)
+
+
+def make_context(values: Mapping[str, Any]) -> Context:
+    """A fresh context holding ``values`` (``event``, ``params``); rule vars are added to it."""
+    return new_context(ENV, "rule", {}, dict(values), False, ENV.globals, None)
+
+
+def attribute_paths(compiled: Compiled, root: str) -> set[tuple[str, ...]]:
+    """Constant attribute paths read from ``root``: ``params.build_branches`` -> ("build_branches",)."""
+    ast = ENV.parse(compiled.source) if compiled.kind == "template" else \
+        ENV.parse("{{ " + compiled.source + " }}")
+    found: set[tuple[str, ...]] = set()
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        path = _path_from(node, root)
+        if path:
+            found.add(path)
+    return found
+
+
+def _path_from(node: nodes.Node, root: str) -> tuple[str, ...] | None:
+    parts: list[str] = []
+    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            parts.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            parts.append(node.arg.value)
+        else:
+            return None
+        node = node.node
+    if isinstance(node, nodes.Name) and node.name == root:
+        return tuple(reversed(parts))
+    return None
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A one-line reason for a template that failed at run time."""
+    if isinstance(exc, UndefinedError):
+        text = str(exc)
+        match = re.match(r"'(.+?)' has no attribute '(.+)'", text)
+        if match:
+            return f"missing field '{match.group(2)}'"
+        return text
+    if isinstance(exc, ZeroDivisionError):
+        return "division by zero"
+    if isinstance(exc, SecurityError):
+        return f"refused by the sandbox: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _check_names(ast: nodes.Template) -> None:
+    # Jinja2 defers the check of a filter inside {% if %} to run time; a typo
+    # there would only show when that branch runs, so check every one now.
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        kind, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
+        if node.name not in known:
+            raise TemplateError(unknown_name(kind, node.name, known), node.lineno or 1)
+
+
+def _syntax_message(exc: TemplateSyntaxError | TemplateAssertionError) -> str:
+    text = str(exc.message or exc)
+    match = re.match(r"No (filter|test) named '(.+?)'", text)
+    if match:
+        kind, name = match.groups()
+        known = ENV.filters if kind == "filter" else ENV.tests
+        return unknown_name(kind, name, known)
+    return f"template syntax error: {text}"
