@@ -1,7 +1,8 @@
 """Error types the CLI turns into messages and exit codes."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,7 @@ class Problem:
     message: str
     rule: str | None = None
     warning: bool = False
+    path: tuple[Any, ...] = field(default=(), compare=False, repr=False)  # inside the document
 
     def __str__(self) -> str:
         where = f"{self.filename}:{self.line}: "

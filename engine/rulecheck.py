@@ -12,19 +12,19 @@ if TYPE_CHECKING:
 
 def check_ruleset(triggers: Sequence[Trigger], recoveries: Sequence[Recovery]) -> list[Problem]:
     """Problems that only show when all rule files are seen together."""
-    return _duplicate_ids([*triggers, *recoveries]) + _unreachable_selectors(triggers, recoveries)
+    return _unreachable_selectors(triggers, recoveries)
 
 
-def _duplicate_ids(rules: Sequence[Trigger | Recovery]) -> list[Problem]:
-    first: dict[str, Trigger | Recovery] = {}
+def duplicate_ids(entries: Sequence[tuple[str, str, int]]) -> list[Problem]:
+    """(id, file, line) of every rule, valid or not -> a problem for each id seen before."""
+    first: dict[str, tuple[str, int]] = {}
     problems = []
-    for rule in rules:
-        if rule.id in first:
-            seen = first[rule.id]
-            problems.append(Problem(rule.filename, rule.line,
-                                    f"duplicate rule id (first defined at {seen.filename}:{seen.line})", rule.id))
+    for rule_id, filename, line in entries:
+        if rule_id in first:
+            where = "{}:{}".format(*first[rule_id])
+            problems.append(Problem(filename, line, f"duplicate rule id (first defined at {where})", rule_id))
         else:
-            first[rule.id] = rule
+            first[rule_id] = (filename, line)
     return problems
 
 

@@ -18,7 +18,7 @@ from engine.config import Config
 from engine.errors import InvalidFiles, Problem
 from engine.events import EventType, load_event_types
 from engine.matchers import Condition, MatcherError, compile_match
-from engine.rulecheck import check_ruleset
+from engine.rulecheck import check_ruleset, duplicate_ids
 from engine.schemacheck import check_document, load_schema, unknown_name
 from engine.source import Document, load_yaml_text
 from engine.templates import ENV, Compiled, TemplateError, attribute_paths, compile_expression, compile_template
@@ -196,24 +196,37 @@ def _namer(doc: Document):  # type: ignore[no-untyped-def]
     return name
 
 
-def compile_documents(docs: list[Document], config: Config, event_types: Mapping[str, EventType]) -> RuleSet:
-    """Compile parsed rule documents; raises InvalidFiles with every problem found."""
-    problems: list[Problem] = []
+def compile_documents(docs: list[Document], config: Config, event_types: Mapping[str, EventType],
+                      problems: list[Problem] | None = None) -> RuleSet:
+    """Compile parsed rule documents; raises InvalidFiles with every problem found (``problems`` first)."""
+    problems = list(problems or [])
     triggers: list[Trigger] = []
     recoveries: list[Recovery] = []
     schema = load_schema("rules.schema.json")
     for doc in docs:
-        found = check_document(doc, schema, _namer(doc))
-        problems.extend(found)
-        if found or not isinstance(doc.data, dict):
+        if doc.data is None and doc.lines:  # an empty file: nothing to check
             continue
+        found = check_document(doc, schema, _namer(doc)) if doc.lines else []
+        problems.extend(found)
+        if not isinstance(doc.data, dict) or any(len(p.path) < 2 for p in found):
+            continue
+        broken = {p.path[:2] for p in found}
         builder = _Builder(doc, event_types, config.params, problems)
-        triggers += [builder.trigger(i, raw) for i, raw in enumerate(doc.data.get("triggers") or [])]
-        recoveries += [builder.recovery(i, raw) for i, raw in enumerate(doc.data.get("recoveries") or [])]
+        for section, build in (("triggers", builder.trigger), ("recoveries", builder.recovery)):
+            for index, raw in enumerate(doc.data.get(section) or []):
+                try:
+                    rule = build(index, raw)
+                except (KeyError, TypeError, AttributeError, ValueError):
+                    if (section, index) in broken:
+                        continue  # too malformed to read further; the schema problem says why
+                    raise
+                if (section, index) not in broken:
+                    (triggers if section == "triggers" else recoveries).append(rule)
     problems.extend(check_ruleset(triggers, recoveries))
+    problems.extend(duplicate_ids(_rule_ids(docs)))
     errors = [p for p in problems if not p.warning]
     if errors:
-        raise InvalidFiles(problems)
+        raise InvalidFiles(sorted(problems, key=lambda p: (p.filename, p.line)))
     digest = hashlib.sha256()
     for doc in docs:
         digest.update(doc.filename.encode() + b"\0" + repr(doc.data).encode())
@@ -221,6 +234,17 @@ def compile_documents(docs: list[Document], config: Config, event_types: Mapping
                    params=config.params, prefix=config.dedup_key_prefix, title_format=config.title_format,
                    version=digest.hexdigest()[:12], files=tuple(d.filename for d in docs),
                    warnings=tuple(p for p in problems if p.warning))
+
+
+def _rule_ids(docs: list[Document]) -> list[tuple[str, str, int]]:
+    entries = []
+    for doc in docs:
+        for section in ("triggers", "recoveries"):
+            rules = doc.data.get(section) if isinstance(doc.data, dict) else None
+            for index, raw in enumerate(rules if isinstance(rules, list) else []):
+                if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                    entries.append((raw["id"], doc.filename, doc.line((section, index))))
+    return entries
 
 
 def _by_type(rules: list[Any]) -> dict[str, tuple[Any, ...]]:
@@ -260,9 +284,7 @@ def load_ruleset_text(texts: Mapping[str, str], config: Config) -> RuleSet:
         doc, found = load_yaml_text(text, filename)
         docs.append(doc)
         problems.extend(found)
-    if problems:
-        raise InvalidFiles(problems)
-    return compile_documents(docs, config, load_event_types())
+    return compile_documents(docs, config, load_event_types(), problems)
 
 
 def _display(path: Path) -> str:

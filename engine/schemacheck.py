@@ -68,7 +68,7 @@ def check_document(doc: Document, schema: dict[str, Any], namer: RuleNamer) -> l
         path, message = describe(error)
         rule, inner = namer(path)
         prefix = f"{dotted(inner)}: " if inner else ""
-        problems.append(Problem(doc.filename, doc.line(path), prefix + message, rule))
+        problems.append(Problem(doc.filename, doc.line(path), prefix + message, rule, path=path))
     return problems
 
 

@@ -1,0 +1,172 @@
+"""Evaluation: errors that name the rule and event, fallbacks that never lose a page, the gates."""
+from __future__ import annotations
+
+import hashlib
+
+from conftest import dry_run, make_config, rules_from
+from engine.actions import MAX_INCIDENT_KEY, full_key
+from engine.dispatch import MemoryView
+from engine.evaluate import evaluate
+from test_shipped_rules import build, deploy, escalation, sentry
+
+TEMPLATE_RULE = """
+triggers:
+  - id: t
+    on: build
+    severity: high
+    title: "{title}"
+    incident_key: "{key}"
+    details:
+      summary: "{detail}"
+"""
+
+
+def one_rule(title: str = "{{ event.repo }}", key: str = "k-{{ event.build_number }}",
+             detail: str = "{{ event.repo }}") -> str:
+    return TEMPLATE_RULE.format(title=title, key=key, detail=detail)
+
+
+def test_zero_baseline_with_errors_is_an_error_line_naming_rule_and_event() -> None:
+    lines = dry_run([deploy(rate=0.05, base=0.0, eid="z1"), build(eid="after")])
+    errors = [l for l in lines if l["action"] == "error"]
+    assert errors == [
+        {"action": "error", "status": "rule_error", "event_id": "z1", "rule": "deploy-critical-spike",
+         "error": "rule deploy-critical-spike: vars.ratio: division by zero"},
+    ]  # the sustained rule stops at sustained_minutes (0 < 10) before it divides
+    assert lines[-1]["event_id"] == "after" and lines[-1]["status"] == "planned"
+
+
+def test_missing_field_in_a_matcher_is_an_error_not_a_silent_miss() -> None:
+    rules = rules_from("""
+triggers:
+  - id: env
+    on: build
+    match: {env.name: prod}
+    severity: high
+    title: x
+    incident_key: x
+""")
+    [line] = dry_run([build()], rules)
+    assert line["error"] == "rule env: match.env.name: missing field 'env.name'"
+
+
+def test_exists_guard_makes_a_missing_field_a_plain_miss() -> None:
+    rules = rules_from("""
+triggers:
+  - id: env
+    on: build
+    match: {env: {exists: true, eq: prod}}
+    severity: high
+    title: x
+    incident_key: x
+""")
+    assert dry_run([build()], rules) == []
+    assert dry_run([{**build(), "env": "prod"}], rules)[0]["status"] == "planned"
+
+
+def test_broken_title_still_pages_with_a_fallback_title_and_an_error_line() -> None:
+    rules = rules_from(one_rule(title="{{ event.nope.deeper }}"))
+    error, trigger = dry_run([build()], rules)
+    assert error["error"] == "rule t: title: missing field 'nope'"
+    assert trigger["status"] == "planned"
+    assert trigger["title"] == "[CodeSpar] High: rule t fired but its title failed: rule t: title: missing field 'nope'"
+
+
+def test_broken_details_still_pages() -> None:
+    rules = rules_from(one_rule(detail="{{ 1 / 0 }}"))
+    lines = dry_run([build()], rules)
+    assert [(l["action"], l.get("error")) for l in lines] == [
+        ("error", "rule t: details.summary: division by zero"), ("trigger", None)]
+
+
+def test_broken_key_still_pages_under_a_per_rule_fallback_key() -> None:
+    rules = rules_from(one_rule(key="{{ event.missing }}"))
+    lines = dry_run([build(), build(350, eid="b2")], rules)
+    assert [(l["action"], l.get("status"), l.get("incident_key")) for l in lines] == [
+        ("error", "rule_error", None), ("trigger", "planned", "codespar-t-template-error"),
+        ("error", "rule_error", None), ("trigger", "deduplicated", "codespar-t-template-error")]
+
+
+def test_event_data_is_never_rendered_as_a_template() -> None:
+    event = {**escalation(), "summary": "{{ 7*7 }} {% raw %}"}
+    [line] = dry_run([event])
+    assert line["title"] == "[CodeSpar] Critical: acme/backend-api — {{ 7*7 }} {% raw %}"
+
+
+def test_sandbox_refuses_attribute_access_at_run_time() -> None:
+    rules = rules_from(one_rule(title="{{ ''.__class__.__mro__ }}"))
+    error, trigger = dry_run([build()], rules)
+    assert error["error"].startswith("rule t: title: refused by the sandbox: access to attribute '__class__'")
+    assert trigger["status"] == "planned"
+
+
+def test_long_keys_are_shortened_deterministically() -> None:
+    rendered = "x" * 300
+    key = full_key("codespar", rendered)
+    whole = f"codespar-{rendered}"
+    assert len(key) == MAX_INCIDENT_KEY
+    assert key == whole[:238] + "-" + hashlib.sha256(whole.encode()).hexdigest()[:16]
+    assert full_key("codespar", rendered) == key and full_key("codespar", rendered + "y") != key
+    assert full_key("codespar", "short") == "codespar-short"
+
+
+def test_prefix_comes_from_config() -> None:
+    [line] = dry_run([build()], config=make_config("dedup_key_prefix: acme"))
+    assert line["incident_key"] == "acme-acme-backend-api-build-349"
+
+
+def test_title_format_comes_from_config() -> None:
+    [line] = dry_run([build()], config=make_config('title_format: "{severity} | {title}"'))
+    assert line["title"] == "high | acme/backend-api CI build #349 failed on main"
+
+
+def test_slug_turns_unsafe_characters_into_dashes() -> None:
+    [line] = dry_run([sentry(issue="ab/c d:é#1")])
+    assert line["incident_key"] == "codespar-acme-backend-api-sentry-ab-c-d---1"
+
+
+def test_below_threshold_does_not_open_an_incident() -> None:
+    lines = dry_run([escalation("medium"), {"type": "incident.resolved", "id": "x", "repo": "acme/backend-api",
+                                            "incident_id": "INC-42"}])
+    assert [(l["action"], l["status"]) for l in lines] == [("trigger", "below_threshold"),
+                                                           ("resolve", "nothing_open")]
+
+
+def test_disabled_and_auto_resolve_off_gate_their_actions() -> None:
+    off = make_config(env={"PAGERDUTY_ENABLED": "false"})
+    assert [l["status"] for l in dry_run([build(), build(350, "passed")], config=off)] == ["disabled", "disabled"]
+    manual = make_config(env={"PAGERDUTY_AUTO_RESOLVE": "no"})
+    assert [l["status"] for l in dry_run([build(), build(350, "passed")], config=manual)] == [
+        "planned", "auto_resolve_off"]
+
+
+def test_an_event_never_resolves_what_it_triggers() -> None:
+    rules = rules_from("""
+triggers:
+  - id: t
+    on: build
+    severity: high
+    title: x
+    incident_key: "k"
+    labels: {kind: build}
+recoveries:
+  - id: r
+    on: build
+    resolves: [{labels: {kind: build}}]
+    message: m
+""")
+    lines = dry_run([build(), build(eid="b2")], rules)
+    assert [(l["action"], l["status"]) for l in lines] == [
+        ("trigger", "planned"), ("resolve", "nothing_open"), ("trigger", "deduplicated"), ("resolve", "nothing_open")]
+
+
+def test_evaluate_is_pure_and_does_not_touch_the_view() -> None:
+    rules = rules_from(one_rule())
+    view = MemoryView()
+    first = evaluate(build(), rules, view)
+    assert evaluate(build(), rules, view) == first and len(view) == 0
+
+
+def test_events_only_meet_the_rules_of_their_type(ruleset) -> None:  # type: ignore[no-untyped-def]
+    assert set(ruleset.triggers) == {"build", "deploy.health", "sentry.errors", "incident.escalation"}
+    assert [r.id for r in ruleset.triggers["build"]] == ["build-failed"]

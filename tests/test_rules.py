@@ -1,0 +1,153 @@
+"""Rule loading: every problem, each as FILE:LINE: rule ID: message, from inline YAML."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import make_config, rules_from
+from engine.errors import InvalidFiles
+from engine.rules import load_ruleset_text
+
+GOOD_TRIGGER = """
+  - id: build-failed
+    on: build
+    severity: high
+    title: "{{ event.repo }}"
+    incident_key: "{{ event.repo | slug }}"
+    labels: {kind: build}
+"""
+
+
+def problems(text: str, filename: str = "rules/x.yaml") -> list[str]:
+    with pytest.raises(InvalidFiles) as caught:
+        rules_from(text, filename=filename)
+    return [str(p) for p in caught.value.problems]
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ("    severity: urgent\n",
+     "rules/x.yaml:7: rule t: severity: 'urgent' is not a severity (known: low, medium, high, critical)"),
+    ("    on: buidl\n",
+     "rules/x.yaml:7: rule t: on: unknown event type 'buidl' (did you mean 'build'? known: build, deploy.health, "
+     "incident.escalation, incident.resolved, rollback, sentry.errors)"),
+    ("    tittle: x\n",
+     "rules/x.yaml:7: rule t: tittle: unknown key 'tittle' (did you mean 'title'? known: description, details, id, "
+     "incident_key, labels, match, on, severity, title, vars, when)"),
+    ("    match:\n      branch: {eqq: main}\n",
+     "rules/x.yaml:8: rule t: match.branch: unknown matcher 'eqq' (did you mean 'eq'? known: eq, exists, gt, gte, "
+     "in, lt, lte, ne, not_in, regex)"),
+    ("    match:\n      branch: {regex: '(unclosed'}\n",
+     "rules/x.yaml:8: rule t: match.branch: regex: invalid regular expression '(unclosed': missing ), unterminated "
+     "subpattern at position 0"),
+    ("    match:\n      build_number: {gte: [1]}\n",
+     "rules/x.yaml:8: rule t: match.build_number: gte: expected a number, got [1]"),
+    ("    match:\n      build_number: {in: 3}\n",
+     "rules/x.yaml:8: rule t: match.build_number: in: expected a list of values, got 3"),
+    ("    match:\n      status: {exists: false, eq: x}\n",
+     "rules/x.yaml:8: rule t: match.status: exists: false cannot be combined with other operators"),
+    ("    when: event.branch in params.build_brances\n",
+     "rules/x.yaml:7: rule t: when: unknown param 'build_brances' (did you mean 'build_branches'? known: "
+     "build_branches) (params come from pagerduty.yaml)"),
+    ("    when: evnt.branch == 'main'\n",
+     "rules/x.yaml:7: rule t: when: unknown name 'evnt' (did you mean 'event'? known: cycler, dict, event, joiner, "
+     "lipsum, namespace, params, range)"),
+    ("    when: event.branch ==\n",
+     "rules/x.yaml:7: rule t: when: template syntax error: unexpected 'end of template'"),
+    ("    labels: {kind: '{% if x %}{{ y | nosuch }}{% endif %}'}\n",
+     "rules/x.yaml:7: rule t: labels.kind: unknown filter 'nosuch' (known: abs, attr, batch, capitalize, center, "
+     "count, d, decimals, default, dictsort, e, escape, filesizeformat, first, float, forceescape, format, groupby, "
+     "indent, int, items, join, last, length, list, lower, map, max, min, pprint, random, reject, rejectattr, "
+     "replace, reverse, round, safe, select, selectattr, slice, slug, sort, string, striptags, sum, title, tojson, "
+     "trim, truncate, unique, upper, urlencode, urlize, wordcount, wordwrap, xmlattr)"),
+    ("    title: 3\n",
+     "rules/x.yaml:7: rule t: title: expected a string, got 3"),
+])
+def test_each_kind_of_mistake_gets_its_own_message(snippet: str, expected: str) -> None:
+    base = ["triggers:\n", "  - id: t\n", "    on: build\n", "    severity: high\n", "    title: x\n",
+            "    incident_key: k\n"]
+    replaced = snippet.split(":")[0] + ":"
+    kept = [line for line in base if not line.startswith(replaced)]  # the snippet replaces that key
+    line = len(kept) + 1  # where the snippet starts; "7" and "8" in `expected` are relative to 6 kept lines
+    expected = expected.replace("x.yaml:7:", f"x.yaml:{line}:").replace("x.yaml:8:", f"x.yaml:{line + 1}:")
+    assert problems("".join(kept) + snippet) == [expected]
+
+
+def test_every_problem_is_reported_not_only_the_first() -> None:
+    found = problems("""triggers:
+  - id: a
+    on: buidl
+    severity: urgent
+    title: x
+    incident_key: k
+  - id: a
+    on: build
+    severity: high
+    title: "{{ event.repo"
+    incident_key: k
+""")
+    assert found == [
+        "rules/x.yaml:3: rule a: on: unknown event type 'buidl' (did you mean 'build'? known: build, deploy.health, "
+        "incident.escalation, incident.resolved, rollback, sentry.errors)",
+        "rules/x.yaml:4: rule a: severity: 'urgent' is not a severity (known: low, medium, high, critical)",
+        "rules/x.yaml:7: rule a: duplicate rule id (first defined at rules/x.yaml:2)",
+        "rules/x.yaml:10: rule a: title: template syntax error: unexpected end of template, expected 'end of print "
+        "statement'.",
+    ]
+
+
+def test_duplicate_ids_across_files_name_both_places() -> None:
+    text = "triggers:" + GOOD_TRIGGER
+    with pytest.raises(InvalidFiles) as caught:
+        load_ruleset_text({"rules/a.yaml": text, "rules/b.yaml": text}, make_config())
+    assert [str(p) for p in caught.value.problems] == [
+        "rules/b.yaml:2: rule build-failed: duplicate rule id (first defined at rules/a.yaml:2)"]
+
+
+def test_a_recovery_selecting_labels_no_trigger_sets_is_an_error() -> None:
+    found = problems("triggers:" + GOOD_TRIGGER + """
+recoveries:
+  - id: fixed
+    on: build
+    resolves:
+      - labels: {knd: build}
+      - labels: {kind: deploy}
+    message: m
+""")
+    assert found == [
+        "rules/x.yaml:13: rule fixed: resolves[0].labels.knd: no trigger sets the label 'knd' (labels set: kind), "
+        "so this recovery can never resolve anything",
+        "rules/x.yaml:14: rule fixed: resolves[1].labels.kind: no trigger sets 'kind' to 'deploy' (triggers set "
+        "'build')",
+    ]
+
+
+def test_yaml_syntax_errors_point_at_the_line() -> None:
+    assert problems("triggers:\n  - id: a\n    on: [build\n") == [
+        "rules/x.yaml:4: invalid YAML: expected ',' or ']', but got '<stream end>'"]
+
+
+def test_a_repeated_key_is_an_error_not_a_silent_override() -> None:
+    found = problems("triggers:" + GOOD_TRIGGER + "    severity: low\n")
+    assert found == ["rules/x.yaml:8: duplicate key 'severity' (first at line 4)"]
+
+
+def test_on_and_no_stay_strings_in_rule_files() -> None:
+    ruleset = rules_from("""
+triggers:
+  - id: t
+    on: build
+    match: {status: no}
+    severity: high
+    title: x
+    incident_key: k
+""")
+    [trigger] = ruleset.triggers["build"]
+    assert trigger.conditions[0].arg == "no"
+
+
+def test_top_level_must_be_triggers_and_recoveries() -> None:
+    assert problems("trigers: []\n") == [
+        "rules/x.yaml:1: trigers: unknown key 'trigers' (did you mean 'triggers'? known: recoveries, triggers)"]
+
+
+def test_the_shipped_rules_validate(ruleset) -> None:  # type: ignore[no-untyped-def]
+    assert len(ruleset.all_rules()) == 9 and not ruleset.warnings

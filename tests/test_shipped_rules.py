@@ -1,0 +1,166 @@
+"""Golden cases: the shipped rules against every row of CONTRACT §3, to the character."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import dry_run, make_config, shipped_rules
+
+
+def deploy(version: str = "v2.4.1", rate: float = 0.058, base: float = 0.010, minutes: int = 0,
+           passed: int = 3, total: int = 10, repo: str = "acme/backend-api", eid: str = "d1") -> dict[str, Any]:
+    return {"type": "deploy.health", "id": eid, "repo": repo,
+            "deploy": {"version": version, "environment": "production"},
+            "error_rate": rate, "baseline_error_rate": base, "sustained_minutes": minutes,
+            "checks": {"passed": passed, "total": total}}
+
+
+def sentry(level: str = "fatal", count: int = 3, post: bool = True, issue: str = "ISSUE-123",
+           version: str = "v2.4.1", eid: str = "s1") -> dict[str, Any]:
+    return {"type": "sentry.errors", "id": eid, "repo": "acme/backend-api", "deploy": {"version": version},
+            "level": level, "new_count": count, "issue_id": issue, "post_deploy": post}
+
+
+def build(number: int = 349, status: str = "failed", branch: str = "main", repo: str = "acme/backend-api",
+          eid: str = "b1") -> dict[str, Any]:
+    return {"type": "build", "id": eid, "repo": repo, "branch": branch, "build_number": number,
+            "status": status, "url": f"https://ci.example.com/b/{number}"}
+
+
+def rollback(version: str = "v2.4.1", status: str = "succeeded", health: bool = True, eid: str = "r1"
+             ) -> dict[str, Any]:
+    return {"type": "rollback", "id": eid, "repo": "acme/backend-api", "deploy": {"version": version},
+            "rolled_back_to": "v2.4.0", "status": status, "health_passed": health}
+
+
+def escalation(severity: str = "critical", eid: str = "i1") -> dict[str, Any]:
+    return {"type": "incident.escalation", "id": eid, "repo": "acme/backend-api", "incident_id": "INC-42",
+            "severity": severity, "summary": "checkout p99 latency above 4s for 15 minutes"}
+
+
+def triggers(lines: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    return [(l["rule"], l["severity"], l["title"], l["incident_key"]) for l in lines if l["action"] == "trigger"]
+
+
+GOLDEN = [
+    ("deploy-critical-spike", deploy(),
+     "critical", "[CodeSpar] Critical: acme/backend-api deploy v2.4.1 — error rate 5.8x baseline",
+     "codespar-acme-backend-api-deploy-v2.4.1"),
+    ("deploy-sustained-increase", deploy(rate=0.032, minutes=10),
+     "high", "[CodeSpar] High: acme/backend-api deploy v2.4.1 — sustained error rate 3.2x baseline",
+     "codespar-acme-backend-api-deploy-v2.4.1"),
+    ("sentry-new-fatal", sentry(),
+     "critical", "[CodeSpar] Critical: acme/backend-api — 3 new fatal Sentry errors post-deploy",
+     "codespar-acme-backend-api-sentry-ISSUE-123"),
+    ("build-failed", build(),
+     "high", "[CodeSpar] High: acme/backend-api CI build #349 failed on main",
+     "codespar-acme-backend-api-build-349"),
+    ("incident-escalation", escalation(),
+     "critical", "[CodeSpar] Critical: acme/backend-api — checkout p99 latency above 4s for 15 minutes",
+     "codespar-acme-backend-api-incident-INC-42"),
+]
+
+
+@pytest.mark.parametrize("rule, event, severity, title, key", GOLDEN, ids=[g[0] for g in GOLDEN])
+def test_trigger_row_of_the_contract(rule: str, event: dict[str, Any], severity: str, title: str, key: str) -> None:
+    lines = dry_run([event])
+    assert triggers(lines) == [(rule, severity, title, key)]
+    assert lines[0]["status"] == "planned" and lines[0]["event_id"] == event["id"]
+
+
+RECOVERIES = [
+    # (rule, events that open incidents, the recovery event, keys it resolves)
+    ("deploy-healthy", [deploy()], deploy(passed=10, total=10, rate=0.01, eid="d2"),
+     ["codespar-acme-backend-api-deploy-v2.4.1"], "Deploy v2.4.1 confirmed healthy (10/10 checks passed)"),
+    ("rollback-recovered", [deploy(), sentry()], rollback(),
+     ["codespar-acme-backend-api-deploy-v2.4.1", "codespar-acme-backend-api-sentry-ISSUE-123"],
+     "Rolled back v2.4.1 to v2.4.0; health checks passed"),
+    ("build-fixed", [build(349), build(350, eid="b2")], build(351, "passed", eid="b3"),
+     ["codespar-acme-backend-api-build-349", "codespar-acme-backend-api-build-350"], "Build #351 passed on main"),
+    ("incident-closed", [escalation()],
+     {"type": "incident.resolved", "id": "i2", "repo": "acme/backend-api", "incident_id": "INC-42"},
+     ["codespar-acme-backend-api-incident-INC-42"], "Incident INC-42 closed by the incident agent"),
+]
+
+
+@pytest.mark.parametrize("rule, opening, recovery, keys, message", RECOVERIES, ids=[r[0] for r in RECOVERIES])
+def test_recovery_row_of_the_contract(rule: str, opening: list[dict[str, Any]], recovery: dict[str, Any],
+                                      keys: list[str], message: str) -> None:
+    lines = dry_run([*opening, recovery])
+    resolves = [l for l in lines if l["action"] == "resolve"]
+    assert [(l["rule"], l["status"], l["incident_key"], l["message"]) for l in resolves] == \
+        [(rule, "planned", key, message) for key in keys]
+
+
+def test_every_shipped_rule_has_a_golden_case() -> None:
+    covered = {g[0] for g in GOLDEN} | {r[0] for r in RECOVERIES}
+    assert {rule.id for rule in shipped_rules().all_rules()} == covered
+
+
+NEAR_MISSES = [
+    ("ratio just under 5x, not sustained", deploy(rate=0.0499), []),
+    ("ratio 5x exactly pages critical", deploy(rate=0.05), ["deploy-critical-spike"]),
+    ("2x for 9 minutes is not sustained", deploy(rate=0.032, minutes=9), []),
+    ("just under 2x for 10 minutes", deploy(rate=0.0199, minutes=10), []),
+    ("no errors at all with a zero baseline", deploy(rate=0.0, base=0.0), []),
+    ("level error is not fatal", sentry(level="error"), []),
+    ("fatal but not after a deploy", sentry(post=False), []),
+    ("no new errors", sentry(count=0), []),
+    ("a failed build on another branch", build(branch="feature/x"), []),
+]
+
+
+@pytest.mark.parametrize("case, event, rules", NEAR_MISSES, ids=[n[0] for n in NEAR_MISSES])
+def test_nearest_non_matches_do_not_page(case: str, event: dict[str, Any], rules: list[str]) -> None:
+    assert [t[0] for t in triggers(dry_run([event]))] == rules
+
+
+def test_spike_and_sustained_on_one_deploy_are_one_critical_incident() -> None:
+    lines = dry_run([deploy(rate=0.06, minutes=12)])
+    assert triggers(lines) == [("deploy-critical-spike", "critical",
+                                "[CodeSpar] Critical: acme/backend-api deploy v2.4.1 — error rate 6.0x baseline",
+                                "codespar-acme-backend-api-deploy-v2.4.1")]
+
+
+def test_health_checks_short_of_all_passing_resolve_nothing() -> None:
+    lines = dry_run([deploy(), deploy(passed=9, total=10, rate=0.01, eid="d2")])
+    assert [l["action"] for l in lines] == ["trigger"]
+
+
+def test_recovery_leaves_other_repos_versions_and_branches_open() -> None:
+    lines = dry_run([
+        deploy(), deploy(version="v2.5.0", eid="d2"), deploy(repo="acme/web", eid="d3"),
+        build(349), build(12, branch="release", eid="b2"),
+        deploy(passed=10, total=10, rate=0.01, eid="d4"),
+        build(351, "passed", eid="b3"),
+    ], config=make_config("params: {build_branches: [main, release]}"))
+    resolved = [l["incident_key"] for l in lines if l["action"] == "resolve"]
+    assert resolved == ["codespar-acme-backend-api-deploy-v2.4.1", "codespar-acme-backend-api-build-349"]
+
+
+def test_rollback_that_failed_resolves_nothing() -> None:
+    lines = dry_run([deploy(), rollback(status="failed", eid="r2"), rollback(health=False, eid="r3")])
+    assert [l["action"] for l in lines] == ["trigger"]
+
+
+def test_recovery_with_nothing_open_says_so() -> None:
+    [line] = dry_run([build(350, "passed")])
+    assert line == {"action": "resolve", "status": "nothing_open", "incident_key": None, "rule": "build-fixed",
+                    "event_id": "b1", "message": "Build #350 passed on main",
+                    "selector": {"kind": ["build"], "repo": ["acme/backend-api"], "branch": ["main"]}}
+
+
+def test_repeated_failure_of_one_build_is_deduplicated() -> None:
+    lines = dry_run([build(349), build(349, eid="b2")])
+    assert [l["status"] for l in lines] == ["planned", "deduplicated"]
+
+
+def test_the_build_branch_list_comes_from_config() -> None:
+    config = make_config("params: {build_branches: [main, release/*]}")
+    assert triggers(dry_run([build(branch="release/*")], config=config))
+    assert not triggers(dry_run([build(branch="main")], config=make_config("params: {build_branches: [trunk]}")))
+
+
+def test_escalation_severity_comes_from_the_event() -> None:
+    assert triggers(dry_run([escalation("medium")], config=make_config("severity_threshold: low")))[0][1] == "medium"
