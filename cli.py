@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import wraps
 from typing import Any, TextIO
 
@@ -50,8 +50,14 @@ def _load(config_path: str | None, rules_dir: str | None, packs: str | None) -> 
     return config, load_ruleset(config)
 
 
-def _write(line: dict[str, Any], out: TextIO) -> None:
-    out.write(json.dumps(line, ensure_ascii=False) + "\n")
+# One encoder for every line: json.dumps(..., ensure_ascii=False) would build a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _write_lines(lines: Iterable[dict[str, Any]], out: TextIO) -> None:
+    write = out.write
+    for line in lines:
+        write(_encode(line) + "\n")
 
 
 @click.group()
@@ -125,8 +131,7 @@ def process(config_path: str | None, rules_dir: str | None, packs: str | None, d
         raise PageRulesError("live mode is not available in this build; use --dry-run")
     dispatcher = Dispatcher(config, DryRun())
     tally = Tally()
-    for line in run(read_events(sys.stdin, "stdin"), ruleset, dispatcher, tally, default_type):
-        _write(line, sys.stdout)
+    _write_lines(run(read_events(sys.stdin, "stdin"), ruleset, dispatcher, tally, default_type), sys.stdout)
     sys.stdout.flush()
     log.info(tally.summary())
     sys.exit(1 if tally.failed else 0)

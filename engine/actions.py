@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 # PagerDuty documents 255 characters for Events API dedup keys and gives no limit
 # for REST incident_key; we hold REST keys to the same 255
@@ -33,23 +33,68 @@ class IncidentView(Protocol):
 
     def get(self, incident_key: str) -> OpenIncident | None: ...
 
-    def select(self, labels: Mapping[str, frozenset[str]]) -> list[OpenIncident]: ...
+    def any_with(self, label: str, values: tuple[str, ...]) -> bool:
+        """Whether any open incident has ``label`` set to one of ``values`` (a cheap first cut)."""
+        ...
+
+    def select(self, labels: Mapping[str, tuple[str, ...]]) -> list[OpenIncident]:
+        """Open incidents whose every named label has one of the given values, by key."""
+        ...
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
+class ErrorAction:
+    """An event rejected, or a rule that could not be evaluated or rendered."""
+
+    event_id: Any
+    error: str
+    rule: str | None = None
+    kind: str = "error"
+
+
+class Extras(NamedTuple):
+    """A trigger's labels and details, and the error lines of templates that failed in them."""
+
+    labels: dict[str, str]
+    details: dict[str, str]
+    errors: list[ErrorAction]
+
+
+# Actions are made for every event, so they are slotted rather than frozen
+# (frozen dataclasses set each field through object.__setattr__). Treat them as immutable.
+@dataclass(slots=True)
 class TriggerAction:
+    """Open (or find open) the incident ``incident_key``.
+
+    Labels and details are needed only when an incident is created, and most
+    triggers in a storm are duplicates, so they are rendered on first use.
+    """
+
     rule: str
     event_id: Any
     incident_key: str
     title: str
     severity: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    details: Mapping[str, str] = field(default_factory=dict)
+    render_extras: Callable[[], Extras] | None = field(default=None, repr=False, compare=False)
     also_matched: tuple[str, ...] = ()
     kind: str = "trigger"
+    _extras: Extras | None = field(default=None, repr=False, compare=False)
+
+    def extras(self) -> Extras:
+        if self._extras is None:
+            self._extras = self.render_extras() if self.render_extras else Extras({}, {}, [])
+        return self._extras
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.extras().labels
+
+    @property
+    def details(self) -> dict[str, str]:
+        return self.extras().details
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ResolveAction:
     """Resolve one incident. ``incident_key`` is None when a label selector found nothing open."""
 
@@ -58,18 +103,7 @@ class ResolveAction:
     incident_key: str | None
     message: str
     known_open: bool
-    selector: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "resolve"
-
-
-@dataclass(frozen=True)
-class ErrorAction:
-    """An event rejected, or a rule that could not be evaluated or rendered."""
-
-    event_id: Any
-    error: str
-    rule: str | None = None
-    kind: str = "error"
 
 
 Action = TriggerAction | ResolveAction | ErrorAction

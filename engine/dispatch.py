@@ -28,16 +28,26 @@ class MemoryView:
     def get(self, incident_key: str) -> OpenIncident | None:
         return self._open.get(incident_key)
 
-    def select(self, labels: Mapping[str, frozenset[str]]) -> list[OpenIncident]:
+    def any_with(self, label: str, values: tuple[str, ...]) -> bool:
+        if len(values) == 1:
+            return (label, values[0]) in self._by_label  # entries are dropped when they empty
+        return any((label, v) in self._by_label for v in values)
+
+    def select(self, labels: Mapping[str, tuple[str, ...]]) -> list[OpenIncident]:
         if not labels:
             return []
         keys: set[str] | None = None
         for name, values in labels.items():
-            found = set().union(*(self._by_label.get((name, v), set()) for v in values)) if values else set()
+            found = self._with_label(name, values)
             keys = found if keys is None else keys & found
             if not keys:
                 return []
         return [self._open[k] for k in sorted(keys or ())]
+
+    def _with_label(self, name: str, values: tuple[str, ...]) -> set[str]:
+        if len(values) == 1:
+            return self._by_label.get((name, values[0]), set())
+        return set().union(*(self._by_label.get((name, v), set()) for v in values))
 
     def open(self, incident: OpenIncident) -> None:
         self.close(incident.incident_key)
@@ -48,7 +58,11 @@ class MemoryView:
     def close(self, incident_key: str) -> None:
         incident = self._open.pop(incident_key, None)
         for item in (incident.labels.items() if incident else ()):
-            self._by_label.get(item, set()).discard(incident_key)
+            keys = self._by_label.get(item)
+            if keys is not None:
+                keys.discard(incident_key)
+                if not keys:  # drop the entry, or the index grows with every label value ever seen
+                    del self._by_label[item]
 
     def __len__(self) -> int:
         return len(self._open)
@@ -89,18 +103,23 @@ class Dispatcher:
         self.config = config
         self.backend = backend
         self.view = backend.view
+        self._threshold = sev.rank(config.severity_threshold)
 
-    def handle(self, action: Action) -> dict[str, Any]:
+    def handle(self, action: Action) -> list[dict[str, Any]]:
+        """The outcome line of an action, after the error lines of any template it rendered on the way."""
         if isinstance(action, TriggerAction):
-            return self._trigger(action)
+            line = self._trigger(action)
+            if action._extras is not None and action._extras.errors:
+                return [error_line(e) for e in action._extras.errors] + [line]
+            return [line]
         if isinstance(action, ResolveAction):
-            return self._resolve(action)
-        return error_line(action)
+            return [self._resolve(action)]
+        return [error_line(action)]
 
     def _trigger(self, action: TriggerAction) -> dict[str, Any]:
         line = {"action": "trigger", "status": "", "incident_key": action.incident_key, "title": action.title,
                 "severity": action.severity, "rule": action.rule, "event_id": action.event_id}
-        if sev.rank(action.severity) < sev.rank(self.config.severity_threshold):
+        if sev.rank(action.severity) < self._threshold:
             line["status"] = "below_threshold"
         elif not self.config.enabled:
             line["status"] = "disabled"
@@ -115,8 +134,6 @@ class Dispatcher:
     def _resolve(self, action: ResolveAction) -> dict[str, Any]:
         line: dict[str, Any] = {"action": "resolve", "status": "", "incident_key": action.incident_key,
                                 "rule": action.rule, "event_id": action.event_id, "message": action.message}
-        if action.incident_key is None:
-            line["selector"] = action.selector
         if not self.config.auto_resolve:
             line["status"] = "auto_resolve_off"
         elif not self.config.enabled:

@@ -8,38 +8,22 @@ ErrorAction beside it, so a page is never lost to a template bug.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from jinja2.runtime import Context
-
 from engine import severity as sev
-from engine.actions import (Action, ErrorAction, IncidentView, ResolveAction, TriggerAction, full_key,
-                            full_title)
+from engine.actions import (Action, ErrorAction, Extras, IncidentView, OpenIncident, ResolveAction, TriggerAction,
+                            full_key, full_title)
 from engine.events import event_id
-from engine.matchers import ConditionError
-from engine.rules import Recovery, Rule, RuleSet, Trigger
-from engine.schemacheck import unknown_name
-from engine.templates import Compiled, describe_failure, make_context
+from engine.matchers import Condition, ConditionError
+from engine.rules import Recovery, Rule, RuleSet, Selector, Trigger
+from engine.schemacheck import dotted, unknown_name
+from engine.templates import Compiled, Scope, describe_failure
 
 FALLBACK_SEVERITY = "critical"
 
 
-class RuleFailed(Exception):
-    """A rule's condition could not be evaluated; ``where`` is e.g. ``vars.ratio``."""
-
-    def __init__(self, where: str, reason: str):
-        super().__init__(f"{where}: {reason}")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Whether one rule matched one event, and if not, the first reason."""
-
-    rule: Rule
-    context: Context | None = None
-    why_not: str | None = None
-    error: str | None = None
+# judge() answers (scope when matched, (condition, value seen) of the first miss, error text).
+Judgement = tuple[Scope | None, tuple[Condition, Any] | None, str | None]
 
 
 def check_event(event: Mapping[str, Any], ruleset: RuleSet) -> str | None:
@@ -54,30 +38,39 @@ def check_event(event: Mapping[str, Any], ruleset: RuleSet) -> str | None:
     return "; ".join(problems) if problems else None
 
 
-def judge(rule: Rule, event: Mapping[str, Any], params: Mapping[str, Any]) -> Verdict:
-    """Run a rule's match, vars and when on an event. The one place conditions are evaluated."""
+def judge(rule: Rule, event: Mapping[str, Any], params: Mapping[str, Any],
+          memo: dict[str, Any] | None = None) -> Judgement:
+    """Run a rule's match, vars and when on an event. The one place conditions are evaluated.
+
+    A plain tuple rather than an object: this runs for every rule of every event.
+    ``memo`` shares, between the rules of one event, vars that read only ``event``
+    and ``params`` (the two deploy rules both compute the same ratio).
+    """
     try:
         for condition in rule.conditions:
             holds, seen = condition.check(event)
             if not holds:
-                return Verdict(rule, why_not=condition.why_not(seen))
-        context = make_context({"event": event, "params": params})
-        for name, expression in rule.vars:
-            _guard(f"vars.{name}", expression.assign, context, name)
-        if rule.when is not None and not _guard("when", lambda c: bool(rule.when.evaluate(c)), context):
-            return Verdict(rule, why_not=f"when: `{rule.when.source}` is false")
-        return Verdict(rule, context=context)
+                return None, (condition, seen), None
     except ConditionError as exc:
-        return Verdict(rule, error=str(exc))
-    except RuleFailed as exc:
-        return Verdict(rule, error=str(exc))
-
-
-def _guard(where: str, func: Any, *args: Any) -> Any:
-    try:
-        return func(*args)
-    except Exception as exc:  # a rule bug must not stop other rules: report it with where it happened
-        raise RuleFailed(where, describe_failure(exc)) from None
+        return None, None, str(exc)
+    scope = Scope({"event": event, "params": params})
+    for name, expression in rule.vars:
+        try:
+            if memo is not None and expression.pure:
+                value = memo[expression.source] if expression.source in memo else \
+                    memo.setdefault(expression.source, expression.evaluate(scope))
+            else:
+                value = expression.evaluate(scope)
+            scope.set(name, value)
+        except Exception as exc:  # a rule bug must not stop other rules: say where it happened
+            return None, None, f"vars.{name}: {describe_failure(exc)}"
+    if rule.when is not None:
+        try:
+            if not rule.when.evaluate(scope):
+                return None, None, None
+        except Exception as exc:  # as above
+            return None, None, f"when: {describe_failure(exc)}"
+    return scope, None, None
 
 
 def evaluate(event: Mapping[str, Any], ruleset: RuleSet, view: IncidentView) -> list[Action]:
@@ -89,51 +82,60 @@ def evaluate(event: Mapping[str, Any], ruleset: RuleSet, view: IncidentView) -> 
     kind = event["type"]
     actions: list[Action] = []
     triggers: dict[str, TriggerAction] = {}
+    memo: dict[str, Any] = {}
     for trigger in ruleset.triggers.get(kind, ()):
-        verdict = judge(trigger, event, ruleset.params)
-        if verdict.error:
-            actions.append(ErrorAction(eid, f"rule {trigger.id}: {verdict.error}", trigger.id))
-        elif verdict.context is not None:
-            action = _fire(trigger, verdict.context, eid, ruleset, actions)
+        scope, _, error = judge(trigger, event, ruleset.params, memo)
+        if error:
+            actions.append(ErrorAction(eid, f"rule {trigger.id}: {error}", trigger.id))
+        elif scope is not None:
+            action = _fire(trigger, scope, eid, ruleset, actions)
             triggers[action.incident_key] = _merge(triggers.get(action.incident_key), action)
     actions.extend(_finish(t, ruleset) for t in triggers.values())
     resolved: set[str] = set(triggers)  # an event never resolves what it triggers
     for recovery in ruleset.recoveries.get(kind, ()):
-        verdict = judge(recovery, event, ruleset.params)
-        if verdict.error:
-            actions.append(ErrorAction(eid, f"rule {recovery.id}: {verdict.error}", recovery.id))
-        elif verdict.context is not None:
-            actions.extend(_recover(recovery, verdict.context, eid, ruleset, view, resolved, actions))
+        scope, _, error = judge(recovery, event, ruleset.params, memo)
+        if error:
+            actions.append(ErrorAction(eid, f"rule {recovery.id}: {error}", recovery.id))
+        elif scope is not None:
+            actions.extend(_recover(recovery, scope, eid, ruleset, view, resolved, actions))
     return actions
 
 
-def _render(template: Compiled, context: Context, rule: Rule, eid: Any, where: str,
+def _render(template: Compiled, scope: Scope, rule: Rule, eid: Any, where: tuple[Any, ...],
             errors: list[Action]) -> str | None:
+    """Render, or report an error line and return None so the caller substitutes a fallback.
+
+    ``where`` is a path such as ("labels", "repo"), turned into text only on failure.
+    """
     try:
-        return template.render(context)
+        return template.render(scope)
     except Exception as exc:  # reported as an error line; the caller substitutes a fallback
-        errors.append(ErrorAction(eid, f"rule {rule.id}: {where}: {describe_failure(exc)}", rule.id))
+        errors.append(ErrorAction(eid, f"rule {rule.id}: {dotted(where)}: {describe_failure(exc)}", rule.id))
         return None
 
 
-def _fire(rule: Trigger, context: Context, eid: Any, ruleset: RuleSet, errors: list[Action]) -> TriggerAction:
+def _fire(rule: Trigger, scope: Scope, eid: Any, ruleset: RuleSet, errors: list[Action]) -> TriggerAction:
     severity = rule.severity
     if not isinstance(severity, str):
-        rendered = _render(severity, context, rule, eid, "severity", errors)
+        rendered = _render(severity, scope, rule, eid, ("severity",), errors)
         severity = (rendered or "").strip().lower()
         if rendered is not None and not sev.is_severity(severity):
             errors.append(ErrorAction(eid, f"rule {rule.id}: severity: {sev.unknown_severity(rendered)}", rule.id))
         if not sev.is_severity(severity):
             severity = FALLBACK_SEVERITY
-    key = _render(rule.incident_key, context, rule, eid, "incident_key", errors) if rule.incident_key else None
-    title = _render(rule.title, context, rule, eid, "title", errors) if rule.title else None
+    key = _render(rule.incident_key, scope, rule, eid, ("incident_key",), errors) if rule.incident_key else None
+    title = _render(rule.title, scope, rule, eid, ("title",), errors) if rule.title else None
     if title is None:
         title = f"rule {rule.id} fired but its title failed: {errors[-1].error if errors else 'no title'}"
-    labels = {name: _render(t, context, rule, eid, f"labels.{name}", errors) or "" for name, t in rule.labels}
-    details = {name: _value(_render(t, context, rule, eid, f"details.{name}", errors))
-               for name, t in rule.details}
     return TriggerAction(rule.id, eid, full_key(ruleset.prefix, key or f"{rule.id}-template-error"),
-                         title, severity, labels, details)
+                         title, severity, lambda: _extras(rule, scope, eid))
+
+
+def _extras(rule: Trigger, scope: Scope, eid: Any) -> Extras:
+    errors: list[Action] = []
+    labels = {name: _render(t, scope, rule, eid, ("labels", name), errors) or "" for name, t in rule.labels}
+    details = {name: _value(_render(t, scope, rule, eid, ("details", name), errors)) for name, t in rule.details}
+    return Extras(labels, details, errors)  # type: ignore[arg-type]
 
 
 def _value(rendered: str | None) -> str:
@@ -145,46 +147,51 @@ def _merge(current: TriggerAction | None, new: TriggerAction) -> TriggerAction:
     if current is None:
         return new
     high, low = (new, current) if sev.rank(new.severity) > sev.rank(current.severity) else (current, new)
-    return TriggerAction(high.rule, high.event_id, high.incident_key, high.title, high.severity,
-                         {**low.labels, **high.labels}, {**low.details, **high.details},
+
+    def merged() -> Extras:
+        a, b = low.extras(), high.extras()
+        return Extras({**a.labels, **b.labels}, {**a.details, **b.details}, a.errors + b.errors)
+    return TriggerAction(high.rule, high.event_id, high.incident_key, high.title, high.severity, merged,
                          high.also_matched + (low.rule,) + low.also_matched)
 
 
 def _finish(action: TriggerAction, ruleset: RuleSet) -> TriggerAction:
-    title = full_title(ruleset.title_format, action.severity, action.title)
-    return TriggerAction(action.rule, action.event_id, action.incident_key, title, action.severity,
-                         action.labels, action.details, action.also_matched)
+    action.title = full_title(ruleset.title_format, action.severity, action.title)
+    return action
 
 
-def _recover(rule: Recovery, context: Context, eid: Any, ruleset: RuleSet, view: IncidentView,
+def _recover(rule: Recovery, scope: Scope, eid: Any, ruleset: RuleSet, view: IncidentView,
              resolved: set[str], errors: list[Action]) -> list[Action]:
-    message = _render(rule.message, context, rule, eid, "message", errors) if rule.message else None
+    message = _render(rule.message, scope, rule, eid, ("message",), errors) if rule.message else None
     if message is None:
         message = f"resolved by rule {rule.id} (its message template failed)"
     out: list[Action] = []
-    selectors: dict[str, Any] = {}
     for number, selector in enumerate(rule.resolves):
-        where = f"resolves[{number}]"
         if selector.incident_key is not None:
-            rendered = _render(selector.incident_key, context, rule, eid, f"{where}.incident_key", errors)
+            rendered = _render(selector.incident_key, scope, rule, eid, ("resolves", number, "incident_key"), errors)
             if rendered is None:
                 continue
             key = full_key(ruleset.prefix, rendered)
-            selectors["incident_key"] = key
             if key not in resolved:
                 resolved.add(key)
-                out.append(ResolveAction(rule.id, eid, key, message, view.get(key) is not None, {"incident_key": key}))
+                out.append(ResolveAction(rule.id, eid, key, message, view.get(key) is not None))
             continue
-        wanted: dict[str, frozenset[str]] = {}
-        for name, templates in selector.labels:
-            values = [_render(t, context, rule, eid, f"{where}.labels.{name}", errors) for t in templates]
-            wanted[name] = frozenset(v for v in values if v is not None)
-        selectors.update({name: sorted(values) for name, values in wanted.items()})
-        for incident in sorted(view.select(wanted), key=lambda i: i.incident_key):
+        for incident in _select(selector, scope, rule, eid, number, view, errors):
             if incident.incident_key not in resolved:
                 resolved.add(incident.incident_key)
-                out.append(ResolveAction(rule.id, eid, incident.incident_key, message, True,
-                                         {n: sorted(v) for n, v in wanted.items()}))
+                out.append(ResolveAction(rule.id, eid, incident.incident_key, message, True))
     if not out:
-        out.append(ResolveAction(rule.id, eid, None, message, False, selectors))
+        out.append(ResolveAction(rule.id, eid, None, message, False))
     return out
+
+
+def _select(selector: Selector, scope: Scope, rule: Rule, eid: Any, number: int, view: IncidentView,
+            errors: list[Action]) -> list[OpenIncident]:
+    """Open incidents whose labels match, rendering one label at a time and stopping once none can."""
+    wanted: dict[str, tuple[str, ...]] = {}
+    for name, templates in selector.labels:
+        values = [_render(t, scope, rule, eid, ("resolves", number, "labels", name), errors) for t in templates]
+        wanted[name] = tuple(v for v in values if v is not None)
+        if not view.any_with(name, wanted[name]):
+            return []
+    return view.select(wanted)

@@ -21,13 +21,25 @@ import jsonschema
 from engine.schemacheck import SCHEMA_DIR, dotted
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Parsed:
-    """One item read from input: an event, or why there is none. ``where`` is e.g. ``stdin line 4``."""
+    """One item read from input: an event, or why there is none.
 
-    where: str
+    Slotted, with ``where`` (e.g. ``stdin line 4``) built only when asked: one is
+    made per input line.
+    """
+
+    source: str
+    line: int
     event: dict[str, Any] | None = None
     error: str | None = None
+    item: int | None = None
+    lines: int = 1
+
+    @property
+    def where(self) -> str:
+        span = f"lines {self.line}-{self.line + self.lines - 1}" if self.lines > 1 else f"line {self.line}"
+        return f"{self.source} {span}" + ("" if self.item is None else f" item {self.item}")
 
 
 @dataclass(frozen=True)
@@ -95,21 +107,27 @@ def read_events(lines: Iterable[str], source: str) -> Iterator[Parsed]:
                         yield from done
                         buffer = []
                 continue
-        if not line.strip():
-            continue
         try:
-            value = json.loads(line)
+            value = _decode(line)
         except ValueError as exc:
+            if not line.strip():
+                continue
             if _incomplete(exc, line):
                 buffer, start = [line], number
             else:
-                yield Parsed(f"{source} line {number}", error=f"{source} line {number}: not valid JSON: "
+                yield Parsed(source, number, error=f"{source} line {number}: not valid JSON: "
                              f"{exc.msg} (column {exc.colno})")  # type: ignore[attr-defined]
             continue
-        yield from _items(value, source, number)
+        if type(value) is dict:  # the common case, without a nested generator
+            yield Parsed(source, number, value)
+        else:
+            yield from _items(value, source, number)
     if buffer:
         done = _try_document(buffer, start, source)
         yield from done if done is not None else [_broken(buffer, start, source)]
+
+
+_decode = json.JSONDecoder().decode
 
 
 def _starts_complete_document(line: str) -> bool:
@@ -139,8 +157,9 @@ def _broken(buffer: list[str], start: int, source: str, exc: ValueError | None =
         reason = "incomplete JSON: the document never closes"
     else:
         reason = f"{exc.msg} at line {start + exc.lineno - 1} column {exc.colno}"  # type: ignore[attr-defined]
-    where = f"{source} lines {start}-{end}" if end > start else f"{source} line {start}"
-    return Parsed(where, error=f"{where}: not valid JSON: {reason}")
+    parsed = Parsed(source, start, lines=end - start + 1)
+    parsed.error = f"{parsed.where}: not valid JSON: {reason}"
+    return parsed
 
 
 def _incomplete(exc: ValueError, text: str) -> bool:
@@ -148,15 +167,15 @@ def _incomplete(exc: ValueError, text: str) -> bool:
 
 
 def _items(value: Any, source: str, line: int) -> Iterator[Parsed]:
-    if isinstance(value, dict):
-        yield Parsed(f"{source} line {line}", event=value)
+    if type(value) is dict:
+        yield Parsed(source, line, value)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            where = f"{source} line {line} item {index}"
+            parsed = Parsed(source, line, item=index)
             if isinstance(item, dict):
-                yield Parsed(where, event=item)
+                parsed.event = item
             else:
-                yield Parsed(where, error=f"{where}: expected a JSON object, got {json.dumps(item)[:60]}")
+                parsed.error = f"{parsed.where}: expected a JSON object, got {json.dumps(item)[:60]}"
+            yield parsed
     else:
-        where = f"{source} line {line}"
-        yield Parsed(where, error=f"{where}: expected a JSON object, got {json.dumps(value)[:60]}")
+        yield Parsed(source, line, error=f"{source} line {line}: expected a JSON object, got {json.dumps(value)[:60]}")

@@ -24,15 +24,16 @@ def explain_event(event: Mapping[str, Any], ruleset: RuleSet, dispatcher: Dispat
     rules = []
     for kind, group in (("trigger", ruleset.triggers), ("recovery", ruleset.recoveries)):
         for rule in group.get(event["type"], ()):
-            verdict = judge(rule, event, ruleset.params)
-            if verdict.error:
-                rules.append({"rule": rule.id, "kind": kind, "verdict": "error", "reason": verdict.error})
-            elif verdict.context is None:
-                rules.append({"rule": rule.id, "kind": kind, "verdict": "no match", "reason": verdict.why_not})
+            scope, missed, error = judge(rule, event, ruleset.params)
+            if error:
+                rules.append({"rule": rule.id, "kind": kind, "verdict": "error", "reason": error})
+            elif scope is None:
+                reason = missed[0].why_not(missed[1]) if missed else f"when: `{rule.when.source}` is false"  # type: ignore[union-attr]
+                rules.append({"rule": rule.id, "kind": kind, "verdict": "no match", "reason": reason})
             else:
                 rules.append({"rule": rule.id, "kind": kind, "verdict": "matched", "reason": None})
     report["rules"] = rules
-    report["outcomes"] = [dispatcher.handle(a) for a in evaluate(event, ruleset, dispatcher.view)]
+    report["outcomes"] = [line for a in evaluate(event, ruleset, dispatcher.view) for line in dispatcher.handle(a)]
     return report
 
 

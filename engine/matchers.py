@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.schemacheck import unknown_name
@@ -49,9 +49,12 @@ def strict_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+_ORDERED = {(int, int), (int, float), (float, int), (float, float), (str, str)}  # bool is not a number here
+
+
 def _compare(symbol: str, compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     def test(seen: Any, expected: Any) -> bool:
-        if not (_is_number(seen) and _is_number(expected)) and not (isinstance(seen, str) and isinstance(expected, str)):
+        if (type(seen), type(expected)) not in _ORDERED:
             raise ConditionError(f"cannot compare {_show(seen)} {symbol} {_show(expected)}: expected a number")
         return compare(seen, expected)
     return test
@@ -129,13 +132,15 @@ class Condition:
     path: tuple[str, ...]
     op: str
     arg: Any
+    test: Callable[[Any, Any], bool] = field(repr=False, compare=False)
 
     def check(self, event: Mapping[str, Any]) -> tuple[bool, Any]:
         """(holds, value seen). Raises ConditionError when it cannot be evaluated."""
-        seen = lookup(event, self.path)
+        path = self.path
+        seen = event.get(path[0], _MISSING) if len(path) == 1 else lookup(event, path)
         if seen is _MISSING and self.op != "exists":
             raise ConditionError(f"match.{self.field}: missing field '{self.field}'")
-        return OPERATORS[self.op].test(seen, self.arg), seen
+        return self.test(seen, self.arg), seen
 
     def why_not(self, seen: Any) -> str:
         shown = "nothing (the field is missing)" if seen is _MISSING else _show(seen)
@@ -171,7 +176,7 @@ def compile_match(match: Mapping[str, Any]) -> tuple[Condition, ...]:
                 checked = OPERATORS[op].check_arg(arg)
             except MatcherError as exc:
                 raise MatcherError(f"{op}: {exc}", (field_path, op)) from None
-            conditions.append(Condition(field_path, path, op, checked))
+            conditions.append(Condition(field_path, path, op, checked, OPERATORS[op].test))
     return tuple(conditions)
 
 

@@ -19,30 +19,32 @@ class Tally:
     """Counts for the summary line and the exit status."""
 
     events: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (action, status)
 
     @property
     def failed(self) -> bool:
-        return self.outcomes["error"] > 0 or any(k.endswith(":failed") for k in self.outcomes)
+        """Exit status 1: an event was rejected, a rule failed, or an action failed."""
+        return any(action == "error" or status == "failed" for action, status in self.outcomes)
 
     def count(self, line: dict[str, Any]) -> None:
-        self.outcomes[line["action"]] += 1
-        if line["action"] != "error":
-            self.outcomes[f"{line['action']}:{line['status']}"] += 1
+        self.outcomes[(line["action"], line["status"])] += 1
+
+    def total(self, action: str) -> int:
+        return sum(n for (a, _), n in self.outcomes.items() if a == action)
 
     def summary(self) -> str:
         parts = [f"{self.events} events"]
         for action in ("trigger", "resolve"):
-            statuses = sorted((k.split(":", 1)[1], n) for k, n in self.outcomes.items() if k.startswith(action + ":"))
-            detail = ", ".join(f"{n} {s}" for s, n in statuses)
-            parts.append(f"{self.outcomes[action]} {action}s" + (f" ({detail})" if detail else ""))
-        parts.append(f"{self.outcomes['error']} errors")
+            detail = ", ".join(f"{n} {s}" for (a, s), n in sorted(self.outcomes.items()) if a == action)
+            parts.append(f"{self.total(action)} {action}s" + (f" ({detail})" if detail else ""))
+        parts.append(f"{self.total('error')} errors")
         return ", ".join(parts)
 
 
 def run(items: Iterable[Parsed], ruleset: RuleSet, dispatcher: Dispatcher, tally: Tally,
         default_type: str | None = None) -> Iterator[dict[str, Any]]:
     """Outcome lines for each parsed item, in input order."""
+    count = tally.outcomes  # counted inline: this loop runs once per event
     for item in items:
         tally.events += 1
         if item.event is None:
@@ -54,6 +56,6 @@ def run(items: Iterable[Parsed], ruleset: RuleSet, dispatcher: Dispatcher, tally
         if default_type and "type" not in event:
             event["type"] = default_type
         for action in evaluate(event, ruleset, dispatcher.view):
-            line = dispatcher.handle(action)
-            tally.count(line)
-            yield line
+            for line in dispatcher.handle(action):
+                count[(line["action"], line["status"])] += 1
+                yield line

@@ -4,8 +4,11 @@ Event values are only ever *data* in a context: nothing from an event is
 compiled, so a summary containing ``{{ 7*7 }}`` prints literally.
 
 Speed: ``Template.render`` builds a fresh context per call, which costs more
-than the rendering itself. A rule's templates and expressions all run in one
-context made per (rule, event), so the title, key and labels share it.
+than the rendering itself. So a rule's templates share one Scope per (rule,
+event), made into a Jinja context only when needed, and simple templates also
+get a plain-Python reader (engine/fastpath.py) whose answer is used only when
+it raises nothing; otherwise the sandboxed template runs and gives the answer
+or the error.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import Context, new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engine.fastpath import expression_reader, template_reader
 from engine.schemacheck import unknown_name
 
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -51,6 +55,34 @@ class TemplateError(Exception):
         self.line = line
 
 
+class Scope:
+    """What a rule's templates see for one event: ``event``, ``params`` and the rule's vars.
+
+    The Jinja context is made only when a template needs the sandboxed path.
+    """
+
+    __slots__ = ("values", "_context")
+
+    def __init__(self, values: dict[str, Any]):
+        self.values = values
+        self._context: Context | None = None
+
+    def context(self) -> Context:
+        if self._context is None:
+            self._context = new_context(ENV, "rule", {}, self.values, False, ENV.globals, None)
+        return self._context
+
+    def set(self, name: str, value: Any) -> None:
+        self.values[name] = value
+        if self._context is not None:
+            self._context.vars[name] = value
+
+
+def make_context(values: Mapping[str, Any]) -> Scope:
+    """A fresh scope holding ``values`` (``event``, ``params``); rule vars are added to it."""
+    return Scope(dict(values))
+
+
 @dataclass(frozen=True)
 class Compiled:
     """A compiled template (``kind == "template"``) or expression, with the names it reads."""
@@ -59,21 +91,38 @@ class Compiled:
     kind: str
     names: frozenset[str]
     _root: Callable[[Context], Iterable[str]]
+    _fast: Callable[[dict[str, Any]], Any] | None = None
+    # Reads only ``event`` and ``params``, so its value is the same for every rule of one event.
+    pure: bool = False
 
-    def render(self, context: Context) -> str:
-        """Render a template in ``context``."""
-        return "".join(self._root(context))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pure", self.names <= {"event", "params"})
 
-    def evaluate(self, context: Context) -> Any:
-        """Evaluate an expression in ``context``; the value is not turned into text."""
+    def render(self, scope: Scope) -> str:
+        """Render a template in ``scope``."""
+        if self._fast is not None:
+            try:
+                return str(self._fast(scope.values))
+            except Exception:  # not a plain lookup after all: let Jinja answer, or raise its error
+                pass
+        return "".join(self._root(scope.context()))
+
+    def evaluate(self, scope: Scope) -> Any:
+        """Evaluate an expression in ``scope``; the value is not turned into text."""
+        if self._fast is not None:
+            try:
+                return self._fast(scope.values)
+            except Exception:  # as in render
+                pass
+        context = scope.context()
         for _ in self._root(context):
             pass
         return context.vars[_RESULT]
 
-    def assign(self, context: Context, name: str) -> Any:
+    def assign(self, scope: Scope, name: str) -> Any:
         """Evaluate an expression and make its value visible to later templates as ``name``."""
-        value = self.evaluate(context)
-        context.vars[name] = value
+        value = self.evaluate(scope)
+        scope.set(name, value)
         return value
 
 
@@ -85,7 +134,8 @@ def compile_template(source: str) -> Compiled:
     except (TemplateSyntaxError, TemplateAssertionError) as exc:
         raise TemplateError(_syntax_message(exc), exc.lineno or 1) from None
     _check_names(ast)
-    return Compiled(source, "template", frozenset(meta.find_undeclared_variables(ast)), code.root_render_func)
+    return Compiled(source, "template", frozenset(meta.find_undeclared_variables(ast)), code.root_render_func,
+                    template_reader(ast, ENV.filters))
 
 
 def compile_expression(source: str) -> Compiled:
@@ -103,12 +153,7 @@ def compile_expression(source: str) -> Compiled:
         raise TemplateError(_syntax_message(exc), exc.lineno or 1) from None
     _check_names(ast)
     names = frozenset(meta.find_undeclared_variables(ast)) - {_RESULT}
-    return Compiled(source, "expression", names, code.root_render_func)
-
-
-def make_context(values: Mapping[str, Any]) -> Context:
-    """A fresh context holding ``values`` (``event``, ``params``); rule vars are added to it."""
-    return new_context(ENV, "rule", {}, dict(values), False, ENV.globals, None)
+    return Compiled(source, "expression", names, code.root_render_func, expression_reader(expr, ENV.filters))
 
 
 def attribute_paths(compiled: Compiled, root: str) -> set[tuple[str, ...]]:
