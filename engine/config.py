@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import severity
-from engine.errors import ConfigError, InvalidFiles
+from engine.errors import ConfigError, InvalidFiles, Problem
 from engine.schemacheck import check_document, load_schema
 from engine.source import load_yaml_text
 
@@ -87,10 +87,11 @@ class Setting:
     env: str | None
     parse: Callable[[Any], Any]
     default: Any
+    secret: bool = False  # never echo the value in an error
 
 
 SETTINGS = (
-    Setting("api_token", "PAGERDUTY_API_TOKEN", _optional_text, None),
+    Setting("api_token", "PAGERDUTY_API_TOKEN", _optional_text, None, secret=True),
     Setting("from_email", "PAGERDUTY_FROM_EMAIL", _optional_text, None),
     Setting("service_id", "PAGERDUTY_SERVICE_ID", _optional_text, None),
     Setting("escalation_policy_id", "PAGERDUTY_ESCALATION_POLICY_ID", _optional_text, None),
@@ -109,6 +110,7 @@ SETTINGS = (
     Setting("request_timeout_seconds", "PAGERULES_REQUEST_TIMEOUT", _seconds, 10.0),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
+_SECRETS = {s.name for s in SETTINGS if s.secret}
 REQUIRED_LIVE = ("api_token", "from_email", "service_id", "escalation_policy_id")
 
 
@@ -154,7 +156,8 @@ def load_config_text(text: str, filename: str, env: Mapping[str, str] | None = N
     """Build a Config from pagerduty.yaml text, the environment and flag overrides."""
     doc, problems = load_yaml_text(text, filename)
     if not problems:
-        problems = check_document(doc, load_schema("config.schema.json"), lambda path: (None, path))
+        problems = [_redacted(p) for p in check_document(doc, load_schema("config.schema.json"),
+                                                         lambda path: (None, path))]
     if problems:
         raise InvalidFiles(problems)
     values: dict[str, Any] = {"source": filename}
@@ -173,13 +176,20 @@ def load_config_text(text: str, filename: str, env: Mapping[str, str] | None = N
         try:
             values[setting.name] = setting.parse(raw) if where else raw
         except (ValueError, TypeError) as exc:
-            errors.append(f"{where}: {exc}")
+            errors.append(f"{where}: {'must be text' if setting.secret else exc}")
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     base = base_dir or Path(filename).resolve().parent
     for name in ("rules_dir", "state_path", "events_dir"):
         values[name] = str((base / values[name]).resolve())
     return Config(**values)
+
+
+def _redacted(problem: Problem) -> Problem:
+    """A schema problem at a secret setting, without the value."""
+    if problem.path and problem.path[0] in _SECRETS:
+        return Problem(problem.filename, problem.line, f"{problem.path[0]}: must be text")
+    return problem
 
 
 def load_config(path: str | None = None, env: Mapping[str, str] | None = None,

@@ -1,0 +1,152 @@
+"""The command line: exit codes, output lines, input forms, and no traceback ever."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from cli import main
+from conftest import ROOT
+from test_config import LIVE_ENV
+
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
+
+
+def invoke(args: list[str], stdin: str = "", env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, args, input=stdin, env={**{k: None for k in os.environ
+                                                               if k.startswith(("PAGERDUTY_", "PAGERULES_"))},
+                                                            **(env or {})})
+
+
+def lines(output: str) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def test_dry_run_on_the_shipped_example_events_exits_0() -> None:
+    result = invoke(["process", "--dry-run"], (ROOT / "examples/events.jsonl").read_text())
+    assert result.exit_code == 0, result.output
+    out = lines(result.stdout)
+    assert [(l["action"], l["status"]) for l in out][:3] == [("trigger", "planned")] * 3
+    assert {l["action"] for l in out} == {"trigger", "resolve"}
+
+
+def test_a_rejected_event_exits_1_and_the_others_are_still_processed() -> None:
+    result = invoke(["process", "--dry-run"], (ROOT / "examples/bad-events.jsonl").read_text()
+                    + (ROOT / "examples/events.jsonl").read_text())
+    assert result.exit_code == 1
+    out = lines(result.stdout)
+    assert out[0] == {"action": "error", "status": "rejected", "event_id": "e9",
+                      "error": "deploy.health: 'repo' is a required property"}
+    assert out[1]["error"].startswith("stdin line 2: not valid JSON: Expecting property name")
+    assert len([l for l in out if l["action"] == "trigger"]) == 5
+
+
+def test_a_single_object_and_an_array_are_accepted() -> None:
+    event = {"type": "build", "id": "b", "repo": "a/b", "branch": "main", "build_number": 1, "status": "failed"}
+    assert lines(invoke(["process", "--dry-run"], json.dumps(event, indent=2)).stdout)[0]["status"] == "planned"
+    array = invoke(["process", "--dry-run"], json.dumps([event, {**event, "id": "c", "build_number": 2}]))
+    assert [l["incident_key"] for l in lines(array.stdout)] == ["codespar-a-b-build-1", "codespar-a-b-build-2"]
+
+
+def test_the_summary_goes_to_stderr() -> None:
+    result = invoke(["process", "--dry-run"], (ROOT / "examples/events.jsonl").read_text())
+    assert "9 events, 5 triggers (1 deduplicated, 4 planned), 5 resolves (1 nothing_open, 4 planned), 0 errors" \
+        in result.stderr
+
+
+def test_live_mode_without_settings_is_exit_2_naming_every_variable() -> None:
+    result = invoke(["process"], "")
+    assert result.exit_code == 2
+    assert ("live mode needs PAGERDUTY_API_TOKEN, PAGERDUTY_FROM_EMAIL, PAGERDUTY_SERVICE_ID, "
+            "PAGERDUTY_ESCALATION_POLICY_ID") in result.stderr
+
+
+def test_disabled_needs_no_settings_and_reports_disabled() -> None:
+    result = invoke(["process"], (ROOT / "examples/events.jsonl").read_text(), env={"PAGERDUTY_ENABLED": "false"})
+    assert result.exit_code == 0 and {l["status"] for l in lines(result.stdout)} == {"disabled"}
+
+
+def test_an_invalid_variable_is_exit_2_naming_it() -> None:
+    result = invoke(["process", "--dry-run"], "", env={"PAGERDUTY_AUTO_RESOLVE": "sometimes"})
+    assert result.exit_code == 2
+    assert "PAGERDUTY_AUTO_RESOLVE: 'sometimes' is not a boolean" in result.stderr
+
+
+def test_broken_rules_are_exit_2_for_process_with_file_and_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "r.yaml").write_text("triggers:\n  - id: x\n    on: build\n    severity: hgh\n    title: t\n"
+                                     "    incident_key: k\n")
+    result = invoke(["process", "--dry-run", "--rules", str(tmp_path)], "")
+    assert result.exit_code == 2
+    assert "r.yaml:4: rule x: severity: 'hgh' is not a severity (known: low, medium, high, critical)" in result.stderr
+
+
+def test_validate_lists_every_problem_and_exits_1(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "r.yaml").write_text("triggers:\n  - id: x\n    on: biuld\n    severity: hgh\n    title: t\n"
+                                     "    incident_key: k\n")
+    result = invoke(["validate", "--rules", str(tmp_path)])
+    assert result.exit_code == 1
+    assert [l.split(": ", 2)[1:] for l in result.stdout.splitlines()] == [
+        ["rule x", "on: unknown event type 'biuld' (did you mean 'build'? known: build, deploy.health, "
+                   "incident.escalation, incident.resolved, rollback, sentry.errors)"],
+        ["rule x", "severity: 'hgh' is not a severity (known: low, medium, high, critical)"]]
+
+
+def test_validate_passes_on_the_shipped_rules() -> None:
+    result = invoke(["validate"])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "ok: 9 rules in 4 files" in result.stderr
+
+
+def test_validate_reports_an_unknown_pack() -> None:
+    result = invoke(["validate", "--packs", "nosuch"])
+    assert result.exit_code == 1 and "unknown rule pack 'nosuch'" in result.stdout
+
+
+def test_explain_says_why_each_rule_did_not_match() -> None:
+    event = {"type": "build", "id": "b9", "repo": "a/b", "branch": "dev", "build_number": 7, "status": "failed"}
+    result = invoke(["explain"], json.dumps(event))
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[:3] == [
+        "event b9 (build)",
+        "  build-failed  trigger   no match: when: `event.branch in params.build_branches` is false",
+        '  build-fixed   recovery  no match: match.status: expected "passed", got "failed"']
+
+
+def test_explain_carries_open_incidents_between_events() -> None:
+    fail = {"type": "build", "id": "b1", "repo": "a/b", "branch": "main", "build_number": 7, "status": "failed"}
+    result = invoke(["explain", "--json"], json.dumps(fail) + "\n" + json.dumps({**fail, "id": "b2",
+                                                                                  "status": "passed"}))
+    reports = [json.loads(l) for l in result.stdout.splitlines()]
+    assert [o["status"] for r in reports for o in r["outcomes"]] == ["planned", "planned"]
+    assert reports[1]["outcomes"][0]["incident_key"] == "codespar-a-b-build-7"
+
+
+def test_type_flag_sets_the_type_of_untyped_events() -> None:
+    event = {"id": "b", "repo": "a/b", "branch": "main", "build_number": 1, "status": "failed"}
+    assert lines(invoke(["process", "--dry-run", "--type", "build"], json.dumps(event)).stdout)[0]["status"] == "planned"
+
+
+def test_the_token_never_appears_in_output() -> None:
+    env = {**LIVE_ENV, "PAGERDUTY_ENABLED": "maybe"}
+    for args in (["process"], ["process", "--dry-run"], ["validate"], ["explain"]):
+        result = invoke(args, (ROOT / "examples/events.jsonl").read_text(), env=env)
+        assert LIVE_ENV["PAGERDUTY_API_TOKEN"] not in result.output + result.stderr
+
+
+def test_a_bad_token_value_in_the_file_is_not_echoed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "pd.yaml"
+    config.write_text("api_token: [tok-secret-123]\n")
+    result = invoke(["process", "--dry-run", "--config", str(config)], "")
+    assert result.exit_code == 2 and "api_token: must be text" in result.stderr
+    assert "tok-secret-123" not in result.stderr
+
+
+def test_cli_as_a_subprocess_streams_json_lines_without_traceback() -> None:
+    stdin = "not json\n" + (ROOT / "examples/events.jsonl").read_text()
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "process", "--dry-run"], input=stdin,
+                          capture_output=True, text=True, env=CLEAN_ENV, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert json.loads(proc.stdout.splitlines()[0])["error"].startswith("stdin line 1: not valid JSON")

@@ -1,0 +1,50 @@
+"""The README documents every command, matcher, filter and setting."""
+from __future__ import annotations
+
+from cli import main
+from conftest import ROOT
+from engine.config import setting_names
+from engine.matchers import OPERATORS
+from engine.templates import FILTERS
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_every_command_is_in_the_readme() -> None:
+    for name in main.commands:
+        assert f"`pagerules {name}" in README, name
+
+
+def test_every_matcher_has_a_row_with_an_example() -> None:
+    for name in OPERATORS:
+        assert f"| `{name}` | `" in README, name
+
+
+def test_every_filter_of_ours_is_documented() -> None:
+    for name in FILTERS:
+        assert f"| `{name}` |" in README, name
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    for key, env in setting_names():
+        assert f"| {key} |" in README, key
+        assert env is None or f"| {env} |" in README, env
+
+
+def test_every_command_help_ends_with_an_example() -> None:
+    for name, command in main.commands.items():
+        assert "Example: " in (command.help or ""), name
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    assert "    bash .ci/run\n" in README and (ROOT / ".ci/run").exists()
+
+
+def test_the_readme_rule_example_compiles_and_behaves() -> None:
+    from conftest import dry_run, rules_from
+    example = README.split("```yaml\n", 1)[1].split("```", 1)[0]
+    rules = rules_from(example)
+    event = {"type": "build", "id": "b", "repo": "a/b", "branch": "main", "build_number": 3, "status": "failed"}
+    lines = dry_run([event, {**event, "id": "c", "status": "passed"}], rules)
+    assert [(l["action"], l["status"], l["incident_key"]) for l in lines] == [
+        ("trigger", "planned", "codespar-a-b-build-3"), ("resolve", "planned", "codespar-a-b-build-3")]

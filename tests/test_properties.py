@@ -1,0 +1,96 @@
+"""Properties over random input: evaluation never crashes, and the fast path never disagrees with Jinja."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import dry_run, shipped_rules
+from engine.dispatch import MemoryView
+from engine.evaluate import evaluate
+from engine.templates import Compiled, Scope, compile_expression, compile_template
+
+RULES = shipped_rules()
+TYPES = sorted(RULES.event_types)
+
+scalars = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=12)
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+FIELDS = ["id", "repo", "deploy", "error_rate", "baseline_error_rate", "sustained_minutes", "checks", "level",
+          "new_count", "issue_id", "post_deploy", "branch", "build_number", "status", "url", "rolled_back_to",
+          "health_passed", "incident_id", "severity", "summary"]
+
+
+@st.composite
+def events(draw: Any) -> dict[str, Any]:
+    """Events that are often almost right: a known type, known field names, any values."""
+    event = draw(st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), json_values, max_size=10))
+    if draw(st.booleans()):
+        event["type"] = draw(st.sampled_from(TYPES))
+    if draw(st.booleans()):
+        event["deploy"] = {"version": draw(st.text(max_size=5) | st.integers())}
+        event["checks"] = {"passed": draw(st.integers(0, 12)), "total": draw(st.integers(0, 12))}
+    return event
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(events(), max_size=5))
+def test_random_events_never_crash_evaluation(batch: list[dict[str, Any]]) -> None:
+    view = MemoryView()
+    for event in batch:
+        for action in evaluate(event, RULES, view):
+            assert action.kind in ("trigger", "resolve", "error")
+    lines = dry_run(batch)
+    assert all(line["action"] in ("trigger", "resolve", "error") and line["status"] for line in lines)
+
+
+def _jinja(compiled: Compiled, values: dict[str, Any]) -> tuple[str, Any]:
+    """The sandboxed answer: ("ok", value) or ("error", exception type)."""
+    context = Scope(dict(values)).context()
+    try:
+        if compiled.kind == "template":
+            return "ok", "".join(compiled._root(context))
+        for _ in compiled._root(context):
+            pass
+        return "ok", context.vars["_pagerules_result"]
+    except Exception as exc:  # noqa: BLE001 - any error is an answer here
+        return "error", type(exc)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+ALL_COMPILED = [c for rule in RULES.all_rules()
+                for c in ([v for _, v in rule.vars] + ([rule.when] if rule.when else [])
+                          + [getattr(rule, f) for f in ("title", "incident_key", "message") if getattr(rule, f, None)]
+                          + [t for _, t in getattr(rule, "labels", ())] + [t for _, t in getattr(rule, "details", ())])]
+EXTRA = [compile_expression(e) for e in ("event.a + event.b", "event.a ~ event.b", "-event.a", "[event.a, 1]",
+                                         "event.a if event.b else 3", "event.a // event.b", "(event.a, )",
+                                         "event.a in event.b", "event.a < event.b < 10", "not event.a or event.b")]
+EXTRA += [compile_template(t) for t in ("{{ event.a | round(2) }}", "{{ event.a | default('x') }}",
+                                        "{{ event['a'] | slug }}-{{ event.b | decimals(1) }}", "{{ event.a.b }}")]
+
+
+def test_every_shipped_template_has_a_fast_reader() -> None:
+    assert all(c._fast is not None for c in ALL_COMPILED + EXTRA)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events(), st.dictionaries(st.sampled_from(["a", "b"]), json_values, max_size=2))
+def test_the_fast_path_answers_only_what_jinja_answers(event: dict[str, Any], ab: dict[str, Any]) -> None:
+    event = {**event, **ab}
+    values = {"event": event, "params": dict(RULES.params), "ratio": event.get("a")}
+    for compiled in ALL_COMPILED + EXTRA:
+        assert compiled._fast is not None
+        try:
+            fast = compiled._fast(values)
+        except Exception:  # noqa: BLE001 - the caller then asks Jinja; nothing to compare
+            continue
+        outcome, value = _jinja(compiled, values)
+        assert outcome == "ok", (compiled.source, event, value)
+        assert _same(fast if compiled.kind == "expression" else str(fast), value), (compiled.source, event)
