@@ -83,13 +83,16 @@ def evaluate(event: Mapping[str, Any], ruleset: RuleSet, view: IncidentView) -> 
     actions: list[Action] = []
     triggers: dict[str, TriggerAction] = {}
     memo: dict[str, Any] = {}
+    errors: list[ErrorAction] = []  # template failures, reported before the action they belong to
     for trigger in ruleset.triggers.get(kind, ()):
         scope, _, error = judge(trigger, event, ruleset.params, memo)
         if error:
             actions.append(ErrorAction(eid, f"rule {trigger.id}: {error}", trigger.id))
         elif scope is not None:
-            action = _fire(trigger, scope, eid, ruleset, actions)
+            action = _fire(trigger, scope, eid, ruleset, errors)
             triggers[action.incident_key] = _merge(triggers.get(action.incident_key), action)
+            actions.extend(errors)
+            errors.clear()
     actions.extend(_finish(t, ruleset) for t in triggers.values())
     resolved: set[str] = set(triggers)  # an event never resolves what it triggers
     for recovery in ruleset.recoveries.get(kind, ()):
@@ -97,12 +100,15 @@ def evaluate(event: Mapping[str, Any], ruleset: RuleSet, view: IncidentView) -> 
         if error:
             actions.append(ErrorAction(eid, f"rule {recovery.id}: {error}", recovery.id))
         elif scope is not None:
-            actions.extend(_recover(recovery, scope, eid, ruleset, view, resolved, actions))
+            found = _recover(recovery, scope, eid, ruleset, view, resolved, errors)
+            actions.extend(errors)
+            errors.clear()
+            actions.extend(found)
     return actions
 
 
 def _render(template: Compiled, scope: Scope, rule: Rule, eid: Any, where: tuple[Any, ...],
-            errors: list[Action]) -> str | None:
+            errors: list[ErrorAction]) -> str | None:
     """Render, or report an error line and return None so the caller substitutes a fallback.
 
     ``where`` is a path such as ("labels", "repo"), turned into text only on failure.
@@ -114,7 +120,7 @@ def _render(template: Compiled, scope: Scope, rule: Rule, eid: Any, where: tuple
         return None
 
 
-def _fire(rule: Trigger, scope: Scope, eid: Any, ruleset: RuleSet, errors: list[Action]) -> TriggerAction:
+def _fire(rule: Trigger, scope: Scope, eid: Any, ruleset: RuleSet, errors: list[ErrorAction]) -> TriggerAction:
     severity = rule.severity
     if not isinstance(severity, str):
         rendered = _render(severity, scope, rule, eid, ("severity",), errors)
@@ -132,10 +138,10 @@ def _fire(rule: Trigger, scope: Scope, eid: Any, ruleset: RuleSet, errors: list[
 
 
 def _extras(rule: Trigger, scope: Scope, eid: Any) -> Extras:
-    errors: list[Action] = []
+    errors: list[ErrorAction] = []
     labels = {name: _render(t, scope, rule, eid, ("labels", name), errors) or "" for name, t in rule.labels}
     details = {name: _value(_render(t, scope, rule, eid, ("details", name), errors)) for name, t in rule.details}
-    return Extras(labels, details, errors)  # type: ignore[arg-type]
+    return Extras(labels, details, errors)
 
 
 def _value(rendered: str | None) -> str:
@@ -161,7 +167,7 @@ def _finish(action: TriggerAction, ruleset: RuleSet) -> TriggerAction:
 
 
 def _recover(rule: Recovery, scope: Scope, eid: Any, ruleset: RuleSet, view: IncidentView,
-             resolved: set[str], errors: list[Action]) -> list[Action]:
+             resolved: set[str], errors: list[ErrorAction]) -> list[Action]:
     message = _render(rule.message, scope, rule, eid, ("message",), errors) if rule.message else None
     if message is None:
         message = f"resolved by rule {rule.id} (its message template failed)"
@@ -186,7 +192,7 @@ def _recover(rule: Recovery, scope: Scope, eid: Any, ruleset: RuleSet, view: Inc
 
 
 def _select(selector: Selector, scope: Scope, rule: Rule, eid: Any, number: int, view: IncidentView,
-            errors: list[Action]) -> list[OpenIncident]:
+            errors: list[ErrorAction]) -> list[OpenIncident]:
     """Open incidents whose labels match, rendering one label at a time and stopping once none can."""
     wanted: dict[str, tuple[str, ...]] = {}
     for name, templates in selector.labels:

@@ -59,7 +59,7 @@ class EventType:
         except fastjsonschema.JsonSchemaException as fast_error:
             errors = sorted(self.full.iter_errors(event), key=lambda e: list(map(str, e.absolute_path)))
             if not errors:  # the two validators disagree: trust the stricter one, say which
-                return [f"{self.name}: {fast_error.message}"]
+                return [f"{self.name}: {fast_error}"]
             return [_message(self.name, e) for e in errors]
 
 

@@ -21,7 +21,7 @@ def explain_event(event: Mapping[str, Any], ruleset: RuleSet, dispatcher: Dispat
     if rejected:
         report["rejected"] = rejected
         return report
-    rules = []
+    rules: list[dict[str, Any]] = []
     for kind, group in (("trigger", ruleset.triggers), ("recovery", ruleset.recoveries)):
         for rule in group.get(event["type"], ()):
             scope, missed, error = judge(rule, event, ruleset.params)

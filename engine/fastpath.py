@@ -29,7 +29,7 @@ from jinja2.utils import _PassArg
 Reader = Callable[[dict[str, Any]], Any]
 
 _COMPARE = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<=", "in": "in", "notin": "not in"}
-_BINARY = {nodes.Add: "+", nodes.Sub: "-", nodes.Mul: "*", nodes.Div: "/", nodes.FloorDiv: "//"}
+_BINARY: dict[type[nodes.Node], str] = {nodes.Add: "+", nodes.Sub: "-", nodes.Mul: "*", nodes.Div: "/", nodes.FloorDiv: "//"}
 
 
 class _Unsupported(Exception):
@@ -75,8 +75,8 @@ class _Generator:
             return f"({self.expr(node.left)} {word} {self.expr(node.right)})"
         if isinstance(node, nodes.Not):
             return f"(not {self.expr(node.node)})"
-        if type(node) in _BINARY:
-            return f"({self.expr(node.left)} {_BINARY[type(node)]} {self.expr(node.right)})"  # type: ignore[attr-defined]
+        if isinstance(node, nodes.BinExpr) and type(node) in _BINARY:
+            return f"({self.expr(node.left)} {_BINARY[type(node)]} {self.expr(node.right)})"
         if isinstance(node, nodes.Neg):
             return f"(-{self.expr(node.node)})"
         if isinstance(node, nodes.CondExpr) and node.expr2 is not None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from engine.schemacheck import unknown_name
@@ -132,7 +133,7 @@ class Condition:
     path: tuple[str, ...]
     op: str
     arg: Any
-    test: Callable[[Any, Any], bool] = field(repr=False, compare=False)
+    test: Callable[[Any, Any], bool] = dataclasses.field(repr=False, compare=False)
 
     def check(self, event: Mapping[str, Any]) -> tuple[bool, Any]:
         """(holds, value seen). Raises ConditionError when it cannot be evaluated."""

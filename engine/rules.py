@@ -8,10 +8,10 @@ templates compiled once. Raw dicts never reach evaluation.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine import severity
 from engine.config import Config
@@ -24,6 +24,7 @@ from engine.source import Document, load_yaml_text
 from engine.templates import ENV, Compiled, TemplateError, attribute_paths, compile_expression, compile_template
 
 RULE_SUFFIXES = (".yaml", ".yml")
+RuleT = TypeVar("RuleT")
 
 
 @dataclass(frozen=True)
@@ -212,16 +213,8 @@ def compile_documents(docs: list[Document], config: Config, event_types: Mapping
             continue
         broken = {p.path[:2] for p in found}
         builder = _Builder(doc, event_types, config.params, problems)
-        for section, build in (("triggers", builder.trigger), ("recoveries", builder.recovery)):
-            for index, raw in enumerate(doc.data.get(section) or []):
-                try:
-                    rule = build(index, raw)
-                except (KeyError, TypeError, AttributeError, ValueError):
-                    if (section, index) in broken:
-                        continue  # too malformed to read further; the schema problem says why
-                    raise
-                if (section, index) not in broken:
-                    (triggers if section == "triggers" else recoveries).append(rule)
+        triggers += _build_all(doc.data.get("triggers"), "triggers", builder.trigger, broken)
+        recoveries += _build_all(doc.data.get("recoveries"), "recoveries", builder.recovery, broken)
     problems.extend(check_ruleset(triggers, recoveries))
     problems.extend(duplicate_ids(_rule_ids(docs)))
     errors = [p for p in problems if not p.warning]
@@ -234,6 +227,23 @@ def compile_documents(docs: list[Document], config: Config, event_types: Mapping
                    params=config.params, prefix=config.dedup_key_prefix, title_format=config.title_format,
                    version=digest.hexdigest()[:12], files=tuple(d.filename for d in docs),
                    warnings=tuple(p for p in problems if p.warning))
+
+
+def _build_all(raws: Any, section: str, build: Callable[[int, Any], RuleT], broken: set[tuple[Any, ...]]
+               ) -> list[RuleT]:
+    """Compile every rule of a section. One that failed the schema is still compiled for its other
+    problems, but is left out of the ruleset, and skipped if too malformed to read."""
+    rules = []
+    for index, raw in enumerate(raws or []):
+        try:
+            rule = build(index, raw)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            if (section, index) in broken:
+                continue  # the schema problem already says why
+            raise
+        if (section, index) not in broken:
+            rules.append(rule)
+    return rules
 
 
 def _rule_ids(docs: list[Document]) -> list[tuple[str, str, int]]:

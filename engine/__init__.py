@@ -1,0 +1,1 @@
+"""pagerules engine: rules, evaluation, dispatch. See README.md "Layout"."""
