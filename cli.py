@@ -3,20 +3,25 @@ its errors into a message and an exit status: 0 all handled, 1 an event or actio
 failed, 2 usage or configuration error."""
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import wraps
 from typing import Any, TextIO
 
 import click
 
+from engine import manual
 from engine.config import Config, load_config
-from engine.dispatch import Dispatcher, DryRun
-from engine.errors import InvalidFiles, PageRulesError, Problem
+from engine.dispatch import Backend, Dispatcher, DryRun
+from engine.errors import ConfigError, InvalidFiles, PageRulesError, Problem
 from engine.events import read_events
 from engine.explain import explain_event, format_report
+from engine.live import Live, live_backend, make_client
+from engine.state import State
 from engine.pipeline import Tally, run
 from engine.rules import RuleSet, load_ruleset
 
@@ -45,9 +50,30 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def state_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--state", "state_path", type=click.Path(dir_okay=False),
+                        help="State file (default: state_path from the config, PAGERULES_STATE).")(func)
+
+
 def _load(config_path: str | None, rules_dir: str | None, packs: str | None) -> tuple[Config, RuleSet]:
     config = load_config(config_path, overrides={"rules_dir": rules_dir, "packs": packs})
     return config, load_ruleset(config)
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _backend(config: Config, dry_run: bool, state_path: str | None, actor: str = "rules") -> Backend:
+    """Dry run, or live (which needs every PagerDuty setting). Disabled sends nothing either way."""
+    if dry_run or not config.enabled:
+        return DryRun()
+    config.require_live()
+    return live_backend(config, state_path, actor)
+
+
+def _emit(data: Any, as_json: bool, human: str) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False) if as_json else human)
 
 
 # One encoder for every line: json.dumps(..., ensure_ascii=False) would build a new one per call.
@@ -115,9 +141,10 @@ def validate(config_path: str | None, rules_dir: str | None, packs: str | None, 
 @config_options
 @click.option("--dry-run", is_flag=True, help="Contact nothing and write no state; print what would happen.")
 @click.option("--type", "default_type", help="Type for input events that have none (e.g. github.workflow_run).")
+@state_option
 @_fail_cleanly
 def process(config_path: str | None, rules_dir: str | None, packs: str | None, dry_run: bool,
-            default_type: str | None) -> None:
+            default_type: str | None, state_path: str | None) -> None:
     """Read events on stdin and act on them.
 
     Input: one JSON object, a JSON array, or JSON lines. Prints one JSON line per
@@ -126,10 +153,7 @@ def process(config_path: str | None, rules_dir: str | None, packs: str | None, d
     Example: python cli.py process --dry-run < examples/events.jsonl
     """
     config, ruleset = _load(config_path, rules_dir, packs)
-    if not dry_run and config.enabled:
-        config.require_live()
-        raise PageRulesError("live mode is not available in this build; use --dry-run")
-    dispatcher = Dispatcher(config, DryRun())
+    dispatcher = Dispatcher(config, _backend(config, dry_run, state_path))
     tally = Tally()
     _write_lines(run(read_events(sys.stdin, "stdin"), ruleset, dispatcher, tally, default_type), sys.stdout)
     sys.stdout.flush()
@@ -167,6 +191,139 @@ def _explain_all(items: Any, ruleset: RuleSet, dispatcher: Dispatcher, default_t
         if default_type and "type" not in item.event:
             item.event["type"] = default_type
         yield explain_event(item.event, ruleset, dispatcher)
+
+
+@main.command()
+@click.option("--title", required=True, help="What is wrong, as the incident title's text.")
+@click.option("--severity", required=True, help="low, medium, high or critical.")
+@click.option("--repo", required=True, help="The repository (owner/name) the incident is about.")
+@click.option("--key", help="incident_key (the prefix is added); default: from repo and title.")
+@click.option("--details", help="JSON object sent as the incident's details.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome line as JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@state_option
+@_fail_cleanly
+def trigger(title: str, severity: str, repo: str, key: str | None, details: str | None, as_json: bool,
+            config_path: str | None, state_path: str | None) -> None:
+    """Page by hand, with the same prefix, threshold and dedup as events.
+
+    Example: pagerules trigger --title "checkout is down" --severity critical --repo acme/shop
+    """
+    config = load_config(config_path)
+    parsed = _json_object(details, "--details")
+    line = manual.trigger(config, _backend(config, False, state_path, _actor()), title, severity.lower(), repo,
+                          key, parsed)
+    _emit(line, as_json, f"{line['status']}: {line['incident_key']} {line['title']}"
+          + (f" ({line['incident_id']})" if line.get("incident_id") else "") + _error_suffix(line))
+    sys.exit(1 if line["status"] == "failed" else 0)
+
+
+@main.command()
+@click.option("--key", required=True, help="incident_key, with or without the prefix.")
+@click.option("--message", help="Resolution message (also added as a note).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome line as JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@state_option
+@_fail_cleanly
+def resolve(key: str, message: str | None, as_json: bool, config_path: str | None, state_path: str | None) -> None:
+    """Resolve an incident by key in PagerDuty, with a message.
+
+    Example: pagerules resolve --key codespar-acme-backend-api-build-349 --message "fixed by hand"
+    """
+    config = load_config(config_path)
+    line = manual.resolve(config, _backend(config, False, state_path, _actor()), key, message)
+    _emit(line, as_json, f"{line['status']}: {line['incident_key']}" + _error_suffix(line))
+    sys.exit(1 if line["status"] == "failed" else 0)
+
+
+@main.command()
+@click.option("--key", required=True, help="incident_key, with or without the prefix.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@state_option
+@_fail_cleanly
+def ack(key: str, as_json: bool, config_path: str | None, state_path: str | None) -> None:
+    """Acknowledge an incident by key in PagerDuty.
+
+    Example: pagerules ack --key codespar-acme-backend-api-build-349
+    """
+    config = load_config(config_path)
+    backend = _backend(config, False, state_path, _actor())
+    line = manual.acknowledge(config, backend, key) if isinstance(backend, Live) else \
+        {"action": "ack", "status": "disabled", "incident_key": key}
+    _emit(line, as_json, f"{line['status']}: {line['incident_key']}" + _error_suffix(line))
+    sys.exit(1 if line["status"] == "failed" else 0)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@_fail_cleanly
+def oncall(as_json: bool, config_path: str | None) -> None:
+    """Who is on call now for the escalation policy, lowest level first.
+
+    Example: pagerules oncall --json
+    """
+    config = load_config(config_path)
+    config.require_live()
+    people = manual.oncall(make_client(config), str(config.escalation_policy_id))
+    human = "\n".join(f"level {p.escalation_level}: {p.name} <{p.email}>"
+                       + (f", {p.schedule}" if p.schedule else "") + (f", until {p.until}" if p.until else "")
+                       for p in people) or "nobody is on call for this escalation policy"
+    _emit([p.__dict__ for p in people], as_json, human)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@_fail_cleanly
+def check(as_json: bool, config_path: str | None) -> None:
+    """Verify the token, the From user, the service and the escalation policy.
+
+    Exits 1 and says what to fix when any of them is wrong.
+
+    Example: PAGERDUTY_API_TOKEN=... pagerules check
+    """
+    config = load_config(config_path)
+    results = manual.check(config, None if config.missing_for_live() else make_client(config))
+    _emit([r.__dict__ for r in results], as_json,
+          "\n".join(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.message}" for r in results))
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+@main.command()
+@click.option("--limit", default=50, show_default=True, help="How many entries, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@state_option
+@_fail_cleanly
+def audit(limit: int, as_json: bool, config_path: str | None, state_path: str | None) -> None:
+    """Recent audit entries: every create, dedup, resolve, acknowledge and manual action.
+
+    Example: pagerules audit --limit 20
+    """
+    config = load_config(config_path)
+    entries = State(state_path or config.state_path).recent_audit(limit)
+    human = "\n".join(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(e['at']))}Z {e['actor']:<14} "
+                       f"{e['action']:<12} {e['incident_key'] or ''} {e['incident_id'] or ''}".rstrip()
+                       for e in entries) or "no audit entries"
+    _emit(entries, as_json, human)
+
+
+def _json_object(text: str | None, option: str) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option}: expected a JSON object")
+    return value
+
+
+def _error_suffix(line: dict[str, Any]) -> str:
+    return f": {line['error']}" if line.get("error") else ""
 
 
 if __name__ == "__main__":

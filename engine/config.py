@@ -75,6 +75,12 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(value)
+
+
 def _params(value: Any) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping, got {value!r}")
@@ -108,6 +114,8 @@ SETTINGS = (
     Setting("dedup_window_seconds", "PAGERULES_DEDUP_WINDOW", _seconds, 300.0),
     Setting("events_dir", "PAGERULES_EVENTS_DIR", _text, "events"),
     Setting("request_timeout_seconds", "PAGERULES_REQUEST_TIMEOUT", _seconds, 10.0),
+    Setting("retries", "PAGERULES_RETRIES", _count, 4),
+    Setting("retry_backoff_seconds", "PAGERULES_RETRY_BACKOFF", _seconds, 0.5),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 _SECRETS = {s.name for s in SETTINGS if s.secret}
@@ -135,6 +143,8 @@ class Config:
     dedup_window_seconds: float = 300.0
     events_dir: str = "events"
     request_timeout_seconds: float = 10.0
+    retries: int = 4
+    retry_backoff_seconds: float = 0.5
     source: str = "(defaults)"
 
     def missing_for_live(self) -> list[str]:

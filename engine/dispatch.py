@@ -1,9 +1,10 @@
 """Action -> outcome line: the gates of CONTRACT §1 and §4, then the backend.
 
 The gates are the same for a dry run and a live run, in this order:
-trigger: below the severity threshold -> disabled -> already open (deduplicated) -> create;
-resolve: auto-resolve off -> disabled -> nothing open -> resolve.
-A dry run differs only in its backend: it plans, and remembers what it planned.
+trigger: below the severity threshold -> disabled -> backend (already open: deduplicated; else create);
+resolve: auto-resolve off -> disabled -> backend (nothing open; else resolve).
+A dry run differs only in its backend: it plans, and remembers what it planned;
+the live one (engine/live.py) asks the state and PagerDuty.
 """
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ class DryRun:
     view: MemoryView = field(default_factory=MemoryView)
 
     def create(self, action: TriggerAction) -> dict[str, Any]:
+        if self.view.get(action.incident_key) is not None:
+            return {"status": "deduplicated"}
         self.view.open(OpenIncident(action.incident_key, dict(action.labels), action.rule, action.severity,
                                     action.title))
         return {"status": "planned"}
@@ -123,11 +126,7 @@ class Dispatcher:
             line["status"] = "below_threshold"
         elif not self.config.enabled:
             line["status"] = "disabled"
-        elif (current := self.view.get(action.incident_key)) is not None:
-            line["status"] = "deduplicated"
-            if current.incident_id:
-                line["incident_id"] = current.incident_id
-        else:
+        else:  # the backend knows what is open: created/planned, deduplicated or failed
             line.update(self.backend.create(action))
         return line
 

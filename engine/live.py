@@ -1,0 +1,135 @@
+"""The live backend: gated actions -> PagerDuty calls, recorded in the state and the audit trail.
+
+PagerDuty is the authority on what is open. The state only saves calls: a
+repeat trigger within the dedup window of PagerDuty's last word on that key
+makes no call; after the window PagerDuty is asked again.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from engine import severity as sev
+from engine.actions import OpenIncident, ResolveAction, TriggerAction
+from engine.config import Config
+from engine.pagerduty import Client, DuplicateKey, PagerDutyError, RetryPolicy, build_create_body
+from engine.state import State, StateView
+
+log = logging.getLogger("pagerules")
+RULES_ACTOR = "rules"
+
+
+class Live:
+    """Backend that talks to PagerDuty (see engine.dispatch.Backend)."""
+
+    def __init__(self, config: Config, client: Client, state: State, clock: Callable[[], float] = time.time,
+                 actor: str = RULES_ACTOR):
+        self.config, self.client, self.state, self.clock, self.actor = config, client, state, clock, actor
+        self.view = StateView(state)
+
+    def create(self, action: TriggerAction) -> dict[str, Any]:
+        now = self.clock()
+        known = self.state.get(action.incident_key)
+        detail = {"rule": action.rule, "event_id": action.event_id, "title": action.title}
+        if known is not None and now - known.confirmed_at < self.config.dedup_window_seconds:
+            self.state.audit(now, self.actor, "deduplicate", action.incident_key, known.incident_id, detail)
+            return _with_id({"status": "deduplicated"}, known.incident_id)
+        body = build_create_body(action.title, sev.urgency(action.severity), action.incident_key,
+                                 str(self.config.service_id), str(self.config.escalation_policy_id), action.details)
+        try:
+            incident = self.client.create_incident(body)
+        except DuplicateKey:
+            return self._opened_elsewhere(action, now, detail)
+        except PagerDutyError as exc:
+            self.state.audit(now, self.actor, "create_failed", action.incident_key, None, {**detail, "error": str(exc)})
+            return {"status": "failed", "error": str(exc)}
+        incident_id = incident.get("id")
+        self.state.record_open(self._open(action, incident_id), now, self.actor, "create", detail)
+        return _with_id({"status": "created"}, incident_id)
+
+    def _opened_elsewhere(self, action: TriggerAction, now: float, detail: dict[str, Any]) -> dict[str, Any]:
+        """PagerDuty already has it open (opened by another process, or before our state knew)."""
+        try:
+            found = self.client.find_open(action.incident_key)
+        except PagerDutyError as exc:
+            log.warning("deduplicated %s but could not look up its id: %s", action.incident_key, exc)
+            found = []
+        incident_id = found[0].get("id") if found else None
+        self.state.record_open(self._open(action, incident_id), now, self.actor, "deduplicate", detail)
+        return _with_id({"status": "deduplicated"}, incident_id)
+
+    def _open(self, action: TriggerAction, incident_id: str | None) -> OpenIncident:
+        return OpenIncident(action.incident_key, dict(action.labels), action.rule, action.severity, action.title,
+                            incident_id)
+
+    def resolve(self, action: ResolveAction) -> dict[str, Any]:
+        if action.incident_key is None:
+            return {"status": "nothing_open"}
+        now = self.clock()
+        known = self.state.get(action.incident_key)
+        try:
+            targets = [known.incident_id] if known and known.incident_id else \
+                [i["id"] for i in self.client.find_open(action.incident_key)]
+            if not targets:
+                if known:  # open in our state, gone in PagerDuty: forget it
+                    self.state.record_status(action.incident_key, "resolved", now, self.actor, None,
+                                             {"rule": action.rule, "note": "already closed in PagerDuty"})
+                return {"status": "nothing_open"}
+            return self._resolve_ids(action, targets, now)
+        except PagerDutyError as exc:
+            self.state.audit(now, self.actor, "resolve_failed", action.incident_key, None,
+                             {"rule": action.rule, "error": str(exc)})
+            return {"status": "failed", "error": str(exc)}
+
+    def _resolve_ids(self, action: ResolveAction, incident_ids: list[str], now: float) -> dict[str, Any]:
+        line: dict[str, Any] = {"status": "resolved", "incident_id": incident_ids[0]}
+        for incident_id in incident_ids:
+            self.client.set_status(incident_id, "resolved", action.message)
+            try:
+                self.client.add_note(incident_id, action.message)
+            except PagerDutyError as exc:  # resolved already; the resolution carries the message too
+                log.warning("resolved %s but its note failed: %s", incident_id, exc)
+                line["note_error"] = str(exc)
+        self.state.record_status(action.incident_key or "", "resolved", now, self.actor, incident_ids[0],
+                                 {"rule": action.rule, "event_id": action.event_id, "message": action.message})
+        return line
+
+
+    def acknowledge(self, incident_key: str) -> dict[str, Any]:
+        """Acknowledge every open incident with the key; the state and the audit trail record it."""
+        now = self.clock()
+        known = self.state.get(incident_key)
+        try:
+            targets = [known.incident_id] if known and known.incident_id else \
+                [i["id"] for i in self.client.find_open(incident_key)]
+            if not targets:
+                return {"status": "nothing_open"}
+            for incident_id in targets:
+                self.client.set_status(incident_id, "acknowledged")
+        except PagerDutyError as exc:
+            self.state.audit(now, self.actor, "acknowledge_failed", incident_key, None, {"error": str(exc)})
+            return {"status": "failed", "error": str(exc)}
+        if known:
+            self.state.record_status(incident_key, "acknowledged", now, self.actor, targets[0])
+        else:
+            self.state.audit(now, self.actor, "acknowledged", incident_key, targets[0])
+        return {"status": "acknowledged", "incident_id": targets[0]}
+
+
+def _with_id(line: dict[str, Any], incident_id: str | None) -> dict[str, Any]:
+    if incident_id:
+        line["incident_id"] = incident_id
+    return line
+
+
+def make_client(config: Config) -> Client:
+    """A PagerDuty client with the config's URL, token, timeout and retries."""
+    return Client(config.api_url, str(config.api_token), config.from_email, config.request_timeout_seconds,
+                  RetryPolicy(total=config.retries, backoff_factor=config.retry_backoff_seconds))
+
+
+def live_backend(config: Config, state_path: str | None = None, actor: str = RULES_ACTOR) -> Live:
+    """A Live backend from config (call ``config.require_live()`` first)."""
+    return Live(config, make_client(config), State(state_path or config.state_path), actor=actor)

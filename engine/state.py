@@ -1,0 +1,188 @@
+"""Durable state in SQLite: incidents believed open, and the audit trail.
+
+WAL mode and a busy timeout let several processes (a daemon, a manual
+`pagerules resolve`) share one file; every change is one transaction.
+``confirmed_at`` is when PagerDuty last said the incident was open: within the
+dedup window a repeat trigger makes no API call; after it, PagerDuty is asked
+again, so an incident resolved by hand pages again (local state never
+suppresses a page PagerDuty would accept).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.actions import OpenIncident
+
+BUSY_TIMEOUT_MS = 10_000
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_key TEXT PRIMARY KEY,
+    incident_id  TEXT,
+    rule         TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    title        TEXT NOT NULL,
+    labels       TEXT NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'triggered',
+    opened_at    REAL NOT NULL,
+    confirmed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incident_labels (
+    name TEXT NOT NULL, value TEXT NOT NULL, incident_key TEXT NOT NULL,
+    PRIMARY KEY (name, value, incident_key)
+);
+CREATE INDEX IF NOT EXISTS incident_labels_key ON incident_labels (incident_key);
+CREATE TABLE IF NOT EXISTS audit (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           REAL NOT NULL,
+    actor        TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    incident_key TEXT,
+    incident_id  TEXT,
+    detail       TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+
+@dataclass(frozen=True)
+class StoredIncident(OpenIncident):
+    status: str = "triggered"
+    opened_at: float = 0.0
+    confirmed_at: float = 0.0
+
+
+class State:
+    """One SQLite file; safe to share between threads of one process and between processes."""
+
+    def __init__(self, path: str):
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                                   isolation_level=None)
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+        with self.transaction() as db:  # executescript would COMMIT on its own; one statement at a time
+            for statement in _statements(SCHEMA):
+                db.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # incidents
+    def get(self, incident_key: str) -> StoredIncident | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM incidents WHERE incident_key = ?", (incident_key,)).fetchone()
+        return _incident(row) if row else None
+
+    def open_incidents(self, repo: str | None = None) -> list[StoredIncident]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM incidents ORDER BY opened_at").fetchall()
+        found = [_incident(r) for r in rows]
+        return [i for i in found if repo is None or i.labels.get("repo") == repo]
+
+    def keys_with(self, name: str, values: tuple[str, ...]) -> set[str]:
+        marks = ",".join("?" * len(values))
+        with self._lock:
+            rows = self._db.execute(f"SELECT incident_key FROM incident_labels WHERE name = ? AND value IN ({marks})",
+                                    (name, *values)).fetchall()
+        return {r[0] for r in rows}
+
+    def record_open(self, incident: OpenIncident, now: float, actor: str, action: str,
+                    detail: Mapping[str, Any] | None = None) -> None:
+        """Remember an incident as open (new, or confirmed by PagerDuty) and audit it, atomically."""
+        with self.transaction() as db:
+            old = db.execute("SELECT opened_at FROM incidents WHERE incident_key = ?",
+                             (incident.incident_key,)).fetchone()
+            db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident.incident_key,))
+            db.execute("INSERT OR REPLACE INTO incidents (incident_key, incident_id, rule, severity, title, labels, "
+                       "status, opened_at, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, 'triggered', ?, ?)",
+                       (incident.incident_key, incident.incident_id, incident.rule, incident.severity,
+                        incident.title, json.dumps(dict(incident.labels)), old[0] if old else now, now))
+            db.executemany("INSERT INTO incident_labels (name, value, incident_key) VALUES (?, ?, ?)",
+                           [(k, str(v), incident.incident_key) for k, v in incident.labels.items()])
+            _audit(db, now, actor, action, incident.incident_key, incident.incident_id, detail)
+
+    def record_status(self, incident_key: str, status: str, now: float, actor: str,
+                      incident_id: str | None = None, detail: Mapping[str, Any] | None = None) -> None:
+        """Acknowledged stays open; resolved leaves the open set. Audited in the same transaction."""
+        with self.transaction() as db:
+            if status == "resolved":
+                db.execute("DELETE FROM incidents WHERE incident_key = ?", (incident_key,))
+                db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident_key,))
+            else:
+                db.execute("UPDATE incidents SET status = ?, confirmed_at = ? WHERE incident_key = ?",
+                           (status, now, incident_key))
+            _audit(db, now, actor, status if status != "triggered" else "reopen", incident_key, incident_id, detail)
+
+    def audit(self, now: float, actor: str, action: str, incident_key: str | None = None,
+              incident_id: str | None = None, detail: Mapping[str, Any] | None = None) -> None:
+        with self.transaction() as db:
+            _audit(db, now, actor, action, incident_key, incident_id, detail)
+
+    def recent_audit(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT at, actor, action, incident_key, incident_id, detail FROM audit "
+                                    "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{"at": r[0], "actor": r[1], "action": r[2], "incident_key": r[3], "incident_id": r[4],
+                 "detail": json.loads(r[5])} for r in rows]
+
+
+class StateView:
+    """The state as evaluation sees it (engine.actions.IncidentView)."""
+
+    def __init__(self, state: State):
+        self.state = state
+
+    def get(self, incident_key: str) -> OpenIncident | None:
+        return self.state.get(incident_key)
+
+    def any_with(self, label: str, values: tuple[str, ...]) -> bool:
+        return bool(values) and bool(self.state.keys_with(label, values))
+
+    def select(self, labels: Mapping[str, tuple[str, ...]]) -> list[OpenIncident]:
+        keys: set[str] | None = None
+        for name, values in labels.items():
+            found = self.state.keys_with(name, values) if values else set()
+            keys = found if keys is None else keys & found
+            if not keys:
+                return []
+        found_incidents = [self.state.get(k) for k in sorted(keys or ())]
+        return [i for i in found_incidents if i is not None]
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _audit(db: sqlite3.Connection, now: float, actor: str, action: str, incident_key: str | None,
+           incident_id: str | None, detail: Mapping[str, Any] | None) -> None:
+    db.execute("INSERT INTO audit (at, actor, action, incident_key, incident_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
+               (now, actor, action, incident_key, incident_id, json.dumps(dict(detail or {}), default=str)))
+
+
+def _incident(row: tuple[Any, ...]) -> StoredIncident:
+    key, incident_id, rule, severity, title, labels, status, opened_at, confirmed_at = row
+    return StoredIncident(key, json.loads(labels), rule, severity, title, incident_id, status, opened_at,
+                          confirmed_at)

@@ -1,0 +1,233 @@
+"""A fake PagerDuty REST API on loopback, for end-to-end tests and benchmarks.
+
+It implements the calls pagerules makes with PagerDuty's behaviour where it
+matters (../shared/pagerduty-api/REFERENCE.md): a second open incident with
+the same incident_key is refused with 400 and the "Open incident with
+matching dedup key" text; writes need a From header; a bad token gets 401.
+Faults are injected through POST /_fake/faults: ``{"status": 503, "count": 2}``
+answers the next two API calls with 503, ``"retry_after": 1`` adds the header,
+``"latency_ms": 100`` delays every call. GET /_fake/requests lists what was
+received (the token is replaced by whether it was right).
+
+    python tests/fake_pagerduty.py --port 8765 --token T   # run it on its own
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+TOKEN = "fake-token-0123456789"
+SERVICE = "PSVC001"
+POLICY = "PEP0001"
+FROM_EMAIL = "oncall-bot@example.com"
+ONCALL = [
+    {"escalation_level": 2, "user": {"id": "PU2", "type": "user", "name": "Bo Backup", "email": "bo@example.com"},
+     "schedule": {"id": "PS2", "type": "schedule_reference", "summary": "Backup"},
+     "escalation_policy": {"id": POLICY, "type": "escalation_policy_reference"},
+     "start": "2026-11-28T00:00:00Z", "end": "2026-11-29T00:00:00Z"},
+    {"escalation_level": 1, "user": {"id": "PU1", "type": "user", "name": "Ada Oncall", "email": "ada@example.com"},
+     "schedule": {"id": "PS1", "type": "schedule_reference", "summary": "Primary"},
+     "escalation_policy": {"id": POLICY, "type": "escalation_policy_reference"},
+     "start": "2026-11-28T00:00:00Z", "end": "2026-11-28T18:00:00Z"},
+]
+USERS = [{"id": "PU0", "type": "user", "name": "Oncall Bot", "email": FROM_EMAIL}]
+
+
+class FakePagerDuty:
+    """The fake's state; ``start()`` serves it on 127.0.0.1 and returns the base URL."""
+
+    def __init__(self, token: str = TOKEN):
+        self.token = token
+        self.lock = threading.Lock()
+        self.incidents: dict[str, dict[str, Any]] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.faults: dict[str, Any] = {}
+        self._ids = itertools.count(1)
+        self.server: ThreadingHTTPServer | None = None
+
+    # test helpers
+    def start(self, port: int = 0) -> str:
+        fake = self
+
+        class Handler(_Handler):
+            pd = fake
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def open_incident(self, key: str, title: str = "opened elsewhere") -> dict[str, Any]:
+        with self.lock:
+            return self._create({"title": title, "incident_key": key, "urgency": "high"})
+
+    def resolve_by_hand(self, key: str) -> None:
+        with self.lock:
+            for incident in self.incidents.values():
+                if incident["incident_key"] == key:
+                    incident["status"] = "resolved"
+
+    def calls(self, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.requests if (method is None or r["method"] == method)
+                    and (path is None or r["path"] == path) and not r["path"].startswith("/_fake")]
+
+    def open_keys(self) -> list[str]:
+        with self.lock:
+            return sorted(i["incident_key"] for i in self.incidents.values() if i["status"] != "resolved")
+
+    # behaviour
+    def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        number = next(self._ids)
+        incident = {"id": f"PINC{number:04d}", "type": "incident", "incident_number": number,
+                    "title": body.get("title"), "incident_key": body.get("incident_key"),
+                    "status": "triggered", "urgency": body.get("urgency", "high"),
+                    "service": {"id": SERVICE, "type": "service_reference"},
+                    "body": body.get("body"), "notes": [], "resolution": None,
+                    "html_url": f"https://fake.pagerduty.local/incidents/PINC{number:04d}"}
+        self.incidents[incident["id"]] = incident
+        return incident
+
+    def handle(self, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str],
+               body: Any) -> tuple[int, dict[str, str], Any]:
+        """The answer to one API call: (status, extra headers, JSON body)."""
+        if headers.get("authorization") != f"Token token={self.token}":
+            return 401, {}, {"error": {"message": "Authentication failed", "code": 2006}}
+        write = method in ("POST", "PUT")
+        if write and "@" not in headers.get("from", ""):
+            return 400, {}, {"error": {"message": "Invalid Input Provided", "code": 2001, "errors": [
+                'You must specify a user\'s email address in the "From" header to perform this action']}}
+        parts = [p for p in path.split("/") if p]
+        with self.lock:
+            return self._route(method, parts, dict(query), query, body)
+
+    def _route(self, method: str, parts: list[str], q: dict[str, str], query: list[tuple[str, str]],
+               body: Any) -> tuple[int, dict[str, str], Any]:
+        if method == "POST" and parts == ["incidents"]:
+            return self._post_incident(body)
+        if method == "GET" and parts == ["incidents"]:
+            statuses = [v for k, v in query if k == "statuses[]"]
+            found = [i for i in self.incidents.values() if (not q.get("incident_key")
+                     or i["incident_key"] == q["incident_key"]) and (not statuses or i["status"] in statuses)]
+            return 200, {}, {"incidents": found, "limit": 100, "offset": 0, "more": False, "total": None}
+        if len(parts) >= 2 and parts[0] == "incidents" and parts[1] not in self.incidents:
+            return 404, {}, {"error": {"message": "Incident Not Found", "code": 5001}}
+        if method == "PUT" and len(parts) == 2 and parts[0] == "incidents":
+            return self._put_incident(self.incidents[parts[1]], body)
+        if method == "POST" and len(parts) == 3 and parts[2] == "notes":
+            self.incidents[parts[1]]["notes"].append(body["note"]["content"])
+            return 201, {}, {"note": {"id": "PNOTE", "content": body["note"]["content"]}}
+        if method == "GET" and parts == ["oncalls"]:
+            return 200, {}, {"oncalls": ONCALL, "limit": 25, "offset": 0, "more": False, "total": None}
+        if method == "GET" and parts == ["users", "me"]:
+            return 200, {}, {"user": USERS[0]}
+        if method == "GET" and parts == ["users"]:
+            return 200, {}, {"users": [u for u in USERS if q.get("query", "") in u["email"]]}
+        if method == "GET" and parts == ["services", SERVICE]:
+            return 200, {}, {"service": {"id": SERVICE, "type": "service", "name": "Backend API"}}
+        if method == "GET" and parts == ["escalation_policies", POLICY]:
+            return 200, {}, {"escalation_policy": {"id": POLICY, "type": "escalation_policy", "name": "Backend"}}
+        return 404, {}, {"error": {"message": "Not Found", "code": 2100}}
+
+    def _post_incident(self, body: Any) -> tuple[int, dict[str, str], Any]:
+        incident = body["incident"]
+        key = incident.get("incident_key")
+        if key and any(i["incident_key"] == key and i["status"] != "resolved" for i in self.incidents.values()):
+            return 400, {}, {"error": {"message": "Invalid Input Provided", "code": 2001, "errors": [
+                "Open incident with matching dedup key already exists on this service"]}}
+        return 201, {}, {"incident": self._create(incident)}
+
+    def _put_incident(self, incident: dict[str, Any], body: Any) -> tuple[int, dict[str, str], Any]:
+        status = body["incident"]["status"]
+        if incident["status"] == "resolved" and status == "resolved":
+            return 400, {}, {"error": {"message": "Incident Already Resolved", "code": 1001}}
+        incident["status"] = status
+        if body["incident"].get("resolution"):
+            incident["resolution"] = body["incident"]["resolution"]
+        return 200, {}, {"incident": incident}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    pd: FakePagerDuty
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def _serve(self, method: str) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if url.path.startswith("/_fake/"):
+            return self._control(method, url.path, body)
+        with self.pd.lock:
+            self.pd.requests.append({"method": method, "path": url.path, "query": parse_qsl(url.query),
+                                     "headers": {k: v for k, v in headers.items() if k != "authorization"},
+                                     "token_ok": headers.get("authorization") == f"Token token={self.pd.token}",
+                                     "body": body, "at": time.time()})
+            faults = dict(self.pd.faults)
+            if faults.get("count", 0) > 0:
+                self.pd.faults["count"] -= 1
+        if faults.get("latency_ms"):
+            time.sleep(faults["latency_ms"] / 1000)
+        if faults.get("count", 0) > 0:
+            extra = {"Retry-After": str(faults["retry_after"])} if "retry_after" in faults else {}
+            return self._send(faults.get("status", 503), extra, {"error": {"message": "injected fault"}})
+        self._send(*self.pd.handle(method, url.path, parse_qsl(url.query), headers, body))
+
+    def _control(self, method: str, path: str, body: Any) -> None:
+        if path == "/_fake/faults" and method == "POST":
+            with self.pd.lock:
+                self.pd.faults = dict(body or {})
+            return self._send(200, {}, {"faults": self.pd.faults})
+        if path == "/_fake/requests":
+            return self._send(200, {}, {"requests": self.pd.calls()})
+        if path == "/_fake/incidents":
+            return self._send(200, {}, {"incidents": list(self.pd.incidents.values())})
+        self._send(404, {}, {"error": "unknown control path"})
+
+    def _send(self, status: int, headers: dict[str, str], body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._serve("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._serve("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._serve("PUT")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="fake PagerDuty REST API on loopback")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", default=TOKEN)
+    args = parser.parse_args()
+    fake = FakePagerDuty(args.token)
+    print(fake.start(args.port), flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
