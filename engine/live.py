@@ -19,6 +19,7 @@ from engine.state import State, StateView
 
 log = logging.getLogger("pagerules")
 RULES_ACTOR = "rules"
+ALREADY_RESOLVED = "already resolved"  # PagerDuty error 1001 "Incident Already Resolved" (REFERENCE §4)
 
 
 class Live:
@@ -85,16 +86,25 @@ class Live:
 
     def _resolve_ids(self, action: ResolveAction, incident_ids: list[str], now: float) -> dict[str, Any]:
         line: dict[str, Any] = {"status": "resolved", "incident_id": incident_ids[0]}
+        done = []
         for incident_id in incident_ids:
-            self.client.set_status(incident_id, "resolved", action.message)
+            try:
+                self.client.set_status(incident_id, "resolved", action.message)
+            except PagerDutyError as exc:
+                if exc.status == 400 and ALREADY_RESOLVED in str(exc).lower():
+                    continue  # resolved by hand in the meantime: nothing left for us to close
+                raise
+            done.append(incident_id)
             try:
                 self.client.add_note(incident_id, action.message)
             except PagerDutyError as exc:  # resolved already; the resolution carries the message too
                 log.warning("resolved %s but its note failed: %s", incident_id, exc)
                 line["note_error"] = str(exc)
-        self.state.record_status(action.incident_key or "", "resolved", now, self.actor, incident_ids[0],
-                                 {"rule": action.rule, "event_id": action.event_id, "message": action.message})
-        return line
+        detail = {"rule": action.rule, "event_id": action.event_id, "message": action.message}
+        if not done:
+            detail["note"] = "already resolved in PagerDuty"
+        self.state.record_status(action.incident_key or "", "resolved", now, self.actor, incident_ids[0], detail)
+        return line if done else {"status": "nothing_open"}
 
 
     def acknowledge(self, incident_key: str) -> dict[str, Any]:

@@ -1,0 +1,83 @@
+"""An alert storm through live `process`: PagerDuty calls made, events/s and wall time.
+
+10,000 events over 10 incident keys go through `pagerules process` against the
+project's fake PagerDuty (tests/fake_pagerduty.py) on loopback, from a fresh
+state file; then again with 100 ms of latency injected in the fake. Goal
+(issue 3): 10 creates and no more than 20 calls in all. The same events
+through `process --dry-run` in the same run are the baseline for the rate.
+
+    python bench/bench_storm.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS, KEYS = 10_000, 10
+
+
+def storm() -> str:
+    lines = []
+    for n in range(EVENTS):
+        lines.append(json.dumps({"type": "build", "id": f"s{n}", "repo": f"acme/service-{n % KEYS}",
+                                 "branch": "main", "build_number": 500, "status": "failed"}))
+    return "\n".join(lines) + "\n"
+
+
+def control(url: str, path: str, body: object | None = None) -> dict:  # type: ignore[type-arg]
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url + path, data=data, method="POST" if data else "GET",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def run(args: list[str], stdin: str, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], input=stdin, capture_output=True,
+                          text=True, env=env, check=False)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.exit(f"process failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    events = storm()
+    fake = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_pagerduty.py")], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        url = fake.stdout.readline().strip()  # type: ignore[union-attr]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
+        env = {**clean, "PAGERDUTY_API_TOKEN": "fake-token-0123456789", "PAGERDUTY_FROM_EMAIL": "oncall-bot@example.com",
+               "PAGERDUTY_SERVICE_ID": "PSVC001", "PAGERDUTY_ESCALATION_POLICY_ID": "PEP0001",
+               "PAGERDUTY_API_URL": url}
+        dry = run(["process", "--dry-run"], events, env)
+        print(f"storm: {EVENTS:,} events over {KEYS} keys")
+        print(f"  baseline, --dry-run            : {EVENTS / dry:>8,.0f} events/s  {dry:6.2f} s")
+        seen = 0
+        for latency in (0, 100):
+            control(url, "/_fake/faults", {"latency_ms": latency})
+            with tempfile.TemporaryDirectory() as tmp:
+                wall = run(["process", "--state", str(Path(tmp) / "state.db")],
+                           events.replace('"build_number": 500', f'"build_number": {500 + latency}'), env)
+            calls = control(url, "/_fake/requests")["requests"][seen:]
+            seen += len(calls)
+            creates = sum(1 for c in calls if c["method"] == "POST" and c["path"] == "/incidents")
+            verdict = "met" if creates == KEYS and len(calls) <= 2 * KEYS else "NOT met"
+            print(f"  live, {latency:>3} ms fake latency    : {EVENTS / wall:>8,.0f} events/s  {wall:6.2f} s  "
+                  f"{len(calls)} calls ({creates} creates; goal {KEYS} creates, <= {2 * KEYS} calls: {verdict})  "
+                  f"{dry / wall:.0%} of the dry-run rate")
+    finally:
+        fake.terminate()
+
+
+if __name__ == "__main__":
+    main()

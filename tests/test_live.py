@@ -1,0 +1,244 @@
+"""The live layer end to end against the fake PagerDuty: every contract row, dedup, recovery scope,
+faults, the state, manual commands, and every request body checked against PagerDuty's spec."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT, make_config, shipped_rules
+from engine.config import Config
+from engine.dispatch import Dispatcher
+from engine.events import read_events
+from engine.live import Live, live_backend
+from engine.pipeline import Tally, run
+from engine.state import State
+from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
+from pd_spec import body_errors, required_headers
+from test_shipped_rules import GOLDEN, RECOVERIES, build, deploy
+
+SECRET = TOKEN
+
+
+@pytest.fixture
+def fake() -> Iterator[FakePagerDuty]:
+    pd = FakePagerDuty()
+    pd.url = pd.start()  # type: ignore[attr-defined]
+    yield pd
+    pd.stop()
+
+
+def live_env(fake: FakePagerDuty, **more: str) -> dict[str, str]:
+    return {"PAGERDUTY_API_TOKEN": TOKEN, "PAGERDUTY_FROM_EMAIL": FROM_EMAIL, "PAGERDUTY_SERVICE_ID": SERVICE,
+            "PAGERDUTY_ESCALATION_POLICY_ID": POLICY, "PAGERDUTY_API_URL": fake.url,  # type: ignore[attr-defined]
+            "PAGERULES_RETRY_BACKOFF": "0.05", **more}
+
+
+def live(fake: FakePagerDuty, tmp_path: Path, yaml: str = "", **env: str) -> tuple[Config, Live]:
+    config = make_config(yaml, env=live_env(fake, **env))
+    return config, live_backend(config, str(tmp_path / "state.db"))
+
+
+def process(events: list[dict[str, Any]], config: Config, backend: Live) -> list[dict[str, Any]]:
+    text = "\n".join(json.dumps(e) for e in events)
+    return list(run(read_events(io.StringIO(text), "stdin"), shipped_rules(config), Dispatcher(config, backend),
+                    Tally()))
+
+
+def assert_spec_valid(fake: FakePagerDuty) -> None:
+    """Every body sent is valid for PagerDuty's spec; every call has the headers the spec requires."""
+    assert fake.calls(), "no calls were made"
+    for call in fake.calls():
+        assert call["token_ok"], call
+        assert call["headers"].get("accept") == "application/vnd.pagerduty+json;version=2"
+        missing = required_headers(call["method"], call["path"]) - set(call["headers"])
+        assert not missing, (call["method"], call["path"], missing)
+        if call["body"] is not None:
+            assert body_errors(call["method"], call["path"], call["body"]) == []
+
+
+@pytest.mark.parametrize("rule, event, severity, title, key", GOLDEN, ids=[g[0] for g in GOLDEN])
+def test_every_trigger_row_creates_its_incident(fake: FakePagerDuty, tmp_path: Path, rule: str, event: dict,  # type: ignore[type-arg]
+                                                severity: str, title: str, key: str) -> None:
+    config, backend = live(fake, tmp_path, "severity_threshold: low")
+    [line] = process([event], config, backend)
+    assert (line["status"], line["incident_key"], line["title"], line["severity"]) == ("created", key, title, severity)
+    [incident] = fake.incidents.values()
+    assert (incident["incident_key"], incident["title"], incident["urgency"]) == (key, title, "high")
+    assert line["incident_id"] == incident["id"]
+    assert_spec_valid(fake)
+
+
+@pytest.mark.parametrize("rule, opening, recovery, keys, message", RECOVERIES, ids=[r[0] for r in RECOVERIES])
+def test_every_recovery_row_resolves_with_its_message(fake: FakePagerDuty, tmp_path: Path, rule: str,
+                                                      opening: list, recovery: dict, keys: list, message: str  # type: ignore[type-arg]
+                                                      ) -> None:
+    config, backend = live(fake, tmp_path)
+    lines = process([*opening, recovery], config, backend)
+    assert [(l["status"], l["incident_key"]) for l in lines if l["action"] == "resolve"] == \
+        [("resolved", k) for k in keys]
+    resolved = [i for i in fake.incidents.values() if i["incident_key"] in keys]
+    assert all(i["status"] == "resolved" and i["resolution"] == message and i["notes"] == [message]
+               for i in resolved)
+    assert fake.open_keys() == []
+    assert_spec_valid(fake)
+
+
+def test_a_resolve_leaves_other_repos_versions_and_branches_open(fake: FakePagerDuty, tmp_path: Path) -> None:
+    config, backend = live(fake, tmp_path, "params: {build_branches: [main, release]}")
+    process([deploy(), deploy(version="v2.5.0", eid="d2"), deploy(repo="acme/web", eid="d3"), build(349),
+             build(12, branch="release", eid="b2"), deploy(passed=10, total=10, rate=0.01, eid="d4"),
+             build(351, "passed", eid="b3")], config, backend)
+    assert fake.open_keys() == ["codespar-acme-backend-api-build-12", "codespar-acme-backend-api-deploy-v2.5.0",
+                                "codespar-acme-web-deploy-v2.4.1"]
+
+
+def test_a_storm_within_the_window_makes_one_create_call(fake: FakePagerDuty, tmp_path: Path) -> None:
+    config, backend = live(fake, tmp_path)
+    lines = process([build(349, eid=f"e{n}") for n in range(50)], config, backend)
+    assert [l["status"] for l in lines] == ["created"] + ["deduplicated"] * 49
+    assert len(fake.calls("POST", "/incidents")) == 1 and len(fake.calls()) == 1
+    assert {l["incident_id"] for l in lines} == {"PINC0001"}
+
+
+def test_dedup_across_runs_and_against_an_incident_opened_elsewhere(fake: FakePagerDuty, tmp_path: Path) -> None:
+    fake.open_incident("codespar-acme-backend-api-build-349")  # by another process, unknown to our state
+    config, backend = live(fake, tmp_path, "dedup_window_seconds: 0")
+    [first] = process([build(349)], config, backend)
+    assert (first["status"], first["incident_id"]) == ("deduplicated", "PINC0001")
+    _, again = live(fake, tmp_path, "dedup_window_seconds: 0")  # a second run on the same state
+    [second] = process([build(349, eid="b2")], config, again)
+    assert second["status"] == "deduplicated" and len(fake.incidents) == 1
+
+
+def test_an_incident_resolved_by_hand_pages_again_after_the_window(fake: FakePagerDuty, tmp_path: Path) -> None:
+    config, backend = live(fake, tmp_path, "dedup_window_seconds: 0.2")
+    assert process([build(349)], config, backend)[0]["status"] == "created"
+    fake.resolve_by_hand("codespar-acme-backend-api-build-349")
+    assert process([build(349, eid="b2")], config, backend)[0]["status"] == "deduplicated"  # inside the window
+    time.sleep(0.25)
+    line = process([build(349, eid="b3")], config, backend)[0]
+    assert (line["status"], line["incident_id"]) == ("created", "PINC0002")
+
+
+def test_a_recovery_after_a_resolve_by_hand_finds_nothing_open(fake: FakePagerDuty, tmp_path: Path) -> None:
+    config, backend = live(fake, tmp_path)
+    process([build(349)], config, backend)
+    fake.resolve_by_hand("codespar-acme-backend-api-build-349")
+    [line] = process([build(350, "passed", eid="b2")], config, backend)
+    assert (line["status"], line["incident_key"]) == ("nothing_open", "codespar-acme-backend-api-build-349")
+    assert backend.state.get("codespar-acme-backend-api-build-349") is None
+
+
+def test_retry_then_success(fake: FakePagerDuty, tmp_path: Path) -> None:
+    fake.faults = {"status": 503, "count": 2}
+    config, backend = live(fake, tmp_path)
+    assert process([build()], config, backend)[0]["status"] == "created"
+    assert len(fake.calls("POST", "/incidents")) == 3 and len(fake.incidents) == 1
+
+
+def test_a_429_is_waited_out_end_to_end(fake: FakePagerDuty, tmp_path: Path) -> None:
+    fake.faults = {"status": 429, "count": 1, "retry_after": 1}
+    config, backend = live(fake, tmp_path)
+    process([build()], config, backend)
+    posts = fake.calls("POST", "/incidents")
+    assert len(posts) == 2 and posts[1]["at"] - posts[0]["at"] >= 0.95
+
+
+def test_unreachable_pagerduty_fails_the_action_and_the_rest_go_on(fake: FakePagerDuty, tmp_path: Path) -> None:
+    fake.faults = {"status": 500, "count": 5}
+    config, backend = live(fake, tmp_path, PAGERULES_RETRIES="2")
+    lines = process([build(349), build(350, eid="b2")], config, backend)
+    assert lines[0]["status"] == "failed"
+    assert lines[0]["error"] == ("PagerDuty answered 500 after retries (injected fault); will need to be retried")
+    assert lines[1]["status"] == "created"
+    assert backend.state.get("codespar-acme-backend-api-build-349") is None  # nothing recorded as open
+
+
+def test_auto_resolve_off_and_disabled_send_nothing(fake: FakePagerDuty, tmp_path: Path) -> None:
+    config, backend = live(fake, tmp_path, PAGERDUTY_AUTO_RESOLVE="false")
+    lines = process([build(349), build(350, "passed", eid="b2")], config, backend)
+    assert [l["status"] for l in lines] == ["created", "auto_resolve_off"] and fake.open_keys()
+    off = make_config(env=live_env(fake, PAGERDUTY_ENABLED="0"))
+    before = len(fake.calls())
+    assert {l["status"] for l in process([build(7)], off, backend)} == {"disabled"}
+    assert len(fake.calls()) == before
+
+
+def test_the_audit_trail_records_create_dedup_and_resolve(fake: FakePagerDuty, tmp_path: Path) -> None:
+    config, backend = live(fake, tmp_path)
+    process([build(349), build(349, eid="b2"), build(350, "passed", eid="b3")], config, backend)
+    actions = [(e["actor"], e["action"], e["incident_key"]) for e in reversed(backend.state.recent_audit())]
+    key = "codespar-acme-backend-api-build-349"
+    assert actions == [("rules", "create", key), ("rules", "deduplicate", key), ("rules", "resolved", key)]
+
+
+def cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], input=stdin, capture_output=True,
+                          text=True, env={**clean, **env}, timeout=120)
+
+
+def test_cli_live_run_and_manual_commands_leave_no_token_anywhere(fake: FakePagerDuty, tmp_path: Path) -> None:
+    env = live_env(fake, PAGERULES_STATE=str(tmp_path / "s.db"))
+    outputs = [cli(["process"], env, (ROOT / "examples/events.jsonl").read_text())]
+    outputs.append(cli(["trigger", "--title", "checkout down", "--severity", "critical", "--repo", "acme/shop",
+                        "--details", '{"runbook": "https://wiki/checkout"}', "--json"], env))
+    key = json.loads(outputs[-1].stdout)["incident_key"]
+    outputs.append(cli(["ack", "--key", key], env))
+    outputs.append(cli(["resolve", "--key", key, "--message", "fixed by hand"], env))
+    outputs.append(cli(["oncall"], env))
+    outputs.append(cli(["check"], env))
+    outputs.append(cli(["audit", "--json"], env))
+    outputs.append(cli(["process"], {**env, "PAGERDUTY_API_TOKEN": "wrong-" + SECRET}, json.dumps(build(1))))
+    assert [o.returncode for o in outputs] == [0, 0, 0, 0, 0, 0, 0, 1]
+    assert all(SECRET not in o.stdout + o.stderr for o in outputs)
+    assert outputs[2].stdout.startswith(f"acknowledged: {key}") and outputs[3].stdout.startswith(f"resolved: {key}")
+    assert outputs[4].stdout.splitlines()[0] == \
+        "level 1: Ada Oncall <ada@example.com>, Primary, until 2026-11-28T18:00:00Z"
+    assert "PagerDuty rejected the API token (401): check PAGERDUTY_API_TOKEN" in outputs[7].stdout
+    audit = [(e["actor"].split(":")[0], e["action"]) for e in json.loads(outputs[6].stdout)][:3]
+    assert audit == [("cli", "resolved"), ("cli", "acknowledged"), ("cli", "create")]
+    assert "INFO pagerduty: POST /incidents 201" in outputs[0].stderr
+    # the last run used a wrong token on purpose, so check the bodies, not token_ok
+    assert all(body_errors(c["method"], c["path"], c["body"]) == [] for c in fake.calls() if c["body"])
+
+
+def test_check_says_what_is_wrong(fake: FakePagerDuty, tmp_path: Path) -> None:
+    result = cli(["check"], live_env(fake, PAGERDUTY_SERVICE_ID="PNOPE", PAGERDUTY_FROM_EMAIL="who@example.com"))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "ok   token: user token of Oncall Bot <oncall-bot@example.com>",
+        "FAIL from email: no PagerDuty user has the email who@example.com: set PAGERDUTY_FROM_EMAIL to a user's "
+        "login email",
+        "FAIL service: PAGERDUTY_SERVICE_ID=PNOPE: no such id in this account, or the token cannot see it",
+        "ok   escalation policy: PEP0001 is Backend"]
+    missing = cli(["check"], {"PAGERDUTY_API_URL": fake.url})  # type: ignore[attr-defined]
+    assert missing.returncode == 1 and missing.stdout.startswith("FAIL settings: PAGERDUTY_API_TOKEN, ")
+
+
+def test_two_processes_share_one_state_file(fake: FakePagerDuty, tmp_path: Path) -> None:
+    env = live_env(fake, PAGERULES_STATE=str(tmp_path / "s.db"))
+    batches = ["\n".join(json.dumps(build(n, repo=f"acme/r{p}", eid=f"{p}-{n}")) for n in range(40)) for p in (1, 2)]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "process"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**clean, **env})
+             for _ in batches]
+    results = [p.communicate(b, timeout=120) for p, b in zip(procs, batches)]
+    assert [p.returncode for p in procs] == [0, 0], [r[1][-800:] for r in results]
+    statuses = [json.loads(line)["status"] for out, _ in results for line in out.splitlines()]
+    # a POST retried after a dropped connection comes back "deduplicated": still one incident per key
+    assert len(statuses) == 80 and set(statuses) <= {"created", "deduplicated"}
+    assert len(fake.incidents) == 80 and len(fake.open_keys()) == 80
+    state = State(str(tmp_path / "s.db"))
+    assert len(state.open_incidents()) == 80
+    assert state._db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert state._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
