@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.actions import OpenIncident
+from engine.errors import PageRulesError
 
 BUSY_TIMEOUT_MS = 10_000
 SCHEMA = """
@@ -50,6 +52,12 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 
+class StateError(PageRulesError):
+    """The state file cannot be used (unreadable, locked too long, corrupt)."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class StoredIncident(OpenIncident):
     status: str = "triggered"
@@ -62,29 +70,60 @@ class State:
 
     def __init__(self, path: str):
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(f"cannot open the state file {path}: {exc.strerror}") from None
         self.path = path
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
                                    isolation_level=None)
-        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
-        with self.transaction() as db:  # executescript would COMMIT on its own; one statement at a time
-            for statement in _statements(SCHEMA):
-                db.execute(statement)
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._set_wal()
+            self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+            with self.transaction() as db:  # executescript would COMMIT on its own; one statement at a time
+                for statement in _statements(SCHEMA):
+                    db.execute(statement)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open the state file {path}: {exc}") from None
+
+    def _set_wal(self) -> None:
+        # Switching to WAL can answer "database is locked" at once, without waiting for the busy
+        # timeout, while another process is creating the same new file: try again for a while.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error."""
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error; SQLite errors become StateError."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StateError(f"state file {self.path}: {exc}") from None
             try:
                 yield self._db
-            except BaseException:
+            except BaseException as exc:
                 self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StateError(f"state file {self.path}: {exc}") from None
                 raise
             self._db.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StateError(f"state file {self.path}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -92,21 +131,18 @@ class State:
 
     # incidents
     def get(self, incident_key: str) -> StoredIncident | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM incidents WHERE incident_key = ?", (incident_key,)).fetchone()
-        return _incident(row) if row else None
+        rows = self._read("SELECT * FROM incidents WHERE incident_key = ?", (incident_key,))
+        return _incident(rows[0]) if rows else None
 
     def open_incidents(self, repo: str | None = None) -> list[StoredIncident]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM incidents ORDER BY opened_at").fetchall()
+        rows = self._read("SELECT * FROM incidents ORDER BY opened_at")
         found = [_incident(r) for r in rows]
         return [i for i in found if repo is None or i.labels.get("repo") == repo]
 
     def keys_with(self, name: str, values: tuple[str, ...]) -> set[str]:
         marks = ",".join("?" * len(values))
-        with self._lock:
-            rows = self._db.execute(f"SELECT incident_key FROM incident_labels WHERE name = ? AND value IN ({marks})",
-                                    (name, *values)).fetchall()
+        rows = self._read(f"SELECT incident_key FROM incident_labels WHERE name = ? AND value IN ({marks})",
+                          (name, *values))
         return {r[0] for r in rows}
 
     def record_open(self, incident: OpenIncident, now: float, actor: str, action: str,
@@ -142,9 +178,8 @@ class State:
             _audit(db, now, actor, action, incident_key, incident_id, detail)
 
     def recent_audit(self, limit: int = 50) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute("SELECT at, actor, action, incident_key, incident_id, detail FROM audit "
-                                    "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        rows = self._read("SELECT at, actor, action, incident_key, incident_id, detail FROM audit "
+                          "ORDER BY id DESC LIMIT ?", (limit,))
         return [{"at": r[0], "actor": r[1], "action": r[2], "incident_key": r[3], "incident_id": r[4],
                  "detail": json.loads(r[5])} for r in rows]
 

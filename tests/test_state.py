@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from engine.actions import OpenIncident
-from engine.state import State, StateView
+from engine.state import State, StateError, StateView
 
 
 def incident(key: str, **labels: str) -> OpenIncident:
@@ -67,3 +67,11 @@ def test_two_connections_see_each_others_writes(tmp_path: Path) -> None:
     first, second = State(str(tmp_path / "s.db")), State(str(tmp_path / "s.db"))
     first.record_open(incident("a"), 1.0, "rules", "create")
     assert second.get("a") is not None
+
+
+def test_an_unusable_state_path_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StateError) as caught:
+        State(str(tmp_path / "file" / "s.db"))
+    assert str(caught.value) == f"cannot open the state file {tmp_path}/file/s.db: File exists"
+    assert caught.value.exit_code == 2
