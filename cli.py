@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import wraps
+from pathlib import Path
 from typing import Any, TextIO
 
 import click
@@ -22,6 +23,8 @@ from engine.events import read_events
 from engine.explain import explain_event, format_report
 from engine.live import Live, live_backend, make_client
 from engine.state import State
+from engine.status import read_status
+from engine.watch import Daemon
 from engine.pipeline import Tally, run
 from engine.rules import RuleSet, load_ruleset
 
@@ -289,6 +292,65 @@ def check(as_json: bool, config_path: str | None) -> None:
     _emit([r.__dict__ for r in results], as_json,
           "\n".join(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.message}" for r in results))
     sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+@main.command()
+@config_options
+@click.option("--events-dir", type=click.Path(file_okay=False), help="Folder to watch (default: events_dir).")
+@click.option("--once", is_flag=True, help="Handle the files already there, then exit (cron, tests).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per log line, for log shippers.")
+@state_option
+@_fail_cleanly
+def watch(config_path: str | None, rules_dir: str | None, packs: str | None, events_dir: str | None, once: bool,
+          log_format: str, state_path: str | None) -> None:
+    """Run as a daemon over an events directory: each *.json or *.ndjson file dropped there is acted on,
+    then moved to processed/ (or failed/ beside NAME.error).
+
+    Rule and config edits apply to the next event; an edit that does not validate keeps the last
+    good rules. SIGHUP reloads; SIGTERM or SIGINT finishes the file in hand and exits 0.
+
+    Example: pagerules watch --events-dir /var/spool/pagerules
+    """
+    if log_format == "json":
+        _json_logs()
+    daemon = Daemon(config_path, {"rules_dir": rules_dir, "packs": packs}, events_dir, once, state_path)
+    log.info("watching %s (ruleset %s)", daemon.events, daemon.loaded.ruleset.version)
+    sys.exit(daemon.run())
+
+
+@main.command()
+@click.option("--events-dir", type=click.Path(file_okay=False), help="The daemon's folder (default: events_dir).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@_fail_cleanly
+def status(events_dir: str | None, as_json: bool, config_path: str | None) -> None:
+    """The watch daemon's health: ruleset in force, last reload error, files handled, failed and
+    pending, last PagerDuty error. Exits 1 when no daemon is running.
+
+    Example: pagerules status --events-dir /var/spool/pagerules
+    """
+    folder = Path(events_dir or load_config(config_path).events_dir)
+    data = read_status(folder / ".pagerules-status.json")
+    if data is None:
+        _emit({"running": False}, as_json, f"no daemon has run on {folder}")
+        sys.exit(1)
+    human = "\n".join([
+        f"{'running' if data['running'] else 'NOT running'} (pid {data['pid']}), ruleset {data['ruleset_version']}",
+        f"files: {data['files_processed']} processed, {data['files_failed']} failed, {data['files_pending']} pending",
+        f"last reload error: {data['last_reload_error'] or 'none'}",
+        f"last PagerDuty error: {data['last_pagerduty_error'] or 'none'}"])
+    _emit(data, as_json, human)
+    sys.exit(0 if data["running"] else 1)
+
+
+def _json_logs() -> None:
+    class JsonFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return json.dumps({"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                               "message": record.getMessage()}, ensure_ascii=False)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonFormatter())
 
 
 @main.command()

@@ -116,6 +116,8 @@ SETTINGS = (
     Setting("request_timeout_seconds", "PAGERULES_REQUEST_TIMEOUT", _seconds, 10.0),
     Setting("retries", "PAGERULES_RETRIES", _count, 4),
     Setting("retry_backoff_seconds", "PAGERULES_RETRY_BACKOFF", _seconds, 0.5),
+    Setting("watch_retry_max_seconds", "PAGERULES_WATCH_RETRY_MAX", _seconds, 60.0),
+    Setting("reconcile_interval_seconds", "PAGERULES_RECONCILE_INTERVAL", _seconds, 300.0),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 _SECRETS = {s.name for s in SETTINGS if s.secret}
@@ -145,6 +147,8 @@ class Config:
     request_timeout_seconds: float = 10.0
     retries: int = 4
     retry_backoff_seconds: float = 0.5
+    watch_retry_max_seconds: float = 60.0
+    reconcile_interval_seconds: float = 300.0
     source: str = "(defaults)"
 
     def missing_for_live(self) -> list[str]:

@@ -45,7 +45,7 @@ class Live:
             return self._opened_elsewhere(action, now, detail)
         except PagerDutyError as exc:
             self.state.audit(now, self.actor, "create_failed", action.incident_key, None, {**detail, "error": str(exc)})
-            return {"status": "failed", "error": str(exc)}
+            return _failed(exc)
         incident_id = incident.get("id")
         self.state.record_open(self._open(action, incident_id), now, self.actor, "create", detail)
         return _with_id({"status": "created"}, incident_id)
@@ -82,7 +82,7 @@ class Live:
         except PagerDutyError as exc:
             self.state.audit(now, self.actor, "resolve_failed", action.incident_key, None,
                              {"rule": action.rule, "error": str(exc)})
-            return {"status": "failed", "error": str(exc)}
+            return _failed(exc)
 
     def _resolve_ids(self, action: ResolveAction, incident_ids: list[str], now: float) -> dict[str, Any]:
         line: dict[str, Any] = {"status": "resolved", "incident_id": incident_ids[0]}
@@ -120,12 +120,33 @@ class Live:
                 self.client.set_status(incident_id, "acknowledged")
         except PagerDutyError as exc:
             self.state.audit(now, self.actor, "acknowledge_failed", incident_key, None, {"error": str(exc)})
-            return {"status": "failed", "error": str(exc)}
+            return _failed(exc)
         if known:
             self.state.record_status(incident_key, "acknowledged", now, self.actor, targets[0])
         else:
             self.state.audit(now, self.actor, "acknowledged", incident_key, targets[0])
         return {"status": "acknowledged", "incident_id": targets[0]}
+
+
+    def reconcile(self) -> dict[str, int]:
+        """Ask PagerDuty about every incident the state believes open; record what changed by hand."""
+        counts = {"checked": 0, "resolved": 0, "acknowledged": 0}
+        for incident in self.state.open_incidents():
+            if not incident.incident_id:
+                continue
+            status = self.client.get_incident(incident.incident_id).get("status")
+            counts["checked"] += 1
+            if status in ("resolved", "acknowledged") and status != incident.status:
+                self.state.record_status(incident.incident_key, status, self.clock(), "reconcile",
+                                         incident.incident_id, {"seen": "changed in PagerDuty"})
+                counts[status] += 1
+        return counts
+
+
+def _failed(exc: PagerDutyError) -> dict[str, Any]:
+    """A failed outcome; ``retry`` says whether trying again later can help (outage, rate limit,
+    or a token or id that an operator can fix) or not (PagerDuty refused this request)."""
+    return {"status": "failed", "error": str(exc), "retry": exc.transient or exc.status in (401, 403, 404)}
 
 
 def _with_id(line: dict[str, Any], incident_id: str | None) -> dict[str, Any]:

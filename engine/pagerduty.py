@@ -155,6 +155,9 @@ class Client:
             if not page.get("more") or not page.get("incidents"):
                 return found
 
+    def get_incident(self, incident_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/incidents/{incident_id}").get("incident", {})  # type: ignore[no-any-return]
+
     def set_status(self, incident_id: str, status: str, resolution: str | None = None) -> dict[str, Any]:
         return self.call("PUT", f"/incidents/{incident_id}", build_status_body(status, resolution),  # type: ignore[no-any-return]
                          write=True).get("incident", {})

@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS incident_labels (
     PRIMARY KEY (name, value, incident_key)
 );
 CREATE INDEX IF NOT EXISTS incident_labels_key ON incident_labels (incident_key);
+CREATE TABLE IF NOT EXISTS events_done (
+    digest TEXT PRIMARY KEY,
+    at     REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     at           REAL NOT NULL,
@@ -171,6 +175,18 @@ class State:
                 db.execute("UPDATE incidents SET status = ?, confirmed_at = ? WHERE incident_key = ?",
                            (status, now, incident_key))
             _audit(db, now, actor, status if status != "triggered" else "reopen", incident_key, incident_id, detail)
+
+    def is_done(self, digest: str) -> bool:
+        """Whether an event with this content was fully handled before (the daemon skips it)."""
+        return bool(self._read("SELECT 1 FROM events_done WHERE digest = ?", (digest,)))
+
+    def mark_done(self, digest: str, now: float) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO events_done (digest, at) VALUES (?, ?)", (digest, now))
+
+    def forget_done_before(self, cutoff: float) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM events_done WHERE at < ?", (cutoff,))
 
     def audit(self, now: float, actor: str, action: str, incident_key: str | None = None,
               incident_id: str | None = None, detail: Mapping[str, Any] | None = None) -> None:

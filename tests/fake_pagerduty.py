@@ -5,7 +5,8 @@ matters (../shared/pagerduty-api/REFERENCE.md): a second open incident with
 the same incident_key is refused with 400 and the "Open incident with
 matching dedup key" text; writes need a From header; a bad token gets 401.
 Faults are injected through POST /_fake/faults: ``{"status": 503, "count": 2}``
-answers the next two API calls with 503, ``"retry_after": 1`` adds the header,
+answers the next two API calls with 503, ``"until": EPOCH`` answers every call
+with the status until then (an outage), ``"retry_after": 1`` adds the header,
 ``"latency_ms": 100`` delays every call. GET /_fake/requests lists what was
 received (the token is replaced by whether it was right).
 
@@ -122,6 +123,8 @@ class FakePagerDuty:
             return 200, {}, {"incidents": found, "limit": 100, "offset": 0, "more": False, "total": None}
         if len(parts) >= 2 and parts[0] == "incidents" and parts[1] not in self.incidents:
             return 404, {}, {"error": {"message": "Incident Not Found", "code": 5001}}
+        if method == "GET" and len(parts) == 2 and parts[0] == "incidents":
+            return 200, {}, {"incident": self.incidents[parts[1]]}
         if method == "PUT" and len(parts) == 2 and parts[0] == "incidents":
             return self._put_incident(self.incidents[parts[1]], body)
         if method == "POST" and len(parts) == 3 and parts[2] == "notes":
@@ -179,7 +182,9 @@ class _Handler(BaseHTTPRequestHandler):
                                      "token_ok": headers.get("authorization") == f"Token token={self.pd.token}",
                                      "body": body, "at": time.time()})
             faults = dict(self.pd.faults)
-            if faults.get("count", 0) > 0:
+            if faults.get("until", 0) > time.time():  # an outage: every call fails until then
+                faults["count"] = 1
+            elif faults.get("count", 0) > 0:
                 self.pd.faults["count"] -= 1
         if faults.get("latency_ms"):
             time.sleep(faults["latency_ms"] / 1000)

@@ -1,0 +1,62 @@
+"""The daemon's status file: what `pagerules status` shows, written atomically, at most once a second."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+WRITE_EVERY_SECONDS = 1.0
+
+
+class StatusFile:
+    def __init__(self, path: Path):
+        self.path = path
+        self.data: dict[str, Any] = {"pid": os.getpid(), "started_at": time.time(), "state": "starting",
+                                     "ruleset_version": None, "rules_loaded_at": None, "last_reload_error": None,
+                                     "files_processed": 0, "files_failed": 0, "files_pending": 0,
+                                     "last_pagerduty_error": None, "last_pagerduty_error_at": None}
+        self._written = 0.0
+
+    def update(self, **values: Any) -> None:
+        changed = any(self.data.get(k) != v for k, v in values.items())
+        self.data.update(values)
+        if changed:
+            self._write(force="state" in values or "last_reload_error" in values)
+
+    def bump(self, counter: str) -> None:
+        self.data[counter] = self.data.get(counter, 0) + 1
+        self._write()
+
+    def _write(self, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._written < WRITE_EVERY_SECONDS:
+            return
+        self._written = now
+        self.data["updated_at"] = now
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps(self.data, indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, self.path)
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    """The last status a daemon wrote, with ``running`` (is that process alive?), or None."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    data["running"] = data.get("state") == "running" and _alive(int(data.get("pid") or 0))
+    return data
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

@@ -1,0 +1,318 @@
+"""The `watch` daemon (CONTRACT §5): an events directory in, pages out, nothing lost.
+
+One loop owns all the work; watchdog's thread and the signal handlers only put
+requests on a queue. A file is one unit of work: its events are evaluated and
+acted on in order, then it moves to processed/ or failed/ (beside NAME.error).
+When PagerDuty cannot be reached, the file stays and is retried with capped
+backoff, and newer files wait behind it so a resolve is never sent before the
+trigger it follows. An event whose actions all succeeded is recorded as done
+(by a hash of its content), so a restart after kill -9 skips it; incident_key
+dedup covers an event killed halfway.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from engine.config import Config, load_config
+from engine.dispatch import Backend, Dispatcher, DryRun
+from engine.errors import InvalidFiles, PageRulesError
+from engine.evaluate import evaluate
+from engine.events import event_id, read_events
+from engine.inbox import FAILED, PROCESSED, backlog, is_event_file, move, type_from_name
+from engine.live import Live, make_client
+from engine.rules import RuleSet, load_ruleset
+from engine.state import State
+from engine.status import StatusFile
+
+log = logging.getLogger("pagerules.watch")
+STABLE_SECONDS = 0.3      # a file written in place is read once its size holds this long
+RESCAN_SECONDS = 5.0      # a directory listing now and then, in case a notification was missed
+RELOAD_DEBOUNCE = 0.2     # an editor's save is several events
+STOP_GRACE_SECONDS = 8.0  # after SIGTERM, stop between events past this, so the exit comes within 10 s
+DONE_KEPT_SECONDS = 30 * 86400
+
+
+@dataclass
+class Pending:
+    path: Path
+    ready_at: float
+    order: tuple[float, str]
+    size: int | None = None  # set while waiting for a file written in place to settle
+    attempts: int = 0
+
+
+@dataclass
+class Loaded:
+    config: Config
+    ruleset: RuleSet
+    dispatcher: Dispatcher
+
+
+class Daemon:
+    def __init__(self, config_path: str | None, overrides: dict[str, Any], events_dir: str | None = None,
+                 once: bool = False, state_path: str | None = None, clock: Callable[[], float] = time.time):
+        self.config_path, self.overrides, self.once, self.clock = config_path, overrides, once, clock
+        config = load_config(config_path, overrides=overrides)
+        self.events = Path(events_dir or config.events_dir).resolve()
+        self.events.mkdir(parents=True, exist_ok=True)
+        self.state = State(state_path or config.state_path)
+        self.requests: queue.Queue[tuple[str, Path | None]] = queue.Queue()
+        self.stop_at: float | None = None
+        self.pending: dict[Path, Pending] = {}
+        self.status = StatusFile(self.events / ".pagerules-status.json")
+        self.loaded = self._load()  # a config or rules that do not validate at start: exit 2
+        self.reload_due: float | None = None
+        self.next_reconcile = 0.0
+        self.failures = 0
+
+    # ---- loading -----------------------------------------------------------
+    def _load(self) -> Loaded:
+        config = load_config(self.config_path, overrides=self.overrides)
+        ruleset = load_ruleset(config)
+        backend: Backend = DryRun()
+        if config.enabled:
+            config.require_live()
+            backend = Live(config, make_client(config), self.state)
+        self.status.update(ruleset_version=ruleset.version, rules_loaded_at=self.clock(), last_reload_error=None)
+        return Loaded(config, ruleset, Dispatcher(config, backend))
+
+    def reload(self) -> None:
+        """Swap in new rules and config only if they validate; otherwise keep the last good ones."""
+        try:
+            self.loaded = self._load()
+            log.info("reloaded: ruleset %s", self.loaded.ruleset.version)
+        except PageRulesError as exc:
+            lines = [str(p) for p in exc.problems] if isinstance(exc, InvalidFiles) else [str(exc)]
+            for line in lines:
+                log.error("reload refused, keeping ruleset %s: %s", self.loaded.ruleset.version, line)
+            self.status.update(last_reload_error="; ".join(lines))
+
+    # ---- the loop ----------------------------------------------------------
+    def run(self) -> int:
+        """Handle the backlog, then each new file, until SIGTERM/SIGINT (or, with --once, the backlog is done)."""
+        self._signals()
+        observer = None if self.once else self._observe()
+        self.state.forget_done_before(self.clock() - DONE_KEPT_SECONDS)
+        self._reconcile()
+        self._rescan()
+        next_scan = self.clock() + RESCAN_SECONDS
+        self.status.update(state="running")
+        try:
+            while self.stop_at is None:
+                self._drain(self._wait_seconds())
+                now = self.clock()
+                if self.reload_due is not None and now >= self.reload_due:
+                    self.reload_due = None
+                    self.reload()
+                if now >= self.next_reconcile:
+                    self._reconcile()
+                if now >= next_scan:
+                    self._rescan()
+                    next_scan = now + RESCAN_SECONDS
+                entry = self._next_ready(now)
+                if entry is not None:
+                    self._handle(entry)
+                elif self.once and not any(p.attempts == 0 for p in self.pending.values()):
+                    break
+                self.status.update(files_pending=len(self.pending))
+        finally:
+            if observer is not None:
+                observer.stop()
+                observer.join(timeout=2)
+            self.status.update(state="stopped", files_pending=len(self.pending))
+        # --once (cron): 1 when a file went to failed/ or still waits for PagerDuty
+        return 1 if self.once and (self.pending or self.failures) else 0
+
+    def _wait_seconds(self) -> float:
+        if any(p.ready_at <= self.clock() for p in self.pending.values()):
+            return 0.0
+        soonest = min((p.ready_at for p in self.pending.values()), default=self.clock() + 1.0)
+        return max(0.0, min(1.0, soonest - self.clock()))
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            kind, path = self.requests.get(timeout=timeout) if timeout > 0 else self.requests.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._request(kind, path)
+            try:
+                kind, path = self.requests.get_nowait()
+            except queue.Empty:
+                return
+
+    def _request(self, kind: str, path: Path | None) -> None:
+        now = self.clock()
+        if kind == "reload":
+            self.reload_due = now + RELOAD_DEBOUNCE
+        elif kind == "stop":
+            self.stop_at = self.stop_at or now
+        elif path is not None and path.parent == self.events and is_event_file(path) and path.exists():
+            entry = self.pending.get(path)
+            complete = kind == "complete"  # renamed in, or closed after writing
+            if entry is None:
+                self.pending[path] = Pending(path, now if complete else now + STABLE_SECONDS, (now, path.name),
+                                             None if complete else -1)
+            elif complete and entry.attempts == 0:
+                entry.ready_at, entry.size = now, None
+
+    def _next_ready(self, now: float) -> Pending | None:
+        """The oldest ready file; a file waiting to retry PagerDuty holds back every newer one."""
+        for entry in sorted(self.pending.values(), key=lambda p: p.order):
+            if entry.attempts:
+                return entry if entry.ready_at <= now else None
+            if entry.ready_at <= now and self._settled(entry, now):
+                return entry
+        return None
+
+    def _settled(self, entry: Pending, now: float) -> bool:
+        if entry.size is None:
+            return True
+        try:
+            size = entry.path.stat().st_size
+        except FileNotFoundError:
+            self.pending.pop(entry.path, None)
+            return False
+        if size != entry.size:
+            entry.size, entry.ready_at = size, now + STABLE_SECONDS
+            return False
+        return True
+
+    # ---- one file ----------------------------------------------------------
+    def _handle(self, entry: Pending) -> None:
+        path, loaded = entry.path, self.loaded
+        started = self.clock()
+        default_type = type_from_name(path.name, loaded.ruleset.event_types)
+        problems: list[str] = []
+        counts: dict[str, int] = {}
+        try:
+            with path.open(encoding="utf-8", errors="replace") as lines:
+                for item in read_events(lines, path.name):
+                    if self.stop_at is not None and self.clock() - self.stop_at > STOP_GRACE_SECONDS:
+                        log.warning("%s: stopping mid-file; the rest is handled on restart", path.name)
+                        return
+                    if item.event is None:
+                        problems.append(item.error or item.where)
+                        continue
+                    if default_type and "type" not in item.event:
+                        item.event["type"] = default_type
+                    if not self._event(item.event, item.where, loaded, problems, counts):
+                        return self._retry_later(entry)
+        except FileNotFoundError:
+            self.pending.pop(path, None)
+            return
+        self.pending.pop(path, None)
+        folder = self.events / (FAILED if problems else PROCESSED)
+        target = move(path, folder, "\n".join(problems) if problems else None)
+        self.status.bump("files_failed" if problems else "files_processed")
+        self.failures += bool(problems)
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no actions"
+        log.info("%s -> %s/%s: %s (%.0f ms)", path.name, folder.name, target.name, summary,
+                 (self.clock() - started) * 1000)
+
+    def _event(self, event: dict[str, Any], where: str, loaded: Loaded, problems: list[str],
+               counts: dict[str, int]) -> bool:
+        """Act on one event; False when PagerDuty could not be reached (the file must wait)."""
+        digest = hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()
+        if self.state.is_done(digest):
+            counts["already done"] = counts.get("already done", 0) + 1
+            return True
+        lines = [line for action in evaluate(event, loaded.ruleset, loaded.dispatcher.view)
+                 for line in loaded.dispatcher.handle(action)]
+        clean = True
+        for line in lines:
+            key = f"{line['action']} {line['status']}"
+            counts[key] = counts.get(key, 0) + 1
+            if line["status"] == "failed" and line.get("retry"):
+                self.status.update(last_pagerduty_error=line["error"], last_pagerduty_error_at=self.clock())
+                return False
+            if line["action"] == "error" or line["status"] == "failed":
+                problems.append(f"{where}: event {line.get('event_id', event_id(event))}: {line['error']}")
+                clean = False
+        if clean:
+            self.state.mark_done(digest, self.clock())
+        return True
+
+    def _retry_later(self, entry: Pending) -> None:
+        entry.attempts += 1
+        delay = min(2.0 ** (entry.attempts - 1), self.loaded.config.watch_retry_max_seconds)
+        entry.ready_at = self.clock() + delay
+        log.warning("%s stays in %s: PagerDuty unreachable (try %d); next try in %.0f s",
+                    entry.path.name, self.events.name, entry.attempts, delay)
+
+    # ---- background duties ---------------------------------------------------
+    def _rescan(self) -> None:
+        for path in backlog(self.events):
+            if path not in self.pending:
+                self._request("complete" if self.clock() - path.stat().st_mtime > STABLE_SECONDS else "written",
+                              path)
+
+    def _reconcile(self) -> None:
+        config = self.loaded.config
+        self.next_reconcile = self.clock() + config.reconcile_interval_seconds
+        backend = self.loaded.dispatcher.backend
+        if not isinstance(backend, Live):
+            return
+        try:
+            counts = backend.reconcile()
+            if counts["resolved"] or counts["acknowledged"]:
+                log.info("reconciled with PagerDuty: %s", counts)
+        except PageRulesError as exc:
+            log.warning("reconcile with PagerDuty failed: %s", exc)
+
+    def _signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.requests.put(("stop", None)))
+        signal.signal(signal.SIGHUP, lambda *_: self.requests.put(("reload", None)))
+
+    def _observe(self) -> Any:
+        observer = Observer()
+        handler = _Handler(self)
+        observer.schedule(handler, str(self.events), recursive=False)
+        observer.schedule(handler, self.loaded.config.rules_dir, recursive=True)
+        observer.schedule(handler, str(Path(self.loaded.config.source).resolve().parent), recursive=False)
+        observer.start()
+        return observer
+
+
+# Notifications that mean a file changed; opening or reading one (ours included) is not a change.
+_WRITES = {"created", "modified", "moved", "deleted", "closed"}
+
+
+class _Handler(FileSystemEventHandler):
+    """Turns filesystem notifications into requests; does no work itself."""
+
+    def __init__(self, daemon: Daemon):
+        self.daemon = daemon
+        self.config_file = Path(daemon.loaded.config.source).resolve()
+        self.rules = Path(daemon.loaded.config.rules_dir).resolve()
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in _WRITES:
+            return
+        changed = [(Path(str(event.src_path)), event.event_type)]
+        if event.event_type == "moved":
+            changed = [(Path(str(event.src_path)), "moved away"), (Path(str(event.dest_path)), "moved in")]
+        for path, what in changed:
+            if path == self.config_file or path == self.rules or self.rules in path.parents:
+                self.daemon.requests.put(("reload", None))
+            elif path.parent == self.daemon.events and not event.is_directory:
+                if what in ("moved in", "closed"):  # renamed into place, or closed after writing
+                    self.daemon.requests.put(("complete", path))
+                elif what in ("created", "modified"):
+                    self.daemon.requests.put(("written", path))

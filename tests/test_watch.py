@@ -1,0 +1,240 @@
+"""The watch daemon end to end: a subprocess over a temporary events folder against the fake PagerDuty."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT
+from engine.inbox import move, type_from_name
+from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
+from test_shipped_rules import build
+
+
+@pytest.fixture
+def fake() -> Iterator[FakePagerDuty]:
+    pd = FakePagerDuty()
+    pd.url = pd.start()  # type: ignore[attr-defined]
+    yield pd
+    pd.stop()
+
+
+class Daemon:
+    """`pagerules watch` in a folder of its own: rules copied, state and events inside it."""
+
+    def __init__(self, tmp: Path, fake: FakePagerDuty, **env: str):
+        self.tmp, self.events, self.rules = tmp, tmp / "events", tmp / "rules"
+        if not self.rules.exists():
+            shutil.copytree(ROOT / "rules", self.rules)
+            (tmp / "pd.yaml").write_text("rules_dir: rules\nstate_path: state.db\nevents_dir: events\n")
+        self.events.mkdir(exist_ok=True)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
+        self.env = {**clean, "PAGERDUTY_API_TOKEN": TOKEN, "PAGERDUTY_FROM_EMAIL": FROM_EMAIL,
+                    "PAGERDUTY_SERVICE_ID": SERVICE, "PAGERDUTY_ESCALATION_POLICY_ID": POLICY,
+                    "PAGERDUTY_API_URL": fake.url, "PAGERULES_RETRIES": "0",  # type: ignore[attr-defined]
+                    "PAGERULES_WATCH_RETRY_MAX": "1", **env}
+        self.proc: subprocess.Popen[str] | None = None
+        self.log = tmp / "daemon.log"
+
+    def args(self, *extra: str) -> list[str]:
+        return [sys.executable, str(ROOT / "cli.py"), "watch", "--config", str(self.tmp / "pd.yaml"), *extra]
+
+    def start(self, *extra: str) -> Daemon:
+        self.proc = subprocess.Popen(self.args(*extra), stdout=subprocess.PIPE, stderr=self.log.open("a"),
+                                     text=True, env=self.env)
+        wait_for(lambda: "watching" in self.log.read_text(), 15, "the daemon to start")
+        return self
+
+    def once(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.args("--once"), capture_output=True, text=True, env=self.env, timeout=120)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=15)
+
+    def drop(self, name: str, events: list[dict[str, Any]] | str) -> Path:
+        """Write then rename, as producers should."""
+        text = events if isinstance(events, str) else "\n".join(json.dumps(e) for e in events) + "\n"
+        temp = self.events / f".{name}.part"
+        temp.write_text(text)
+        temp.rename(self.events / name)
+        return self.events / name
+
+    def done(self, *names: str) -> bool:
+        return all((self.events / "processed" / n).exists() or (self.events / "failed" / n).exists()
+                   for n in names)
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def titles(fake: FakePagerDuty) -> list[str]:
+    return [i["title"] for i in fake.incidents.values()]
+
+
+def test_the_backlog_is_handled_oldest_first_and_sorted(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake)
+    daemon.drop("1-old.ndjson", [build(349), build(349, "passed", eid="b2")])
+    daemon.drop("2-bad.json", '{"type": "build", "id": "x", "repo": "a/b"}\nnot json\n')
+    daemon.drop("3-new.json", [build(350)])
+    for name, age in (("1-old.ndjson", 30), ("2-bad.json", 20), ("3-new.json", 10)):
+        os.utime(daemon.events / name, (time.time() - age, time.time() - age))
+    result = daemon.once()
+    assert result.returncode == 1  # a file failed
+    assert sorted(p.name for p in (daemon.events / "processed").iterdir()) == ["1-old.ndjson", "3-new.json"]
+    assert (daemon.events / "failed" / "2-bad.json.error").read_text() == (
+        "2-bad.json line 1: event x: build: 'branch' is a required property; build: 'build_number' is a required "
+        "property; build: 'status' is a required property\n"
+        "2-bad.json line 2: not valid JSON: Expecting value (column 1)\n")
+    assert [c["method"] for c in fake.calls() if c["path"].startswith("/incidents")] == [
+        "POST", "PUT", "POST", "POST"]  # 349 created, resolved (+note), then 350: oldest file first
+    assert [line.split(" -> ")[0].split(": ")[-1] for line in result.stderr.splitlines() if " -> " in line] == \
+        ["1-old.ndjson", "2-bad.json", "3-new.json"]
+
+
+def test_new_files_page_and_rule_edits_apply_without_restart(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake).start()
+    daemon.drop("a.json", [build(1)])
+    wait_for(lambda: daemon.done("a.json"), 10, "a.json")
+    rule = daemon.rules / "build.yaml"
+    rule.write_text(rule.read_text().replace("CI build #", "CI build number "))
+    time.sleep(2)  # the reload must apply within 2 seconds
+    daemon.drop("b.json", [build(2)])
+    wait_for(lambda: daemon.done("b.json"), 10, "b.json")
+    (daemon.rules / "broken.yaml").write_text("triggers:\n  - id: x\n    on: buidl\n")
+    time.sleep(2)
+    daemon.drop("c.json", [build(3)])
+    wait_for(lambda: daemon.done("c.json"), 10, "c.json")
+    assert daemon.stop() == 0
+    assert titles(fake) == ["[CodeSpar] High: acme/backend-api CI build #1 failed on main",
+                            "[CodeSpar] High: acme/backend-api CI build number 2 failed on main",
+                            "[CodeSpar] High: acme/backend-api CI build number 3 failed on main"]
+    log = daemon.log.read_text()
+    assert "reload refused, keeping ruleset" in log and "broken.yaml:3: rule x: on: unknown event type 'buidl'" in log
+    status = subprocess.run([sys.executable, str(ROOT / "cli.py"), "status", "--events-dir", str(daemon.events),
+                             "--json"], capture_output=True, text=True, env=daemon.env)
+    data = json.loads(status.stdout)
+    assert status.returncode == 1 and not data["running"] and data["files_processed"] == 3
+    assert "broken.yaml:3" in data["last_reload_error"]
+
+
+def test_an_outage_of_20_seconds_loses_nothing(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake).start()
+    fake.faults = {"status": 503, "until": time.time() + 20}
+    for n in range(5):
+        daemon.drop(f"{n}.json", [build(100 + n), build(100 + n, eid=f"again-{n}")])
+        time.sleep(0.2)
+    time.sleep(3)
+    waiting = [p for p in daemon.events.glob("*.json") if not p.name.startswith(".")]
+    assert not (daemon.events / "processed").exists() and len(waiting) == 5
+    wait_for(lambda: daemon.done(*[f"{n}.json" for n in range(5)]), 40, "all files after the outage")
+    assert daemon.stop() == 0
+    assert sorted(i["incident_key"] for i in fake.incidents.values()) == \
+        [f"codespar-acme-backend-api-build-{100 + n}" for n in range(5)]
+    assert "PagerDuty unreachable" in daemon.log.read_text()
+
+
+def test_kill_9_mid_stream_then_restart_pages_each_incident_once(fake: FakePagerDuty, tmp_path: Path) -> None:
+    fake.faults = {"latency_ms": 15}
+    daemon = Daemon(tmp_path, fake)
+    for f in range(20):
+        daemon.drop(f"{f:02d}.ndjson", [build(1000 + f * 10 + n, eid=f"{f}-{n}") for n in range(10)])
+    daemon.start()
+    wait_for(lambda: len(fake.incidents) >= 60, 30, "some incidents")
+    assert daemon.proc is not None
+    daemon.proc.kill()  # SIGKILL: no chance to tidy up
+    daemon.proc.wait(timeout=10)
+    assert len(fake.incidents) < 200
+    result = daemon.once()
+    assert result.returncode == 0, result.stderr[-2000:]
+    keys = [i["incident_key"] for i in fake.incidents.values()]
+    assert len(keys) == 200 and len(set(keys)) == 200
+    assert len(fake.calls("POST", "/incidents")) <= 201  # at most the one in flight is sent again
+    assert len(list((daemon.events / "processed").iterdir())) == 20
+
+
+def test_sigterm_finishes_the_file_in_hand_and_exits_0(fake: FakePagerDuty, tmp_path: Path) -> None:
+    fake.faults = {"latency_ms": 100}
+    daemon = Daemon(tmp_path, fake).start()
+    daemon.drop("slow.ndjson", [build(n, eid=f"s{n}") for n in range(10)])
+    wait_for(lambda: len(fake.incidents) >= 1, 10, "the first incident")
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 10
+    assert daemon.done("slow.ndjson") and len(fake.incidents) == 10
+
+
+def test_a_file_written_in_place_is_read_only_once_complete(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake).start()
+    text = "\n".join(json.dumps(build(n, eid=f"p{n}")) for n in range(3)) + "\n"
+    with (daemon.events / "inplace.ndjson").open("w") as out:
+        out.write(text[:50])
+        out.flush()
+        time.sleep(0.15)
+        out.write(text[50:])
+    wait_for(lambda: daemon.done("inplace.ndjson"), 10, "inplace.ndjson")
+    assert daemon.stop() == 0
+    assert (daemon.events / "processed" / "inplace.ndjson").exists() and len(fake.incidents) == 3
+
+
+def test_ignored_names_stay_and_collisions_never_overwrite(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake)
+    for name in (".hidden.json", "upload.json.part", "x.tmp", "notes.txt"):
+        (daemon.events / name).write_text("{}")
+    (daemon.events / "processed").mkdir()
+    (daemon.events / "processed" / "dup.json").write_text("earlier")
+    daemon.drop("dup.json", [build(5)])
+    assert daemon.once().returncode == 0
+    assert (daemon.events / "processed" / "dup.json").read_text() == "earlier"
+    assert json.loads((daemon.events / "processed" / "dup~1.json").read_text())["build_number"] == 5
+    assert sorted(p.name for p in daemon.events.iterdir() if p.is_file()) == [
+        ".hidden.json", ".pagerules-status.json", "notes.txt", "upload.json.part", "x.tmp"]
+
+
+def test_reconcile_records_what_was_resolved_by_hand(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake)
+    daemon.drop("a.json", [build(7)])
+    daemon.once()
+    fake.resolve_by_hand("codespar-acme-backend-api-build-7")
+    daemon.once()  # reconciles on start
+    audit = subprocess.run([sys.executable, str(ROOT / "cli.py"), "audit", "--json", "--config",
+                            str(tmp_path / "pd.yaml")], capture_output=True, text=True, env=daemon.env)
+    assert [(e["actor"], e["action"]) for e in json.loads(audit.stdout)][0] == ("reconcile", "resolved")
+
+
+def test_json_logs_and_the_type_in_the_file_name(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake)
+    untyped = {k: v for k, v in build(8).items() if k != "type"}
+    daemon.drop("ci-8.build.json", [untyped])
+    result = subprocess.run(daemon.args("--once", "--log-format", "json"), capture_output=True, text=True,
+                            env=daemon.env, timeout=60)
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert {r["logger"] for r in records} >= {"pagerduty", "pagerules.watch"}
+    assert len(fake.incidents) == 1
+
+
+def test_names_and_moves_in_isolation(tmp_path: Path) -> None:
+    assert type_from_name("d-1.github.workflow_run.json", ["github.workflow_run", "run"]) == "github.workflow_run"
+    assert type_from_name("plain.json", ["build"]) is None
+    (tmp_path / "x.json").write_text("1")
+    (tmp_path / "failed").mkdir()
+    (tmp_path / "failed" / "x.json.error").write_text("older reason")
+    target = move(tmp_path / "x.json", tmp_path / "failed", "why")
+    assert target.name == "x~1.json" and (tmp_path / "failed" / "x~1.json.error").read_text() == "why\n"
+    assert (tmp_path / "failed" / "x.json.error").read_text() == "older reason"
