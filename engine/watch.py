@@ -165,7 +165,7 @@ class Daemon:
             complete = kind == "complete"  # renamed in, or closed after writing
             if entry is None:
                 self.pending[path] = Pending(path, now if complete else now + STABLE_SECONDS, (now, path.name),
-                                             None if complete else -1)
+                                             None if complete else _size(path))
             elif complete and entry.attempts == 0:
                 entry.ready_at, entry.size = now, None
 
@@ -288,6 +288,13 @@ class Daemon:
         observer.schedule(handler, str(Path(self.loaded.config.source).resolve().parent), recursive=False)
         observer.start()
         return observer
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return -1
 
 
 # Notifications that mean a file changed; opening or reading one (ours included) is not a change.
