@@ -15,7 +15,8 @@ from typing import Any, TextIO
 
 import click
 
-from engine import manual
+from engine import manual, ruletest
+from engine import replay as replay_engine
 from engine.config import Config, load_config
 from engine.dispatch import Backend, Dispatcher, DryRun
 from engine.errors import ConfigError, InvalidFiles, PageRulesError, Problem
@@ -194,6 +195,75 @@ def _explain_all(items: Any, ruleset: RuleSet, dispatcher: Dispatcher, default_t
         if default_type and "type" not in item.event:
             item.event["type"] = default_type
         yield explain_event(item.event, ruleset, dispatcher)
+
+
+@main.command(name="test")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@config_options
+@click.option("--strict", is_flag=True, help="Warnings (dedup-key lint, PagerDuty limits) fail too.")
+@_fail_cleanly
+def test_command(paths: tuple[str, ...], config_path: str | None, rules_dir: str | None, packs: str | None,
+                 strict: bool) -> None:
+    """Run rule test cases: events in, expected outcomes out, on the dry-run engine.
+
+    With no PATH, runs the rules folder's tests/ (rules/tests/*.yaml). Prints one line per case, a
+    diff for each failing one, and last `N passed, M failed`; exits 1 when any case fails.
+
+    Example: pagerules test rules/tests/build.yaml
+    """
+    base = {"rules_dir": rules_dir, "packs": packs}
+    config = load_config(config_path, overrides=base)
+    warnings = {str(w) for w in load_ruleset(config).warnings}
+    passed = failed = 0
+    for path in ruletest.test_files(list(paths), config):
+        for result in ruletest.run_file(path, config_path, base):
+            warnings |= {str(w) for w in result.warnings}
+            click.echo(f"{result.where} {result.name} {'PASSED' if result.passed else 'FAILED'}")
+            for line in result.diffs:
+                click.echo(f"    {line}")
+            passed, failed = passed + result.passed, failed + (not result.passed)
+    for warning in sorted(warnings):
+        click.echo(warning)
+    if strict and warnings:
+        failed += len(warnings)
+    click.echo(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("events", nargs=-1, required=True)
+@click.option("--rules", "new_rules", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The changed rules folder.")
+@click.option("--against", "old_rules", type=click.Path(file_okay=False, exists=True),
+              help="The rules in force (default: rules_dir from the config).")
+@click.option("--packs", help="Comma-separated rule packs to enable in both.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per difference, then the summary.")
+@_fail_cleanly
+def replay(events: tuple[str, ...], new_rules: str, old_rules: str | None, packs: str | None,
+           config_path: str | None, as_json: bool) -> None:
+    """Show how a rule change would have changed paging on recorded events.
+
+    EVENTS are files, folders (such as the daemon's processed/) or - for JSON lines on stdin. Prints
+    only the differences and a count per rule; exits 0 when there are none, 1 when there are.
+
+    Example: pagerules replay --rules ../new-rules/rules --against rules /var/spool/pagerules/processed
+    """
+    new_config = load_config(config_path, overrides={"rules_dir": new_rules, "packs": packs})
+    old_config = load_config(config_path, overrides={"rules_dir": old_rules, "packs": packs})
+    new, old = load_ruleset(new_config), load_ruleset(old_config)
+    found = list(replay_engine.replay(replay_engine.recorded_events(list(events)), new, old,
+                                      Dispatcher(new_config, DryRun()), Dispatcher(old_config, DryRun())))
+    counts = replay_engine.summary(found)
+    for difference in found:
+        click.echo(json.dumps(difference.as_dict(), ensure_ascii=False, default=str) if as_json else str(difference))
+    if as_json:
+        click.echo(json.dumps({"summary": counts, "differences": len(found)}))
+    else:
+        per_rule = "; ".join(f"{rule}: " + ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+                             for rule, kinds in counts.items())
+        click.echo(f"{len(found)} differences" + (f" ({per_rule})" if per_rule else ""))
+    sys.exit(1 if found else 0)
 
 
 @main.command()

@@ -18,6 +18,7 @@ from engine.config import Config
 from engine.errors import InvalidFiles, Problem
 from engine.events import EventType, load_event_types
 from engine.matchers import Condition, MatcherError, compile_match
+from engine.lint import lint_keys
 from engine.rulecheck import check_ruleset, duplicate_ids
 from engine.schemacheck import check_document, load_schema, unknown_name
 from engine.source import Document, load_yaml_text
@@ -39,6 +40,11 @@ class Rule:
     when: Compiled | None
     filename: str
     line: int
+    field_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, name: str) -> int:
+        """The line of one of the rule's keys (``incident_key``), else of the rule."""
+        return self.field_lines.get(name, self.line)
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,8 @@ class _Builder:
             when = self.template(path + ("when",), raw["when"], ("when",), expression=True)
         return dict(id=raw["id"], on=raw["on"], description=raw.get("description", ""),
                     conditions=conditions, vars=tuple(variables), when=when,
-                    filename=self.doc.filename, line=self.doc.line(path))
+                    filename=self.doc.filename, line=self.doc.line(path),
+                    field_lines={key: self.doc.line(path + (key,)) for key in raw})
 
     def mapping(self, path: tuple[Any, ...], raw: Mapping[str, Any] | None, name: str
                 ) -> tuple[tuple[str, Compiled], ...]:
@@ -217,9 +224,9 @@ def compile_documents(docs: list[Document], config: Config, event_types: Mapping
         recoveries += _build_all(doc.data.get("recoveries"), "recoveries", builder.recovery, broken)
     problems.extend(check_ruleset(triggers, recoveries))
     problems.extend(duplicate_ids(_rule_ids(docs)))
-    errors = [p for p in problems if not p.warning]
-    if errors:
+    if any(not p.warning for p in problems):
         raise InvalidFiles(sorted(problems, key=lambda p: (p.filename, p.line)))
+    problems.extend(lint_keys(triggers))  # warnings, meaningful once the rules are valid
     digest = hashlib.sha256()
     for doc in docs:
         digest.update(doc.filename.encode() + b"\0" + repr(doc.data).encode())
@@ -282,7 +289,7 @@ def rule_files(config: Config, rules_dir: str | None = None) -> list[Path]:
 
 def load_ruleset(config: Config, rules_dir: str | None = None) -> RuleSet:
     """Read and compile the rule files in force for ``config``."""
-    texts = {_display(path): path.read_text(encoding="utf-8") for path in rule_files(config, rules_dir)}
+    texts = {display(path): path.read_text(encoding="utf-8") for path in rule_files(config, rules_dir)}
     return load_ruleset_text(texts, config)
 
 
@@ -297,7 +304,8 @@ def load_ruleset_text(texts: Mapping[str, str], config: Config) -> RuleSet:
     return compile_documents(docs, config, load_event_types(), problems)
 
 
-def _display(path: Path) -> str:
+def display(path: Path) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:

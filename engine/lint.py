@@ -1,0 +1,60 @@
+"""Dedup-key lint: incident keys that would page once per event, or merge unrelated problems.
+
+Warnings, not errors (``--strict`` makes them failures): a key may use such a
+field on purpose. Checked at load for `validate` and `test`.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from engine.errors import Problem
+from engine.templates import attribute_paths
+
+if TYPE_CHECKING:
+    from engine.rules import Trigger
+
+# Fields whose value changes from one event of a problem to the next.
+VOLATILE = re.compile(r"^(id|uuid|nonce|seq|sequence)$|(^|_)(at|time|timestamp|date|count|rate|ratio|duration|"
+                      r"latency|seconds|minutes|ms|value)$|timestamp|time$")
+_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+
+
+def lint_keys(triggers: Sequence[Trigger]) -> list[Problem]:
+    return _volatile_fields(triggers) + _cross_type_merges(triggers)
+
+
+def _volatile_fields(triggers: Sequence[Trigger]) -> list[Problem]:
+    problems = []
+    for rule in triggers:
+        if rule.incident_key is None:
+            continue
+        read = {".".join(p) for p in attribute_paths(rule.incident_key, "event") if p and VOLATILE.search(p[-1])}
+        variables = dict(rule.vars)
+        for name in sorted(rule.incident_key.names & set(variables)):  # through a var, one level deep
+            read |= {f"{'.'.join(p)} (via {name})" for p in attribute_paths(variables[name], "event")
+                     if p and VOLATILE.search(p[-1])}
+        for field in sorted(read):
+            problems.append(Problem(rule.filename, rule.line_of("incident_key"),
+                                    f"incident_key uses event.{field}, which changes on every event of the same "
+                                    "problem: each event would open a new incident", rule.id, warning=True))
+    return problems
+
+
+def _cross_type_merges(triggers: Sequence[Trigger]) -> list[Problem]:
+    """Keys of the same shape from different event types would merge two kinds of problem into one
+    incident. Triggers of one type sharing a key (the two deploy-health rules) are meant to merge."""
+    first_by_shape: dict[str, Trigger] = {}
+    problems = []
+    for rule in triggers:
+        if rule.incident_key is None:
+            continue
+        shape = _TEMPLATE.sub("{}", rule.incident_key.source)
+        first = first_by_shape.setdefault(shape, rule)
+        if first.on != rule.on:
+            problems.append(Problem(rule.filename, rule.line_of("incident_key"),
+                                    f"incident_key has the same shape as rule {first.id}'s ({first.on}, "
+                                    f"{first.filename}:{first.line_of('incident_key')}): {rule.on} and {first.on} "
+                                    "events could merge into one incident", rule.id, warning=True))
+    return problems

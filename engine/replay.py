@@ -1,0 +1,135 @@
+"""`pagerules replay`: what a rule change would have done to recorded events.
+
+Both rulesets run in dry run over the same events, in lockstep (one event at a
+time, so a week of traffic is never held in memory), each with its own view
+of open incidents, exactly as `process --dry-run` would. Only differences in
+paging are reported: incidents that would now page or no longer page, whose
+severity, title or key changes, resolutions gained or lost, and errors.
+"""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.dispatch import Dispatcher
+from engine.evaluate import evaluate
+from engine.events import Parsed, event_id, read_events
+from engine.inbox import backlog, type_from_name
+from engine.rules import RuleSet
+
+PAGES = ("planned", "deduplicated")  # an incident exists or would be opened
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str  # now pages | no longer pages | changed | resolution gained | resolution lost | error gained | error lost
+    rule: str
+    event_id: Any
+    where: str
+    incident_key: str | None
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __str__(self) -> str:
+        key = f" {self.incident_key}" if self.incident_key else ""
+        return f"{self.where}: event {self.event_id}: {self.kind}:{key} [{self.rule}] {self.detail}".rstrip()
+
+
+def recorded_events(sources: list[str], stdin: Iterable[str] | None = None) -> Iterator[Parsed]:
+    """Events from files, folders (their *.json and *.ndjson, oldest first, like processed/) or '-'."""
+    for source in sources:
+        if source == "-":
+            yield from read_events(sys.stdin if stdin is None else stdin, "stdin")
+            continue
+        path = Path(source)
+        for file in backlog(path) if path.is_dir() else [path]:
+            with file.open(encoding="utf-8") as lines:
+                yield from read_events(lines, str(file))
+
+
+def replay(items: Iterable[Parsed], new: RuleSet, old: RuleSet, new_dispatch: Dispatcher,
+           old_dispatch: Dispatcher) -> Iterator[Difference]:
+    for item in items:
+        if item.event is None:
+            continue  # unreadable either way: not a difference between rulesets
+        event = item.event
+        default = type_from_name(Path(item.source).name, new.event_types)
+        if default and "type" not in event:
+            event["type"] = default
+        before = _outcomes(event, old, old_dispatch)
+        after = _outcomes(event, new, new_dispatch)
+        for difference in diff(before, after, event_id(event), item.where):
+            # A resolution only counts as lost when the new rules leave that incident open (not when
+            # they never opened it: that difference was reported already), and gained likewise.
+            key = difference.incident_key or ""
+            if difference.kind == "resolution lost" and new_dispatch.view.get(key) is None:
+                continue
+            if difference.kind == "resolution gained" and old_dispatch.view.get(key) is None:
+                continue
+            yield difference
+
+
+def _outcomes(event: Mapping[str, Any], ruleset: RuleSet, dispatcher: Dispatcher) -> list[dict[str, Any]]:
+    return [line for action in evaluate(event, ruleset, dispatcher.view) for line in dispatcher.handle(action)]
+
+
+def diff(before: list[dict[str, Any]], after: list[dict[str, Any]], eid: Any, where: str) -> Iterator[Difference]:
+    """The differences between one event's outcomes under the old and the new rules."""
+    old_pages = {l["incident_key"]: l for l in before if l["action"] == "trigger" and l["status"] in PAGES}
+    new_pages = {l["incident_key"]: l for l in after if l["action"] == "trigger" and l["status"] in PAGES}
+    # A trigger whose key moved is a change, not an add and a remove: pair leftovers by rule.
+    only_old = {k: l for k, l in old_pages.items() if k not in new_pages}
+    only_new = {k: l for k, l in new_pages.items() if k not in old_pages}
+    for key, line in list(only_new.items()):
+        twin = next((k for k, o in only_old.items() if o["rule"] == line["rule"]), None)
+        if twin is not None:
+            old_pages[key] = only_old.pop(twin) | {"incident_key": twin}
+            del only_new[key]
+    for key, line in only_new.items():
+        yield Difference("now pages", line["rule"], eid, where, key, f"({line['severity']}) {line['title']}")
+    for key, line in only_old.items():
+        yield Difference("no longer pages", line["rule"], eid, where, key, f"({line['severity']}) {line['title']}")
+    for key, line in new_pages.items():
+        old = old_pages.get(key)
+        if old is None or key in only_new:
+            continue
+        changes = [f"{field}: {old[field]!r} -> {line[field]!r}" for field in ("incident_key", "severity", "title")
+                   if old[field] != line[field]]
+        if changes:
+            yield Difference("changed", line["rule"], eid, where, key, "; ".join(changes))
+    yield from _resolutions(before, after, eid, where)
+    yield from _errors(before, after, eid, where)
+
+
+def _resolutions(before: list[dict[str, Any]], after: list[dict[str, Any]], eid: Any, where: str
+                 ) -> Iterator[Difference]:
+    old = {l["incident_key"]: l for l in before if l["action"] == "resolve" and l["status"] == "planned"}
+    new = {l["incident_key"]: l for l in after if l["action"] == "resolve" and l["status"] == "planned"}
+    for key in sorted(set(new) - set(old)):
+        yield Difference("resolution gained", new[key]["rule"], eid, where, key, new[key]["message"])
+    for key in sorted(set(old) - set(new)):
+        yield Difference("resolution lost", old[key]["rule"], eid, where, key, old[key]["message"])
+
+
+def _errors(before: list[dict[str, Any]], after: list[dict[str, Any]], eid: Any, where: str) -> Iterator[Difference]:
+    old = {l["error"]: l for l in before if l["action"] == "error"}
+    new = {l["error"]: l for l in after if l["action"] == "error"}
+    for text in sorted(set(new) - set(old)):
+        yield Difference("error gained", new[text].get("rule", "-"), eid, where, None, text)
+    for text in sorted(set(old) - set(new)):
+        yield Difference("error lost", old[text].get("rule", "-"), eid, where, None, text)
+
+
+def summary(differences: list[Difference]) -> dict[str, dict[str, int]]:
+    """rule -> kind -> count."""
+    counts: dict[str, Counter[str]] = {}
+    for d in differences:
+        counts.setdefault(d.rule, Counter())[d.kind] += 1
+    return {rule: dict(sorted(c.items())) for rule, c in sorted(counts.items())}
+

@@ -1,0 +1,144 @@
+"""`pagerules test`: rule test cases (events in, expected outcomes out) on the dry-run pipeline.
+
+A case runs its events through exactly what `process --dry-run` runs, with
+its config overrides, and compares each outcome line with the expected one,
+field by field, for the fields the case names.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.actions import MAX_INCIDENT_KEY, MAX_TITLE
+from engine.config import Config, load_config
+from engine.dispatch import Dispatcher, DryRun
+from engine.errors import InvalidFiles, Problem
+from engine.events import Parsed, read_events
+from engine.pipeline import Tally, run
+from engine.rules import RuleSet, display, load_ruleset
+from engine.schemacheck import check_document, load_schema
+from engine.source import Document, load_yaml_text
+
+DEFAULT_TESTS = "tests"  # inside the rules folder: rules/tests/*.yaml
+
+
+@dataclass
+class CaseResult:
+    where: str
+    name: str
+    diffs: list[str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.diffs
+
+
+def test_files(paths: list[str], config: Config) -> list[Path]:
+    """The files named (folders give their *.yaml), or the rules folder's tests/."""
+    roots = [Path(p) for p in paths] or [Path(config.rules_dir) / DEFAULT_TESTS]
+    found: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            found += sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml"))
+        elif root.exists():
+            found.append(root)
+        else:
+            raise InvalidFiles([Problem(str(root), 1, "no such test file or folder")])
+    return found
+
+
+def run_file(path: Path, config_path: str | None, base: Mapping[str, Any]) -> Iterator[CaseResult]:
+    """Every case of one test file."""
+    doc, problems = load_yaml_text(path.read_text(encoding="utf-8"), display(path))
+    problems += check_document(doc, load_schema("ruletest.schema.json"), lambda p: (None, p))
+    if problems:
+        raise InvalidFiles(problems)
+    for index, case in enumerate(doc.data["cases"]):
+        yield run_case(case, doc, index, path, config_path, base)
+
+
+def run_case(case: Mapping[str, Any], doc: Document, index: int, path: Path, config_path: str | None,
+             base: Mapping[str, Any]) -> CaseResult:
+    result = CaseResult(f"{display(path)}:{doc.line(('cases', index))}", case["name"])
+    config = load_config(config_path, overrides={**base, **case.get("config", {})})
+    ruleset = _ruleset(config)
+    items = list(_events(case["events"], path, doc, index, result))
+    actual = list(run(iter(items), ruleset, Dispatcher(config, DryRun()), Tally()))
+    result.diffs += compare(case["expect"], actual)
+    result.warnings += _limits(actual, ruleset, case["name"])
+    return result
+
+
+_CACHE: dict[str, RuleSet] = {}
+
+
+def _ruleset(config: Config) -> RuleSet:
+    key = json.dumps([config.rules_dir, config.packs, config.params, config.dedup_key_prefix, config.title_format],
+                     sort_keys=True, default=str)
+    if key not in _CACHE:
+        _CACHE[key] = load_ruleset(config)
+    return _CACHE[key]
+
+
+def _events(specs: list[Any], path: Path, doc: Document, index: int, result: CaseResult) -> Iterator[Parsed]:
+    for number, spec in enumerate(specs):
+        if "file" not in spec:
+            yield Parsed(str(path), doc.line(("cases", index, "events", number)), dict(spec))
+            continue
+        event_file = (path.parent / spec["file"]).resolve()
+        try:
+            with event_file.open(encoding="utf-8") as lines:
+                for item in read_events(lines, spec["file"]):
+                    if item.event is not None and spec.get("type") and "type" not in item.event:
+                        item.event["type"] = spec["type"]
+                    yield item
+        except OSError as exc:
+            result.diffs.append(f"events[{number}]: cannot read {spec['file']}: {exc.strerror}")
+
+
+def compare(expected: Sequence[Mapping[str, Any]], actual: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Readable differences: which outcome, which field, expected and got."""
+    diffs = []
+    for number, (want, got) in enumerate(zip(expected, actual), 1):
+        for key, value in want.items():
+            if key == "error_contains":
+                if got.get("action") != "error" or value not in str(got.get("error", "")):
+                    diffs.append(f"outcome {number}: error: expected it to contain {value!r}, "
+                                 f"got {got.get('error', got.get('action'))!r}")
+            elif got.get(key) != value:
+                diffs.append(f"outcome {number} ({got.get('action')}): {key}: expected {value!r}, "
+                             f"got {got.get(key)!r}")
+    if len(actual) != len(expected):
+        diffs.append(f"expected {len(expected)} outcomes, got {len(actual)}")
+        for number, extra in enumerate(actual[len(expected):], len(expected) + 1):
+            diffs.append(f"  unexpected outcome {number}: {_brief(extra)}")
+        for number, missing in enumerate(expected[len(actual):], len(actual) + 1):
+            diffs.append(f"  missing outcome {number}: {_brief(missing)}")
+    return diffs
+
+
+def _brief(line: Mapping[str, Any]) -> str:
+    keys = ("action", "status", "incident_key", "severity", "title", "rule", "error", "error_contains")
+    return ", ".join(f"{k}={line[k]!r}" for k in keys if k in line)
+
+
+def _limits(lines: Sequence[Mapping[str, Any]], ruleset: RuleSet, case: str) -> list[Problem]:
+    """PagerDuty's limits, checked on what the case rendered."""
+    rules = {r.id: r for r in ruleset.all_rules()}
+    found = []
+    for line in lines:
+        rule = rules.get(line.get("rule", ""))
+        if line["action"] != "trigger" or rule is None:
+            continue
+        if len(line["incident_key"]) == MAX_INCIDENT_KEY and line["incident_key"][-17] == "-":
+            found.append(Problem(rule.filename, rule.line_of("incident_key"), f"incident_key over "
+                                 f"{MAX_INCIDENT_KEY} characters in case '{case}': shortened with a hash",
+                                 rule.id, warning=True))
+        if len(line["title"]) == MAX_TITLE and line["title"].endswith("…"):
+            found.append(Problem(rule.filename, rule.line_of("title"), f"title over {MAX_TITLE} characters "
+                                 f"in case '{case}': cut", rule.id, warning=True))
+    return found

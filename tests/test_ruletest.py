@@ -1,0 +1,178 @@
+"""`pagerules test` and `pagerules replay`, and the dedup-key lint."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from cli import main
+from conftest import ROOT, rules_from
+
+RECORDED = str(ROOT / "tests" / "data" / "recorded.ndjson")
+
+
+def invoke(args: list[str], stdin: str = ""):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, args, input=stdin)
+
+
+def test_the_shipped_rule_cases_pass() -> None:
+    result = invoke(["test"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[-1] == f"{len(lines) - 1} passed, 0 failed" and len(lines) > 25
+
+
+def test_every_shipped_rule_is_exercised_by_a_case() -> None:
+    named = set()
+    for path in (ROOT / "rules" / "tests").glob("*.yaml"):
+        for case in yaml.safe_load(path.read_text())["cases"]:
+            named |= {outcome.get("rule") for outcome in case["expect"]}
+    shipped = {r["id"] for p in (ROOT / "rules").glob("*.yaml")
+               for section in ("triggers", "recoveries") for r in yaml.safe_load(p.read_text()).get(section, [])}
+    assert shipped <= named, shipped - named
+
+
+def test_a_failing_case_prints_a_readable_diff(tmp_path: Path) -> None:
+    case = tmp_path / "mine.yaml"
+    case.write_text("""cases:
+  - name: build failure is critical
+    events:
+      - {type: build, id: b1, repo: acme/api, branch: main, build_number: 5, status: failed}
+    expect:
+      - {action: trigger, severity: critical, incident_key: codespar-acme-api-build-5}
+      - {action: resolve}
+""")
+    result = invoke(["test", str(case)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1:] == [
+        "    outcome 1 (trigger): severity: expected 'critical', got 'high'",
+        "    expected 2 outcomes, got 1",
+        "      missing outcome 2: action='resolve'",
+        "0 passed, 1 failed"]
+    assert result.output.splitlines()[0].endswith(":2 build failure is critical FAILED")
+
+
+def test_an_unexpected_outcome_is_shown(tmp_path: Path) -> None:
+    case = tmp_path / "mine.yaml"
+    case.write_text("""cases:
+  - name: nothing pages
+    events: [{type: build, id: b1, repo: acme/api, branch: main, build_number: 5, status: failed}]
+    expect: []
+""")
+    assert invoke(["test", str(case)]).output.splitlines()[1:3] == [
+        "    expected 0 outcomes, got 1",
+        "      unexpected outcome 1: action='trigger', status='planned', incident_key='codespar-acme-api-build-5', "
+        "severity='high', title='[CodeSpar] High: acme/api CI build #5 failed on main', rule='build-failed'"]
+
+
+def test_a_broken_test_file_is_reported_at_its_line(tmp_path: Path) -> None:
+    case = tmp_path / "mine.yaml"
+    case.write_text("cases:\n  - name: x\n    events: []\n    expekt: []\n")
+    result = invoke(["test", str(case)])
+    assert result.exit_code == 2 and "mine.yaml:4: cases[0].expekt: unknown key 'expekt'" in result.output
+
+
+def test_events_can_come_from_a_file(tmp_path: Path) -> None:
+    case = tmp_path / "mine.yaml"
+    case.write_text(f"""cases:
+  - name: recorded traffic
+    events: [{{file: {RECORDED}}}]
+    expect:
+      - {{action: trigger, incident_key: codespar-acme-api-build-10}}
+      - {{action: trigger, incident_key: codespar-acme-api-deploy-v1}}
+      - {{action: trigger, incident_key: codespar-acme-api-sentry-I-1}}
+      - {{action: resolve, incident_key: codespar-acme-api-deploy-v1}}
+      - {{action: resolve, incident_key: codespar-acme-api-sentry-I-1}}
+      - {{action: resolve, incident_key: codespar-acme-api-build-10}}
+""")
+    assert invoke(["test", str(case)]).exit_code == 0
+
+
+def changed_rules(tmp_path: Path) -> Path:
+    """The shipped rules with four edits: release builds page, build failures are critical, Sentry
+    fatal errors no longer page, rollbacks no longer resolve."""
+    new = tmp_path / "new"
+    shutil.copytree(ROOT / "rules", new, ignore=shutil.ignore_patterns("tests", "packs"))
+    build = new / "build.yaml"
+    build.write_text(build.read_text().replace("when: event.branch in params.build_branches",
+                                               "when: event.branch in params.build_branches or event.branch == 'release'")
+                     .replace("    severity: high\n", "    severity: critical\n"))
+    sentry = new / "sentry.yaml"
+    sentry.write_text(sentry.read_text().replace("new_count: {gte: 1}", "new_count: {gte: 5}"))
+    deploy = new / "deploy.yaml"
+    deploy.write_text(deploy.read_text().replace("health_passed: true", "health_passed: false"))
+    return new
+
+
+def test_replay_shows_added_removed_changed_and_lost_resolutions(tmp_path: Path) -> None:
+    result = invoke(["replay", "--rules", str(changed_rules(tmp_path)), "--against", str(ROOT / "rules"), RECORDED])
+    assert result.exit_code == 1
+    where = f"{RECORDED} line"
+    assert result.output.splitlines() == [
+        f"{where} 1: event r1: changed: codespar-acme-api-build-10 [build-failed] severity: 'high' -> 'critical'; "
+        "title: '[CodeSpar] High: acme/api CI build #10 failed on main' -> "
+        "'[CodeSpar] Critical: acme/api CI build #10 failed on main'",
+        f"{where} 2: event r2: now pages: codespar-acme-api-build-3 [build-failed] (critical) "
+        "[CodeSpar] Critical: acme/api CI build #3 failed on release",
+        f"{where} 4: event r4: no longer pages: codespar-acme-api-sentry-I-1 [sentry-new-fatal] (critical) "
+        "[CodeSpar] Critical: acme/api — 2 new fatal Sentry errors post-deploy",
+        f"{where} 5: event r5: resolution lost: codespar-acme-api-deploy-v1 [rollback-recovered] "
+        "Rolled back v1 to v0; health checks passed",
+        "4 differences (build-failed: 1 changed, 1 now pages; rollback-recovered: 1 resolution lost; "
+        "sentry-new-fatal: 1 no longer pages)"]
+
+
+def test_replay_of_identical_rules_prints_no_difference(tmp_path: Path) -> None:
+    result = invoke(["replay", "--rules", str(ROOT / "rules"), "--against", str(ROOT / "rules"), RECORDED])
+    assert (result.exit_code, result.output) == (0, "0 differences\n")
+
+
+def test_replay_reads_folders_and_stdin_and_speaks_json(tmp_path: Path) -> None:
+    folder = tmp_path / "processed"
+    folder.mkdir()
+    shutil.copy(RECORDED, folder / "a.ndjson")
+    new = str(changed_rules(tmp_path))
+    from_folder = invoke(["replay", "--rules", new, str(folder), "--json"])
+    from_stdin = invoke(["replay", "--rules", new, "-", "--json"], Path(RECORDED).read_text())
+    assert from_folder.exit_code == from_stdin.exit_code == 1
+    assert from_folder.output.splitlines()[-1] == from_stdin.output.splitlines()[-1] == (
+        '{"summary": {"build-failed": {"changed": 1, "now pages": 1}, "rollback-recovered": {"resolution lost": 1}, '
+        '"sentry-new-fatal": {"no longer pages": 1}}, "differences": 4}')
+
+
+def test_lint_warns_of_keys_that_change_every_event_or_merge_types() -> None:
+    ruleset = rules_from("""
+triggers:
+  - id: per-event
+    on: sentry.errors
+    severity: high
+    title: x
+    incident_key: "{{ event.repo | slug }}-{{ event.new_count }}"
+  - id: builds
+    on: build
+    severity: high
+    title: x
+    incident_key: "{{ event.repo | slug }}-{{ event.branch }}"
+""")
+    assert [str(w) for w in ruleset.warnings] == [
+        "rules/test.yaml:7: warning: rule per-event: incident_key uses event.new_count, which changes on every "
+        "event of the same problem: each event would open a new incident",
+        "rules/test.yaml:12: warning: rule builds: incident_key has the same shape as rule per-event's "
+        "(sentry.errors, rules/test.yaml:7): build and sentry.errors events could merge into one incident"]
+
+
+def test_strict_makes_warnings_fail(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text("triggers:\n  - id: t\n    on: build\n    severity: high\n    title: x\n"
+                                  "    incident_key: \"{{ event.id }}\"\n")
+    assert invoke(["validate", "--rules", str(rules)]).exit_code == 0
+    strict = invoke(["validate", "--rules", str(rules), "--strict"])
+    assert strict.exit_code == 1 and "r.yaml:6: warning: rule t: incident_key uses event.id" in strict.output
+    case = tmp_path / "c.yaml"
+    case.write_text("cases:\n  - name: c\n    events: [{type: build, id: b, repo: a/b, branch: main, build_number: 1, "
+                    "status: failed}]\n    expect: [{action: trigger}]\n")
+    assert invoke(["test", "--rules", str(rules), str(case)]).exit_code == 0
+    assert invoke(["test", "--rules", str(rules), "--strict", str(case)]).output.splitlines()[-1] == "1 passed, 1 failed"
