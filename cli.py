@@ -7,6 +7,7 @@ import getpass
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import wraps
@@ -15,7 +16,7 @@ from typing import Any, TextIO
 
 import click
 
-from engine import manual, ruletest
+from engine import manual, ruletest, server
 from engine import replay as replay_engine
 from engine.config import Config, load_config
 from engine.dispatch import Backend, Dispatcher, DryRun
@@ -161,6 +162,8 @@ def process(config_path: str | None, rules_dir: str | None, packs: str | None, d
     tally = Tally()
     _write_lines(run(read_events(sys.stdin, "stdin"), ruleset, dispatcher, tally, default_type), sys.stdout)
     sys.stdout.flush()
+    if isinstance(dispatcher.backend, Live):
+        dispatcher.backend.notifier.flush()
     log.info(tally.summary())
     sys.exit(1 if tally.failed else 0)
 
@@ -370,10 +373,11 @@ def check(as_json: bool, config_path: str | None) -> None:
 @click.option("--once", is_flag=True, help="Handle the files already there, then exit (cron, tests).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one JSON object per log line, for log shippers.")
+@click.option("--http", "http_bind", metavar="HOST:PORT", help="Also serve the API and dashboard (as `serve`).")
 @state_option
 @_fail_cleanly
 def watch(config_path: str | None, rules_dir: str | None, packs: str | None, events_dir: str | None, once: bool,
-          log_format: str, state_path: str | None) -> None:
+          log_format: str, http_bind: str | None, state_path: str | None) -> None:
     """Run as a daemon over an events directory: each *.json or *.ndjson file dropped there is acted on,
     then moved to processed/ (or failed/ beside NAME.error).
 
@@ -385,8 +389,34 @@ def watch(config_path: str | None, rules_dir: str | None, packs: str | None, eve
     if log_format == "json":
         _json_logs()
     daemon = Daemon(config_path, {"rules_dir": rules_dir, "packs": packs}, events_dir, once, state_path)
+    if http_bind:
+        app = _app(daemon.loaded.config, state_path, str(daemon.events))
+        threading.Thread(target=server.serve, args=(app, http_bind), daemon=True, name="http").start()
     log.info("watching %s (ruleset %s)", daemon.events, daemon.loaded.ruleset.version)
     sys.exit(daemon.run())
+
+
+@main.command()
+@click.option("--bind", help="HOST:PORT to listen on (default: bind from the config, 127.0.0.1:8080).")
+@click.option("--events-dir", type=click.Path(file_okay=False), help="Where webhook payloads go (default: events_dir).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@state_option
+@_fail_cleanly
+def serve(bind: str | None, events_dir: str | None, config_path: str | None, state_path: str | None) -> None:
+    """Serve the JSON API, the dashboard and webhook intake.
+
+    Needs PAGERULES_API_TOKEN (callers send it as a bearer token; the dashboard asks for it) and the
+    PagerDuty settings. Binds to loopback unless told otherwise.
+
+    Example: PAGERULES_API_TOKEN=... pagerules serve --bind 127.0.0.1:8080
+    """
+    config = load_config(config_path, overrides={"bind": bind})
+    server.serve(_app(config, state_path, events_dir), config.bind)
+
+
+def _app(config: Config, state_path: str | None, events_dir: str | None) -> Any:
+    config.require_live()
+    return server.create_app(config, live_backend(config, state_path, "api"), events_dir)
 
 
 @main.command()

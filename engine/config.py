@@ -81,6 +81,29 @@ def _count(value: Any) -> int:
     return int(value)
 
 
+CHANNEL_EVENTS = ("triggered", "acknowledged", "resolved")
+
+
+def _channels(value: Any) -> tuple[Mapping[str, Any], ...]:
+    """``channels:`` entries: {name, url, kind: slack|json, announce: [triggered, acknowledged, resolved]}."""
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of channels, got {value!r}")
+    out = []
+    for number, item in enumerate(value):
+        where = f"channels[{number}]"
+        if not isinstance(item, dict) or not item.get("url") or not item.get("name"):
+            raise ValueError(f"{where}: needs a name and a url")
+        kind = item.get("kind", "slack")
+        announce = tuple(item.get("announce", CHANNEL_EVENTS))
+        if kind not in ("slack", "json"):
+            raise ValueError(f"{where}: kind {kind!r} is not slack or json")
+        unknown = set(announce) - set(CHANNEL_EVENTS)
+        if unknown:
+            raise ValueError(f"{where}: announce: {sorted(unknown)} not in {list(CHANNEL_EVENTS)}")
+        out.append({"name": str(item["name"]), "url": str(item["url"]), "kind": kind, "announce": announce})
+    return tuple(out)
+
+
 def _params(value: Any) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping, got {value!r}")
@@ -118,6 +141,10 @@ SETTINGS = (
     Setting("retry_backoff_seconds", "PAGERULES_RETRY_BACKOFF", _seconds, 0.5),
     Setting("watch_retry_max_seconds", "PAGERULES_WATCH_RETRY_MAX", _seconds, 60.0),
     Setting("reconcile_interval_seconds", "PAGERULES_RECONCILE_INTERVAL", _seconds, 300.0),
+    Setting("server_api_token", "PAGERULES_API_TOKEN", _optional_text, None, secret=True),
+    Setting("github_webhook_secret", "PAGERULES_GITHUB_WEBHOOK_SECRET", _optional_text, None, secret=True),
+    Setting("bind", "PAGERULES_BIND", _text, "127.0.0.1:8080"),
+    Setting("channels", None, _channels, ()),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 _SECRETS = {s.name for s in SETTINGS if s.secret}
@@ -149,6 +176,10 @@ class Config:
     retry_backoff_seconds: float = 0.5
     watch_retry_max_seconds: float = 60.0
     reconcile_interval_seconds: float = 300.0
+    server_api_token: str | None = field(default=None, repr=False)
+    github_webhook_secret: str | None = field(default=None, repr=False)
+    bind: str = "127.0.0.1:8080"
+    channels: tuple[Mapping[str, Any], ...] = ()
     source: str = "(defaults)"
 
     def missing_for_live(self) -> list[str]:

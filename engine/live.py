@@ -13,6 +13,7 @@ from typing import Any
 
 from engine import severity as sev
 from engine.actions import OpenIncident, ResolveAction, TriggerAction
+from engine.channels import Notifier
 from engine.config import Config
 from engine.pagerduty import Client, DuplicateKey, PagerDutyError, RetryPolicy, build_create_body
 from engine.state import State, StateView
@@ -26,9 +27,10 @@ class Live:
     """Backend that talks to PagerDuty (see engine.dispatch.Backend)."""
 
     def __init__(self, config: Config, client: Client, state: State, clock: Callable[[], float] = time.time,
-                 actor: str = RULES_ACTOR):
+                 actor: str = RULES_ACTOR, notifier: Notifier | None = None):
         self.config, self.client, self.state, self.clock, self.actor = config, client, state, clock, actor
         self.view = StateView(state)
+        self.notifier = notifier or Notifier(config.channels)
 
     def create(self, action: TriggerAction) -> dict[str, Any]:
         now = self.clock()
@@ -48,6 +50,8 @@ class Live:
             return _failed(exc)
         incident_id = incident.get("id")
         self.state.record_open(self._open(action, incident_id), now, self.actor, "create", detail)
+        self.notifier.announce("triggered", {"incident_key": action.incident_key, "incident_id": incident_id,
+                                             "title": action.title, "severity": action.severity, "actor": self.actor})
         return _with_id({"status": "created"}, incident_id)
 
     def _opened_elsewhere(self, action: TriggerAction, now: float, detail: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +108,11 @@ class Live:
         if not done:
             detail["note"] = "already resolved in PagerDuty"
         self.state.record_status(action.incident_key or "", "resolved", now, self.actor, incident_ids[0], detail)
-        return line if done else {"status": "nothing_open"}
+        if not done:
+            return {"status": "nothing_open"}
+        self.notifier.announce("resolved", {"incident_key": action.incident_key, "incident_id": incident_ids[0],
+                                            "message": action.message, "actor": self.actor})
+        return line
 
 
     def acknowledge(self, incident_key: str) -> dict[str, Any]:
@@ -125,6 +133,8 @@ class Live:
             self.state.record_status(incident_key, "acknowledged", now, self.actor, targets[0])
         else:
             self.state.audit(now, self.actor, "acknowledged", incident_key, targets[0])
+        self.notifier.announce("acknowledged", {"incident_key": incident_key, "incident_id": targets[0],
+                                                "title": known.title if known else None, "actor": self.actor})
         return {"status": "acknowledged", "incident_id": targets[0]}
 
 

@@ -36,7 +36,7 @@ def trigger(config: Config, backend: Backend, title: str, severity: str, repo: s
             details: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Page by hand; the outcome line, as `process` prints it."""
     if not sev.is_severity(severity):
-        raise ConfigError(f"--severity: {sev.unknown_severity(severity)}")
+        raise ConfigError(f"severity: {sev.unknown_severity(severity)}")
     labels = {"kind": MANUAL_RULE, "repo": repo}
     text_details = {str(k): str(v) for k, v in (details or {}).items()}
     action = TriggerAction(MANUAL_RULE, None, manual_key(config, repo, title, key),

@@ -1,0 +1,232 @@
+"""The HTTP API, dashboard and webhook intake with Flask's test client and the fake PagerDuty;
+channel delivery with `responses`."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+
+from conftest import make_config
+from engine.channels import Notifier, payload
+from engine.live import live_backend
+from engine.server import create_app
+from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
+
+API_TOKEN = "api-token-for-tests-7f3a"
+HOOK_SECRET = "github-hook-secret-55"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+SLACK = "https://hooks.slack.test/services/T000/B000/secretpath"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakePagerDuty]:
+    pd = FakePagerDuty()
+    pd.url = pd.start()  # type: ignore[attr-defined]
+    yield pd
+    pd.stop()
+
+
+def app_for(fake: FakePagerDuty, tmp_path: Path, channels: str = "channels: []", **env: str) -> Any:
+    config = make_config(channels, env={
+        "PAGERDUTY_API_TOKEN": TOKEN, "PAGERDUTY_FROM_EMAIL": FROM_EMAIL, "PAGERDUTY_SERVICE_ID": SERVICE,
+        "PAGERDUTY_ESCALATION_POLICY_ID": POLICY, "PAGERDUTY_API_URL": fake.url,  # type: ignore[attr-defined]
+        "PAGERULES_API_TOKEN": API_TOKEN, "PAGERULES_RETRY_BACKOFF": "0.01", **env})
+    backend = live_backend(config, str(tmp_path / "state.db"), "api")
+    backend.notifier.synchronous = True
+    app = create_app(config, backend, str(tmp_path / "events"))
+    app.testing = True
+    return app
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/api/oncall"), ("GET", "/api/incidents"), ("GET", "/api/audit"),
+                                          ("POST", "/api/incidents"), ("POST", "/api/incidents/k/acknowledge"),
+                                          ("POST", "/api/incidents/k/resolve")])
+def test_every_api_call_needs_the_bearer_token(fake: FakePagerDuty, tmp_path: Path, method: str, path: str) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_TOKEN}):
+        response = client.open(path, method=method, headers=headers, json={})
+        assert response.status_code == 401
+        assert response.get_json() == {"error": "missing or wrong bearer token (Authorization: Bearer "
+                                                "<PAGERULES_API_TOKEN>)"}
+    assert fake.calls() == []  # nothing happened
+
+
+def test_oncall_gives_the_lowest_level_first(fake: FakePagerDuty, tmp_path: Path) -> None:
+    body = app_for(fake, tmp_path).test_client().get("/api/oncall", headers=AUTH).get_json()
+    assert {k: body[k] for k in ("name", "email", "escalation_level", "schedule", "until")} == {
+        "name": "Ada Oncall", "email": "ada@example.com", "escalation_level": 1, "schedule": "Primary",
+        "until": "2026-11-28T18:00:00Z"}
+    assert [p["name"] for p in body["levels"]] == ["Ada Oncall", "Bo Backup"]
+
+
+def test_trigger_list_acknowledge_resolve_and_audit(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    created = client.post("/api/incidents", headers=AUTH, json={
+        "title": "checkout is down", "severity": "critical", "repo": "acme/shop", "details": {"runbook": "r1"}})
+    assert created.status_code == 201
+    line = created.get_json()
+    assert (line["status"], line["title"]) == ("created", "[CodeSpar] Critical: checkout is down")
+    again = client.post("/api/incidents", headers=AUTH, json={"title": "checkout is down", "severity": "critical",
+                                                              "repo": "acme/shop"})
+    assert (again.status_code, again.get_json()["status"]) == (200, "deduplicated")
+    listed = client.get("/api/incidents?repo=acme/shop", headers=AUTH).get_json()["incidents"]
+    assert [i["incident_key"] for i in listed] == [line["incident_key"]]
+    assert client.get("/api/incidents?repo=other/repo", headers=AUTH).get_json() == {"incidents": []}
+    key = line["incident_key"]
+    ack = client.post(f"/api/incidents/{key}/acknowledge", headers=AUTH)
+    assert ack.status_code == 200 and ack.get_json()["status"] == "acknowledged"
+    resolved = client.post(f"/api/incidents/{key}/resolve", headers=AUTH, json={"message": "rolled back"})
+    assert resolved.get_json()["status"] == "resolved"
+    assert fake.incidents[line["incident_id"]]["resolution"] == "rolled back"
+    actions = [(e["actor"], e["action"]) for e in client.get("/api/audit", headers=AUTH).get_json()["entries"]]
+    assert actions == [("api", "resolved"), ("api", "acknowledged"), ("api", "deduplicate"), ("api", "create")]
+
+
+def test_below_threshold_applies_to_manual_triggers_too(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    body = client.post("/api/incidents", headers=AUTH, json={"title": "t", "severity": "low", "repo": "a/b"})
+    assert body.get_json()["status"] == "below_threshold" and fake.calls() == []
+
+
+@pytest.mark.parametrize("body, message", [
+    ("not json", "expected a JSON object body (Content-Type: application/json)"),
+    ({"title": "t"}, "missing or empty: severity, repo"),
+    ({"title": "t", "severity": "high", "repo": "a/b", "details": "x"}, "details: expected an object"),
+])
+def test_bad_requests_are_400_with_a_message(fake: FakePagerDuty, tmp_path: Path, body: Any, message: str) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    kwargs = {"data": body, "content_type": "application/json"} if isinstance(body, str) else {"json": body}
+    response = client.post("/api/incidents", headers=AUTH, **kwargs)
+    assert (response.status_code, response.get_json()) == (400, {"error": message})
+
+
+def test_an_unknown_severity_is_a_clear_error_not_a_traceback(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    response = client.post("/api/incidents", headers=AUTH, json={"title": "t", "severity": "urgent", "repo": "a/b"})
+    assert (response.status_code, response.get_json()) == (400, {
+        "error": "severity: 'urgent' is not a severity (known: low, medium, high, critical)"})
+
+
+def test_request_bodies_are_capped(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    response = client.post("/hooks/github", data=b"x" * (1024 * 1024 + 1), content_type="application/json")
+    assert response.status_code == 413 and "error" in response.get_json()
+
+
+def test_github_hook_checks_the_signature_and_writes_the_typed_file(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path, PAGERULES_GITHUB_WEBHOOK_SECRET=HOOK_SECRET).test_client()
+    raw = json.dumps({"action": "completed", "workflow_run": {"conclusion": "failure"}}).encode()
+    good = "sha256=" + hmac.new(HOOK_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    for signature in (None, "sha256=" + "0" * 64):
+        headers = {"X-GitHub-Event": "workflow_run", **({"X-Hub-Signature-256": signature} if signature else {})}
+        response = client.post("/hooks/github", data=raw, headers=headers, content_type="application/json")
+        assert response.status_code == 401
+    assert not (tmp_path / "events").exists() or not list((tmp_path / "events").iterdir())
+    response = client.post("/hooks/github", data=raw, content_type="application/json",
+                           headers={"X-GitHub-Event": "workflow_run", "X-Hub-Signature-256": good})
+    assert response.status_code == 202 and response.get_json()["type"] == "github.workflow_run"
+    [written] = (tmp_path / "events").iterdir()
+    assert re.match(r"^\d{8}T\d{6}-github-[0-9a-f]{12}\.github\.workflow_run\.json$", written.name)
+    assert written.read_bytes() == raw
+
+
+def test_hooks_reject_bad_json_and_type_sentry_and_alertmanager(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    assert client.post("/hooks/sentry", data="{oops", content_type="application/json").status_code == 400
+    sentry = client.post("/hooks/sentry", json={"action": "created"}, headers={"Sentry-Hook-Resource": "issue"})
+    assert sentry.get_json()["type"] == "sentry.issue"
+    assert client.post("/hooks/alertmanager", json={"alerts": []}).get_json()["type"] == "alertmanager"
+    assert client.post("/hooks/Bad$ource", json={}).status_code == 404
+
+
+def test_healthz_needs_no_token_and_shows_the_daemon(fake: FakePagerDuty, tmp_path: Path) -> None:
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / ".pagerules-status.json").write_text(json.dumps(
+        {"pid": 999999, "state": "running", "ruleset_version": "abc", "last_reload_error": "rules/x.yaml:3: bad"}))
+    body = app_for(fake, tmp_path).test_client().get("/healthz").get_json()
+    assert body["ok"] and body["daemon"]["last_reload_error"] == "rules/x.yaml:3: bad"
+    assert body["daemon"]["running"] is False  # that pid is gone
+
+
+def test_dashboard_sign_in_session_cookie_and_csrf(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    assert client.get("/").status_code == 302
+    assert client.post("/login", data={"token": "wrong"}).status_code == 401
+    signed_in = client.post("/login", data={"token": API_TOKEN})
+    cookie = signed_in.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    line = client.post("/api/incidents", headers=AUTH, json={"title": "db down", "severity": "high",
+                                                             "repo": "acme/db"}).get_json()
+    page = client.get("/").get_data(as_text=True)
+    assert "Ada Oncall" in page and "db down" in page and "acme/db" in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    path = f"/ui/incidents/{line['incident_key']}/acknowledge"
+    assert client.post(path, data={"csrf": "forged"}).status_code == 403
+    assert fake.incidents[line["incident_id"]]["status"] == "triggered"
+    done = client.post(path, data={"csrf": csrf})
+    assert done.status_code == 302 and fake.incidents[line["incident_id"]]["status"] == "acknowledged"
+
+
+def test_the_api_token_never_shows_in_responses(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    client.post("/login", data={"token": API_TOKEN})
+    bodies = [client.get("/").get_data(as_text=True), client.get("/healthz").get_data(as_text=True),
+              client.get("/api/audit", headers=AUTH).get_data(as_text=True)]
+    assert all(API_TOKEN not in b and TOKEN not in b for b in bodies)
+
+
+@responses.activate
+def test_channels_announce_acknowledgments_from_the_dashboard(fake: FakePagerDuty, tmp_path: Path) -> None:
+    responses.add_passthru(fake.url)  # type: ignore[attr-defined]
+    responses.post(SLACK, json={"ok": True})
+    responses.post("https://bot.test/hook", json={})
+    channels = ("channels:\n"
+                f"  - {{name: ops, url: '{SLACK}', kind: slack}}\n"
+                "  - {name: bot, url: 'https://bot.test/hook', kind: json, announce: [acknowledged]}\n")
+    client = app_for(fake, tmp_path, channels).test_client()
+    line = client.post("/api/incidents", headers=AUTH, json={"title": "db down", "severity": "high",
+                                                             "repo": "acme/db"}).get_json()
+    client.post(f"/api/incidents/{line['incident_key']}/acknowledge", headers=AUTH)
+    sent = [(c.request.url, json.loads(c.request.body)) for c in responses.calls]
+    assert sent == [
+        (SLACK, {"text": ":rotating_light: Triggered by api: [CodeSpar] High: db down"}),
+        (SLACK, {"text": ":eyes: Acknowledged by api: [CodeSpar] High: db down"}),
+        ("https://bot.test/hook", {"event": "acknowledged", "incident_key": line["incident_key"],
+                                   "incident_id": line["incident_id"], "title": "[CodeSpar] High: db down",
+                                   "actor": "api"})]
+
+
+@responses.activate
+def test_a_failing_channel_never_fails_the_pagerduty_action(fake: FakePagerDuty, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    responses.add_passthru(fake.url)  # type: ignore[attr-defined]
+    for _ in range(4):
+        responses.post(SLACK, status=500)
+    app = app_for(fake, tmp_path, f"channels: [{{name: ops, url: '{SLACK}'}}]")
+    line = app.test_client().post("/api/incidents", headers=AUTH, json={"title": "x", "severity": "high",
+                                                                        "repo": "a/b"}).get_json()
+    assert line["status"] == "created" and len(fake.incidents) == 1
+    client = app.test_client()
+    client.post("/login", data={"token": API_TOKEN})
+    assert "Channel deliveries that failed" in client.get("/").get_data(as_text=True)
+    assert "channel ops: announcement not delivered after retries" in caplog.text
+    assert "secretpath" not in caplog.text  # a webhook URL is a credential
+
+
+def test_notifier_payloads_and_background_delivery() -> None:
+    assert payload("resolved", "slack", {"title": "t", "actor": "rules"}) == {
+        "text": ":white_check_mark: Resolved by rules: t"}
+    with responses.RequestsMock() as mock:
+        mock.post("https://x.test/h", json={})
+        notifier = Notifier([{"name": "n", "url": "https://x.test/h", "kind": "json", "announce": ("triggered",)}])
+        notifier.announce("triggered", {"incident_key": "k"})
+        notifier.announce("resolved", {"incident_key": "k"})  # not announced on this channel
+        notifier.flush()
+        assert [json.loads(c.request.body) for c in mock.calls] == [{"event": "triggered", "incident_key": "k"}]
