@@ -42,7 +42,8 @@ def test_the_readme_test_command_is_what_ci_runs() -> None:
 
 def test_the_readme_rule_example_compiles_and_behaves() -> None:
     from conftest import dry_run, rules_from
-    example = README.split("```yaml\n", 1)[1].split("```", 1)[0]
+    example = next(block.split("```", 1)[0] for block in README.split("```yaml\n")[1:]
+                   if block.startswith("triggers:"))
     rules = rules_from(example)
     event = {"type": "build", "id": "b", "repo": "a/b", "branch": "main", "build_number": 3, "status": "failed"}
     lines = dry_run([event, {**event, "id": "c", "status": "passed"}], rules)
