@@ -238,3 +238,31 @@ def test_names_and_moves_in_isolation(tmp_path: Path) -> None:
     target = move(tmp_path / "x.json", tmp_path / "failed", "why")
     assert target.name == "x~1.json" and (tmp_path / "failed" / "x~1.json.error").read_text() == "why\n"
     assert (tmp_path / "failed" / "x.json.error").read_text() == "older reason"
+
+
+def test_watch_with_http_serves_the_api_beside_the_daemon(fake: FakePagerDuty, tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = Daemon(tmp_path, fake, PAGERULES_API_TOKEN="t-123").start("--http", f"127.0.0.1:{port}")
+    daemon.drop("a.json", [build(21)])
+    wait_for(lambda: daemon.done("a.json"), 10, "a.json")
+
+    def get(path: str) -> dict[str, Any]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": "Bearer t-123"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+    wait_for(lambda: _answers(get), 10, "the HTTP server")
+    assert get("/healthz")["daemon"]["running"] is True
+    assert [i["incident_key"] for i in get("/api/incidents")["incidents"]] == ["codespar-acme-backend-api-build-21"]
+    assert daemon.stop() == 0
+
+
+def _answers(get: Callable[[str], Any]) -> bool:
+    try:
+        get("/healthz")
+        return True
+    except OSError:
+        return False
