@@ -21,7 +21,7 @@ from engine import replay as replay_engine
 from engine.config import Config, load_config
 from engine.dispatch import Backend, Dispatcher, DryRun
 from engine.errors import ConfigError, InvalidFiles, PageRulesError, Problem
-from engine.events import read_events
+from engine.events import prepare, read_events
 from engine.explain import explain_event, format_report
 from engine.live import Live, live_backend, make_client
 from engine.state import State
@@ -197,7 +197,8 @@ def _explain_all(items: Any, ruleset: RuleSet, dispatcher: Dispatcher, default_t
             continue
         if default_type and "type" not in item.event:
             item.event["type"] = default_type
-        yield explain_event(item.event, ruleset, dispatcher)
+        for event in prepare(item.event, ruleset.event_types):
+            yield explain_event(event, ruleset, dispatcher)
 
 
 @main.command(name="test")

@@ -51,6 +51,16 @@ class EventType:
     fast: Any
     full: jsonschema.Draft202012Validator
 
+    @property
+    def unwrap(self) -> str | None:
+        """A field some senders wrap the payload in (``x-pagerules-unwrap``, e.g. Probot's ``payload``)."""
+        return self.schema.get("x-pagerules-unwrap")
+
+    @property
+    def expand(self) -> Mapping[str, str] | None:
+        """``x-pagerules-expand``: {items, as, type}: one event per element of ``items``."""
+        return self.schema.get("x-pagerules-expand")
+
     def problems(self, event: Mapping[str, Any]) -> list[str]:
         """Why ``event`` fails the schema; empty when it passes."""
         try:
@@ -79,6 +89,28 @@ def load_event_types(folders: tuple[str, ...] = (str(SCHEMA_DIR / "events"),)) -
             types[name] = EventType(name, schema, fastjsonschema.compile(schema),
                                     jsonschema.Draft202012Validator(schema))
     return types
+
+
+def prepare(event: dict[str, Any], types: Mapping[str, EventType]) -> Iterator[dict[str, Any]]:
+    """The events one input object stands for: itself; its unwrapped payload; or, for a type that
+    expands (an Alertmanager payload), one event per item, each with the outer fields beside it.
+    An input that fails its schema is passed on as it is, to be rejected with the reason."""
+    kind = event.get("type")
+    event_type = types.get(kind) if isinstance(kind, str) else None
+    if event_type is None:
+        yield event
+        return
+    wrapped = event.get(event_type.unwrap) if event_type.unwrap else None
+    if isinstance(wrapped, dict) and not event_type.full.is_valid(event):
+        event = {**wrapped, "type": kind, **({"id": event["id"]} if "id" in event else {})}
+    spec = event_type.expand
+    if spec is None or event_type.problems(event):
+        yield event
+        return
+    outer = {k: v for k, v in event.items() if k not in (spec["items"], "type", "id")}
+    parent = event_id(event)
+    for index, item in enumerate(event[spec["items"]]):
+        yield {**outer, "type": spec["type"], "id": f"{parent}#{index}", spec["as"]: item}
 
 
 def event_id(event: Mapping[str, Any]) -> Any:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+import logging
 from typing import Any
 
 from engine.actions import ErrorAction
 from engine.dispatch import Dispatcher, error_line
 from engine.evaluate import evaluate
-from engine.events import Parsed
+from engine.events import Parsed, prepare
 from engine.rules import RuleSet
+
+log = logging.getLogger("pagerules")
 
 
 @dataclass
@@ -52,10 +55,24 @@ def run(items: Iterable[Parsed], ruleset: RuleSet, dispatcher: Dispatcher, tally
             tally.count(line)
             yield line
             continue
-        event = item.event
-        if default_type and "type" not in event:
-            event["type"] = default_type
-        for action in evaluate(event, ruleset, dispatcher.view):
-            for line in dispatcher.handle(action):
-                count[(line["action"], line["status"])] += 1
-                yield line
+        if default_type and "type" not in item.event:
+            item.event["type"] = default_type
+        for event in prepare(item.event, ruleset.event_types):
+            if event.get("type") in ruleset.event_types and not ruleset.has_rules(event["type"]):
+                _warn_once(event["type"])
+            for action in evaluate(event, ruleset, dispatcher.view):
+                for line in dispatcher.handle(action):
+                    count[(line["action"], line["status"])] += 1
+                    yield line
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(kind: str) -> None:
+    """An event type no rule handles: say so once (its rule pack may be off), instead of nothing."""
+    if kind not in _warned:
+        _warned.add(kind)
+        pack = kind.split(".")[0]
+        log.warning("no rules handle event type %s: nothing will page for it (is its rule pack on? --packs %s)",
+                    kind, pack)

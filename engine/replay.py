@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.dispatch import Dispatcher
 from engine.evaluate import evaluate
-from engine.events import Parsed, event_id, read_events
+from engine.events import Parsed, event_id, prepare, read_events
 from engine.inbox import backlog, type_from_name
 from engine.rules import RuleSet
 
@@ -62,17 +62,23 @@ def replay(items: Iterable[Parsed], new: RuleSet, old: RuleSet, new_dispatch: Di
         default = type_from_name(Path(item.source).name, new.event_types)
         if default and "type" not in event:
             event["type"] = default
-        before = _outcomes(event, old, old_dispatch)
-        after = _outcomes(event, new, new_dispatch)
-        for difference in diff(before, after, event_id(event), item.where):
-            # A resolution only counts as lost when the new rules leave that incident open (not when
-            # they never opened it: that difference was reported already), and gained likewise.
-            key = difference.incident_key or ""
-            if difference.kind == "resolution lost" and new_dispatch.view.get(key) is None:
-                continue
-            if difference.kind == "resolution gained" and old_dispatch.view.get(key) is None:
-                continue
-            yield difference
+        for one in prepare(event, new.event_types):
+            yield from _compare_one(one, item.where, new, old, new_dispatch, old_dispatch)
+
+
+def _compare_one(event: dict[str, Any], where: str, new: RuleSet, old: RuleSet, new_dispatch: Dispatcher,
+                 old_dispatch: Dispatcher) -> Iterator[Difference]:
+    before = _outcomes(event, old, old_dispatch)
+    after = _outcomes(event, new, new_dispatch)
+    for difference in diff(before, after, event_id(event), where):
+        # A resolution only counts as lost when the new rules leave that incident open (not when
+        # they never opened it: that difference was reported already), and gained likewise.
+        key = difference.incident_key or ""
+        if difference.kind == "resolution lost" and new_dispatch.view.get(key) is None:
+            continue
+        if difference.kind == "resolution gained" and old_dispatch.view.get(key) is None:
+            continue
+        yield difference
 
 
 def _outcomes(event: Mapping[str, Any], ruleset: RuleSet, dispatcher: Dispatcher) -> list[dict[str, Any]]:

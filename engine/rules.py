@@ -85,6 +85,9 @@ class RuleSet:
     files: tuple[str, ...] = ()
     warnings: tuple[Problem, ...] = field(default=())
 
+    def has_rules(self, event_type: str) -> bool:
+        return event_type in self.triggers or event_type in self.recoveries
+
     def all_rules(self) -> list[Rule]:
         out: list[Rule] = []
         for group in (self.triggers, self.recoveries):

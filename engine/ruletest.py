@@ -38,8 +38,11 @@ class CaseResult:
 
 
 def test_files(paths: list[str], config: Config) -> list[Path]:
-    """The files named (folders give their *.yaml), or the rules folder's tests/."""
-    roots = [Path(p) for p in paths] or [Path(config.rules_dir) / DEFAULT_TESTS]
+    """The files named (folders give their *.yaml), or the rules folder's tests/ and those of the
+    enabled packs (rules/packs/NAME/tests/)."""
+    rules = Path(config.rules_dir)
+    roots = [Path(p) for p in paths] or [rules / DEFAULT_TESTS] + [
+        rules / "packs" / pack / DEFAULT_TESTS for pack in config.packs if (rules / "packs" / pack / DEFAULT_TESTS).is_dir()]
     found: list[Path] = []
     for root in roots:
         if root.is_dir():

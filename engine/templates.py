@@ -12,6 +12,8 @@ or the error.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -39,8 +41,14 @@ def decimals(value: Any, places: int = 1) -> str:
     return f"{float(value):.{int(places)}f}"
 
 
+def digest(value: Any, length: int = 12) -> str:
+    """A stable short hash of any JSON value (keys sorted): a key for things with no id of their own."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[: int(length)]
+
+
 # The filters pagerules adds to Jinja2's built-in ones (upper, lower, round, default, join, ...).
-FILTERS: dict[str, Callable[..., Any]] = {"slug": slug, "decimals": decimals}
+FILTERS: dict[str, Callable[..., Any]] = {"slug": slug, "decimals": decimals, "digest": digest}
 
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 ENV.filters.update(FILTERS)

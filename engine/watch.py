@@ -30,7 +30,7 @@ from engine.config import Config, load_config
 from engine.dispatch import Backend, Dispatcher, DryRun
 from engine.errors import InvalidFiles, PageRulesError
 from engine.evaluate import evaluate
-from engine.events import event_id, read_events
+from engine.events import event_id, prepare, read_events
 from engine.inbox import FAILED, PROCESSED, backlog, is_event_file, move, type_from_name
 from engine.live import Live, make_client
 from engine.rules import RuleSet, load_ruleset
@@ -209,8 +209,9 @@ class Daemon:
                         continue
                     if default_type and "type" not in item.event:
                         item.event["type"] = default_type
-                    if not self._event(item.event, item.where, loaded, problems, counts):
-                        return self._retry_later(entry)
+                    for event in prepare(item.event, loaded.ruleset.event_types):
+                        if not self._event(event, item.where, loaded, problems, counts):
+                            return self._retry_later(entry)
         except FileNotFoundError:
             self.pending.pop(path, None)
             return

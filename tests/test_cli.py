@@ -89,8 +89,9 @@ def test_validate_lists_every_problem_and_exits_1(tmp_path) -> None:  # type: ig
     result = invoke(["validate", "--rules", str(tmp_path)])
     assert result.exit_code == 1
     assert [l.split(": ", 2)[1:] for l in result.stdout.splitlines()] == [
-        ["rule x", "on: unknown event type 'biuld' (did you mean 'build'? known: build, deploy.health, "
-                   "incident.escalation, incident.resolved, rollback, sentry.errors)"],
+        ["rule x", "on: unknown event type 'biuld' (did you mean 'build'? known: alertmanager, alertmanager.alert, "
+                   "build, deploy.health, github.deployment_status, github.workflow_run, incident.escalation, "
+                   "incident.resolved, rollback, sentry.errors, sentry.event_alert, sentry.issue, sentry.metric_alert)"],
         ["rule x", "severity: 'hgh' is not a severity (known: low, medium, high, critical)"]]
 
 

@@ -60,8 +60,10 @@ def test_the_derived_id_is_stable_and_content_based() -> None:
 
 @pytest.mark.parametrize("event, error", [
     ({"id": "x"}, "event has no 'type' (set it in the event, or use --type for raw webhook payloads)"),
-    ({"type": "biuld", "id": "x"}, "unknown event type 'biuld' (did you mean 'build'? known: build, deploy.health, "
-                                   "incident.escalation, incident.resolved, rollback, sentry.errors)"),
+    ({"type": "biuld", "id": "x"}, "unknown event type 'biuld' (did you mean 'build'? known: alertmanager, "
+                                   "alertmanager.alert, build, deploy.health, github.deployment_status, "
+                                   "github.workflow_run, incident.escalation, incident.resolved, rollback, "
+                                   "sentry.errors, sentry.event_alert, sentry.issue, sentry.metric_alert)"),
     ({"type": "build", "id": "x", "repo": "a/b", "branch": "main", "build_number": 1},
      "build: 'status' is a required property"),
     ({"type": "build", "id": "x", "repo": "a/b", "branch": "main", "build_number": 1, "status": "broken"},

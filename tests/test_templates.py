@@ -44,4 +44,4 @@ def test_trailing_tokens_after_an_expression_are_an_error() -> None:
 
 
 def test_every_filter_of_ours_is_registered() -> None:
-    assert set(FILTERS) == {"slug", "decimals"}
+    assert set(FILTERS) == {"slug", "decimals", "digest"}
