@@ -50,16 +50,15 @@ class EventType:
     schema: Mapping[str, Any]
     fast: Any
     full: jsonschema.Draft202012Validator
+    # A field some senders wrap the payload in (``x-pagerules-unwrap``, e.g. Probot's ``payload``).
+    unwrap: str | None = None
+    # ``x-pagerules-expand``: {items, as, type}: one event per element of ``items``.
+    expand: Mapping[str, str] | None = None
 
     @property
-    def unwrap(self) -> str | None:
-        """A field some senders wrap the payload in (``x-pagerules-unwrap``, e.g. Probot's ``payload``)."""
-        return self.schema.get("x-pagerules-unwrap")
-
-    @property
-    def expand(self) -> Mapping[str, str] | None:
-        """``x-pagerules-expand``: {items, as, type}: one event per element of ``items``."""
-        return self.schema.get("x-pagerules-expand")
+    def plain(self) -> bool:
+        """Neither unwrapped nor expanded: the input object is the event."""
+        return self.unwrap is None and self.expand is None
 
     def problems(self, event: Mapping[str, Any]) -> list[str]:
         """Why ``event`` fails the schema; empty when it passes."""
@@ -87,7 +86,8 @@ def load_event_types(folders: tuple[str, ...] = (str(SCHEMA_DIR / "events"),)) -
             name = path.name[: -len(".json")]
             schema = json.loads(path.read_text(encoding="utf-8"))
             types[name] = EventType(name, schema, fastjsonschema.compile(schema),
-                                    jsonschema.Draft202012Validator(schema))
+                                    jsonschema.Draft202012Validator(schema), schema.get("x-pagerules-unwrap"),
+                                    schema.get("x-pagerules-expand"))
     return types
 
 

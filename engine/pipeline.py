@@ -48,6 +48,11 @@ def run(items: Iterable[Parsed], ruleset: RuleSet, dispatcher: Dispatcher, tally
         default_type: str | None = None) -> Iterator[dict[str, Any]]:
     """Outcome lines for each parsed item, in input order."""
     count = tally.outcomes  # counted inline: this loop runs once per event
+    types = ruleset.event_types
+    unhandled = ruleset.unhandled_types
+    special = frozenset(name for name, t in types.items() if not t.plain)  # types that unwrap or expand
+    view = dispatcher.view
+    handle = dispatcher.handle
     for item in items:
         tally.events += 1
         if item.event is None:
@@ -57,11 +62,14 @@ def run(items: Iterable[Parsed], ruleset: RuleSet, dispatcher: Dispatcher, tally
             continue
         if default_type and "type" not in item.event:
             item.event["type"] = default_type
-        for event in prepare(item.event, ruleset.event_types):
-            if event.get("type") in ruleset.event_types and not ruleset.has_rules(event["type"]):
+        kind = item.event.get("type")
+        if type(kind) is not str:  # no type, or not text: evaluate rejects it with the reason
+            kind = None
+        for event in prepare(item.event, types) if kind in special else (item.event,):
+            if kind in unhandled:
                 _warn_once(event["type"])
-            for action in evaluate(event, ruleset, dispatcher.view):
-                for line in dispatcher.handle(action):
+            for action in evaluate(event, ruleset, view):
+                for line in handle(action):
                     count[(line["action"], line["status"])] += 1
                     yield line
 

@@ -88,6 +88,11 @@ class RuleSet:
     def has_rules(self, event_type: str) -> bool:
         return event_type in self.triggers or event_type in self.recoveries
 
+    @property
+    def unhandled_types(self) -> frozenset[str]:
+        """Known event types no rule in force handles (their pack may be off)."""
+        return frozenset(t for t in self.event_types if not self.has_rules(t))
+
     def all_rules(self) -> list[Rule]:
         out: list[Rule] = []
         for group in (self.triggers, self.recoveries):

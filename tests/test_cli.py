@@ -44,6 +44,13 @@ def test_a_rejected_event_exits_1_and_the_others_are_still_processed() -> None:
     assert len([l for l in out if l["action"] == "trigger"]) == 5
 
 
+def test_a_type_that_is_not_text_is_rejected_not_a_crash() -> None:
+    result = invoke(["process", "--dry-run"], '{"type": ["x"], "id": 1}\n{"type": {"a": 1}, "id": 2}\n')
+    assert result.exit_code == 1
+    assert [l["error"] for l in lines(result.stdout)] == [
+        "event has no 'type' (set it in the event, or use --type for raw webhook payloads)"] * 2
+
+
 def test_a_single_object_and_an_array_are_accepted() -> None:
     event = {"type": "build", "id": "b", "repo": "a/b", "branch": "main", "build_number": 1, "status": "failed"}
     assert lines(invoke(["process", "--dry-run"], json.dumps(event, indent=2)).stdout)[0]["status"] == "planned"

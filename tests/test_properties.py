@@ -27,8 +27,9 @@ FIELDS = ["id", "repo", "deploy", "error_rate", "baseline_error_rate", "sustaine
 def events(draw: Any) -> dict[str, Any]:
     """Events that are often almost right: a known type, known field names, any values."""
     event = draw(st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), json_values, max_size=10))
-    if draw(st.booleans()):
-        event["type"] = draw(st.sampled_from(TYPES))
+    choice = draw(st.integers(0, 3))
+    if choice:
+        event["type"] = draw(st.sampled_from(TYPES)) if choice < 3 else draw(json_values)
     if draw(st.booleans()):
         event["deploy"] = {"version": draw(st.text(max_size=5) | st.integers())}
         event["checks"] = {"passed": draw(st.integers(0, 12)), "total": draw(st.integers(0, 12))}
