@@ -64,8 +64,11 @@ def write_events(path: Path, count: int) -> None:
 def timed(cmd: list[str], path: Path) -> float:
     with path.open() as stdin:
         start = time.perf_counter()
-        subprocess.run(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        return time.perf_counter() - start
+        proc = subprocess.run(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        elapsed = time.perf_counter() - start
+    if proc.returncode != 0:  # a crash would look like a record
+        sys.exit(f"{' '.join(cmd[:4])} failed ({proc.returncode}): {proc.stderr.decode()[-1000:]}")
+    return elapsed
 
 
 def peak_kib(cmd: list[str], path: Path) -> int:

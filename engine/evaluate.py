@@ -196,8 +196,13 @@ def _select(selector: Selector, scope: Scope, rule: Rule, eid: Any, number: int,
     """Open incidents whose labels match, rendering one label at a time and stopping once none can."""
     wanted: dict[str, tuple[str, ...]] = {}
     for name, templates in selector.labels:
-        values = [_render(t, scope, rule, eid, ("resolves", number, "labels", name), errors) for t in templates]
-        wanted[name] = tuple(v for v in values if v is not None)
-        if not view.any_with(name, wanted[name]):
+        if len(templates) == 1:  # the usual case, without building a list per label
+            value = _render(templates[0], scope, rule, eid, ("resolves", number, "labels", name), errors)
+            values: tuple[str, ...] = () if value is None else (value,)
+        else:
+            rendered = [_render(t, scope, rule, eid, ("resolves", number, "labels", name), errors) for t in templates]
+            values = tuple(v for v in rendered if v is not None)
+        if not view.any_with(name, values):
             return []
+        wanted[name] = values
     return view.select(wanted)

@@ -11,12 +11,11 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
-import jsonschema
 
 from engine.schemacheck import SCHEMA_DIR, dotted
 
@@ -48,23 +47,40 @@ class EventType:
 
     name: str
     schema: Mapping[str, Any]
-    fast: Any
-    full: jsonschema.Draft202012Validator
     # A field some senders wrap the payload in (``x-pagerules-unwrap``, e.g. Probot's ``payload``).
     unwrap: str | None = None
     # ``x-pagerules-expand``: {items, as, type}: one event per element of ``items``.
     expand: Mapping[str, str] | None = None
+
+    @cached_property
+    def fast(self) -> Any:
+        """The compiled check (fastjsonschema), made when the type is first seen."""
+        return fastjsonschema.compile(dict(self.schema))
+
+    @cached_property
+    def full(self) -> Any:
+        """jsonschema's validator: every error with its path. Made when first needed (a rejection)."""
+        import jsonschema
+
+        return jsonschema.Draft202012Validator(self.schema)
+
+    def is_valid(self, event: Mapping[str, Any]) -> bool:
+        try:
+            self.fast(event)
+            return True
+        except fastjsonschema.JsonSchemaException:
+            return False
 
     @property
     def plain(self) -> bool:
         """Neither unwrapped nor expanded: the input object is the event."""
         return self.unwrap is None and self.expand is None
 
-    def problems(self, event: Mapping[str, Any]) -> list[str]:
+    def problems(self, event: Mapping[str, Any]) -> tuple[str, ...] | list[str]:
         """Why ``event`` fails the schema; empty when it passes."""
         try:
             self.fast(event)
-            return []
+            return ()
         except fastjsonschema.JsonSchemaException as fast_error:
             errors = sorted(self.full.iter_errors(event), key=lambda e: list(map(str, e.absolute_path)))
             if not errors:  # the two validators disagree: trust the stricter one, say which
@@ -72,7 +88,7 @@ class EventType:
             return [_message(self.name, e) for e in errors]
 
 
-def _message(type_name: str, error: jsonschema.ValidationError) -> str:
+def _message(type_name: str, error: Any) -> str:
     path = dotted(error.absolute_path)
     return f"{type_name}: {path}: {error.message}" if path else f"{type_name}: {error.message}"
 
@@ -85,9 +101,7 @@ def load_event_types(folders: tuple[str, ...] = (str(SCHEMA_DIR / "events"),)) -
         for path in sorted(Path(folder).glob("*.json")):
             name = path.name[: -len(".json")]
             schema = json.loads(path.read_text(encoding="utf-8"))
-            types[name] = EventType(name, schema, fastjsonschema.compile(schema),
-                                    jsonschema.Draft202012Validator(schema), schema.get("x-pagerules-unwrap"),
-                                    schema.get("x-pagerules-expand"))
+            types[name] = EventType(name, schema, schema.get("x-pagerules-unwrap"), schema.get("x-pagerules-expand"))
     return types
 
 
@@ -101,7 +115,7 @@ def prepare(event: dict[str, Any], types: Mapping[str, EventType]) -> Iterator[d
         yield event
         return
     wrapped = event.get(event_type.unwrap) if event_type.unwrap else None
-    if isinstance(wrapped, dict) and not event_type.full.is_valid(event):
+    if isinstance(wrapped, dict) and not event_type.is_valid(event):
         event = {**wrapped, "type": kind, **({"id": event["id"]} if "id" in event else {})}
     spec = event_type.expand
     if spec is None or event_type.problems(event):
