@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from engine.dispatch import Dispatcher, DryRun
 from engine.events import read_events
 from engine.pipeline import Tally, run
 from engine.rules import RuleSet, load_ruleset, load_ruleset_text
+from fake_pagerduty import FakePagerDuty
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,3 +44,12 @@ def dry_run(events: Iterable[Mapping[str, Any]] | str, ruleset: RuleSet | None =
 @pytest.fixture(scope="session")
 def ruleset() -> RuleSet:
     return shipped_rules()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakePagerDuty]:
+    """The project's fake PagerDuty on a loopback port; ``fake.url`` is its base URL."""
+    pd = FakePagerDuty()
+    pd.url = pd.start()  # type: ignore[attr-defined]
+    yield pd
+    pd.stop()

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,6 @@ from pd_spec import body_errors, required_headers
 from test_shipped_rules import GOLDEN, RECOVERIES, build, deploy
 
 SECRET = TOKEN
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePagerDuty]:
-    pd = FakePagerDuty()
-    pd.url = pd.start()  # type: ignore[attr-defined]
-    yield pd
-    pd.stop()
 
 
 def live_env(fake: FakePagerDuty, **more: str) -> dict[str, str]:

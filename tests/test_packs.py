@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from cli import main
 from conftest import ROOT
 from fake_pagerduty import FakePagerDuty
-from test_watch import Daemon, fake  # noqa: F401 - the fixture
+from test_watch import Daemon
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 PACKS = ["github", "sentry", "alertmanager"]
@@ -63,7 +63,7 @@ def test_a_type_with_no_rules_says_which_pack_to_enable() -> None:
         in result.stderr
 
 
-def test_an_alertmanager_batch_through_the_daemon_is_one_incident_per_alert(fake: FakePagerDuty,  # noqa: F811
+def test_an_alertmanager_batch_through_the_daemon_is_one_incident_per_alert(fake: FakePagerDuty,
                                                                             tmp_path: Path) -> None:
     daemon = Daemon(tmp_path, fake, PAGERULES_PACKS="alertmanager")
     shutil_copy = (CORPUS / "alertmanager" / "firing" / "prometheus_msteams_firing_page_19_alerts.json").read_text()

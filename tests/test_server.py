@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,6 @@ API_TOKEN = "api-token-for-tests-7f3a"
 HOOK_SECRET = "github-hook-secret-55"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 SLACK = "https://hooks.slack.test/services/T000/B000/secretpath"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePagerDuty]:
-    pd = FakePagerDuty()
-    pd.url = pd.start()  # type: ignore[attr-defined]
-    yield pd
-    pd.stop()
 
 
 def app_for(fake: FakePagerDuty, tmp_path: Path, channels: str = "channels: []", **env: str) -> Any:

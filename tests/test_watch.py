@@ -8,24 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from conftest import ROOT
 from engine.inbox import move, type_from_name
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 from test_shipped_rules import build
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePagerDuty]:
-    pd = FakePagerDuty()
-    pd.url = pd.start()  # type: ignore[attr-defined]
-    yield pd
-    pd.stop()
 
 
 class Daemon:
