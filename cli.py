@@ -8,93 +8,26 @@ requests and watchdog.
 """
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from functools import wraps
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
+from engine import opscli
+from engine.clikit import config_options, fail_cleanly, load_all, make_backend, state_option, write_lines
 from engine.config import Config, load_config
-from engine.dispatch import Backend, Dispatcher, DryRun
-from engine.errors import ConfigError, InvalidFiles, PageRulesError, Problem
+from engine.dispatch import Dispatcher, DryRun
+from engine.errors import InvalidFiles, PageRulesError, Problem
 from engine.events import prepare, read_events
 from engine.explain import explain_event, format_report
 from engine.pipeline import Tally, run
 from engine.rules import RuleSet, load_ruleset
 
 log = logging.getLogger("pagerules")
-
-
-def _fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Engine errors become a message on stderr and their exit status; never a traceback."""
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except PageRulesError as exc:
-            click.echo(f"pagerules: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except Exception as exc:  # a bug: one line for the reader, the traceback with -v
-            log.debug("unexpected error", exc_info=True)
-            click.echo(f"pagerules: internal error: {type(exc).__name__}: {exc} (run with -v for the traceback; "
-                       "please report it)", err=True)
-            sys.exit(1)
-    return wrapper
-
-
-def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--config, --rules and --packs, shared by every command that loads rules."""
-    func = click.option("--packs", help="Comma-separated rule packs to enable (PAGERULES_PACKS).")(func)
-    func = click.option("--rules", "rules_dir", type=click.Path(file_okay=False),
-                        help="Rules folder (default: rules_dir from the config).")(func)
-    func = click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                        help="Config file (default: ./pagerduty.yaml, else the project's).")(func)
-    return func
-
-
-def state_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--state", "state_path", type=click.Path(dir_okay=False),
-                        help="State file (default: state_path from the config, PAGERULES_STATE).")(func)
-
-
-def _load(config_path: str | None, rules_dir: str | None, packs: str | None) -> tuple[Config, RuleSet]:
-    config = load_config(config_path, overrides={"rules_dir": rules_dir, "packs": packs})
-    return config, load_ruleset(config)
-
-
-def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
-
-
-def _backend(config: Config, dry_run: bool, state_path: str | None, actor: str = "rules") -> Backend:
-    """Dry run, or live (which needs every PagerDuty setting). Disabled sends nothing either way."""
-    if dry_run or not config.enabled:
-        return DryRun()
-    config.require_live()
-    from engine.live import live_backend
-
-    return live_backend(config, state_path, actor)
-
-
-def _emit(data: Any, as_json: bool, human: str) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False) if as_json else human)
-
-
-# One encoder for every line: json.dumps(..., ensure_ascii=False) would build a new one per call.
-_encode = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def _write_lines(lines: Iterable[dict[str, Any]], out: TextIO) -> None:
-    write = out.write
-    for line in lines:
-        write(_encode(line) + "\n")
 
 
 @click.group()
@@ -153,7 +86,7 @@ def validate(config_path: str | None, rules_dir: str | None, packs: str | None, 
 @click.option("--dry-run", is_flag=True, help="Contact nothing and write no state; print what would happen.")
 @click.option("--type", "default_type", help="Type for input events that have none (e.g. github.workflow_run).")
 @state_option
-@_fail_cleanly
+@fail_cleanly
 def process(config_path: str | None, rules_dir: str | None, packs: str | None, dry_run: bool,
             default_type: str | None, state_path: str | None) -> None:
     """Read events on stdin and act on them.
@@ -163,10 +96,10 @@ def process(config_path: str | None, rules_dir: str | None, packs: str | None, d
 
     Example: python cli.py process --dry-run < examples/events.jsonl
     """
-    config, ruleset = _load(config_path, rules_dir, packs)
-    dispatcher = Dispatcher(config, _backend(config, dry_run, state_path))
+    config, ruleset = load_all(config_path, rules_dir, packs)
+    dispatcher = Dispatcher(config, make_backend(config, dry_run, state_path))
     tally = Tally()
-    _write_lines(run(read_events(sys.stdin, "stdin"), ruleset, dispatcher, tally, default_type), sys.stdout)
+    write_lines(run(read_events(sys.stdin, "stdin"), ruleset, dispatcher, tally, default_type), sys.stdout)
     sys.stdout.flush()
     notifier = getattr(dispatcher.backend, "notifier", None)
     if notifier is not None:  # live: let queued channel announcements go out before exiting
@@ -179,7 +112,7 @@ def process(config_path: str | None, rules_dir: str | None, packs: str | None, d
 @config_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON report per event instead of text.")
 @click.option("--type", "default_type", help="Type for input events that have none.")
-@_fail_cleanly
+@fail_cleanly
 def explain(config_path: str | None, rules_dir: str | None, packs: str | None, as_json: bool,
             default_type: str | None) -> None:
     """For each event on stdin: every rule of its type, whether it matched, and why not.
@@ -189,7 +122,7 @@ def explain(config_path: str | None, rules_dir: str | None, packs: str | None, a
 
     Example: echo '{"type": "build", "repo": "a/b", "branch": "dev", "build_number": 1, "status": "failed"}' | python cli.py explain
     """
-    _, ruleset = _load(config_path, rules_dir, packs)
+    _, ruleset = load_all(config_path, rules_dir, packs)
     config = load_config(config_path, overrides={"rules_dir": rules_dir, "packs": packs})
     dispatcher = Dispatcher(config, DryRun())
     for report in _explain_all(read_events(sys.stdin, "stdin"), ruleset, dispatcher, default_type):
@@ -212,7 +145,7 @@ def _explain_all(items: Any, ruleset: RuleSet, dispatcher: Dispatcher, default_t
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @config_options
 @click.option("--strict", is_flag=True, help="Warnings (dedup-key lint, PagerDuty limits) fail too.")
-@_fail_cleanly
+@fail_cleanly
 def test_command(paths: tuple[str, ...], config_path: str | None, rules_dir: str | None, packs: str | None,
                  strict: bool) -> None:
     """Run rule test cases: events in, expected outcomes out, on the dry-run engine.
@@ -252,7 +185,7 @@ def test_command(paths: tuple[str, ...], config_path: str | None, rules_dir: str
 @click.option("--packs", help="Comma-separated rule packs to enable in both.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per difference, then the summary.")
-@_fail_cleanly
+@fail_cleanly
 def replay(events: tuple[str, ...], new_rules: str, old_rules: str | None, packs: str | None,
            config_path: str | None, as_json: bool) -> None:
     """Show how a rule change would have changed paging on recorded events.
@@ -282,117 +215,6 @@ def replay(events: tuple[str, ...], new_rules: str, old_rules: str | None, packs
 
 
 @main.command()
-@click.option("--title", required=True, help="What is wrong, as the incident title's text.")
-@click.option("--severity", required=True, help="low, medium, high or critical.")
-@click.option("--repo", required=True, help="The repository (owner/name) the incident is about.")
-@click.option("--key", help="incident_key (the prefix is added); default: from repo and title.")
-@click.option("--details", help="JSON object sent as the incident's details.")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome line as JSON.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
-@state_option
-@_fail_cleanly
-def trigger(title: str, severity: str, repo: str, key: str | None, details: str | None, as_json: bool,
-            config_path: str | None, state_path: str | None) -> None:
-    """Page by hand, with the same prefix, threshold and dedup as events.
-
-    Example: pagerules trigger --title "checkout is down" --severity critical --repo acme/shop
-    """
-    from engine import manual
-
-    config = load_config(config_path)
-    parsed = _json_object(details, "--details")
-    line = manual.trigger(config, _backend(config, False, state_path, _actor()), title, severity.lower(), repo,
-                          key, parsed)
-    _emit(line, as_json, f"{line['status']}: {line['incident_key']} {line['title']}"
-          + (f" ({line['incident_id']})" if line.get("incident_id") else "") + _error_suffix(line))
-    sys.exit(1 if line["status"] == "failed" else 0)
-
-
-@main.command()
-@click.option("--key", required=True, help="incident_key, with or without the prefix.")
-@click.option("--message", help="Resolution message (also added as a note).")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome line as JSON.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
-@state_option
-@_fail_cleanly
-def resolve(key: str, message: str | None, as_json: bool, config_path: str | None, state_path: str | None) -> None:
-    """Resolve an incident by key in PagerDuty, with a message.
-
-    Example: pagerules resolve --key codespar-acme-backend-api-build-349 --message "fixed by hand"
-    """
-    from engine import manual
-
-    config = load_config(config_path)
-    line = manual.resolve(config, _backend(config, False, state_path, _actor()), key, message)
-    _emit(line, as_json, f"{line['status']}: {line['incident_key']}" + _error_suffix(line))
-    sys.exit(1 if line["status"] == "failed" else 0)
-
-
-@main.command()
-@click.option("--key", required=True, help="incident_key, with or without the prefix.")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
-@state_option
-@_fail_cleanly
-def ack(key: str, as_json: bool, config_path: str | None, state_path: str | None) -> None:
-    """Acknowledge an incident by key in PagerDuty.
-
-    Example: pagerules ack --key codespar-acme-backend-api-build-349
-    """
-    from engine import manual
-    from engine.live import Live
-
-    config = load_config(config_path)
-    backend = _backend(config, False, state_path, _actor())
-    line = manual.acknowledge(config, backend, key) if isinstance(backend, Live) else \
-        {"action": "ack", "status": "disabled", "incident_key": key}
-    _emit(line, as_json, f"{line['status']}: {line['incident_key']}" + _error_suffix(line))
-    sys.exit(1 if line["status"] == "failed" else 0)
-
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
-@_fail_cleanly
-def oncall(as_json: bool, config_path: str | None) -> None:
-    """Who is on call now for the escalation policy, lowest level first.
-
-    Example: pagerules oncall --json
-    """
-    from engine import manual
-    from engine.live import make_client
-
-    config = load_config(config_path)
-    config.require_live()
-    people = manual.oncall(make_client(config), str(config.escalation_policy_id))
-    human = "\n".join(f"level {p.escalation_level}: {p.name} <{p.email}>"
-                       + (f", {p.schedule}" if p.schedule else "") + (f", until {p.until}" if p.until else "")
-                       for p in people) or "nobody is on call for this escalation policy"
-    _emit([p.__dict__ for p in people], as_json, human)
-
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
-@_fail_cleanly
-def check(as_json: bool, config_path: str | None) -> None:
-    """Verify the token, the From user, the service and the escalation policy.
-
-    Exits 1 and says what to fix when any of them is wrong.
-
-    Example: PAGERDUTY_API_TOKEN=... pagerules check
-    """
-    from engine import manual
-    from engine.live import make_client
-
-    config = load_config(config_path)
-    results = manual.check(config, None if config.missing_for_live() else make_client(config))
-    _emit([r.__dict__ for r in results], as_json,
-          "\n".join(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.message}" for r in results))
-    sys.exit(0 if all(r.ok for r in results) else 1)
-
-
-@main.command()
 @config_options
 @click.option("--events-dir", type=click.Path(file_okay=False), help="Folder to watch (default: events_dir).")
 @click.option("--once", is_flag=True, help="Handle the files already there, then exit (cron, tests).")
@@ -400,7 +222,7 @@ def check(as_json: bool, config_path: str | None) -> None:
               help="json: one JSON object per log line, for log shippers.")
 @click.option("--http", "http_bind", metavar="HOST:PORT", help="Also serve the API and dashboard (as `serve`).")
 @state_option
-@_fail_cleanly
+@fail_cleanly
 def watch(config_path: str | None, rules_dir: str | None, packs: str | None, events_dir: str | None, once: bool,
           log_format: str, http_bind: str | None, state_path: str | None) -> None:
     """Run as a daemon over an events directory: each *.json or *.ndjson file dropped there is acted on,
@@ -429,7 +251,7 @@ def watch(config_path: str | None, rules_dir: str | None, packs: str | None, eve
 @click.option("--events-dir", type=click.Path(file_okay=False), help="Where webhook payloads go (default: events_dir).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
 @state_option
-@_fail_cleanly
+@fail_cleanly
 def serve(bind: str | None, events_dir: str | None, config_path: str | None, state_path: str | None) -> None:
     """Serve the JSON API, the dashboard and webhook intake.
 
@@ -452,33 +274,6 @@ def _app(config: Config, state_path: str | None, events_dir: str | None) -> Any:
     return server.create_app(config, live_backend(config, state_path, "api"), events_dir)
 
 
-@main.command()
-@click.option("--events-dir", type=click.Path(file_okay=False), help="The daemon's folder (default: events_dir).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
-@_fail_cleanly
-def status(events_dir: str | None, as_json: bool, config_path: str | None) -> None:
-    """The watch daemon's health: ruleset in force, last reload error, files handled, failed and
-    pending, last PagerDuty error. Exits 1 when no daemon is running.
-
-    Example: pagerules status --events-dir /var/spool/pagerules
-    """
-    from engine.status import read_status
-
-    folder = Path(events_dir or load_config(config_path).events_dir)
-    data = read_status(folder / ".pagerules-status.json")
-    if data is None:
-        _emit({"running": False}, as_json, f"no daemon has run on {folder}")
-        sys.exit(1)
-    human = "\n".join([
-        f"{'running' if data['running'] else 'NOT running'} (pid {data['pid']}), ruleset {data['ruleset_version']}",
-        f"files: {data['files_processed']} processed, {data['files_failed']} failed, {data['files_pending']} pending",
-        f"last reload error: {data['last_reload_error'] or 'none'}",
-        f"last PagerDuty error: {data['last_pagerduty_error'] or 'none'}"])
-    _emit(data, as_json, human)
-    sys.exit(0 if data["running"] else 1)
-
-
 def _json_logs() -> None:
     class JsonFormatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
@@ -488,41 +283,8 @@ def _json_logs() -> None:
         handler.setFormatter(JsonFormatter())
 
 
-@main.command()
-@click.option("--limit", default=50, show_default=True, help="How many entries, newest first.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
-@state_option
-@_fail_cleanly
-def audit(limit: int, as_json: bool, config_path: str | None, state_path: str | None) -> None:
-    """Recent audit entries: every create, dedup, resolve, acknowledge and manual action.
-
-    Example: pagerules audit --limit 20
-    """
-    from engine.state import State
-
-    config = load_config(config_path)
-    entries = State(state_path or config.state_path).recent_audit(limit)
-    human = "\n".join(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(e['at']))}Z {e['actor']:<14} "
-                       f"{e['action']:<12} {e['incident_key'] or ''} {e['incident_id'] or ''}".rstrip()
-                       for e in entries) or "no audit entries"
-    _emit(entries, as_json, human)
-
-
-def _json_object(text: str | None, option: str) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{option}: expected a JSON object")
-    return value
-
-
-def _error_suffix(line: dict[str, Any]) -> str:
-    return f": {line['error']}" if line.get("error") else ""
+for _command in opscli.COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

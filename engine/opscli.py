@@ -1,0 +1,196 @@
+"""The operator commands: manual trigger, resolve and ack, on-call, checks, audit, daemon status.
+
+cli.py registers them on the `pagerules` group; each parses options, calls one engine function
+and prints human-readable text or `--json`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.clikit import actor, emit, fail_cleanly, make_backend, state_option
+from engine.config import load_config
+from engine.errors import ConfigError
+
+
+@click.command()
+@click.option("--title", required=True, help="What is wrong, as the incident title's text.")
+@click.option("--severity", required=True, help="low, medium, high or critical.")
+@click.option("--repo", required=True, help="The repository (owner/name) the incident is about.")
+@click.option("--key", help="incident_key (the prefix is added); default: from repo and title.")
+@click.option("--details", help="JSON object sent as the incident's details.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome line as JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@state_option
+@fail_cleanly
+def trigger(title: str, severity: str, repo: str, key: str | None, details: str | None, as_json: bool,
+            config_path: str | None, state_path: str | None) -> None:
+    """Page by hand, with the same prefix, threshold and dedup as events.
+
+    Example: pagerules trigger --title "checkout is down" --severity critical --repo acme/shop
+    """
+    from engine import manual
+
+    config = load_config(config_path)
+    parsed = _json_object(details, "--details")
+    line = manual.trigger(config, make_backend(config, False, state_path, actor()), title, severity.lower(), repo,
+                          key, parsed)
+    emit(line, as_json, f"{line['status']}: {line['incident_key']} {line['title']}"
+          + (f" ({line['incident_id']})" if line.get("incident_id") else "") + _error_suffix(line))
+    sys.exit(1 if line["status"] == "failed" else 0)
+
+
+@click.command()
+@click.option("--key", required=True, help="incident_key, with or without the prefix.")
+@click.option("--message", help="Resolution message (also added as a note).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome line as JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@state_option
+@fail_cleanly
+def resolve(key: str, message: str | None, as_json: bool, config_path: str | None, state_path: str | None) -> None:
+    """Resolve an incident by key in PagerDuty, with a message.
+
+    Example: pagerules resolve --key codespar-acme-backend-api-build-349 --message "fixed by hand"
+    """
+    from engine import manual
+
+    config = load_config(config_path)
+    line = manual.resolve(config, make_backend(config, False, state_path, actor()), key, message)
+    emit(line, as_json, f"{line['status']}: {line['incident_key']}" + _error_suffix(line))
+    sys.exit(1 if line["status"] == "failed" else 0)
+
+
+@click.command()
+@click.option("--key", required=True, help="incident_key, with or without the prefix.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@state_option
+@fail_cleanly
+def ack(key: str, as_json: bool, config_path: str | None, state_path: str | None) -> None:
+    """Acknowledge an incident by key in PagerDuty.
+
+    Example: pagerules ack --key codespar-acme-backend-api-build-349
+    """
+    from engine import manual
+    from engine.live import Live
+
+    config = load_config(config_path)
+    backend = make_backend(config, False, state_path, actor())
+    line = manual.acknowledge(config, backend, key) if isinstance(backend, Live) else \
+        {"action": "ack", "status": "disabled", "incident_key": key}
+    emit(line, as_json, f"{line['status']}: {line['incident_key']}" + _error_suffix(line))
+    sys.exit(1 if line["status"] == "failed" else 0)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@fail_cleanly
+def oncall(as_json: bool, config_path: str | None) -> None:
+    """Who is on call now for the escalation policy, lowest level first.
+
+    Example: pagerules oncall --json
+    """
+    from engine import manual
+    from engine.live import make_client
+
+    config = load_config(config_path)
+    config.require_live()
+    people = manual.oncall(make_client(config), str(config.escalation_policy_id))
+    human = "\n".join(f"level {p.escalation_level}: {p.name} <{p.email}>"
+                       + (f", {p.schedule}" if p.schedule else "") + (f", until {p.until}" if p.until else "")
+                       for p in people) or "nobody is on call for this escalation policy"
+    emit([p.__dict__ for p in people], as_json, human)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@fail_cleanly
+def check(as_json: bool, config_path: str | None) -> None:
+    """Verify the token, the From user, the service and the escalation policy.
+
+    Exits 1 and says what to fix when any of them is wrong.
+
+    Example: PAGERDUTY_API_TOKEN=... pagerules check
+    """
+    from engine import manual
+    from engine.live import make_client
+
+    config = load_config(config_path)
+    results = manual.check(config, None if config.missing_for_live() else make_client(config))
+    emit([r.__dict__ for r in results], as_json,
+          "\n".join(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.message}" for r in results))
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+@click.command()
+@click.option("--events-dir", type=click.Path(file_okay=False), help="The daemon's folder (default: events_dir).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@fail_cleanly
+def status(events_dir: str | None, as_json: bool, config_path: str | None) -> None:
+    """The watch daemon's health: ruleset in force, last reload error, files handled, failed and
+    pending, last PagerDuty error. Exits 1 when no daemon is running.
+
+    Example: pagerules status --events-dir /var/spool/pagerules
+    """
+    from engine.status import read_status
+
+    folder = Path(events_dir or load_config(config_path).events_dir)
+    data = read_status(folder / ".pagerules-status.json")
+    if data is None:
+        emit({"running": False}, as_json, f"no daemon has run on {folder}")
+        sys.exit(1)
+    human = "\n".join([
+        f"{'running' if data['running'] else 'NOT running'} (pid {data['pid']}), ruleset {data['ruleset_version']}",
+        f"files: {data['files_processed']} processed, {data['files_failed']} failed, {data['files_pending']} pending",
+        f"last reload error: {data['last_reload_error'] or 'none'}",
+        f"last PagerDuty error: {data['last_pagerduty_error'] or 'none'}"])
+    emit(data, as_json, human)
+    sys.exit(0 if data["running"] else 1)
+
+
+@click.command()
+@click.option("--limit", default=50, show_default=True, help="How many entries, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@state_option
+@fail_cleanly
+def audit(limit: int, as_json: bool, config_path: str | None, state_path: str | None) -> None:
+    """Recent audit entries: every create, dedup, resolve, acknowledge and manual action.
+
+    Example: pagerules audit --limit 20
+    """
+    from engine.state import State
+
+    config = load_config(config_path)
+    entries = State(state_path or config.state_path).recent_audit(limit)
+    human = "\n".join(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(e['at']))}Z {e['actor']:<14} "
+                       f"{e['action']:<12} {e['incident_key'] or ''} {e['incident_id'] or ''}".rstrip()
+                       for e in entries) or "no audit entries"
+    emit(entries, as_json, human)
+
+
+def _json_object(text: str | None, option: str) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option}: expected a JSON object")
+    return value
+
+
+def _error_suffix(line: dict[str, Any]) -> str:
+    return f": {line['error']}" if line.get("error") else ""
+
+
+COMMANDS = [trigger, resolve, ack, oncall, check, status, audit]
