@@ -173,6 +173,8 @@ class Daemon:
         """The oldest ready file; a file waiting to retry PagerDuty holds back every newer one."""
         for entry in sorted(self.pending.values(), key=lambda p: p.order):
             if entry.attempts:
+                if self.once:  # --once: one try per file and run; it waits for the next run
+                    return None
                 return entry if entry.ready_at <= now else None
             if entry.ready_at <= now and self._settled(entry, now):
                 return entry
@@ -215,9 +217,14 @@ class Daemon:
         except FileNotFoundError:
             self.pending.pop(path, None)
             return
-        self.pending.pop(path, None)
         folder = self.events / (FAILED if problems else PROCESSED)
-        target = move(path, folder, "\n".join(problems) if problems else None)
+        try:
+            target = move(path, folder, "\n".join(problems) if problems else None)
+        except OSError as exc:  # the file stays; its done events are skipped on the next try
+            log.error("%s: handled, but cannot move it to %s/: %s; it stays and is tried again", path.name,
+                      folder.name, exc)
+            return self._retry_later(entry, "cannot move it")
+        self.pending.pop(path, None)
         self.status.bump("files_failed" if problems else "files_processed")
         self.failures += bool(problems)
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no actions"
@@ -247,19 +254,23 @@ class Daemon:
             self.state.mark_done(digest, self.clock())
         return True
 
-    def _retry_later(self, entry: Pending) -> None:
+    def _retry_later(self, entry: Pending, why: str = "PagerDuty unreachable") -> None:
         entry.attempts += 1
         delay = min(2.0 ** (entry.attempts - 1), self.loaded.config.watch_retry_max_seconds)
         entry.ready_at = self.clock() + delay
-        log.warning("%s stays in %s: PagerDuty unreachable (try %d); next try in %.0f s",
-                    entry.path.name, self.events.name, entry.attempts, delay)
+        log.warning("%s stays in %s: %s (try %d); next try in %.0f s",
+                    entry.path.name, self.events.name, why, entry.attempts, delay)
 
     # ---- background duties ---------------------------------------------------
     def _rescan(self) -> None:
         for path in backlog(self.events):
-            if path not in self.pending:
-                self._request("complete" if self.clock() - path.stat().st_mtime > STABLE_SECONDS else "written",
-                              path)
+            if path in self.pending:
+                continue
+            try:
+                settled = self.clock() - path.stat().st_mtime > STABLE_SECONDS
+            except FileNotFoundError:  # gone since the listing
+                continue
+            self._request("complete" if settled else "written", path)
 
     def _reconcile(self) -> None:
         config = self.loaded.config

@@ -257,3 +257,16 @@ def _answers(get: Callable[[str], Any]) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_file_that_cannot_be_moved_stays_and_the_daemon_goes_on(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake)
+    (daemon.events / "processed").write_text("a file where the folder should be")
+    daemon.drop("a.json", [build(31)])
+    result = daemon.once()
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "a.json: handled, but cannot move it to processed/" in result.stderr
+    assert (daemon.events / "a.json").exists() and len(fake.incidents) == 1
+    (daemon.events / "processed").unlink()
+    assert daemon.once().returncode == 0  # the next run moves it, and pages nothing again
+    assert (daemon.events / "processed" / "a.json").exists() and len(fake.incidents) == 1
