@@ -22,7 +22,7 @@ from engine.clikit import config_options, fail_cleanly, load_all, make_backend, 
 from engine.config import Config, load_config
 from engine.dispatch import Dispatcher, DryRun
 from engine.errors import InvalidFiles, PageRulesError, Problem
-from engine.events import prepare, read_events
+from engine.events import events_of, read_events
 from engine.explain import explain_event, format_report
 from engine.pipeline import Tally, run
 from engine.rules import RuleSet, load_ruleset
@@ -135,9 +135,7 @@ def _explain_all(items: Any, ruleset: RuleSet, dispatcher: Dispatcher, default_t
         if item.event is None:
             yield {"event_id": None, "type": None, "rejected": item.error}
             continue
-        if default_type and "type" not in item.event:
-            item.event["type"] = default_type
-        for event in prepare(item.event, ruleset.event_types):
+        for event in events_of(item.event, ruleset.event_types, default_type):
             yield explain_event(event, ruleset, dispatcher)
 
 

@@ -102,7 +102,6 @@ class ResolveAction:
     event_id: Any
     incident_key: str | None
     message: str
-    known_open: bool
     kind: str = "resolve"
 
 

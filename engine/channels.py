@@ -65,10 +65,9 @@ class Notifier:
     def flush(self, timeout: float = 10.0) -> None:
         """Wait (at most ``timeout``) for queued announcements, e.g. before a short-lived command exits."""
         deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
+        # unfinished_tasks counts queued and in-flight deliveries (task_done comes after each one)
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.05)
-        if self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(min(0.5, deadline - time.monotonic()))
 
     def _start(self) -> None:
         if self._worker is None or not self._worker.is_alive():

@@ -180,14 +180,14 @@ def _recover(rule: Recovery, scope: Scope, eid: Any, ruleset: RuleSet, view: Inc
             key = full_key(ruleset.prefix, rendered)
             if key not in resolved:
                 resolved.add(key)
-                out.append(ResolveAction(rule.id, eid, key, message, view.get(key) is not None))
+                out.append(ResolveAction(rule.id, eid, key, message))  # the backend looks it up
             continue
         for incident in _select(selector, scope, rule, eid, number, view, errors):
             if incident.incident_key not in resolved:
                 resolved.add(incident.incident_key)
-                out.append(ResolveAction(rule.id, eid, incident.incident_key, message, True))
+                out.append(ResolveAction(rule.id, eid, incident.incident_key, message))
     if not out:
-        out.append(ResolveAction(rule.id, eid, None, message, False))
+        out.append(ResolveAction(rule.id, eid, None, message))
     return out
 
 

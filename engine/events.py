@@ -127,6 +127,17 @@ def prepare(event: dict[str, Any], types: Mapping[str, EventType]) -> Iterator[d
         yield {**outer, "type": spec["type"], "id": f"{parent}#{index}", spec["as"]: item}
 
 
+def events_of(event: dict[str, Any], types: Mapping[str, EventType], default_type: str | None = None
+              ) -> Iterable[dict[str, Any]]:
+    """The events one input object stands for, after giving an untyped one ``default_type``
+    (``--type``, a file name's NAME.TYPE.json). Plain types skip ``prepare``: this runs per event."""
+    if default_type and "type" not in event:
+        event["type"] = default_type
+    kind = event.get("type")
+    event_type = types.get(kind) if type(kind) is str else None
+    return (event,) if event_type is None or event_type.plain else prepare(event, types)
+
+
 def event_id(event: Mapping[str, Any]) -> Any:
     """The event's own ``id``, else a stable one derived from its content."""
     given = event.get("id")

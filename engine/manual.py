@@ -54,7 +54,7 @@ def resolve(config: Config, backend: Backend, key: str, message: str | None = No
     if not config.enabled:
         line["status"] = "disabled"
     else:
-        line.update(backend.resolve(ResolveAction(MANUAL_RULE, None, incident_key, text, False)))
+        line.update(backend.resolve(ResolveAction(MANUAL_RULE, None, incident_key, text)))
     return line
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.dispatch import Dispatcher
 from engine.evaluate import evaluate
-from engine.events import Parsed, event_id, prepare, read_events
+from engine.events import Parsed, event_id, events_of, read_events
 from engine.inbox import backlog, type_from_name
 from engine.rules import RuleSet
 
@@ -58,11 +58,8 @@ def replay(items: Iterable[Parsed], new: RuleSet, old: RuleSet, new_dispatch: Di
     for item in items:
         if item.event is None:
             continue  # unreadable either way: not a difference between rulesets
-        event = item.event
         default = type_from_name(Path(item.source).name, new.event_types)
-        if default and "type" not in event:
-            event["type"] = default
-        for one in prepare(event, new.event_types):
+        for one in events_of(item.event, new.event_types, default):
             yield from _compare_one(one, item.where, new, old, new_dispatch, old_dispatch)
 
 

@@ -127,12 +127,6 @@ class Compiled:
             pass
         return context.vars[_RESULT]
 
-    def assign(self, scope: Scope, name: str) -> Any:
-        """Evaluate an expression and make its value visible to later templates as ``name``."""
-        value = self.evaluate(scope)
-        scope.set(name, value)
-        return value
-
 
 def compile_template(source: str) -> Compiled:
     """Compile a template such as ``{{ event.repo | slug }}-build-{{ event.build_number }}``."""

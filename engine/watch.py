@@ -30,7 +30,7 @@ from engine.config import Config, load_config
 from engine.dispatch import Backend, Dispatcher, DryRun
 from engine.errors import InvalidFiles, PageRulesError
 from engine.evaluate import evaluate
-from engine.events import event_id, prepare, read_events
+from engine.events import event_id, events_of, read_events
 from engine.inbox import FAILED, PROCESSED, backlog, is_event_file, move, type_from_name
 from engine.live import Live, make_client
 from engine.rules import RuleSet, load_ruleset
@@ -209,9 +209,7 @@ class Daemon:
                     if item.event is None:
                         problems.append(item.error or item.where)
                         continue
-                    if default_type and "type" not in item.event:
-                        item.event["type"] = default_type
-                    for event in prepare(item.event, loaded.ruleset.event_types):
+                    for event in events_of(item.event, loaded.ruleset.event_types, default_type):
                         if not self._event(event, item.where, loaded, problems, counts):
                             return self._retry_later(entry)
         except FileNotFoundError:

@@ -221,3 +221,16 @@ def test_notifier_payloads_and_background_delivery() -> None:
         notifier.announce("resolved", {"incident_key": "k"})  # not announced on this channel
         notifier.flush()
         assert [json.loads(c.request.body) for c in mock.calls] == [{"event": "triggered", "incident_key": "k"}]
+
+
+def test_flush_waits_for_a_delivery_still_in_flight() -> None:
+    import time
+    with responses.RequestsMock() as mock:
+        def slow(request: Any) -> tuple[int, dict[str, str], str]:
+            time.sleep(0.8)  # longer than any fixed pause a flush might take
+            return 200, {}, "{}"
+        mock.add_callback(responses.POST, "https://x.test/slow", callback=slow)
+        notifier = Notifier([{"name": "n", "url": "https://x.test/slow", "kind": "json", "announce": ("resolved",)}])
+        notifier.announce("resolved", {"incident_key": "k"})
+        notifier.flush(timeout=5)
+        assert len(mock.calls) == 1 and not notifier.failures
