@@ -143,6 +143,8 @@ SETTINGS = (
     Setting("reconcile_interval_seconds", "PAGERULES_RECONCILE_INTERVAL", _seconds, 300.0),
     Setting("server_api_token", "PAGERULES_API_TOKEN", _optional_text, None, secret=True),
     Setting("github_webhook_secret", "PAGERULES_GITHUB_WEBHOOK_SECRET", _optional_text, None, secret=True),
+    Setting("sentry_client_secret", "PAGERULES_SENTRY_CLIENT_SECRET", _optional_text, None, secret=True),
+    Setting("alertmanager_token", "PAGERULES_ALERTMANAGER_TOKEN", _optional_text, None, secret=True),
     Setting("bind", "PAGERULES_BIND", _text, "127.0.0.1:8080"),
     Setting("channels", None, _channels, ()),
 )
@@ -178,6 +180,8 @@ class Config:
     reconcile_interval_seconds: float = 300.0
     server_api_token: str | None = field(default=None, repr=False)
     github_webhook_secret: str | None = field(default=None, repr=False)
+    sentry_client_secret: str | None = field(default=None, repr=False)
+    alertmanager_token: str | None = field(default=None, repr=False)
     bind: str = "127.0.0.1:8080"
     channels: tuple[Mapping[str, Any], ...] = ()
     source: str = "(defaults)"
