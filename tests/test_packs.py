@@ -1,8 +1,9 @@
-"""Rule packs on real payloads from ../shared/corpus: their cases, the contract's example, and end to end."""
+"""Rule packs on real payloads from tests/fixtures/corpus: their cases, the contract's example, and end to end."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +17,14 @@ from conftest import ROOT
 from fake_pagerduty import FakePagerDuty
 from test_watch import Daemon
 
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = ROOT / "tests" / "fixtures" / "corpus"
+PACK_CASES = ROOT / "tests" / "packs"
 PACKS = ["github", "sentry", "alertmanager"]
 
 
 @pytest.mark.parametrize("pack", PACKS)
 def test_each_packs_cases_pass_on_the_corpus(pack: str) -> None:
-    assert CORPUS.exists(), f"the corpus is missing at {CORPUS}: shared/ must sit beside the checkout"
-    result = CliRunner().invoke(main, ["test", str(ROOT / "rules" / "packs" / pack / "tests")])
+    result = CliRunner().invoke(main, ["test", str(PACK_CASES / f"{pack}.yaml")])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1].endswith("passed, 0 failed")
 
@@ -33,14 +34,19 @@ def test_every_pack_rule_has_a_case(pack: str) -> None:
     folder = ROOT / "rules" / "packs" / pack
     rules = {r["id"] for path in folder.glob("*.yaml") for section in ("triggers", "recoveries")
              for r in yaml.safe_load(path.read_text()).get(section, [])}
-    named = {o.get("rule") for path in (folder / "tests").glob("*.yaml")
-             for case in yaml.safe_load(path.read_text())["cases"] for o in case["expect"]}
+    named = {o.get("rule") for case in yaml.safe_load((PACK_CASES / f"{pack}.yaml").read_text())["cases"]
+             for o in case["expect"]}
     assert rules <= named, rules - named
 
 
-def test_enabled_packs_tests_run_by_default() -> None:
-    result = CliRunner().invoke(main, ["test", "--packs", "sentry"])
-    assert result.exit_code == 0 and "rules/packs/sentry/tests/sentry.yaml" in result.output
+def test_an_enabled_packs_own_tests_folder_runs_by_default(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    cases = tmp_path / "rules" / "packs" / "sentry" / "tests"
+    cases.mkdir()
+    (cases / "mine.yaml").write_text((PACK_CASES / "sentry.yaml").read_text().replace(
+        "../fixtures/corpus/", str(CORPUS) + "/"))
+    result = CliRunner().invoke(main, ["test", "--rules", str(tmp_path / "rules"), "--packs", "sentry"])
+    assert result.exit_code == 0 and "packs/sentry/tests/mine.yaml" in result.output, result.output
 
 
 def test_the_contracts_example_command() -> None:
