@@ -1,25 +1,27 @@
-"""pagerduty.yaml + environment + flags -> one frozen Config (CONTRACT §1).
+"""pagerduty.yaml + environment + flags -> one frozen Config (README: Configuration).
 
 Precedence: command-line flag > environment variable > pagerduty.yaml > default.
 Each setting is parsed by one function whatever its source, so an error always
 names where the bad value came from: the variable, the flag, or FILE:LINE: key.
+Where the config file and the rules folder are found is `find_config` and
+`_rules_dir`, in the order the README's "Where your files live" gives.
 """
 from __future__ import annotations
 
 import os
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engine import severity
+from engine import resources, severity
 from engine.errors import ConfigError, InvalidFiles, Problem
 from engine.schemacheck import check_document, load_schema
 from engine.source import load_yaml_text
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = "pagerduty.yaml"
+CONFIG_ENV = "PAGERULES_CONFIG"
 TITLE_FIELDS = {"severity", "Severity", "title"}
 
 
@@ -31,6 +33,19 @@ def _text(value: Any) -> str:
 
 def _optional_text(value: Any) -> str | None:
     return None if value in (None, "") else _text(value)
+
+
+def _header_value(value: Any) -> str | None:
+    """A value sent in an HTTP header (a token, the From address): a stray newline or a non-ASCII
+    character would otherwise fail every request and look like PagerDuty being down."""
+    text = _optional_text(value)
+    if text is None:
+        return None
+    if text != text.strip() or any(c.isspace() for c in text.strip(" ")):
+        raise ValueError("contains a newline, tab or space at the ends; copy the value again without it")
+    if not text.isascii() or not text.isprintable():
+        raise ValueError("contains a character that is not printable ASCII; copy the value again")
+    return text
 
 
 def parse_bool(value: Any) -> bool:
@@ -120,8 +135,8 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("api_token", "PAGERDUTY_API_TOKEN", _optional_text, None, secret=True),
-    Setting("from_email", "PAGERDUTY_FROM_EMAIL", _optional_text, None),
+    Setting("api_token", "PAGERDUTY_API_TOKEN", _header_value, None, secret=True),
+    Setting("from_email", "PAGERDUTY_FROM_EMAIL", _header_value, None),
     Setting("service_id", "PAGERDUTY_SERVICE_ID", _optional_text, None),
     Setting("escalation_policy_id", "PAGERDUTY_ESCALATION_POLICY_ID", _optional_text, None),
     Setting("enabled", "PAGERDUTY_ENABLED", parse_bool, True),
@@ -130,7 +145,7 @@ SETTINGS = (
     Setting("dedup_key_prefix", "PAGERDUTY_DEDUP_KEY_PREFIX", _text, "codespar"),
     Setting("api_url", "PAGERDUTY_API_URL", _text, "https://api.pagerduty.com"),
     Setting("title_format", "PAGERULES_TITLE_FORMAT", _title_format, "[CodeSpar] {Severity}: {title}"),
-    Setting("rules_dir", "PAGERULES_RULES_DIR", _text, "rules"),
+    Setting("rules_dir", "PAGERULES_RULES_DIR", _text, None),
     Setting("packs", "PAGERULES_PACKS", _name_list, ()),
     Setting("params", None, _params, {"build_branches": ["main"]}),
     Setting("state_path", "PAGERULES_STATE", _text, "state/pagerules.db"),
@@ -167,7 +182,7 @@ class Config:
     dedup_key_prefix: str = "codespar"
     api_url: str = "https://api.pagerduty.com"
     title_format: str = "[CodeSpar] {Severity}: {title}"
-    rules_dir: str = "rules"
+    rules_dir: str = str(resources.RULES)
     packs: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=lambda: {"build_branches": ["main"]})
     state_path: str = "state/pagerules.db"
@@ -185,6 +200,7 @@ class Config:
     bind: str = "127.0.0.1:8080"
     channels: tuple[Mapping[str, Any], ...] = ()
     source: str = "(defaults)"
+    found_by: str = "(given)"  # how the config file was chosen, for `validate`
 
     def missing_for_live(self) -> list[str]:
         """Environment variable names of the required settings that are unset."""
@@ -211,6 +227,7 @@ def load_config_text(text: str, filename: str, env: Mapping[str, str] | None = N
         raise InvalidFiles(problems)
     values: dict[str, Any] = {"source": filename}
     errors: list[str] = []
+    from_file: set[str] = set()
     file_values = doc.data or {}
     env = os.environ if env is None else env
     overrides = overrides or {}
@@ -225,13 +242,27 @@ def load_config_text(text: str, filename: str, env: Mapping[str, str] | None = N
         try:
             values[setting.name] = setting.parse(raw) if where else raw
         except (ValueError, TypeError) as exc:
-            errors.append(f"{where}: {'must be text' if setting.secret else exc}")
+            message = exc if not setting.secret or str(exc).startswith("contains") else "must be text"
+            errors.append(f"{where}: {message}")
+        if where and where.startswith(filename):
+            from_file.add(setting.name)
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-    base = base_dir or Path(filename).resolve().parent
+    # A path written in a config file is taken from that file's folder; one from a flag, the
+    # environment or a default (and the packaged default config's) from the working directory.
+    file_base = base_dir or Path(filename).resolve().parent
     for name in ("rules_dir", "state_path", "events_dir"):
-        values[name] = str((base / values[name]).resolve())
+        if values[name] is None:
+            continue
+        values[name] = str(((file_base if name in from_file else Path.cwd()) / values[name]).resolve())
+    values["rules_dir"] = values["rules_dir"] or _rules_dir()
     return Config(**values)
+
+
+def _rules_dir() -> str:
+    """No rules_dir anywhere: ./rules when there is one, else the rules that ship with pagerules."""
+    local = Path("rules")
+    return str(local.resolve() if local.is_dir() else resources.RULES)
 
 
 def _redacted(problem: Problem) -> Problem:
@@ -241,19 +272,44 @@ def _redacted(problem: Problem) -> Problem:
     return problem
 
 
+def user_config_dir(env: Mapping[str, str]) -> Path:
+    """$XDG_CONFIG_HOME/pagerules, else ~/.config/pagerules (the XDG base directory rule)."""
+    root = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(root) / "pagerules"
+
+
+def find_config(path: str | None, env: Mapping[str, str]) -> tuple[Path, str]:
+    """The config file to read and how it was chosen: --config, $PAGERULES_CONFIG, ./pagerduty.yaml,
+    the user's config folder, else the packaged defaults."""
+    if path is not None:
+        return Path(path), "--config"
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]), CONFIG_ENV
+    for candidate, how in ((Path(DEFAULT_CONFIG), "the working directory"),
+                           (user_config_dir(env) / DEFAULT_CONFIG, "the user's config folder")):
+        if candidate.is_file():
+            return candidate, how
+    return resources.DEFAULT_CONFIG, "the packaged defaults"
+
+
 def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read the config file (``--config``, else ./pagerduty.yaml, else the project's own)."""
-    if path is None:
-        local = Path(DEFAULT_CONFIG)
-        chosen = local if local.exists() else PROJECT_ROOT / DEFAULT_CONFIG
-    else:
-        chosen = Path(path)
+    """Find and read the config file (see `find_config`), then apply the environment and flags."""
+    env = os.environ if env is None else env
+    chosen, how = find_config(path, env)
     try:
-        text = chosen.read_text(encoding="utf-8")
+        data = chosen.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {chosen}: {exc.strerror}") from None
-    return load_config_text(text, str(chosen), env, overrides)
+        raise ConfigError(f"cannot read config file {chosen} (from {how}): {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InvalidFiles([Problem(str(chosen), line, f"not UTF-8 text (byte {data[exc.start]:#04x}); "
+                                    "save the file as UTF-8")]) from None
+    packaged = how == "the packaged defaults"
+    config = load_config_text(text, str(chosen), env, overrides, base_dir=Path.cwd() if packaged else None)
+    return replace(config, found_by=how)
 
 
 def setting_names() -> list[tuple[str, str | None]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine import severity
+from engine import resources, severity
 from engine.config import Config
 from engine.errors import InvalidFiles, Problem
 from engine.events import EventType, load_event_types
@@ -280,19 +280,25 @@ def _by_type(rules: list[Any]) -> dict[str, tuple[Any, ...]]:
 
 
 def rule_files(config: Config, rules_dir: str | None = None) -> list[Path]:
-    """The rule files in force: ``rules/*.yaml`` then each enabled pack's ``rules/packs/NAME/*.yaml``."""
+    """The rule files in force: ``rules/*.yaml`` then each enabled pack's ``*.yaml`` (see `pack_folders`)."""
     base = Path(rules_dir or config.rules_dir)
     if not base.is_dir():
         raise InvalidFiles([Problem(str(base), 1, "the rules directory does not exist")])
     files = sorted(p for p in base.iterdir() if p.suffix in RULE_SUFFIXES)
-    known = sorted(p.name for p in (base / "packs").iterdir() if p.is_dir()) if (base / "packs").is_dir() else []
+    packs = resources.pack_folders(base)
     for pack in config.packs:
-        if pack not in known:
-            raise InvalidFiles([Problem(str(base / "packs"), 1, unknown_name("rule pack", pack, known))])
-        files += sorted(p for p in (base / "packs" / pack).iterdir() if p.suffix in RULE_SUFFIXES)
+        if pack not in packs:
+            raise InvalidFiles([Problem(str(base / "packs"), 1, unknown_name("rule pack", pack, sorted(packs)))])
+        files += sorted(p for p in packs[pack].iterdir() if p.suffix in RULE_SUFFIXES)
     if not files:
         raise InvalidFiles([Problem(str(base), 1, "no rule files (*.yaml): nothing would ever page")])
     return files
+
+
+def rule_folders(config: Config) -> list[str]:
+    """The rules folder and each enabled pack's folder, for `validate` to say what it read."""
+    packs = resources.pack_folders(Path(config.rules_dir))
+    return [config.rules_dir] + [str(packs[name]) for name in config.packs if name in packs]
 
 
 def load_ruleset(config: Config, rules_dir: str | None = None) -> RuleSet:

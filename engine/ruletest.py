@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine import resources
 from engine.actions import MAX_INCIDENT_KEY, MAX_TITLE
 from engine.config import Config, load_config
 from engine.dispatch import Dispatcher, DryRun
@@ -41,8 +42,9 @@ def test_files(paths: list[str], config: Config) -> list[Path]:
     """The files named (folders give their *.yaml), or the rules folder's tests/ and those of the
     enabled packs (rules/packs/NAME/tests/)."""
     rules = Path(config.rules_dir)
+    packs = resources.pack_folders(rules)
     roots = [Path(p) for p in paths] or [rules / DEFAULT_TESTS] + [
-        rules / "packs" / pack / DEFAULT_TESTS for pack in config.packs if (rules / "packs" / pack / DEFAULT_TESTS).is_dir()]
+        packs[pack] / DEFAULT_TESTS for pack in config.packs if pack in packs and (packs[pack] / DEFAULT_TESTS).is_dir()]
     found: list[Path] = []
     for root in roots:
         if root.is_dir():

@@ -10,10 +10,11 @@ from typing import Any
 
 import fastjsonschema
 
+from engine import resources
 from engine.errors import Problem
 from engine.source import Document
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = resources.SCHEMAS
 
 # Names a part of a document for a message, e.g. ("triggers", 2) -> ("build-failed", ["match"]).
 RuleNamer = Callable[[tuple[Any, ...]], tuple[str | None, tuple[Any, ...]]]

@@ -88,7 +88,7 @@ def test_relative_paths_are_taken_from_the_config_folder(tmp_path) -> None:  # t
 
 
 def test_a_missing_config_file_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ConfigError, match="cannot read config file .*nope.yaml: No such file or directory"):
+    with pytest.raises(ConfigError, match=r"cannot read config file .*nope.yaml \(from --config\): No such file or directory"):
         load_config(str(tmp_path / "nope.yaml"), env={})
 
 
