@@ -8,7 +8,7 @@ from typing import Any, NamedTuple, Protocol
 
 # PagerDuty documents 255 characters for Events API dedup keys and gives no limit
 # for REST incident_key; we hold REST keys to the same 255
-# (../shared/pagerduty-api/REFERENCE.md §11).
+# (tests/fixtures/pagerduty-api/REFERENCE.md §11).
 MAX_INCIDENT_KEY = 255
 # The REST spec sets no maxLength on incident.title; the Events API caps a summary
 # at 1024 characters, the only documented figure (REFERENCE.md §11).

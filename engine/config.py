@@ -49,7 +49,7 @@ def _header_value(value: Any) -> str | None:
 
 
 def parse_bool(value: Any) -> bool:
-    """true/false/1/0/yes/no in any case, as CONTRACT §1 says."""
+    """true/false/1/0/yes/no in any case (README: Configuration)."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()

@@ -15,7 +15,7 @@ def rank(name: str) -> int:
 
 
 def urgency(severity: str) -> str:
-    """PagerDuty urgency: high for high and critical, low otherwise (CONTRACT §1)."""
+    """PagerDuty urgency: high for high and critical, low otherwise (README: Configuration)."""
     return "high" if rank(severity) >= rank("high") else "low"
 
 

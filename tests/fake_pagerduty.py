@@ -1,7 +1,7 @@
 """A fake PagerDuty REST API on loopback, for end-to-end tests and benchmarks.
 
 It implements the calls pagerules makes with PagerDuty's behaviour where it
-matters (../shared/pagerduty-api/REFERENCE.md): a second open incident with
+matters (tests/fixtures/pagerduty-api/REFERENCE.md): a second open incident with
 the same incident_key is refused with 400 and the "Open incident with
 matching dedup key" text; writes need a From header; a bad token gets 401.
 Faults are injected through POST /_fake/faults: ``{"status": 503, "count": 2}``

@@ -3,7 +3,7 @@
 The spec's schemas are OpenAPI 3.0 (draft-4 style) and refer to each other with
 "#/components/..." references; the whole file is registered as one resource so
 jsonschema resolves them. readOnly is not enforced (the spec marks reference
-ids readOnly, REFERENCE.md §9 item 2). The one conflict the reference documents,
+ids readOnly, tests/fixtures/pagerduty-api/REFERENCE.md §9 item 2). The one conflict the reference documents,
 a string `incident.body.details` (§2, §9 item 4), is the only error allowed.
 """
 from __future__ import annotations

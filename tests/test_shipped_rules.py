@@ -1,4 +1,4 @@
-"""Golden cases: the shipped rules against every row of CONTRACT §3, to the character."""
+"""Golden cases: the shipped rules against every row of the README's "The shipped rules", to the character."""
 from __future__ import annotations
 
 from typing import Any
