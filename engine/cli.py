@@ -147,7 +147,8 @@ def explain(config_path: str | None, rules_dir: str | None, packs: str | None, a
     Open incidents carry from one event to the next as in a dry run, so a failed
     build followed by a passed one shows the resolve.
 
-    Example: echo '{"type": "build", "repo": "a/b", "branch": "dev", "build_number": 1, "status": "failed"}' | python cli.py explain
+    Example: echo '{"type": "build", "repo": "a/b", "branch": "dev", "build_number": 1, "status": "failed"}' \
+    | python cli.py explain
     """
     _, ruleset = load_all(config_path, rules_dir, packs)
     config = load_config(config_path, overrides={"rules_dir": rules_dir, "packs": packs})

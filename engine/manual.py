@@ -82,7 +82,8 @@ def oncall(client: Client, escalation_policy_id: str) -> list[OnCall]:
     """Who is on call now for the policy, lowest escalation level first."""
     rows = sorted(client.oncalls(escalation_policy_id), key=lambda o: o.get("escalation_level") or 0)
     return [OnCall(name=str(o.get("user", {}).get("name") or o.get("user", {}).get("summary") or "?"),
-                   email=str(o.get("user", {}).get("email") or ""), escalation_level=int(o.get("escalation_level") or 0),
+                   email=str(o.get("user", {}).get("email") or ""),
+                   escalation_level=int(o.get("escalation_level") or 0),
                    schedule=(o.get("schedule") or {}).get("summary"), until=o.get("end")) for o in rows]
 
 

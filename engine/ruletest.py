@@ -43,8 +43,8 @@ def test_files(paths: list[str], config: Config) -> list[Path]:
     enabled packs (rules/packs/NAME/tests/)."""
     rules = Path(config.rules_dir)
     packs = resources.pack_folders(rules)
-    roots = [Path(p) for p in paths] or [rules / DEFAULT_TESTS] + [
-        packs[pack] / DEFAULT_TESTS for pack in config.packs if pack in packs and (packs[pack] / DEFAULT_TESTS).is_dir()]
+    pack_tests = [packs[pack] / DEFAULT_TESTS for pack in config.packs if pack in packs]
+    roots = [Path(p) for p in paths] or [rules / DEFAULT_TESTS] + [p for p in pack_tests if p.is_dir()]
     found: list[Path] = []
     for root in roots:
         if root.is_dir():
@@ -108,7 +108,7 @@ def _events(specs: list[Any], path: Path, doc: Document, index: int, result: Cas
 def compare(expected: Sequence[Mapping[str, Any]], actual: Sequence[Mapping[str, Any]]) -> list[str]:
     """Readable differences: which outcome, which field, expected and got."""
     diffs = []
-    for number, (want, got) in enumerate(zip(expected, actual), 1):
+    for number, (want, got) in enumerate(zip(expected, actual, strict=False), 1):
         for key, value in want.items():
             if key == "error_contains":
                 if got.get("action") != "error" or value not in str(got.get("error", "")):

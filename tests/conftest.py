@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_pagerduty import FakePagerDuty
 
 from engine.config import Config, load_config_text
 from engine.dispatch import Dispatcher, DryRun
 from engine.events import read_events
 from engine.pipeline import Tally, run
 from engine.rules import RuleSet, load_ruleset, load_ruleset_text
-from fake_pagerduty import FakePagerDuty
 
 ROOT = Path(__file__).resolve().parent.parent
 

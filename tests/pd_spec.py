@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ def spec() -> dict[str, Any]:
     return json.loads(SPEC_PATH.read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(pointer: str) -> jsonschema.Draft4Validator:
     registry = Registry().with_resource(BASE, Resource.from_contents(spec(), default_specification=DRAFT4))
     return jsonschema.Draft4Validator({"$ref": f"{BASE}#{pointer}"}, registry=registry)

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import ROOT
+from fake_pagerduty import FakePagerDuty
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
-from waitress.server import create_server
-
-from conftest import ROOT
-from fake_pagerduty import FakePagerDuty
 from test_server import API_TOKEN, AUTH, app_for
+from waitress.server import create_server
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 

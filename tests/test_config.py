@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import ROOT, make_config
+
 from engine.config import load_config, load_config_text, parse_bool
 from engine.errors import ConfigError, InvalidFiles
 
@@ -43,8 +43,9 @@ def test_an_invalid_environment_value_names_the_variable() -> None:
 def test_an_invalid_file_value_names_file_line_and_key() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config_text("enabled: true\nauto_resolve: perhaps\n", "conf.yaml", env={})
-    assert str(caught.value) == ("invalid configuration:\n"
-                                 "  conf.yaml:2: auto_resolve: 'perhaps' is not a boolean (use true/false, 1/0 or yes/no)")
+    assert str(caught.value) == (
+        "invalid configuration:\n"
+        "  conf.yaml:2: auto_resolve: 'perhaps' is not a boolean (use true/false, 1/0 or yes/no)")
 
 
 def test_an_unknown_key_in_the_file_is_an_error_with_a_suggestion() -> None:
@@ -88,7 +89,8 @@ def test_relative_paths_are_taken_from_the_config_folder(tmp_path) -> None:  # t
 
 
 def test_a_missing_config_file_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ConfigError, match=r"cannot read config file .*nope.yaml \(from --config\): No such file or directory"):
+    expected = r"cannot read config file .*nope.yaml \(from --config\): No such file or directory"
+    with pytest.raises(ConfigError, match=expected):
         load_config(str(tmp_path / "nope.yaml"), env={})
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT
 
 from cli import main
-from conftest import ROOT
 from engine import resources
 from engine.config import find_config, load_config
 from engine.errors import ConfigError, InvalidFiles

@@ -1,8 +1,9 @@
 """The README documents every command, matcher, filter and setting."""
 from __future__ import annotations
 
-from cli import main
 from conftest import ROOT
+
+from cli import main
 from engine.config import setting_names
 from engine.matchers import OPERATORS
 from engine.templates import FILTERS
@@ -47,5 +48,5 @@ def test_the_readme_rule_example_compiles_and_behaves() -> None:
     rules = rules_from(example)
     event = {"type": "build", "id": "b", "repo": "a/b", "branch": "main", "build_number": 3, "status": "failed"}
     lines = dry_run([event, {**event, "id": "c", "status": "passed"}], rules)
-    assert [(l["action"], l["status"], l["incident_key"]) for l in lines] == [
+    assert [(o["action"], o["status"], o["incident_key"]) for o in lines] == [
         ("trigger", "planned", "codespar-a-b-build-3"), ("resolve", "planned", "codespar-a-b-build-3")]

@@ -4,10 +4,11 @@ from __future__ import annotations
 import hashlib
 
 from conftest import dry_run, make_config, rules_from
+from test_shipped_rules import build, deploy, escalation, sentry
+
 from engine.actions import MAX_INCIDENT_KEY, full_key
 from engine.dispatch import MemoryView
 from engine.evaluate import evaluate
-from test_shipped_rules import build, deploy, escalation, sentry
 
 TEMPLATE_RULE = """
 triggers:
@@ -28,7 +29,7 @@ def one_rule(title: str = "{{ event.repo }}", key: str = "k-{{ event.build_numbe
 
 def test_zero_baseline_with_errors_is_an_error_line_naming_rule_and_event() -> None:
     lines = dry_run([deploy(rate=0.05, base=0.0, eid="z1"), build(eid="after")])
-    errors = [l for l in lines if l["action"] == "error"]
+    errors = [o for o in lines if o["action"] == "error"]
     assert errors == [
         {"action": "error", "status": "rule_error", "event_id": "z1", "rule": "deploy-critical-spike",
          "error": "rule deploy-critical-spike: vars.ratio: division by zero"},
@@ -75,14 +76,14 @@ def test_broken_title_still_pages_with_a_fallback_title_and_an_error_line() -> N
 def test_broken_details_still_pages() -> None:
     rules = rules_from(one_rule(detail="{{ 1 / 0 }}"))
     lines = dry_run([build()], rules)
-    assert [(l["action"], l.get("error")) for l in lines] == [
+    assert [(o["action"], o.get("error")) for o in lines] == [
         ("error", "rule t: details.summary: division by zero"), ("trigger", None)]
 
 
 def test_broken_key_still_pages_under_a_per_rule_fallback_key() -> None:
     rules = rules_from(one_rule(key="{{ event.missing }}"))
     lines = dry_run([build(), build(350, eid="b2")], rules)
-    assert [(l["action"], l.get("status"), l.get("incident_key")) for l in lines] == [
+    assert [(o["action"], o.get("status"), o.get("incident_key")) for o in lines] == [
         ("error", "rule_error", None), ("trigger", "planned", "codespar-t-template-error"),
         ("error", "rule_error", None), ("trigger", "deduplicated", "codespar-t-template-error")]
 
@@ -128,15 +129,15 @@ def test_slug_turns_unsafe_characters_into_dashes() -> None:
 def test_below_threshold_does_not_open_an_incident() -> None:
     lines = dry_run([escalation("medium"), {"type": "incident.resolved", "id": "x", "repo": "acme/backend-api",
                                             "incident_id": "INC-42"}])
-    assert [(l["action"], l["status"]) for l in lines] == [("trigger", "below_threshold"),
+    assert [(o["action"], o["status"]) for o in lines] == [("trigger", "below_threshold"),
                                                            ("resolve", "nothing_open")]
 
 
 def test_disabled_and_auto_resolve_off_gate_their_actions() -> None:
     off = make_config(env={"PAGERDUTY_ENABLED": "false"})
-    assert [l["status"] for l in dry_run([build(), build(350, "passed")], config=off)] == ["disabled", "disabled"]
+    assert [o["status"] for o in dry_run([build(), build(350, "passed")], config=off)] == ["disabled", "disabled"]
     manual = make_config(env={"PAGERDUTY_AUTO_RESOLVE": "no"})
-    assert [l["status"] for l in dry_run([build(), build(350, "passed")], config=manual)] == [
+    assert [o["status"] for o in dry_run([build(), build(350, "passed")], config=manual)] == [
         "planned", "auto_resolve_off"]
 
 
@@ -156,7 +157,7 @@ recoveries:
     message: m
 """)
     lines = dry_run([build(), build(eid="b2")], rules)
-    assert [(l["action"], l["status"]) for l in lines] == [
+    assert [(o["action"], o["status"]) for o in lines] == [
         ("trigger", "planned"), ("resolve", "nothing_open"), ("trigger", "deduplicated"), ("resolve", "nothing_open")]
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
+from conftest import ROOT, rules_from
 
 from cli import main
-from conftest import ROOT, rules_from
 
 RECORDED = str(ROOT / "tests" / "data" / "recorded.ndjson")
 
@@ -96,9 +96,10 @@ def changed_rules(tmp_path: Path) -> Path:
     new = tmp_path / "new"
     shutil.copytree(ROOT / "rules", new, ignore=shutil.ignore_patterns("tests", "packs"))
     build = new / "build.yaml"
-    build.write_text(build.read_text().replace("when: event.branch in params.build_branches",
-                                               "when: event.branch in params.build_branches or event.branch == 'release'")
-                     .replace("    severity: high\n", "    severity: critical\n"))
+    build.write_text(build.read_text().replace(
+        "when: event.branch in params.build_branches",
+        "when: event.branch in params.build_branches or event.branch == 'release'")
+        .replace("    severity: high\n", "    severity: critical\n"))
     sentry = new / "sentry.yaml"
     sentry.write_text(sentry.read_text().replace("new_count: {gte: 1}", "new_count: {gte: 5}"))
     deploy = new / "deploy.yaml"
@@ -175,4 +176,5 @@ def test_strict_makes_warnings_fail(tmp_path: Path) -> None:
     case.write_text("cases:\n  - name: c\n    events: [{type: build, id: b, repo: a/b, branch: main, build_number: 1, "
                     "status: failed}]\n    expect: [{action: trigger}]\n")
     assert invoke(["test", "--rules", str(rules), str(case)]).exit_code == 0
-    assert invoke(["test", "--rules", str(rules), "--strict", str(case)]).output.splitlines()[-1] == "1 passed, 1 failed"
+    strict = invoke(["test", "--rules", str(rules), "--strict", str(case)])
+    assert strict.output.splitlines()[-1] == "1 passed, 1 failed"

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from conftest import dry_run, make_config, shipped_rules
 
 
@@ -40,7 +39,7 @@ def escalation(severity: str = "critical", eid: str = "i1") -> dict[str, Any]:
 
 
 def triggers(lines: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-    return [(l["rule"], l["severity"], l["title"], l["incident_key"]) for l in lines if l["action"] == "trigger"]
+    return [(o["rule"], o["severity"], o["title"], o["incident_key"]) for o in lines if o["action"] == "trigger"]
 
 
 GOLDEN = [
@@ -88,8 +87,8 @@ RECOVERIES = [
 def test_recovery_row_of_the_contract(rule: str, opening: list[dict[str, Any]], recovery: dict[str, Any],
                                       keys: list[str], message: str) -> None:
     lines = dry_run([*opening, recovery])
-    resolves = [l for l in lines if l["action"] == "resolve"]
-    assert [(l["rule"], l["status"], l["incident_key"], l["message"]) for l in resolves] == \
+    resolves = [o for o in lines if o["action"] == "resolve"]
+    assert [(o["rule"], o["status"], o["incident_key"], o["message"]) for o in resolves] == \
         [(rule, "planned", key, message) for key in keys]
 
 
@@ -125,7 +124,7 @@ def test_spike_and_sustained_on_one_deploy_are_one_critical_incident() -> None:
 
 def test_health_checks_short_of_all_passing_resolve_nothing() -> None:
     lines = dry_run([deploy(), deploy(passed=9, total=10, rate=0.01, eid="d2")])
-    assert [l["action"] for l in lines] == ["trigger"]
+    assert [o["action"] for o in lines] == ["trigger"]
 
 
 def test_recovery_leaves_other_repos_versions_and_branches_open() -> None:
@@ -135,13 +134,13 @@ def test_recovery_leaves_other_repos_versions_and_branches_open() -> None:
         deploy(passed=10, total=10, rate=0.01, eid="d4"),
         build(351, "passed", eid="b3"),
     ], config=make_config("params: {build_branches: [main, release]}"))
-    resolved = [l["incident_key"] for l in lines if l["action"] == "resolve"]
+    resolved = [o["incident_key"] for o in lines if o["action"] == "resolve"]
     assert resolved == ["codespar-acme-backend-api-deploy-v2.4.1", "codespar-acme-backend-api-build-349"]
 
 
 def test_rollback_that_failed_resolves_nothing() -> None:
     lines = dry_run([deploy(), rollback(status="failed", eid="r2"), rollback(health=False, eid="r3")])
-    assert [l["action"] for l in lines] == ["trigger"]
+    assert [o["action"] for o in lines] == ["trigger"]
 
 
 def test_recovery_with_nothing_open_says_so() -> None:
@@ -152,7 +151,7 @@ def test_recovery_with_nothing_open_says_so() -> None:
 
 def test_repeated_failure_of_one_build_is_deduplicated() -> None:
     lines = dry_run([build(349), build(349, eid="b2")])
-    assert [l["status"] for l in lines] == ["planned", "deduplicated"]
+    assert [o["status"] for o in lines] == ["planned", "deduplicated"]
 
 
 def test_the_build_branch_list_comes_from_config() -> None:
