@@ -24,7 +24,8 @@ RuleNamer = Callable[[tuple[Any, ...]], tuple[str | None, tuple[Any, ...]]]
 def load_schema(name: str) -> dict[str, Any]:
     """A schema from ``schemas/`` by file name."""
     with open(SCHEMA_DIR / name, encoding="utf-8") as fh:
-        return json.load(fh)
+        schema: dict[str, Any] = json.load(fh)
+    return schema
 
 
 def dotted(path: Iterable[Any]) -> str:
