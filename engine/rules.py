@@ -21,7 +21,7 @@ from engine.matchers import Condition, MatcherError, compile_match
 from engine.lint import lint_keys
 from engine.rulecheck import check_ruleset, duplicate_ids
 from engine.schemacheck import check_document, load_schema, unknown_name
-from engine.source import Document, load_yaml_text
+from engine.source import Document, load_yaml_text, read_text_file
 from engine.templates import ENV, Compiled, TemplateError, attribute_paths, compile_expression, compile_template
 
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -303,14 +303,20 @@ def rule_folders(config: Config) -> list[str]:
 
 def load_ruleset(config: Config, rules_dir: str | None = None) -> RuleSet:
     """Read and compile the rule files in force for ``config``."""
-    texts = {display(path): path.read_text(encoding="utf-8") for path in rule_files(config, rules_dir)}
-    return load_ruleset_text(texts, config)
+    texts: dict[str, str] = {}
+    unreadable: list[Problem] = []  # a folder named x.yaml, bad bytes: reported with the others, never raised
+    for path in rule_files(config, rules_dir):
+        text, found = read_text_file(path, display(path))
+        unreadable += found
+        if text is not None:
+            texts[display(path)] = text
+    return load_ruleset_text(texts, config, unreadable)
 
 
-def load_ruleset_text(texts: Mapping[str, str], config: Config) -> RuleSet:
+def load_ruleset_text(texts: Mapping[str, str], config: Config, problems: list[Problem] | None = None) -> RuleSet:
     """Compile rules given as {filename: YAML text}: the text loader the file loader uses."""
     docs: list[Document] = []
-    problems: list[Problem] = []
+    problems = list(problems or [])
     for filename, text in texts.items():
         doc, found = load_yaml_text(text, filename)
         docs.append(doc)

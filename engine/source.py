@@ -6,22 +6,40 @@ silently change paging:
 * Only ``true``/``false`` are booleans (YAML 1.2). Under YAML 1.1 the rule key
   ``on:`` would load as ``True`` and ``status: no`` as ``False``.
 * A key repeated in one mapping is an error; PyYAML silently keeps the last one.
+
+And one for safety: anchors (``&name``) and aliases (``*name``) are refused. A
+271-byte file of nested aliases expands to gigabytes (a "billion laughs"), and
+rules and config never need them. Nothing in the text can make the loader
+raise: bad characters, bad bytes, deep nesting and huge numbers are Problems.
 """
 from __future__ import annotations
 
+import errno
+import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import yaml
 
 from engine.errors import Problem
 
 Path = tuple[Any, ...]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+_NO_ALIASES = ("YAML anchors (&name) and aliases (*name) are not allowed here: write the value out in full "
+               "(aliases can expand a few bytes into gigabytes)")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose implicit booleans are only true/false, any case."""
+    """SafeLoader whose implicit booleans are only true/false, any case, and that refuses anchors and aliases."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(None, None, _NO_ALIASES, event.start_mark)
+        return super().compose_node(parent, index)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -52,24 +70,64 @@ class Document:
 
 
 def load_yaml_text(text: str, filename: str) -> tuple[Document, list[Problem]]:
-    """Parse YAML ``text``; a syntax error or duplicate key becomes a Problem."""
-    loader = _Loader(text)
+    """Parse YAML ``text``; a syntax error, a bad character or a duplicate key becomes a Problem. Never raises."""
+    try:
+        loader = _Loader(text)  # checks every character first: NUL, other controls, lone surrogates
+    except yaml.reader.ReaderError as exc:
+        return Document(filename, None), [_reader_problem(exc, text, filename)]
     try:
         node = loader.get_single_node()
+        if node is None:
+            return Document(filename, None, {(): 1}), []
+        lines: dict[Path, int] = {(): node.start_mark.line + 1}
+        problems: list[Problem] = []
+        data = _convert(loader, node, (), lines, problems, filename)
+    except yaml.reader.ReaderError as exc:
+        return Document(filename, None), [_reader_problem(exc, text, filename)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         return Document(filename, None), [Problem(filename, line, f"invalid YAML: {exc.problem or exc}")]
     except yaml.YAMLError as exc:
         return Document(filename, None), [Problem(filename, 1, f"invalid YAML: {exc}")]
+    except RecursionError:
+        return Document(filename, None), [Problem(filename, 1, "invalid YAML: nested too deeply")]
     finally:
         loader.dispose()
-    if node is None:
-        return Document(filename, None, {(): 1}), []
-    lines: dict[Path, int] = {(): node.start_mark.line + 1}
-    problems: list[Problem] = []
-    data = _convert(loader, node, (), lines, problems, filename)
     return Document(filename, data, lines), problems
+
+
+def read_text_file(path: PathLike, filename: str) -> tuple[str | None, list[Problem]]:
+    """The UTF-8 text of a file, or a Problem naming it (a folder, unreadable, not UTF-8: line of the bad byte)."""
+    try:
+        data = _read_regular(path)
+    except IsADirectoryError:
+        return None, [Problem(filename, 1, "is a folder, not a file: rename or move it")]
+    except OSError as exc:
+        return None, [Problem(filename, 1, f"cannot read the file: {exc.strerror or exc}")]
+    try:
+        return data.decode("utf-8"), []
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        return None, [Problem(filename, line, f"not UTF-8 text (byte {data[exc.start]:#04x}); save the file as UTF-8")]
+
+
+def _read_regular(path: PathLike) -> bytes:
+    # A FIFO or device named *.yaml would block or never end: only regular files are read.
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    if not os.path.isfile(path):
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _reader_problem(exc: yaml.reader.ReaderError, text: str, filename: str) -> Problem:
+    line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else 1
+    char = exc.character  # PyYAML gives the code point of the character it refused
+    shown = f"U+{char:04X}" if isinstance(char, int) else repr(char)
+    return Problem(filename, line, f"invalid YAML: the character {shown} is not allowed in YAML text "
+                                   "(a control character or a lone surrogate); remove it")
 
 
 def _convert(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int],
@@ -92,7 +150,11 @@ def _convert(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int
             lines[path + (index,)] = item.start_mark.line + 1
             items.append(_convert(loader, item, path + (index,), lines, problems, filename))
         return items
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except ValueError:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        problems.append(Problem(filename, node.start_mark.line + 1, "invalid value: a number too long to read"))
+        return None
 
 
 def _key(loader: _Loader, node: yaml.Node) -> Any:

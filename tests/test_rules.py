@@ -1,9 +1,15 @@
 """Rule loading: every problem, each as FILE:LINE: rule ID: message, from inline YAML."""
 from __future__ import annotations
 
-import pytest
+import shutil
+from pathlib import Path
 
-from conftest import make_config, rules_from
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+
+from conftest import ROOT, make_config, rules_from
 from engine.errors import InvalidFiles
 from engine.rules import load_ruleset_text
 
@@ -153,3 +159,21 @@ def test_top_level_must_be_triggers_and_recoveries() -> None:
 
 def test_the_shipped_rules_validate(ruleset) -> None:  # type: ignore[no-untyped-def]
     assert len(ruleset.all_rules()) == 9 and not ruleset.warnings
+
+
+def test_validate_names_each_unreadable_rule_file_and_its_line(tmp_path: Path) -> None:
+    # Issue 11 item 6: these gave "internal error: ReaderError/UnicodeDecodeError/IsADirectoryError" and a traceback.
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / "nul.yaml").write_bytes(b"triggers: []\n\x00\n")
+    (rules / "e9.yaml").write_bytes(b"triggers: []\n# caf\xe9\n")
+    (rules / "bad.yaml").mkdir()
+    result = CliRunner().invoke(main, ["validate", "--rules", str(rules)])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "internal error" not in result.output
+    found = [line.replace(str(rules), "rules") for line in result.output.splitlines() if ".yaml:" in line]
+    assert found == [
+        "rules/bad.yaml:1: is a folder, not a file: rename or move it",
+        "rules/e9.yaml:2: not UTF-8 text (byte 0xe9); save the file as UTF-8",
+        "rules/nul.yaml:2: invalid YAML: the character U+0000 is not allowed in YAML text (a control character or "
+        "a lone surrogate); remove it",
+    ]

@@ -1,7 +1,12 @@
 """The line-aware YAML loader."""
 from __future__ import annotations
 
-from engine.source import load_yaml_text
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.source import load_yaml_text, read_text_file
 
 
 def test_only_true_and_false_are_booleans() -> None:
@@ -25,3 +30,55 @@ def test_duplicate_keys_are_problems() -> None:
 def test_an_empty_file_is_empty() -> None:
     doc, problems = load_yaml_text("# nothing\n", "f.yaml")
     assert doc.data is None and not problems
+
+
+# Issue 11 item 6: bad characters raised ReaderError out of the loader (a traceback in validate, the daemon exited).
+@pytest.mark.parametrize("text, line", [
+    ("triggers: []\n\x00\n", 2),
+    ("a: 1\nb: x\x07y\n", 2),
+    ("a: \ud800\n", 1),  # a lone surrogate, as surrogateescape decoding makes of a bad byte
+])
+def test_a_character_yaml_refuses_is_a_problem_at_its_line(text: str, line: int) -> None:
+    doc, problems = load_yaml_text(text, "rules/x.yaml")
+    assert doc.data is None
+    assert [(p.line, p.message.split(":")[0]) for p in problems] == [(line, "invalid YAML")]
+    assert "not allowed in YAML text" in problems[0].message
+
+
+def test_deep_nesting_and_huge_numbers_are_problems_not_exceptions() -> None:
+    assert [str(p) for p in load_yaml_text("[" * 5000, "f.yaml")[1]] == ["f.yaml:1: invalid YAML: nested too deeply"]
+    _, problems = load_yaml_text("a: 1\nb: " + "9" * 5000 + "\n", "f.yaml")
+    assert [str(p) for p in problems] == ["f.yaml:2: invalid value: a number too long to read"]
+
+
+# Issue 11 item 7: this 271-byte alias bomb took validate 28 s and then a MemoryError.
+ALIAS_BOMB = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+              + "".join(f"{chr(98 + n)}: &{chr(98 + n)} [{','.join(['*' + chr(97 + n)] * 9)}]\n" for n in range(8)))
+
+
+def test_an_alias_bomb_is_refused_at_its_first_anchor() -> None:
+    assert len(ALIAS_BOMB) < 400
+    doc, problems = load_yaml_text(ALIAS_BOMB, "rules/bomb.yaml")
+    assert doc.data is None
+    assert [str(p) for p in problems] == [
+        "rules/bomb.yaml:1: invalid YAML: YAML anchors (&name) and aliases (*name) are not allowed here: "
+        "write the value out in full (aliases can expand a few bytes into gigabytes)"]
+
+
+def test_an_alias_alone_is_refused_too_at_its_line() -> None:
+    _, problems = load_yaml_text("a: 1\nb: *nowhere\n", "f.yaml")
+    assert [p.line for p in problems] == [2] and "aliases" in problems[0].message
+
+
+def test_a_folder_bad_bytes_and_a_fifo_are_problems_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "dir.yaml").mkdir()
+    (tmp_path / "e9.yaml").write_bytes(b"a: 1\nb: caf\xe9\n")
+    os.mkfifo(tmp_path / "pipe.yaml")
+    results = {name: read_text_file(tmp_path / name, name) for name in ("dir.yaml", "e9.yaml", "pipe.yaml")}
+    assert {name: [str(p) for p in found] for name, (_, found) in results.items()} == {
+        "dir.yaml": ["dir.yaml:1: is a folder, not a file: rename or move it"],
+        "e9.yaml": ["e9.yaml:2: not UTF-8 text (byte 0xe9); save the file as UTF-8"],
+        "pipe.yaml": ["pipe.yaml:1: cannot read the file: not a regular file"],
+    }
+    (tmp_path / "ok.yaml").write_text("a: é\n", encoding="utf-8")
+    assert read_text_file(tmp_path / "ok.yaml", "ok.yaml") == ("a: é\n", [])
