@@ -56,7 +56,8 @@ def main() -> None:
     try:
         url = fake.stdout.readline().strip()  # type: ignore[union-attr]
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
-        env = {**clean, "PAGERDUTY_API_TOKEN": "fake-token-0123456789", "PAGERDUTY_FROM_EMAIL": "oncall-bot@example.com",
+        env = {**clean, "PAGERDUTY_API_TOKEN": "fake-token-0123456789",
+               "PAGERDUTY_FROM_EMAIL": "oncall-bot@example.com",
                "PAGERDUTY_SERVICE_ID": "PSVC001", "PAGERDUTY_ESCALATION_POLICY_ID": "PEP0001",
                "PAGERDUTY_API_URL": url}
         dry = run(["process", "--dry-run"], events, env)

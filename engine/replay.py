@@ -84,11 +84,11 @@ def _outcomes(event: Mapping[str, Any], ruleset: RuleSet, dispatcher: Dispatcher
 
 def diff(before: list[dict[str, Any]], after: list[dict[str, Any]], eid: Any, where: str) -> Iterator[Difference]:
     """The differences between one event's outcomes under the old and the new rules."""
-    old_pages = {l["incident_key"]: l for l in before if l["action"] == "trigger" and l["status"] in PAGES}
-    new_pages = {l["incident_key"]: l for l in after if l["action"] == "trigger" and l["status"] in PAGES}
+    old_pages = {o["incident_key"]: o for o in before if o["action"] == "trigger" and o["status"] in PAGES}
+    new_pages = {o["incident_key"]: o for o in after if o["action"] == "trigger" and o["status"] in PAGES}
     # A trigger whose key moved is a change, not an add and a remove: pair leftovers by rule.
-    only_old = {k: l for k, l in old_pages.items() if k not in new_pages}
-    only_new = {k: l for k, l in new_pages.items() if k not in old_pages}
+    only_old = {k: o for k, o in old_pages.items() if k not in new_pages}
+    only_new = {k: o for k, o in new_pages.items() if k not in old_pages}
     for key, line in list(only_new.items()):
         twin = next((k for k, o in only_old.items() if o["rule"] == line["rule"]), None)
         if twin is not None:
@@ -112,8 +112,8 @@ def diff(before: list[dict[str, Any]], after: list[dict[str, Any]], eid: Any, wh
 
 def _resolutions(before: list[dict[str, Any]], after: list[dict[str, Any]], eid: Any, where: str
                  ) -> Iterator[Difference]:
-    old = {l["incident_key"]: l for l in before if l["action"] == "resolve" and l["status"] == "planned"}
-    new = {l["incident_key"]: l for l in after if l["action"] == "resolve" and l["status"] == "planned"}
+    old = {o["incident_key"]: o for o in before if o["action"] == "resolve" and o["status"] == "planned"}
+    new = {o["incident_key"]: o for o in after if o["action"] == "resolve" and o["status"] == "planned"}
     for key in sorted(set(new) - set(old)):
         yield Difference("resolution gained", new[key]["rule"], eid, where, key, new[key]["message"])
     for key in sorted(set(old) - set(new)):
@@ -121,8 +121,8 @@ def _resolutions(before: list[dict[str, Any]], after: list[dict[str, Any]], eid:
 
 
 def _errors(before: list[dict[str, Any]], after: list[dict[str, Any]], eid: Any, where: str) -> Iterator[Difference]:
-    old = {l["error"]: l for l in before if l["action"] == "error"}
-    new = {l["error"]: l for l in after if l["action"] == "error"}
+    old = {o["error"]: o for o in before if o["action"] == "error"}
+    new = {o["error"]: o for o in after if o["action"] == "error"}
     for text in sorted(set(new) - set(old)):
         yield Difference("error gained", new[text].get("rule", "-"), eid, where, None, text)
     for text in sorted(set(old) - set(new)):

@@ -17,8 +17,8 @@ from engine import resources, severity
 from engine.config import Config
 from engine.errors import InvalidFiles, Problem
 from engine.events import EventType, load_event_types
-from engine.matchers import Condition, MatcherError, compile_match
 from engine.lint import lint_keys
+from engine.matchers import Condition, MatcherError, compile_match
 from engine.rulecheck import check_ruleset, duplicate_ids
 from engine.schemacheck import check_document, load_schema, unknown_name
 from engine.source import Document, load_yaml_text, read_text_file
@@ -186,7 +186,8 @@ class _Builder:
         for number, sel in enumerate(raw["resolves"]):
             where = path + ("resolves", number)
             if "incident_key" in sel:
-                key = self.template(where + ("incident_key",), sel["incident_key"], ("resolves", number, "incident_key"))
+                key = self.template(where + ("incident_key",), sel["incident_key"],
+                                    ("resolves", number, "incident_key"))
                 selectors.append(Selector(incident_key=key, line=self.doc.line(where)))
                 continue
             labels = []

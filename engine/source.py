@@ -139,7 +139,8 @@ def _convert(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int
             key = _key(loader, key_node)
             line = key_node.start_mark.line + 1
             if key in out:
-                problems.append(Problem(filename, line, f"duplicate key '{key}' (first at line {lines[path + (key,)]})"))
+                first = lines[path + (key,)]
+                problems.append(Problem(filename, line, f"duplicate key '{key}' (first at line {first})"))
                 continue
             lines[path + (key,)] = line
             out[key] = _convert(loader, value_node, path + (key,), lines, problems, filename)

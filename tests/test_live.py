@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import ROOT, make_config, shipped_rules
+from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
+from pd_spec import body_errors, required_headers
+from test_shipped_rules import GOLDEN, RECOVERIES, build, deploy
+
 from engine.config import Config
 from engine.dispatch import Dispatcher
 from engine.events import read_events
 from engine.live import Live, live_backend
 from engine.pipeline import Tally, run
 from engine.state import State
-from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
-from pd_spec import body_errors, required_headers
-from test_shipped_rules import GOLDEN, RECOVERIES, build, deploy
 
 SECRET = TOKEN
 
@@ -74,7 +74,7 @@ def test_every_recovery_row_resolves_with_its_message(fake: FakePagerDuty, tmp_p
                                                       ) -> None:
     config, backend = live(fake, tmp_path)
     lines = process([*opening, recovery], config, backend)
-    assert [(l["status"], l["incident_key"]) for l in lines if l["action"] == "resolve"] == \
+    assert [(o["status"], o["incident_key"]) for o in lines if o["action"] == "resolve"] == \
         [("resolved", k) for k in keys]
     resolved = [i for i in fake.incidents.values() if i["incident_key"] in keys]
     assert all(i["status"] == "resolved" and i["resolution"] == message and i["notes"] == [message]
@@ -95,9 +95,9 @@ def test_a_resolve_leaves_other_repos_versions_and_branches_open(fake: FakePager
 def test_a_storm_within_the_window_makes_one_create_call(fake: FakePagerDuty, tmp_path: Path) -> None:
     config, backend = live(fake, tmp_path)
     lines = process([build(349, eid=f"e{n}") for n in range(50)], config, backend)
-    assert [l["status"] for l in lines] == ["created"] + ["deduplicated"] * 49
+    assert [o["status"] for o in lines] == ["created"] + ["deduplicated"] * 49
     assert len(fake.calls("POST", "/incidents")) == 1 and len(fake.calls()) == 1
-    assert {l["incident_id"] for l in lines} == {"PINC0001"}
+    assert {o["incident_id"] for o in lines} == {"PINC0001"}
 
 
 def test_dedup_across_runs_and_against_an_incident_opened_elsewhere(fake: FakePagerDuty, tmp_path: Path) -> None:
@@ -157,10 +157,10 @@ def test_unreachable_pagerduty_fails_the_action_and_the_rest_go_on(fake: FakePag
 def test_auto_resolve_off_and_disabled_send_nothing(fake: FakePagerDuty, tmp_path: Path) -> None:
     config, backend = live(fake, tmp_path, PAGERDUTY_AUTO_RESOLVE="false")
     lines = process([build(349), build(350, "passed", eid="b2")], config, backend)
-    assert [l["status"] for l in lines] == ["created", "auto_resolve_off"] and fake.open_keys()
+    assert [o["status"] for o in lines] == ["created", "auto_resolve_off"] and fake.open_keys()
     off = make_config(env=live_env(fake, PAGERDUTY_ENABLED="0"))
     before = len(fake.calls())
-    assert {l["status"] for l in process([build(7)], off, backend)} == {"disabled"}
+    assert {o["status"] for o in process([build(7)], off, backend)} == {"disabled"}
     assert len(fake.calls()) == before
 
 
@@ -223,7 +223,7 @@ def test_two_processes_share_one_state_file(fake: FakePagerDuty, tmp_path: Path)
     procs = [subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "process"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**clean, **env})
              for _ in batches]
-    results = [p.communicate(b, timeout=120) for p, b in zip(procs, batches)]
+    results = [p.communicate(b, timeout=120) for p, b in zip(procs, batches, strict=True)]
     assert [p.returncode for p in procs] == [0, 0], [r[1][-800:] for r in results]
     statuses = [json.loads(line)["status"] for out, _ in results for line in out.splitlines()]
     # a POST retried after a dropped connection comes back "deduplicated": still one incident per key

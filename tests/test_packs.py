@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
-from cli import main
 from conftest import ROOT
 from fake_pagerduty import FakePagerDuty
 from test_watch import Daemon
+
+from cli import main
 
 CORPUS = ROOT / "tests" / "fixtures" / "corpus"
 PACK_CASES = ROOT / "tests" / "packs"
@@ -77,5 +77,6 @@ def test_an_alertmanager_batch_through_the_daemon_is_one_incident_per_alert(fake
     assert daemon.once().returncode == 0
     keys = {i["incident_key"] for i in fake.incidents.values()}
     assert len(fake.incidents) == len(keys) == 19
-    assert all(i["urgency"] == "high" and i["title"].startswith("[CodeSpar] Critical: NodeEvent firing — Server is down.")
+    assert all(i["urgency"] == "high" and i["title"].startswith(
+        "[CodeSpar] Critical: NodeEvent firing — Server is down.")
                for i in fake.incidents.values())

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT, make_config, rules_from
 
 from cli import main
-
-from conftest import ROOT, make_config, rules_from
 from engine.errors import InvalidFiles
 from engine.rules import load_ruleset_text
 
@@ -33,8 +32,8 @@ def problems(text: str, filename: str = "rules/x.yaml") -> list[str]:
     ("    severity: urgent\n",
      "rules/x.yaml:7: rule t: severity: 'urgent' is not a severity (known: low, medium, high, critical)"),
     ("    on: buidl\n",
-     "rules/x.yaml:7: rule t: on: unknown event type 'buidl' (did you mean 'build'? known: alertmanager, alertmanager.alert, build, "
-     "deploy.health, github.deployment_status, github.workflow_run, incident.escalation, incident.resolved, "
+     "rules/x.yaml:7: rule t: on: unknown event type 'buidl' (did you mean 'build'? "
+     "known: alertmanager, alertmanager.alert, build, deploy.health, github.deployment_status, github.workflow_run, incident.escalation, incident.resolved, "
      "rollback, sentry.errors, sentry.event_alert, sentry.issue, sentry.metric_alert)"),
     ("    tittle: x\n",
      "rules/x.yaml:7: rule t: tittle: unknown key 'tittle' (did you mean 'title'? known: description, details, id, "
@@ -61,7 +60,8 @@ def problems(text: str, filename: str = "rules/x.yaml") -> list[str]:
      "rules/x.yaml:7: rule t: when: template syntax error: unexpected 'end of template'"),
     ("    labels: {kind: '{% if x %}{{ y | nosuch }}{% endif %}'}\n",
      "rules/x.yaml:7: rule t: labels.kind: unknown filter 'nosuch' (known: abs, attr, batch, capitalize, center, "
-     "count, d, decimals, default, dictsort, digest, e, escape, filesizeformat, first, float, forceescape, format, groupby, "
+     "count, d, decimals, default, dictsort, digest, e, escape, filesizeformat, first, float, forceescape, "
+     "format, groupby, "
      "indent, int, items, join, last, length, list, lower, map, max, min, pprint, random, reject, rejectattr, "
      "replace, reverse, round, safe, select, selectattr, slice, slug, sort, string, striptags, sum, title, tojson, "
      "trim, truncate, unique, upper, urlencode, urlize, wordcount, wordwrap, xmlattr)"),
@@ -92,8 +92,8 @@ def test_every_problem_is_reported_not_only_the_first() -> None:
     incident_key: k
 """)
     assert found == [
-        "rules/x.yaml:3: rule a: on: unknown event type 'buidl' (did you mean 'build'? known: alertmanager, alertmanager.alert, build, "
-        "deploy.health, github.deployment_status, github.workflow_run, incident.escalation, incident.resolved, "
+        "rules/x.yaml:3: rule a: on: unknown event type 'buidl' (did you mean 'build'? "
+        "known: alertmanager, alertmanager.alert, build, deploy.health, github.deployment_status, github.workflow_run, incident.escalation, incident.resolved, "
         "rollback, sentry.errors, sentry.event_alert, sentry.issue, sentry.metric_alert)",
         "rules/x.yaml:4: rule a: severity: 'urgent' is not a severity (known: low, medium, high, critical)",
         "rules/x.yaml:7: rule a: duplicate rule id (first defined at rules/x.yaml:2)",
