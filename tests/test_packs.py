@@ -7,15 +7,17 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import ROOT
+from conftest import ROOT, dry_run, make_config, shipped_rules
 from fake_pagerduty import FakePagerDuty
 from test_watch import Daemon
 
 from cli import main
+from engine.events import load_event_types
 
 CORPUS = ROOT / "tests" / "fixtures" / "corpus"
 PACK_CASES = ROOT / "tests" / "packs"
@@ -80,3 +82,86 @@ def test_an_alertmanager_batch_through_the_daemon_is_one_incident_per_alert(fake
     assert all(i["urgency"] == "high" and i["title"].startswith(
         "[CodeSpar] Critical: NodeEvent firing — Server is down.")
                for i in fake.incidents.values())
+
+
+# GitHub's community examples (npm @octokit/webhooks-examples, copied unchanged; tests/fixtures/README.md).
+OCTOKIT = ROOT / "tests" / "fixtures" / "octokit-webhooks-examples"
+OCTOKIT_EVENTS = ("workflow_run", "workflow_job", "check_run", "check_suite", "status", "deployment_status")
+# What each example gives, in the package's order: t = a trigger, r = a resolve (nothing is open, so
+# nothing_open), - = no outcome at all. Only one example fails on a branch that pages (workflow_job 1: job
+# 'linters' failed on main); check_run 1 fails on 'changes', not the default branch (master).
+OCTOKIT_EXPECTED = {
+    "api.github.com": {"workflow_run": "-rr--", "workflow_job": "-tr-----", "check_run": "---------",
+                       "check_suite": "-r-------", "status": "rrrr", "deployment_status": "r-rr"},
+    "ghes-31": {"workflow_run": "-", "check_run": "-", "check_suite": "-", "status": "r", "deployment_status": "r"},
+    "ghes-32": {"workflow_run": "-", "check_run": "-", "check_suite": "-", "status": "r", "deployment_status": "r"},
+    "ghes-33": {"workflow_run": "-", "workflow_job": "-", "check_run": "-", "check_suite": "-", "status": "r",
+                "deployment_status": "r"},
+    "ghes-34": {"workflow_run": "-", "workflow_job": "-", "check_run": "---", "check_suite": "----", "status": "rr",
+                "deployment_status": "rr"},
+    "ghes-35": {"workflow_run": "-", "workflow_job": "-", "check_run": "---", "check_suite": "----", "status": "rr",
+                "deployment_status": "rr"},
+}
+
+
+def _octokit_examples(variant: str) -> dict[str, list[dict[str, Any]]]:
+    index = json.loads((OCTOKIT / variant / "index.json").read_text(encoding="utf-8"))
+    return {entry["name"]: entry["examples"] for entry in index if entry["name"] in OCTOKIT_EVENTS}
+
+
+def _kind(lines: list[dict[str, Any]]) -> str:
+    assert all(line["action"] != "error" for line in lines), lines
+    assert len(lines) <= 1, lines
+    return {"trigger": "t", "resolve": "r"}[lines[0]["action"]] if lines else "-"
+
+
+@pytest.mark.parametrize("variant", sorted(OCTOKIT_EXPECTED))
+def test_the_github_pack_over_every_octokit_example(variant: str) -> None:
+    config = make_config(packs=["github"])
+    rules = shipped_rules(config)
+    examples = _octokit_examples(variant)
+    assert sorted(examples) == sorted(OCTOKIT_EXPECTED[variant]), "the package's event types changed"
+    got = {}
+    for name, payloads in examples.items():
+        event_type = load_event_types()[f"github.{name}"]
+        for payload in payloads:
+            event = {**payload, "type": f"github.{name}"}
+            assert event_type.problems(event) == (), (name, event_type.problems(event))
+        got[name] = "".join(_kind(dry_run([{**p, "type": f"github.{name}"}], rules, config)) for p in payloads)
+    assert got == OCTOKIT_EXPECTED[variant]
+    resolves = [line for name, payloads in examples.items() for p in payloads
+                for line in dry_run([{**p, "type": f"github.{name}"}], rules, config) if line["action"] == "resolve"]
+    assert all(line["status"] == "nothing_open" for line in resolves)
+
+
+def test_the_one_failing_octokit_job_pages_with_its_names() -> None:
+    config = make_config(packs=["github"])
+    job = _octokit_examples("api.github.com")["workflow_job"][1]
+    [line] = dry_run([{**job, "type": "github.workflow_job"}], shipped_rules(config), config)
+    assert (line["status"], line["severity"], line["incident_key"], line["title"]) == (
+        "planned", "high", "codespar-Codertocat-Hello-World-gha-job-2202229078-linters",
+        "[CodeSpar] High: Codertocat/Hello-World job linters of workflow CodeQL failed on main")
+
+
+# Every corpus payload of a type some pack handles is valid and gives no error line (issue 12: real
+# deliveries were rejected for fields their sender never promised).
+HANDLED = {"github": ("workflow_run", "workflow_job", "check_run", "check_suite", "status", "deployment_status"),
+           "sentry": ("event_alert", "issue", "metric_alert"), "alertmanager": ("firing", "resolved")}
+
+
+def _corpus_files() -> list[tuple[str, str, Path]]:
+    found = []
+    for source, folders in HANDLED.items():
+        for folder in folders:
+            event_type = "alertmanager" if source == "alertmanager" else f"{source}.{folder}"
+            found += [(source, event_type, path) for path in sorted((CORPUS / source / folder).glob("*.json"))]
+    return found
+
+
+@pytest.mark.parametrize("source, event_type, path", _corpus_files(), ids=lambda v: getattr(v, "name", str(v)))
+def test_every_corpus_payload_of_a_handled_type_is_taken_without_error(source: str, event_type: str,
+                                                                       path: Path) -> None:
+    config = make_config(packs=[source], params={"build_branches": ["main", "master"]})
+    event = {**json.loads(path.read_text(encoding="utf-8")), "type": event_type}
+    lines = dry_run([event], shipped_rules(config), config)
+    assert [line for line in lines if line["action"] == "error"] == []
