@@ -50,3 +50,13 @@ def test_the_readme_rule_example_compiles_and_behaves() -> None:
     lines = dry_run([event, {**event, "id": "c", "status": "passed"}], rules)
     assert [(o["action"], o["status"], o["incident_key"]) for o in lines] == [
         ("trigger", "planned", "codespar-a-b-build-3"), ("resolve", "planned", "codespar-a-b-build-3")]
+
+
+def test_every_event_type_a_pack_handles_is_in_the_readmes_pack_section() -> None:
+    import yaml
+    section = README.split("## Rule packs", 1)[1].split("\n## ", 1)[0]
+    # PyYAML reads the key `on` as the boolean True (YAML 1.1)
+    handled = {rule[True] for path in (ROOT / "rules" / "packs").glob("*/*.yaml")
+               for part in ("triggers", "recoveries") for rule in yaml.safe_load(path.read_text()).get(part) or []}
+    assert {"github.workflow_job", "sentry.event_alert", "alertmanager.alert"} <= handled
+    assert sorted(t for t in handled if f"`{t}`" not in section) == []
