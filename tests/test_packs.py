@@ -165,3 +165,21 @@ def test_every_corpus_payload_of_a_handled_type_is_taken_without_error(source: s
     event = {**json.loads(path.read_text(encoding="utf-8")), "type": event_type}
     lines = dry_run([event], shipped_rules(config), config)
     assert [line for line in lines if line["action"] == "error"] == []
+
+
+def test_real_deliveries_without_alertname_or_issue_id_page_through_the_daemon(fake: FakePagerDuty,
+                                                                              tmp_path: Path) -> None:
+    # issue 12 items 2 and 3: both were moved to failed/ and never paged
+    daemon = Daemon(tmp_path, fake, PAGERULES_PACKS="alertmanager,sentry")
+    am = CORPUS / "alertmanager"
+    daemon.drop("a.alertmanager.json", (am / "firing" / "debian_alertmanager_0.25.0_firing_no_alertname.json")
+                .read_text())
+    daemon.drop("b.sentry.event_alert.json",
+                (CORPUS / "sentry" / "event_alert" / "zulip_event_for_exception_python.json").read_text())
+    assert daemon.once().returncode == 0
+    assert list((daemon.events / "failed").glob("*")) == []
+    assert fake.open_keys() == ["codespar-alertmanager-abc2a212d50e", "codespar-sentry-issue-1635244907"]
+    daemon.drop("c.alertmanager.json", (am / "resolved" / "debian_alertmanager_0.25.0_resolved_no_alertname.json")
+                .read_text())
+    assert daemon.once().returncode == 0
+    assert fake.open_keys() == ["codespar-sentry-issue-1635244907"]
