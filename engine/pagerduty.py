@@ -1,7 +1,7 @@
 """PagerDuty REST API v2 client: pure request builders, then a session that sends them.
 
-Every endpoint and field is as in ../shared/pagerduty-api/REFERENCE.md (section
-numbers below). Retries (connection errors, 5xx, 429 with Retry-After) are
+Every endpoint and field is as in tests/fixtures/pagerduty-api/REFERENCE.md
+(the section numbers below). Retries (connection errors, 5xx, 429 with Retry-After) are
 urllib3's Retry on the session's adapter; every call has a timeout. Creating an
 incident is safe to retry: PagerDuty refuses a second open incident with the
 same incident_key. The token is only ever put in the Authorization header.
@@ -41,6 +41,20 @@ class PagerDutyError(PageRulesError):
 
 class DuplicateKey(PagerDutyError):
     """POST /incidents refused: an open incident already has this incident_key."""
+
+
+class ConfigurationError(PagerDutyError):
+    """A setting makes every call impossible before it leaves (not PagerDuty's answer, not an outage)."""
+
+
+def header_problem(token: str, from_email: str | None) -> ConfigurationError | None:
+    """A token or From address that cannot go in an HTTP header: requests raises InvalidHeader for a
+    line break and http.client UnicodeEncodeError beyond Latin-1. Names the variable, never the value."""
+    for variable, value in (("PAGERDUTY_API_TOKEN", token), ("PAGERDUTY_FROM_EMAIL", from_email)):
+        if value is not None and (value != value.strip() or not value.isascii() or not value.isprintable()):
+            return ConfigurationError(f"{variable} cannot be sent in an HTTP header: it has a line break, a space "
+                                      "at an end or a character that is not printable ASCII; copy it again")
+    return None
 
 
 # ---- pure request builders -------------------------------------------------
@@ -129,11 +143,17 @@ class Client:
     def call(self, method: str, path: str, body: Mapping[str, Any] | None = None,
              params: list[tuple[str, str]] | None = None, write: bool = False) -> dict[str, Any]:
         """One API call; returns the JSON body. Raises PagerDutyError."""
+        problem = header_problem(self._token, self.from_email)
+        if problem is not None:
+            raise problem
         started = time.monotonic()
         try:
             response = self.session.request(method, self.api_url + path, json=body, params=params,
                                             headers=headers(self._token, self.from_email if write else None),
                                             timeout=self.timeout)
+        except (requests.exceptions.InvalidHeader, UnicodeEncodeError):  # before anything was sent
+            raise ConfigurationError("PAGERDUTY_API_TOKEN or PAGERDUTY_FROM_EMAIL cannot be sent in an HTTP "
+                                     "header (a line break or a character outside Latin-1); copy it again") from None
         except requests.RequestException as exc:
             log.warning("%s %s failed after retries: %s", method, path, type(exc).__name__)
             raise PagerDutyError(f"PagerDuty unreachable at {self.api_url} ({type(exc).__name__}); "

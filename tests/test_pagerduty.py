@@ -8,8 +8,18 @@ import requests
 import responses
 from responses import matchers
 
-from engine.pagerduty import (ACCEPT, Client, DuplicateKey, PagerDutyError, RetryPolicy, build_create_body,
-                              build_note_body, build_status_body, open_incidents_query)
+from engine.pagerduty import (
+    ACCEPT,
+    Client,
+    ConfigurationError,
+    DuplicateKey,
+    PagerDutyError,
+    RetryPolicy,
+    build_create_body,
+    build_note_body,
+    build_status_body,
+    open_incidents_query,
+)
 
 URL = "https://pd.test"
 TOKEN = "u+secret_TOKEN-42"
@@ -144,3 +154,22 @@ def test_the_token_is_in_no_error_and_no_log_line(caplog: pytest.LogCaptureFixtu
     assert len(texts) == 5
     assert all(TOKEN not in t for t in texts + [r.getMessage() for r in caplog.records] + [repr(client())])
     assert any(r.name == "pagerduty" and "POST /incidents 401" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("token, from_email, variable", [
+    (TOKEN + "\n", "bot@example.com", "PAGERDUTY_API_TOKEN"),
+    ("u+secret_T\u00d6KEN", "bot@example.com", "PAGERDUTY_API_TOKEN"),  # beyond ASCII: http.client cannot send it
+    ("u+secret_\u2603", "bot@example.com", "PAGERDUTY_API_TOKEN"),      # beyond Latin-1: was an internal error
+    (TOKEN, "bot@example.com\r\n", "PAGERDUTY_FROM_EMAIL"),
+])
+@responses.activate
+def test_a_token_that_cannot_be_a_header_is_a_configuration_error(token: str, from_email: str,
+                                                                  variable: str) -> None:
+    """Issue 11 item 11: was "PagerDuty unreachable ... (InvalidHeader); will need to be retried"."""
+    with pytest.raises(ConfigurationError) as caught:
+        Client(URL, token, from_email, timeout=2, retry=FAST).create_incident({"incident": {}})
+    assert str(caught.value) == (f"{variable} cannot be sent in an HTTP header: it has a line break, a space at an "
+                                 "end or a character that is not printable ASCII; copy it again")
+    assert not caught.value.transient and "unreachable" not in str(caught.value)
+    assert token.strip() not in str(caught.value)
+    assert len(responses.calls) == 0  # refused before anything was sent
