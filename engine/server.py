@@ -1,61 +1,69 @@
-"""HTTP API, dashboard and webhook intake (CONTRACT §8), on Flask; `pagerules serve` runs it on waitress.
+"""HTTP API, dashboard and webhook intake, on Flask; `pagerules serve` runs it on waitress (README
+"HTTP API, dashboard and webhook intake").
 
 Every /api/ call needs ``Authorization: Bearer <PAGERULES_API_TOKEN>``. The
-dashboard signs in with the same token through a form and then holds a session
-cookie (HttpOnly, SameSite=Strict); its buttons carry a CSRF token. Errors are
-JSON with a message, never a traceback. /hooks/{source} writes the payload into
-the events directory (write, fsync, rename) and answers 202 only then.
+dashboard signs in with the same token through a form (rate limited, same-origin
+only) and then holds a session cookie (HttpOnly, SameSite=Strict, Secure over
+https); its buttons carry a CSRF token. Errors are JSON with a message naming
+the field, never a traceback. /hooks/{source} is engine.hooks: it writes the
+payload into the events directory (write, fsync, rename) and answers 202 only then.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import logging
 import os
 import re
 import secrets
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 
-from engine import manual
+from engine import hooks, manual
 from engine.config import Config
 from engine.errors import PageRulesError
+from engine.events import load_event_types
 from engine.live import Live
 from engine.status import read_status
+from engine.webauth import LoginLimiter, SessionInterface, client_address, cross_origin
 
 log = logging.getLogger("pagerules.server")
 MAX_BODY = 1024 * 1024  # bytes; webhook payloads are far smaller
-SOURCE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
-TYPE_HEADERS = {"github": ("X-GitHub-Event", "github."), "sentry": ("Sentry-Hook-Resource", "sentry.")}
+MAX_AUDIT = 1000
+PUBLIC_STATUS = ("state", "running", "files_processed", "files_failed", "files_pending")
 
 
-def create_app(config: Config, backend: Live, events_dir: str | None = None) -> Flask:
-    """The WSGI app. ``backend`` holds the PagerDuty client, the state and the channel notifier."""
+def create_app(config: Config, backend: Live, events_dir: str | None = None,
+               clock: Callable[[], float] = time.monotonic) -> Flask:
+    """The WSGI app. ``backend`` holds the PagerDuty client, the state and the channel notifier;
+    ``clock`` paces the login limit."""
     if not config.server_api_token:
         raise PageRulesError("PAGERULES_API_TOKEN is not set: the API and dashboard need it to sign callers in")
     app = Flask(__name__, template_folder=str(Path(__file__).parent / "web"))
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, SECRET_KEY=secrets.token_hex(32), SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_NAME="pagerules_session")
+    app.session_interface = SessionInterface()
     app.add_template_filter(lambda at: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at)), "utc")
     events = Path(events_dir or config.events_dir)
     token = str(config.server_api_token)
-    dashboard_actor = "dashboard"
+    limiter = LoginLimiter(clock)
+    intake = hooks.Intake(config, events, load_event_types())
 
     def allowed(given: str | None) -> bool:
-        return bool(given) and hmac.compare_digest(str(given).encode(), token.encode())
+        return bool(given) and hmac.compare_digest(str(given).encode("utf-8", "replace"), token.encode())
+
+    def bearer_ok() -> bool:
+        header = request.headers.get("Authorization", "")
+        return header.startswith("Bearer ") and allowed(header[len("Bearer "):])
 
     @app.before_request
     def _api_auth() -> Any:
-        if request.path.startswith("/api/"):
-            header = request.headers.get("Authorization", "")
-            if not (header.startswith("Bearer ") and allowed(header[len("Bearer "):])):
-                return _error(401, "missing or wrong bearer token (Authorization: Bearer <PAGERULES_API_TOKEN>)")
+        if request.path.startswith("/api/") and not bearer_ok():
+            return _error(401, "missing or wrong bearer token (Authorization: Bearer <PAGERULES_API_TOKEN>)")
         return None
 
     @app.errorhandler(HTTPException)
@@ -84,11 +92,9 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None) -> 
     @app.post("/api/incidents")
     def api_trigger() -> Any:
         body = _json_body()
-        missing = [k for k in ("title", "severity", "repo") if not isinstance(body.get(k), str) or not body[k]]
-        if missing:
-            return _error(400, f"missing or empty: {', '.join(missing)}")
-        if "details" in body and not isinstance(body["details"], dict):
-            return _error(400, "details: expected an object")
+        problem = _trigger_problem(body)
+        if problem:
+            return _error(400, problem)
         line = manual.trigger(config, _as(backend, "api"), body["title"], body["severity"].lower(), body["repo"],
                               body.get("incident_key"), body.get("details"))
         return jsonify(line), {"created": 201, "failed": 502}.get(line["status"], 200)
@@ -115,46 +121,50 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None) -> 
     @app.get("/api/audit")
     def api_audit() -> Any:
         limit = request.args.get("limit", "50")
-        if not limit.isdigit():
-            return _error(400, "limit: expected a whole number")
-        return jsonify({"entries": backend.state.recent_audit(min(int(limit), 1000))})
+        if not re.fullmatch(r"[0-9]{1,7}", limit) or not 1 <= int(limit) <= MAX_AUDIT:
+            return _error(400, f"limit: expected a whole number from 1 to {MAX_AUDIT}")
+        return jsonify({"entries": backend.state.recent_audit(int(limit))})
 
     @app.get("/healthz")
     def healthz() -> Any:
+        """Up/down and counts for anyone; the details (paths, ids, errors, URL, pid) need the bearer token."""
         daemon = read_status(events / ".pagerules-status.json")
-        return jsonify({"ok": True, "daemon": daemon, "channel_failures": list(backend.notifier.failures)[:5]})
+        failures = list(backend.notifier.failures)
+        ignored = dict(intake.ignored)
+        if not bearer_ok():
+            public = {k: daemon.get(k) for k in PUBLIC_STATUS} if daemon else None
+            return jsonify({"ok": True, "daemon": public, "channel_failures": len(failures),
+                            "hooks_ignored": sum(ignored.values())})
+        return jsonify({"ok": True, "daemon": daemon, "channel_failures": failures[:5], "pid": os.getpid(),
+                        "pagerduty_url": config.api_url, "hooks_ignored": ignored})
 
     # ---- webhook intake -----------------------------------------------------
     @app.post("/hooks/<source>")
     def hook(source: str) -> Any:
-        if not SOURCE.match(source):
-            return _error(404, "unknown hook source")
-        raw = request.get_data(cache=False)
-        if source == "github" and config.github_webhook_secret:
-            expected = "sha256=" + hmac.new(config.github_webhook_secret.encode(), raw, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(request.headers.get("X-Hub-Signature-256", ""), expected):
-                return _error(401, "missing or wrong X-Hub-Signature-256")
-        try:
-            payload = json.loads(raw)
-        except ValueError as exc:
-            return _error(400, f"body is not valid JSON: {exc}")
-        if not isinstance(payload, (dict, list)):
-            return _error(400, "body must be a JSON object or array")
-        kind = _hook_type(source, request.headers)
-        name = _write_event(events, source, kind, raw)
-        log.info("hook %s: wrote %s", source, name)
-        return jsonify({"file": name, "type": kind}), 202
+        status, body = intake.receive(source, request.headers, request.get_data(cache=False), client_address(request))
+        return jsonify(body), status
 
     # ---- dashboard ----------------------------------------------------------
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
-        if request.method == "POST":
-            if allowed(request.form.get("token")):
-                session.clear()
-                session["signed_in"], session["csrf"] = True, secrets.token_urlsafe(24)
-                return redirect(url_for("dashboard"))
-            return render_template("login.html", error="That token is not right."), 401
-        return render_template("login.html", error=None)
+        if request.method == "GET":
+            return render_template("login.html", error=None)
+        client = client_address(request)
+        wait = limiter.retry_after(client)
+        if wait is not None:
+            page = render_template("login.html", error=f"Too many wrong tokens; try again in {wait} s.")
+            return page, 429, {"Retry-After": str(wait)}
+        foreign = cross_origin(request)
+        if foreign:
+            return render_template("login.html", error=f"Sign-in refused: {foreign}. Open this page directly."), 403
+        if allowed(request.form.get("token")):
+            limiter.succeeded(client)
+            session.clear()
+            session["signed_in"], session["csrf"] = True, secrets.token_urlsafe(24)
+            return redirect(url_for("dashboard"))
+        limiter.failed(client)
+        log.warning("dashboard sign-in with a wrong token from %s", client)
+        return render_template("login.html", error="That token is not right."), 401
 
     @app.post("/logout")
     def logout() -> Any:
@@ -173,8 +183,9 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None) -> 
         by_repo: dict[str, list[dict[str, Any]]] = {}
         for incident in backend.state.open_incidents():
             by_repo.setdefault(incident.labels.get("repo", "(no repo)"), []).append(_incident(incident))
-        return render_template("dashboard.html", oncall=oncall, oncall_error=oncall_error, repos=sorted(by_repo.items()),
-                               audit=backend.state.recent_audit(15), failures=list(backend.notifier.failures)[:5],
+        return render_template("dashboard.html", oncall=oncall, oncall_error=oncall_error,
+                               repos=sorted(by_repo.items()), audit=backend.state.recent_audit(15),
+                               failures=list(backend.notifier.failures)[:5],
                                csrf=session["csrf"], now=time.time(), notice=request.args.get("notice"))
 
     @app.post("/ui/incidents/<path:key>/acknowledge")
@@ -182,9 +193,9 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None) -> 
         if not session.get("signed_in"):
             abort(401)
         _check_csrf()
-        line = manual.acknowledge(config, _as(backend, dashboard_actor), key)
-        return redirect(url_for("dashboard", notice=f"{line['status']}: {key}" + (f" ({line['error']})"
-                                                                                   if line.get("error") else "")))
+        line = manual.acknowledge(config, _as(backend, "dashboard"), key)
+        notice = f"{line['status']}: {key}" + (f" ({line['error']})" if line.get("error") else "")
+        return redirect(url_for("dashboard", notice=notice))
 
     return app
 
@@ -211,16 +222,47 @@ def _check_csrf() -> None:
 
 
 def _json_body(optional: bool = False) -> dict[str, Any]:
-    if optional and not request.get_data():
+    """The request's JSON object, parsed as strictly as webhook bodies (no NaN, bounded depth)."""
+    raw = request.get_data()
+    if optional and not raw:
         return {}
-    body = request.get_json(silent=True)
+    if not request.is_json:
+        abort(400, "expected a JSON object body (Content-Type: application/json)")
+    try:
+        body = hooks.parse_json(raw)
+    except hooks.BadJson as exc:
+        abort(400, str(exc))
     if not isinstance(body, dict):
         abort(400, "expected a JSON object body (Content-Type: application/json)")
     return body
 
 
-def _error(status: int, message: str) -> Response:
-    response = jsonify({"error": message})
+def _trigger_problem(body: dict[str, Any]) -> str | None:
+    """What is wrong with a POST /api/incidents body, naming the field, or None."""
+    missing = [k for k in ("title", "severity", "repo") if k not in body or body[k] in ("", None)]
+    if missing:
+        return f"missing or empty: {', '.join(missing)}"
+    for field in ("title", "severity", "repo"):
+        if not isinstance(body[field], str):
+            return f"{field}: expected text, got {_json_kind(body[field])}"
+    key = body.get("incident_key")
+    if key is not None and (not isinstance(key, str) or not key):
+        return f"incident_key: expected non-empty text, got {_json_kind(key)}"
+    if "details" in body and not isinstance(body["details"], dict):
+        return "details: expected an object"
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "empty text" if not value else "text"
+    if isinstance(value, bool):
+        return "true/false"
+    return {int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(value), "null")
+
+
+def _error(status: int, message: str, **extra: Any) -> Response:
+    response = jsonify({"error": message, **extra})
     response.status_code = status
     return response
 
@@ -233,32 +275,3 @@ def _incident(incident: Any) -> dict[str, Any]:
     return {"incident_key": incident.incident_key, "incident_id": incident.incident_id, "title": incident.title,
             "severity": incident.severity, "status": incident.status, "rule": incident.rule,
             "repo": incident.labels.get("repo"), "opened_at": incident.opened_at}
-
-
-def _hook_type(source: str, headers: Any) -> str | None:
-    """github + X-GitHub-Event: workflow_run -> github.workflow_run (CONTRACT §6); alertmanager -> alertmanager."""
-    if source == "alertmanager":
-        return "alertmanager"
-    header, prefix = TYPE_HEADERS.get(source, (None, ""))
-    value = headers.get(header) if header else None
-    return f"{prefix}{value}" if value and re.match(r"^[A-Za-z0-9_.-]+$", value) else None
-
-
-def _write_event(events: Path, source: str, kind: str | None, raw: bytes) -> str:
-    """Write then rename, fsyncing the file and the folder, so the daemon never sees half a payload
-    and a 202 means the payload survives a crash. The type travels in the name (NAME.TYPE.json)."""
-    events.mkdir(parents=True, exist_ok=True)
-    name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{source}-{uuid.uuid4().hex[:12]}" \
-           + (f".{kind}" if kind else "") + ".json"
-    temp = events / f".{name}.part"
-    with open(temp, "wb") as out:
-        out.write(raw)
-        out.flush()
-        os.fsync(out.fileno())
-    os.rename(temp, events / name)
-    folder = os.open(events, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-    return name

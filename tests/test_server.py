@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 import responses
-
 from conftest import make_config
+from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
+
 from engine.channels import Notifier, payload
 from engine.live import live_backend
 from engine.server import create_app
-from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 
 API_TOKEN = "api-token-for-tests-7f3a"
 HOOK_SECRET = "github-hook-secret-55"
@@ -24,14 +24,25 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 SLACK = "https://hooks.slack.test/services/T000/B000/secretpath"
 
 
-def app_for(fake: FakePagerDuty, tmp_path: Path, channels: str = "channels: []", **env: str) -> Any:
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def app_for(fake: FakePagerDuty, tmp_path: Path, channels: str = "channels: []", clock: Clock | None = None,
+            **env: str) -> Any:
     config = make_config(channels, env={
         "PAGERDUTY_API_TOKEN": TOKEN, "PAGERDUTY_FROM_EMAIL": FROM_EMAIL, "PAGERDUTY_SERVICE_ID": SERVICE,
         "PAGERDUTY_ESCALATION_POLICY_ID": POLICY, "PAGERDUTY_API_URL": fake.url,  # type: ignore[attr-defined]
         "PAGERULES_API_TOKEN": API_TOKEN, "PAGERULES_RETRY_BACKOFF": "0.01", **env})
     backend = live_backend(config, str(tmp_path / "state.db"), "api")
     backend.notifier.synchronous = True
-    app = create_app(config, backend, str(tmp_path / "events"))
+    app = create_app(config, backend, str(tmp_path / "events"), **({"clock": clock} if clock else {}))
     app.testing = True
     return app
 
@@ -87,9 +98,24 @@ def test_below_threshold_applies_to_manual_triggers_too(fake: FakePagerDuty, tmp
 
 
 @pytest.mark.parametrize("body, message", [
-    ("not json", "expected a JSON object body (Content-Type: application/json)"),
+    ("not json", "body is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+    ("[1]", "expected a JSON object body (Content-Type: application/json)"),
     ({"title": "t"}, "missing or empty: severity, repo"),
     ({"title": "t", "severity": "high", "repo": "a/b", "details": "x"}, "details: expected an object"),
+    ({"title": "t", "severity": "high", "repo": "a/b", "incident_key": 42}, "incident_key: expected non-empty text, "
+                                                                            "got a number"),
+    ({"title": "t", "severity": "high", "repo": "a/b", "incident_key": ["k"]}, "incident_key: expected non-empty "
+                                                                               "text, got a list"),
+    ({"title": "t", "severity": "high", "repo": "a/b", "incident_key": {"k": 1}}, "incident_key: expected "
+                                                                                  "non-empty text, got an object"),
+    ({"title": "t", "severity": "high", "repo": "a/b", "incident_key": ""}, "incident_key: expected non-empty text, "
+                                                                           "got empty text"),
+    ({"title": 7, "severity": "high", "repo": "a/b"}, "title: expected text, got a number"),
+    ({"title": "t", "severity": ["high"], "repo": "a/b"}, "severity: expected text, got a list"),
+    ({"title": "t", "severity": "high", "repo": True}, "repo: expected text, got true/false"),
+    ('{"title": "t", "severity": "high", "repo": "a/b", "details": ' + "[" * 5000 + "]" * 5000 + "}",
+     "body is nested deeper than 64 levels"),
+    ('{"title": NaN, "severity": "high", "repo": "a/b"}', "NaN is not valid JSON (RFC 8259 has no NaN or Infinity)"),
 ])
 def test_bad_requests_are_400_with_a_message(fake: FakePagerDuty, tmp_path: Path, body: Any, message: str) -> None:
     client = app_for(fake, tmp_path).test_client()
@@ -140,10 +166,28 @@ def test_hooks_reject_bad_json_and_type_sentry_and_alertmanager(fake: FakePagerD
 def test_healthz_needs_no_token_and_shows_the_daemon(fake: FakePagerDuty, tmp_path: Path) -> None:
     (tmp_path / "events").mkdir()
     (tmp_path / "events" / ".pagerules-status.json").write_text(json.dumps(
-        {"pid": 999999, "state": "running", "ruleset_version": "abc", "last_reload_error": "rules/x.yaml:3: bad"}))
-    body = app_for(fake, tmp_path).test_client().get("/healthz").get_json()
-    assert body["ok"] and body["daemon"]["last_reload_error"] == "rules/x.yaml:3: bad"
-    assert body["daemon"]["running"] is False  # that pid is gone
+        {"pid": 999999, "state": "running", "ruleset_version": "abc", "last_reload_error": "rules/x.yaml:3: bad",
+         "files_processed": 4, "files_failed": 1, "files_pending": 0}))
+    client = app_for(fake, tmp_path).test_client()
+    detailed = client.get("/healthz", headers=AUTH).get_json()
+    assert detailed["ok"] and detailed["daemon"]["last_reload_error"] == "rules/x.yaml:3: bad"
+    assert detailed["daemon"]["running"] is False  # that pid is gone
+    assert detailed["pagerduty_url"] == fake.url and isinstance(detailed["pid"], int)  # type: ignore[attr-defined]
+
+
+def test_healthz_without_the_token_shows_only_up_down_and_counts(fake: FakePagerDuty, tmp_path: Path) -> None:
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / ".pagerules-status.json").write_text(json.dumps(
+        {"pid": 999999, "state": "running", "ruleset_version": "abc", "files_processed": 4, "files_failed": 1,
+         "files_pending": 2, "last_reload_error": "rules/secret-team/x.yaml:3: rule page-ceo: bad",
+         "last_pagerduty_error": "not found in PagerDuty (404): /incidents/PXYZ"}))
+    client = app_for(fake, tmp_path).test_client()
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = client.get("/healthz", headers=headers)
+        assert response.get_json() == {"ok": True, "channel_failures": 0, "hooks_ignored": 0, "daemon": {
+            "state": "running", "running": False, "files_processed": 4, "files_failed": 1, "files_pending": 2}}
+        text = response.get_data(as_text=True)
+        assert "secret-team" not in text and "PXYZ" not in text and "999999" not in text and fake.url not in text  # type: ignore[attr-defined]
 
 
 def test_dashboard_sign_in_session_cookie_and_csrf(fake: FakePagerDuty, tmp_path: Path) -> None:
@@ -234,3 +278,103 @@ def test_flush_waits_for_a_delivery_still_in_flight() -> None:
         notifier.announce("resolved", {"incident_key": "k"})
         notifier.flush(timeout=5)
         assert len(mock.calls) == 1 and not notifier.failures
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "-1", "0", "1001", "9" * 5000, "1.5", " 5", "abc", ""])
+def test_audit_limit_must_be_a_whole_number_in_range(fake: FakePagerDuty, tmp_path: Path, limit: str) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    response = client.get("/api/audit", headers=AUTH, query_string={"limit": limit})
+    assert (response.status_code, response.get_json()) == (400, {
+        "error": "limit: expected a whole number from 1 to 1000"})
+    assert client.get("/api/audit?limit=1000", headers=AUTH).status_code == 200
+
+
+def _open_one(client: Any) -> dict[str, Any]:
+    return client.post("/api/incidents", headers=AUTH, json={"title": "db down", "severity": "high",  # type: ignore[no-any-return]
+                                                             "repo": "acme/db"}).get_json()
+
+
+# ---- the dashboard's sign-in (issue 11 item 12) -------------------------------------------------------
+
+def test_the_session_cookie_is_secure_over_tls_or_behind_a_proxy_that_says_so(fake: FakePagerDuty,
+                                                                              tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    plain = client.post("/login", data={"token": API_TOKEN}).headers["Set-Cookie"]
+    assert "Secure" not in plain
+    tls = client.post("/login", data={"token": API_TOKEN}, base_url="https://localhost").headers["Set-Cookie"]
+    proxied = client.post("/login", data={"token": API_TOKEN}, headers={"X-Forwarded-Proto": "https"})
+    standard = client.post("/login", data={"token": API_TOKEN}, headers={"Forwarded": "for=1.2.3.4;proto=https"})
+    for cookie in (tls, proxied.headers["Set-Cookie"], standard.headers["Set-Cookie"]):
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+def test_login_is_rate_limited_per_client_address(fake: FakePagerDuty, tmp_path: Path) -> None:
+    clock = Clock()
+    client = app_for(fake, tmp_path, clock=clock).test_client()
+    other = {"REMOTE_ADDR": "10.0.0.9"}
+    for _ in range(5):
+        assert client.post("/login", data={"token": "guess"}).status_code == 401
+        clock.now += 1
+    limited = client.post("/login", data={"token": API_TOKEN})  # even the right token waits
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "55"
+    assert "Too many wrong tokens; try again in 55 s." in limited.get_data(as_text=True)
+    assert client.post("/login", data={"token": API_TOKEN}, environ_base=other).status_code == 302
+    clock.now += 54
+    assert client.post("/login", data={"token": "guess"}).status_code == 429
+    clock.now += 1  # the first failure is a minute old now
+    assert client.post("/login", data={"token": API_TOKEN}).status_code == 302
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "https://evil.example"}, {"Origin": "null"},
+                                     {"Referer": "https://evil.example/page"},
+                                     {"Origin": "http://localhost", "X-Forwarded-Proto": "https"}])
+def test_login_refuses_cross_origin_posts(fake: FakePagerDuty, tmp_path: Path, headers: dict[str, str]) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    response = client.post("/login", data={"token": API_TOKEN}, headers=headers)
+    assert response.status_code == 403 and "Set-Cookie" not in response.headers
+    assert "Sign-in refused" in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302  # not signed in
+
+
+@pytest.mark.parametrize("headers", [{}, {"Origin": "http://localhost"}, {"Referer": "http://localhost/login"},
+                                     {"Origin": "https://pager.example", "X-Forwarded-Host": "pager.example",
+                                      "X-Forwarded-Proto": "https"}])
+def test_login_from_its_own_page_or_a_script_signs_in(fake: FakePagerDuty, tmp_path: Path,
+                                                      headers: dict[str, str]) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    assert client.post("/login", data={"token": API_TOKEN}, headers=headers).status_code == 302
+    assert client.get("/").status_code == 200
+
+
+# ---- secrets (README "Configuration") ----------------------------------------------------------------------------
+
+def test_no_secret_appears_in_any_response_log_line_or_audit_row(fake: FakePagerDuty, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    secrets = {"PAGERULES_GITHUB_WEBHOOK_SECRET": "gh-SECRET-a1b2c3", "PAGERULES_SENTRY_CLIENT_SECRET":
+               "sentry-SECRET-d4e5f6", "PAGERULES_ALERTMANAGER_TOKEN": "am-SECRET-0a9b8c"}
+    caplog.set_level(logging.DEBUG)
+    app = app_for(fake, tmp_path, **secrets)
+    client = app.test_client()
+    bodies = []
+    for source, headers in (("github", {"X-GitHub-Event": "workflow_run", "X-Hub-Signature-256": "sha256=00"}),
+                            ("sentry", {"Sentry-Hook-Resource": "issue", "Sentry-Hook-Signature": "00"}),
+                            ("alertmanager", {"Authorization": "Bearer nope"}), ("githubx", {})):
+        bodies.append(client.post(f"/hooks/{source}", json={"a": 1}, headers=headers).get_data(as_text=True))
+    raw = b'{"alerts": []}'
+    bodies.append(client.post("/hooks/alertmanager", data=raw, content_type="application/json",
+                              headers={"Authorization": "Bearer am-SECRET-0a9b8c"}).get_data(as_text=True))
+    for _ in range(6):
+        bodies.append(client.post("/login", data={"token": "wrong"}).get_data(as_text=True))
+    line = _open_one(client)
+    acked = client.post(f"/api/incidents/{line['incident_key']}/acknowledge", headers=AUTH)
+    bodies.append(acked.get_data(as_text=True))
+    client.post("/login", data={"token": API_TOKEN}, environ_base={"REMOTE_ADDR": "10.1.1.1"})
+    bodies += [client.get(path, headers=AUTH).get_data(as_text=True) for path in ("/", "/healthz", "/api/audit",
+                                                                                  "/api/incidents")]
+    state = app_for(fake, tmp_path).test_client().get("/api/audit?limit=1000", headers=AUTH).get_data(as_text=True)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for secret in (*secrets.values(), API_TOKEN, TOKEN):
+        assert all(secret not in body for body in bodies), secret
+        assert secret not in logged and secret not in state, secret
+

@@ -1,0 +1,271 @@
+"""Webhook intake: which senders, how each proves who it is, what gets stored (README "HTTP API,
+dashboard and webhook intake").
+
+Only the three senders pagerules has rule packs for are accepted. A stored
+payload's type comes from the source and its header alone: the ``type`` key is
+set from them in the stored file (the daemon reads the body's ``type`` first),
+so nothing in a body can pick what it pages as. Bodies are parsed strictly
+(no NaN or Infinity, no lone surrogates, bounded depth and number size) so no
+file the daemon cannot handle is ever spooled; PagerDuty's own intake refuses
+invalid JSON with 400 too.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine.config import Config
+
+log = logging.getLogger("pagerules.server")
+MAX_DEPTH = 64          # real GitHub, Sentry and Alertmanager bodies nest about 10 deep
+MAX_NUMBER_CHARS = 100  # a JSON number literal; ids are at most ~20 digits
+HEADER_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+PING = "github.ping"  # GitHub's "hello" when a hook is created: answered, never stored
+# pagerules' own normalised type (README "Events"): a body posted as Sentry-Hook-Resource "errors" is not a Sentry
+# payload (Sentry's resources are installation, event_alert, issue, metric_alert, error, comment).
+NOT_RAW = frozenset({"sentry.errors"})
+
+
+class Headers(Protocol):
+    """What intake reads of request headers (werkzeug's Headers, or a dict in tests)."""
+
+    def get(self, key: str, default: str) -> str: ...
+
+
+class BadJson(ValueError):
+    """A request body that is not strict JSON; the message names where."""
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    header: str | None  # the header naming the event (None: the source has one type)
+    prefix: str
+
+
+SOURCES = {s.name: s for s in (Source("alertmanager", None, "alertmanager"),
+                               Source("github", "X-GitHub-Event", "github."),
+                               Source("sentry", "Sentry-Hook-Resource", "sentry."))}
+
+
+# ---- strict JSON -----------------------------------------------------------
+
+def _no_constant(name: str) -> Any:
+    raise BadJson(f"{name} is not valid JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _float(text: str) -> float:
+    value = float(_number(text))
+    if not math.isfinite(value):  # 1e999 is Infinity in disguise
+        raise BadJson(f"the number {text[:20]}... is too large for a float")
+    return value
+
+
+def _number(text: str) -> str:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BadJson(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    return text
+
+
+def parse_json(raw: bytes) -> Any:
+    """The body as JSON, or BadJson naming the problem and, where there is one, the field."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadJson(f"body is not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start})") from None
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_float,
+                           parse_int=lambda s: int(_number(s)))
+    except RecursionError:
+        raise BadJson(f"body is nested deeper than {MAX_DEPTH} levels") from None
+    except BadJson:
+        raise
+    except ValueError as exc:  # JSONDecodeError, or int()'s own digit limit
+        raise BadJson(f"body is not valid JSON: {exc}") from None
+    _check_tree(value)
+    return value
+
+
+def _check_tree(value: Any) -> None:
+    """Depth and text checks without recursion (a deep body must not exhaust the stack here)."""
+    stack: list[tuple[Any, str, int]] = [(value, "body", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadJson(f"body is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, str):
+            _check_text(node, path)
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                _check_text(key, f"{path} (a key)")
+                stack.append((item, f"{path}.{key}", depth + 1))
+        elif isinstance(node, list):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node))
+
+
+def _valid_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _check_text(text: str, path: str) -> None:
+    if not _valid_text(text):  # "\ud800" parses, but is no Unicode text and cannot be written out
+        raise BadJson(f"{path[:200]}: holds a lone surrogate escape (like \\ud800), which is not valid Unicode")
+
+
+# ---- senders ---------------------------------------------------------------
+
+def known_sources() -> list[str]:
+    return sorted(SOURCES)
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison that never raises on odd input (compare_digest refuses non-ASCII str)."""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+def _hmac_hex(secret: str, raw: bytes) -> str:
+    return hmac.new(secret.encode("utf-8"), raw, hashlib.sha256).hexdigest()
+
+
+def authenticate(source: str, config: Config, headers: Headers, raw: bytes) -> str | None:
+    """None when the sender proved itself (or the source has no credential set); else why not."""
+    github, sentry, alertmanager = config.github_webhook_secret, config.sentry_client_secret, config.alertmanager_token
+    if source == "github" and github and not _same(headers.get("X-Hub-Signature-256", ""),
+                                                   "sha256=" + _hmac_hex(github, raw)):
+        return "missing or wrong X-Hub-Signature-256 (HMAC-SHA256 of the body with the webhook secret)"
+    if source == "sentry" and sentry and not _same(headers.get("Sentry-Hook-Signature", ""), _hmac_hex(sentry, raw)):
+        return "missing or wrong Sentry-Hook-Signature (HMAC-SHA256 of the body with the client secret)"
+    if source == "alertmanager" and alertmanager and not _alertmanager_ok(headers.get("Authorization", ""),
+                                                                          alertmanager):
+        return ("missing or wrong credentials: send Authorization: Bearer <PAGERULES_ALERTMANAGER_TOKEN> "
+                "or basic auth with it as the password")
+    return None
+
+
+def _alertmanager_ok(header: str, token: str) -> bool:
+    """Alertmanager's http_config sends ``authorization`` (Bearer) or ``basic_auth``: accept either."""
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return _same(value.strip(), token)
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return _same(decoded.partition(":")[2], token)
+    return False
+
+
+def hook_type(source: str, headers: Headers) -> str:
+    """github + X-GitHub-Event: workflow_run -> github.workflow_run; alertmanager -> alertmanager.
+    Raises BadJson (400) when the naming header is missing or malformed."""
+    spec = SOURCES[source]
+    if spec.header is None:
+        return spec.prefix
+    value = headers.get(spec.header, "")
+    if not HEADER_VALUE.match(value):
+        raise BadJson(f"header {spec.header}: {'missing' if not value else 'not an event name'}; "
+                      f"{source} names the event there, and the type comes from it")
+    return spec.prefix + value
+
+
+def stored_types(source: str, known: Iterable[str]) -> list[str]:
+    """The types a source's payloads may be stored as: those with an event schema."""
+    prefix = SOURCES[source].prefix
+    if not prefix.endswith("."):  # alertmanager: one type (alertmanager.alert is what it expands into)
+        return [prefix] if prefix in known else []
+    return sorted(t for t in known if t.startswith(prefix) and t not in NOT_RAW)
+
+
+def stored_body(payload: dict[str, Any], raw: bytes, kind: str) -> bytes:
+    """What to write: the bytes as received when the body has no ``type`` (the daemon then types it
+    from the file name); otherwise the payload with ``type`` set from the header, because the daemon
+    reads a body's own ``type`` first and a sender must not choose what it pages as."""
+    if "type" not in payload:
+        return raw
+    return json.dumps({"type": kind, **{k: v for k, v in payload.items() if k != "type"}},
+                      ensure_ascii=False).encode("utf-8")
+
+
+class Intake:
+    """One POST /hooks/{source}: (HTTP status, JSON body). Nothing is written unless the answer is
+    202 with a file name. Unknown GitHub/Sentry event names are answered 202 "ignored", logged once
+    per type, counted (``ignored``, shown by /healthz), and not stored: failed/ is kept for files an
+    operator must look at."""
+
+    def __init__(self, config: Config, events: Path, event_types: Iterable[str]):
+        self.config, self.events, self.event_types = config, events, frozenset(event_types)
+        self.ignored: Counter[str] = Counter()  # deliveries answered "ignored", per type, since start
+        self._lock = threading.Lock()
+
+    def receive(self, source: str, headers: Headers, raw: bytes, client: str) -> tuple[int, dict[str, Any]]:
+        if source not in SOURCES:
+            return 404, {"error": f"unknown hook source; the known ones are {', '.join(known_sources())}",
+                         "known": known_sources()}
+        refused = authenticate(source, self.config, headers, raw)
+        if refused:
+            log.warning("hook %s refused from %s: %s", source, client, refused)
+            return 401, {"error": refused}
+        try:
+            payload = parse_json(raw)
+            if not isinstance(payload, dict):
+                raise BadJson(f"body must be a JSON object ({source} sends one per delivery)")
+            kind = hook_type(source, headers)
+        except BadJson as exc:
+            return 400, {"error": str(exc)}
+        if kind == PING:
+            return 200, {"status": "pong", "stored": False}
+        stored = stored_types(source, self.event_types)
+        if kind not in stored:
+            return 202, self._ignore(source, kind, stored)
+        name = write_event(self.events, source, kind, stored_body(payload, raw, kind))
+        log.info("hook %s: wrote %s", source, name)
+        return 202, {"file": name, "type": kind}
+
+    def _ignore(self, source: str, kind: str, stored: list[str]) -> dict[str, Any]:
+        reason = (f"{kind} has no event schema, so no rule can act on it; "
+                  f"{source} types that are stored: {', '.join(stored) or 'none'}")
+        with self._lock:
+            first = kind not in self.ignored
+            self.ignored[kind] += 1
+        if first:
+            log.info("hook %s: ignoring %s deliveries (answered 202, not stored): %s", source, kind, reason)
+        return {"status": "ignored", "type": kind, "stored": False, "reason": reason}
+
+
+def write_event(events: Path, source: str, kind: str, data: bytes) -> str:
+    """Write then rename, fsyncing the file and the folder, so the daemon never sees half a payload
+    and a 202 means the payload survives a crash. The type travels in the name too (NAME.TYPE.json)."""
+    events.mkdir(parents=True, exist_ok=True)
+    name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{source}-{uuid.uuid4().hex[:12]}.{kind}.json"
+    temp = events / f".{name}.part"
+    with open(temp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.rename(temp, events / name)
+    folder = os.open(events, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return name
