@@ -2,11 +2,13 @@
 
 PagerDuty is the authority on what is open. The state only saves calls: a
 repeat trigger within the dedup window of PagerDuty's last word on that key
-makes no call; after the window PagerDuty is asked again.
+makes no call; after the window PagerDuty is asked again. "REFERENCE §N" is
+tests/fixtures/pagerduty-api/REFERENCE.md.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,12 +17,13 @@ from engine import severity as sev
 from engine.actions import OpenIncident, ResolveAction, TriggerAction
 from engine.channels import Notifier
 from engine.config import Config
-from engine.pagerduty import Client, DuplicateKey, PagerDutyError, RetryPolicy, build_create_body
+from engine.pagerduty import Client, ConfigurationError, DuplicateKey, PagerDutyError, RetryPolicy, build_create_body
 from engine.state import State, StateView
 
 log = logging.getLogger("pagerules")
 RULES_ACTOR = "rules"
 ALREADY_RESOLVED = "already resolved"  # PagerDuty error 1001 "Incident Already Resolved" (REFERENCE §4)
+REFRESH_SECONDS = 30.0  # `serve`: open incidents are asked of PagerDuty at most this often
 
 
 class Live:
@@ -114,14 +117,19 @@ class Live:
                                             "message": action.message, "actor": self.actor})
         return line
 
-
     def acknowledge(self, incident_key: str) -> dict[str, Any]:
-        """Acknowledge every open incident with the key; the state and the audit trail record it."""
+        """Acknowledge every open incident with the key; the state and the audit trail record it.
+        PagerDuty re-opens a resolved incident that is set to acknowledged (REFERENCE §4), so an
+        incident it says is resolved is recorded as such and not touched: ``already_resolved``."""
         now = self.clock()
         known = self.state.get(incident_key)
         try:
-            targets = [known.incident_id] if known and known.incident_id else \
-                [i["id"] for i in self.client.find_open(incident_key)]
+            if known and known.incident_id:
+                if self.client.get_incident(known.incident_id).get("status") == "resolved":
+                    return self._resolved_elsewhere(incident_key, known.incident_id, now)
+                targets = [known.incident_id]
+            else:  # find_open lists only triggered and acknowledged incidents
+                targets = [i["id"] for i in self.client.find_open(incident_key)]
             if not targets:
                 return {"status": "nothing_open"}
             for incident_id in targets:
@@ -137,14 +145,30 @@ class Live:
                                                 "title": known.title if known else None, "actor": self.actor})
         return {"status": "acknowledged", "incident_id": targets[0]}
 
+    def _resolved_elsewhere(self, incident_key: str, incident_id: str, now: float) -> dict[str, Any]:
+        self.state.record_status(incident_key, "resolved", now, self.actor, incident_id,
+                                 {"note": "already resolved in PagerDuty; not acknowledged"})
+        return {"status": "already_resolved", "incident_id": incident_id,
+                "error": "PagerDuty says this incident is already resolved; nothing was acknowledged "
+                         "(acknowledging would re-open it)"}
 
     def reconcile(self) -> dict[str, int]:
-        """Ask PagerDuty about every incident the state believes open; record what changed by hand."""
-        counts = {"checked": 0, "resolved": 0, "acknowledged": 0}
+        """Ask PagerDuty about every incident the state believes open; record what changed by hand.
+        One incident PagerDuty cannot answer for (404) is counted and skipped; an error that every
+        call would meet (outage, token) ends the round, since the rest would only wait it out too."""
+        counts = {"checked": 0, "resolved": 0, "acknowledged": 0, "failed": 0}
         for incident in self.state.open_incidents():
             if not incident.incident_id:
                 continue
-            status = self.client.get_incident(incident.incident_id).get("status")
+            try:
+                status = self.client.get_incident(incident.incident_id).get("status")
+            except PagerDutyError as exc:
+                if exc.transient or exc.status in (401, 403) or isinstance(exc, ConfigurationError):
+                    raise
+                counts["failed"] += 1
+                log.warning("reconcile: cannot check %s (%s): %s; checking the others",
+                            incident.incident_key, incident.incident_id, exc)
+                continue
             counts["checked"] += 1
             if status in ("resolved", "acknowledged") and status != incident.status:
                 self.state.record_status(incident.incident_key, status, self.clock(), "reconcile",
@@ -153,10 +177,39 @@ class Live:
         return counts
 
 
+class Refresher:
+    """`serve` has no daemon loop: it reconciles when the dashboard or the incident list is asked
+    for, at most every ``every`` seconds, so a page never offers to act on stale state."""
+
+    def __init__(self, backend: Live, clock: Callable[[], float], every: float = REFRESH_SECONDS):
+        self.backend, self.clock, self.every = backend, clock, every
+        self.next_at = float("-inf")
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def maybe(self) -> str | None:
+        """Refresh if due (another thread refreshing counts as done); the last failure, or None."""
+        if self.clock() < self.next_at or not self._lock.acquire(blocking=False):
+            return self.last_error
+        try:
+            self.next_at = self.clock() + self.every
+            counts = self.backend.reconcile()
+            self.last_error = None
+            if counts["resolved"] or counts["acknowledged"]:
+                log.info("refreshed from PagerDuty: %s", counts)
+        except PagerDutyError as exc:
+            self.last_error = str(exc)
+            log.warning("could not refresh open incidents from PagerDuty: %s", exc)
+        finally:
+            self._lock.release()
+        return self.last_error
+
+
 def _failed(exc: PagerDutyError) -> dict[str, Any]:
     """A failed outcome; ``retry`` says whether trying again later can help (outage, rate limit,
-    or a token or id that an operator can fix) or not (PagerDuty refused this request)."""
-    return {"status": "failed", "error": str(exc), "retry": exc.transient or exc.status in (401, 403, 404)}
+    or a token, id or setting that an operator can fix) or not (PagerDuty refused this request)."""
+    return {"status": "failed", "error": str(exc),
+            "retry": exc.transient or exc.status in (401, 403, 404) or isinstance(exc, ConfigurationError)}
 
 
 def _with_id(line: dict[str, Any], incident_id: str | None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from engine import hooks, manual
 from engine.config import Config
 from engine.errors import PageRulesError
 from engine.events import load_event_types
-from engine.live import Live
+from engine.live import Live, Refresher
 from engine.status import read_status
 from engine.webauth import LoginLimiter, SessionInterface, client_address, cross_origin
 
@@ -40,7 +40,7 @@ PUBLIC_STATUS = ("state", "running", "files_processed", "files_failed", "files_p
 def create_app(config: Config, backend: Live, events_dir: str | None = None,
                clock: Callable[[], float] = time.monotonic) -> Flask:
     """The WSGI app. ``backend`` holds the PagerDuty client, the state and the channel notifier;
-    ``clock`` paces the login limit."""
+    ``clock`` paces the login limit and the refresh from PagerDuty."""
     if not config.server_api_token:
         raise PageRulesError("PAGERULES_API_TOKEN is not set: the API and dashboard need it to sign callers in")
     app = Flask(__name__, template_folder=str(Path(__file__).parent / "web"))
@@ -50,7 +50,7 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
     app.add_template_filter(lambda at: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at)), "utc")
     events = Path(events_dir or config.events_dir)
     token = str(config.server_api_token)
-    limiter = LoginLimiter(clock)
+    limiter, refresher = LoginLimiter(clock), Refresher(backend, clock)
     intake = hooks.Intake(config, events, load_event_types())
 
     def allowed(given: str | None) -> bool:
@@ -116,7 +116,11 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
     @app.get("/api/incidents")
     def api_incidents() -> Any:
         repo = request.args.get("repo")
-        return jsonify({"incidents": [_incident(i) for i in backend.state.open_incidents(repo)]})
+        refresh_error = refresher.maybe()
+        body: dict[str, Any] = {"incidents": [_incident(i) for i in backend.state.open_incidents(repo)]}
+        if refresh_error:
+            body["refresh_error"] = refresh_error
+        return jsonify(body)
 
     @app.get("/api/audit")
     def api_audit() -> Any:
@@ -180,13 +184,15 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
             oncall, oncall_error = manual.oncall(backend.client, str(config.escalation_policy_id)), None
         except PageRulesError as exc:
             oncall, oncall_error = [], str(exc)
+        refresh_error = refresher.maybe()
         by_repo: dict[str, list[dict[str, Any]]] = {}
         for incident in backend.state.open_incidents():
             by_repo.setdefault(incident.labels.get("repo", "(no repo)"), []).append(_incident(incident))
         return render_template("dashboard.html", oncall=oncall, oncall_error=oncall_error,
                                repos=sorted(by_repo.items()), audit=backend.state.recent_audit(15),
                                failures=list(backend.notifier.failures)[:5],
-                               csrf=session["csrf"], now=time.time(), notice=request.args.get("notice"))
+                               csrf=session["csrf"], now=time.time(), notice=request.args.get("notice"),
+                               refresh_error=refresh_error)
 
     @app.post("/ui/incidents/<path:key>/acknowledge")
     def ui_ack(key: str) -> Any:
@@ -194,10 +200,16 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
             abort(401)
         _check_csrf()
         line = manual.acknowledge(config, _as(backend, "dashboard"), key)
-        notice = f"{line['status']}: {key}" + (f" ({line['error']})" if line.get("error") else "")
+        notice = _UI_NOTICE.get(line["status"], "{status}: {key}").format(status=line["status"], key=key)
+        if line.get("error") and line["status"] != "already_resolved":
+            notice += f" ({line['error']})"
         return redirect(url_for("dashboard", notice=notice))
 
     return app
+
+
+_UI_NOTICE = {"already_resolved": "Not acknowledged: {key} is already resolved in PagerDuty "
+                                  "(acknowledging would re-open it). The list is now up to date."}
 
 
 def serve(app: Flask, bind: str) -> None:
@@ -268,7 +280,7 @@ def _error(status: int, message: str, **extra: Any) -> Response:
 
 
 def _status_code(line: dict[str, Any]) -> int:
-    return {"failed": 502, "nothing_open": 404}.get(line["status"], 200)
+    return {"failed": 502, "nothing_open": 404, "already_resolved": 409}.get(line["status"], 200)
 
 
 def _incident(incident: Any) -> dict[str, Any]:

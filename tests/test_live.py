@@ -21,6 +21,7 @@ from engine.config import Config
 from engine.dispatch import Dispatcher
 from engine.events import read_events
 from engine.live import Live, live_backend
+from engine.pagerduty import PagerDutyError
 from engine.pipeline import Tally, run
 from engine.state import State
 
@@ -233,3 +234,26 @@ def test_two_processes_share_one_state_file(fake: FakePagerDuty, tmp_path: Path)
     assert len(state.open_incidents()) == 80
     assert state._db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert state._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_one_incident_pagerduty_cannot_find_does_not_stop_a_reconcile(fake: FakePagerDuty, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 12 item 9: a 404 for the first open incident used to end the round, so the second,
+    resolved by hand, stayed 'triggered' in the state and on the dashboard."""
+    config, backend = live(fake, tmp_path)
+    [gone, kept] = process([build(1, eid="b1"), build(2, repo="acme/other", eid="b2")], config, backend)
+    del fake.incidents[gone["incident_id"]]  # deleted in PagerDuty (or a stale id): GET answers 404
+    fake.resolve_by_hand(kept["incident_key"])
+    assert backend.reconcile() == {"checked": 1, "resolved": 1, "acknowledged": 0, "failed": 1}
+    assert [i.incident_key for i in backend.state.open_incidents()] == [gone["incident_key"]]
+    assert any(f"reconcile: cannot check {gone['incident_key']}" in r.getMessage() for r in caplog.records)
+
+
+def test_an_outage_still_ends_a_reconcile_at_once(fake: FakePagerDuty, tmp_path: Path) -> None:
+    config, backend = live(fake, tmp_path)
+    process([build(1, eid="b1"), build(2, repo="acme/other", eid="b2")], config, backend)
+    before = len(fake.calls("GET"))
+    fake.faults = {"count": 100, "status": 401}
+    with pytest.raises(PagerDutyError):
+        backend.reconcile()
+    assert len(fake.calls("GET")) == before + 1  # the second incident would only meet the same refusal

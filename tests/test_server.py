@@ -346,6 +346,70 @@ def test_login_from_its_own_page_or_a_script_signs_in(fake: FakePagerDuty, tmp_p
     assert client.get("/").status_code == 200
 
 
+# ---- serve refreshes from PagerDuty (issue 12 item 9) ---------------------------------------------------
+
+def test_the_incident_list_refreshes_from_pagerduty_at_most_every_30_s(fake: FakePagerDuty, tmp_path: Path) -> None:
+    clock = Clock()
+    client = app_for(fake, tmp_path, clock=clock).test_client()
+    line = _open_one(client)
+    assert [i["status"] for i in client.get("/api/incidents", headers=AUTH).get_json()["incidents"]] == ["triggered"]
+    fake.resolve_by_hand(line["incident_key"])
+    clock.now += 29
+    assert len(client.get("/api/incidents", headers=AUTH).get_json()["incidents"]) == 1  # not yet asked again
+    gets = len(fake.calls("GET", f"/incidents/{line['incident_id']}"))
+    clock.now += 1
+    assert client.get("/api/incidents", headers=AUTH).get_json() == {"incidents": []}
+    assert len(fake.calls("GET", f"/incidents/{line['incident_id']}")) == gets + 1
+
+
+def test_the_dashboard_refreshes_on_load(fake: FakePagerDuty, tmp_path: Path) -> None:
+    clock = Clock()
+    client = app_for(fake, tmp_path, clock=clock).test_client()
+    client.post("/login", data={"token": API_TOKEN})
+    line = _open_one(client)
+    fake.resolve_by_hand(line["incident_key"])
+    clock.now += 30
+    page = client.get("/").get_data(as_text=True)
+    assert "db down" not in page and "No open incidents." in page
+
+
+def test_an_incident_resolved_in_pagerduty_is_never_acknowledged(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()  # the refresh has not run since: the state is stale
+    line = _open_one(client)
+    fake.resolve_by_hand(line["incident_key"])
+    response = client.post(f"/api/incidents/{line['incident_key']}/acknowledge", headers=AUTH)
+    assert response.status_code == 409
+    assert response.get_json()["error"] == ("PagerDuty says this incident is already resolved; nothing was "
+                                            "acknowledged (acknowledging would re-open it)")
+    assert fake.incidents[line["incident_id"]]["status"] == "resolved"  # not re-opened
+    assert fake.calls("PUT") == []
+    assert client.get("/api/incidents", headers=AUTH).get_json() == {"incidents": []}  # the state knows now
+
+
+def test_the_dashboard_says_when_an_incident_was_resolved_in_pagerduty(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    client.post("/login", data={"token": API_TOKEN})
+    line = _open_one(client)
+    page = client.get("/").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    fake.resolve_by_hand(line["incident_key"])  # between the page load and the click
+    done = client.post(f"/ui/incidents/{line['incident_key']}/acknowledge", data={"csrf": csrf},
+                       follow_redirects=True)
+    text = done.get_data(as_text=True)
+    assert f"Not acknowledged: {line['incident_key']} is already resolved in PagerDuty" in text
+    assert fake.incidents[line["incident_id"]]["status"] == "resolved"
+
+
+def test_the_dashboard_says_when_it_could_not_refresh(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    client.post("/login", data={"token": API_TOKEN})
+    _open_one(client)
+    fake.faults = {"count": 100, "status": 403}
+    page = client.get("/").get_data(as_text=True)
+    assert "Could not refresh from PagerDuty, so the list below may be stale: the API token may not GET" in page
+    assert "db down" in page  # the last known state is still shown
+
+
 # ---- secrets (README "Configuration") ----------------------------------------------------------------------------
 
 def test_no_secret_appears_in_any_response_log_line_or_audit_row(fake: FakePagerDuty, tmp_path: Path,
