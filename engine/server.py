@@ -50,7 +50,7 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
     app.add_template_filter(lambda at: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at)), "utc")
     events = Path(events_dir or config.events_dir)
     token = str(config.server_api_token)
-    limiter, refresher = LoginLimiter(clock), Refresher(backend, clock)
+    refresher = Refresher(backend, clock)
     intake = hooks.Intake(config, events, load_event_types())
 
     def allowed(given: str | None) -> bool:
@@ -66,20 +66,7 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
             return _error(401, "missing or wrong bearer token (Authorization: Bearer <PAGERULES_API_TOKEN>)")
         return None
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Any:
-        if request.path.startswith(("/api/", "/hooks/")) or request.is_json:
-            return _error(exc.code or 500, exc.description or exc.name)
-        return exc
-
-    @app.errorhandler(PageRulesError)
-    def _refused(exc: PageRulesError) -> Any:
-        return _error(400, str(exc))
-
-    @app.errorhandler(Exception)
-    def _crash(exc: Exception) -> Any:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return _error(500, "internal error; see the server log")
+    _add_error_handlers(app)
 
     # ---- JSON API -----------------------------------------------------------
     @app.get("/api/oncall")
@@ -148,7 +135,37 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
         status, body = intake.receive(source, request.headers, request.get_data(cache=False), client_address(request))
         return jsonify(body), status
 
-    # ---- dashboard ----------------------------------------------------------
+    _add_dashboard(app, config, backend, LoginLimiter(clock), refresher, allowed)
+    return app
+
+
+_UI_NOTICE = {"already_resolved": "Not acknowledged: {key} is already resolved in PagerDuty "
+                                  "(acknowledging would re-open it). The list is now up to date."}
+
+
+def _add_error_handlers(app: Flask) -> None:
+    """JSON errors for the API and intake (a message, never a traceback); pages keep Flask's."""
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        if request.path.startswith(("/api/", "/hooks/")) or request.is_json:
+            return _error(exc.code or 500, exc.description or exc.name)
+        return exc
+
+    @app.errorhandler(PageRulesError)
+    def _refused(exc: PageRulesError) -> Any:
+        return _error(400, str(exc))
+
+    @app.errorhandler(Exception)
+    def _crash(exc: Exception) -> Any:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, "internal error; see the server log")
+
+
+def _add_dashboard(app: Flask, config: Config, backend: Live, limiter: LoginLimiter, refresher: Refresher,
+                   allowed: Callable[[str | None], bool]) -> None:
+    """The sign-in form, the on-call page and its Acknowledge buttons (session cookie and CSRF token)."""
+
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
         if request.method == "GET":
@@ -204,12 +221,6 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
         if line.get("error") and line["status"] != "already_resolved":
             notice += f" ({line['error']})"
         return redirect(url_for("dashboard", notice=notice))
-
-    return app
-
-
-_UI_NOTICE = {"already_resolved": "Not acknowledged: {key} is already resolved in PagerDuty "
-                                  "(acknowledging would re-open it). The list is now up to date."}
 
 
 def serve(app: Flask, bind: str) -> None:
