@@ -161,6 +161,17 @@ def authenticate(source: str, config: Config, headers: Headers, raw: bytes) -> s
     return None
 
 
+CREDENTIALS = {"alertmanager": ("alertmanager_token", "PAGERULES_ALERTMANAGER_TOKEN"),
+               "github": ("github_webhook_secret", "PAGERULES_GITHUB_WEBHOOK_SECRET"),
+               "sentry": ("sentry_client_secret", "PAGERULES_SENTRY_CLIENT_SECRET")}
+
+
+def unauthenticated(config: Config) -> list[tuple[str, str]]:
+    """(source, variable) for each source whose credential is not set: said at start-up, never the values."""
+    return [(source, variable) for source, (setting, variable) in sorted(CREDENTIALS.items())
+            if not getattr(config, setting)]
+
+
 def _alertmanager_ok(header: str, token: str) -> bool:
     """Alertmanager's http_config sends ``authorization`` (Bearer) or ``basic_auth``: accept either."""
     scheme, _, value = header.strip().partition(" ")
@@ -216,6 +227,9 @@ class Intake:
         self.config, self.events, self.event_types = config, events, frozenset(event_types)
         self.ignored: Counter[str] = Counter()  # deliveries answered "ignored", per type, since start
         self._lock = threading.Lock()
+        for source, variable in unauthenticated(config):
+            log.warning("/hooks/%s accepts deliveries from anyone: set %s to require the sender's credentials",
+                        source, variable)
 
     def receive(self, source: str, headers: Headers, raw: bytes, client: str) -> tuple[int, dict[str, Any]]:
         if source not in SOURCES:

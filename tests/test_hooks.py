@@ -146,6 +146,17 @@ def test_alertmanager_without_its_token_is_401_and_nothing_is_written(fake: Fake
     assert stored(tmp_path) == []
 
 
+def test_start_up_warns_about_each_source_anyone_may_post_to(fake: FakePagerDuty, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "pagerules.server")
+    app_for(fake, tmp_path, PAGERULES_SENTRY_CLIENT_SECRET=SENTRY_SECRET)
+    assert [r.getMessage() for r in caplog.records if "/hooks/" in r.getMessage()] == [
+        "/hooks/alertmanager accepts deliveries from anyone: set PAGERULES_ALERTMANAGER_TOKEN to require the "
+        "sender's credentials",
+        "/hooks/github accepts deliveries from anyone: set PAGERULES_GITHUB_WEBHOOK_SECRET to require the "
+        "sender's credentials"]
+
+
 def test_sources_without_a_credential_set_stay_open(fake: FakePagerDuty, tmp_path: Path) -> None:
     client = app_for(fake, tmp_path, PAGERULES_SENTRY_CLIENT_SECRET=SENTRY_SECRET).test_client()
     assert client.post("/hooks/alertmanager", json={"alerts": []}).status_code == 202
