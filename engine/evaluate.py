@@ -11,8 +11,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine import severity as sev
-from engine.actions import (Action, ErrorAction, Extras, IncidentView, OpenIncident, ResolveAction, TriggerAction,
-                            full_key, full_title)
+from engine.actions import (
+    Action,
+    ErrorAction,
+    Extras,
+    IncidentView,
+    OpenIncident,
+    ResolveAction,
+    TriggerAction,
+    full_key,
+    full_title,
+)
 from engine.events import event_id
 from engine.matchers import Condition, ConditionError
 from engine.rules import Recovery, Rule, RuleSet, Selector, Trigger

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ def _message(type_name: str, error: Any) -> str:
     return f"{type_name}: {path}: {error.message}" if path else f"{type_name}: {error.message}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_event_types(folders: tuple[str, ...] = (str(SCHEMA_DIR / "events"),)) -> dict[str, EventType]:
     """Every ``schemas/events/<type>.json``: the type name is the file name."""
     types: dict[str, EventType] = {}

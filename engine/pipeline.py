@@ -2,10 +2,10 @@
 `watch`, `test` and `replay` all run, so none of them can disagree with another."""
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-import logging
 from typing import Any
 
 from engine.actions import ErrorAction

@@ -4,8 +4,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Callable, Iterable
-from functools import lru_cache
-from pathlib import Path
+from functools import cache
 from typing import Any
 
 import fastjsonschema
@@ -20,7 +19,7 @@ SCHEMA_DIR = resources.SCHEMAS
 RuleNamer = Callable[[tuple[Any, ...]], tuple[str | None, tuple[Any, ...]]]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """A schema from ``schemas/`` by file name."""
     with open(SCHEMA_DIR / name, encoding="utf-8") as fh:
@@ -62,7 +61,7 @@ def unknown_name(what: str, name: str, known: Iterable[str]) -> str:
     return f"unknown {what} '{name}' ({hint}known: {', '.join(known)})"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fast(schema_id: str) -> Callable[[Any], Any]:
     # Without "$id": fastjsonschema would take it as a base URL and try to fetch the (local) $refs.
     return fastjsonschema.compile({k: v for k, v in load_schema(schema_id).items() if k != "$id"})
