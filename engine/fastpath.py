@@ -7,9 +7,10 @@ far more than the work. For such a template this module generates one small
 Python function from the parsed template, as fastjsonschema does for schemas.
 
 It accepts only nodes whose meaning in the sandbox is exactly the Python
-written here: constants, names, ``a.b`` / ``a['b']`` (the sandbox tries
-``a['b']`` first too), comparisons, ``and``/``or``/``not``, ``+ - * / //``
-(the sandbox intercepts no binary operator by default), ``x if c else y``,
+written here: constants, names, ``a['b']`` (the sandbox tries the item first
+too), ``a.b`` as Jinja reads it (the attribute first, then the item: so
+``event.items`` of a dict is its method, never its ``items`` field), comparisons, ``and``/``or``/``not``, ``+ - * / //``
+(``*`` through the sandbox's size check unless one side is a small number), ``x if c else y``,
 list/tuple literals, ``~`` and filters that take no environment or context.
 Anything else gets no reader. A reader that raises for any reason (a missing
 key, a non-dict, a division by zero) is never the answer: the caller runs the
@@ -29,16 +30,31 @@ from jinja2.utils import _PassArg
 Reader = Callable[[dict[str, Any]], Any]
 
 _COMPARE = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<=", "in": "in", "notin": "not in"}
-_BINARY: dict[type[nodes.Node], str] = {nodes.Add: "+", nodes.Sub: "-", nodes.Mul: "*", nodes.Div: "/", nodes.FloorDiv: "//"}
+_BINARY: dict[type[nodes.Node], str] = {nodes.Add: "+", nodes.Sub: "-", nodes.Div: "/", nodes.FloorDiv: "//"}
 
 
 class _Unsupported(Exception):
     """A node this module does not translate."""
 
 
+class _JinjaDecides(Exception):
+    """``a.b`` where ``a`` has an attribute ``b``: the sandbox answers (the attribute, or its refusal)."""
+
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+def _item_unless_attribute(obj: Any, name: str) -> Any:
+    """Jinja's ``obj.name`` when that is ``obj[name]``: Jinja takes the item only when there is no attribute."""
+    if hasattr(obj, name):
+        raise _JinjaDecides(name)
+    return obj[name]
+
+
 class _Generator:
-    def __init__(self, filters: Mapping[str, Callable[..., Any]]):
+    def __init__(self, filters: Mapping[str, Callable[..., Any]], multiply: Callable[[Any, Any], Any]):
         self.filters = filters
+        self.multiply = multiply
         self.bound: dict[str, Any] = {}
 
     def bind(self, value: Any) -> str:
@@ -55,9 +71,7 @@ class _Generator:
         if isinstance(node, nodes.Name) and node.ctx == "load":
             return f"v[{node.name!r}]"
         if isinstance(node, nodes.Getattr):
-            if node.attr.startswith("_"):
-                raise _Unsupported(node.attr)  # the sandbox's business, always
-            return f"{self.expr(node.node)}[{node.attr!r}]"
+            return self.getattr(node)
         if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
                 and type(node.arg.value) in (str, int):
             return f"{self.expr(node.node)}[{node.arg.value!r}]"
@@ -75,6 +89,8 @@ class _Generator:
             return f"({self.expr(node.left)} {word} {self.expr(node.right)})"
         if isinstance(node, nodes.Not):
             return f"(not {self.expr(node.node)})"
+        if isinstance(node, nodes.Mul):
+            return self.mul(node)
         if isinstance(node, nodes.BinExpr) and type(node) in _BINARY:
             return f"({self.expr(node.left)} {_BINARY[type(node)]} {self.expr(node.right)})"
         if isinstance(node, nodes.Neg):
@@ -88,6 +104,26 @@ class _Generator:
         if isinstance(node, nodes.Concat):
             return "(" + " + ".join(f"str({self.expr(n)})" for n in node.nodes) + ")"
         raise _Unsupported(type(node).__name__)
+
+    def getattr(self, node: nodes.Getattr) -> str:
+        if node.attr.startswith("_"):
+            raise _Unsupported(node.attr)  # the sandbox's business, always
+        check = self.bind(_item_unless_attribute)
+        if node.attr in _DICT_ATTRIBUTES:  # event.items, event.values: a dict's method in Jinja, not its field
+            return f"{check}({self.expr(node.node)}, {node.attr!r})"
+        # A plain dict has no attribute of any other name, so Jinja takes the item: inline, as fast as it gets.
+        held = f"_t{len(self.bound)}"
+        self.bound[held] = None  # reserves the name
+        return (f"(({held} := {self.expr(node.node)})[{node.attr!r}] if type({held}) is dict "
+                f"else {check}({held}, {node.attr!r}))")
+
+    def mul(self, node: nodes.Mul) -> str:
+        left, right = self.expr(node.left), self.expr(node.right)
+        # `5 * x` stays plain Python; otherwise the sandbox's size check runs ('a' * n could be a gigabyte).
+        if any(isinstance(n, nodes.Const) and type(n.value) in (int, float) and abs(n.value) <= 1000
+               for n in (node.left, node.right)):
+            return f"({left} * {right})"
+        return f"{self.bind(self.multiply)}({left}, {right})"
 
     def filter(self, node: nodes.Filter) -> str:
         func = self.filters.get(node.name)
@@ -107,9 +143,12 @@ class _Generator:
         return namespace["reader"]  # type: ignore[no-any-return]
 
 
-def template_reader(ast: nodes.Template, filters: Mapping[str, Callable[..., Any]]) -> Reader | None:
-    """A reader returning the template's text, or None if the template is not simple."""
-    gen = _Generator(filters)
+def template_reader(ast: nodes.Template, filters: Mapping[str, Callable[..., Any]],
+                    multiply: Callable[[Any, Any], Any]) -> Reader | None:
+    """A reader returning the template's text, or None if the template is not simple.
+
+    ``multiply`` is the sandbox's size-checked ``*``, used where the operands could be a text and a count."""
+    gen = _Generator(filters, multiply)
     pieces: list[str] = []
     try:
         for node in ast.body:
@@ -123,9 +162,10 @@ def template_reader(ast: nodes.Template, filters: Mapping[str, Callable[..., Any
     return gen.build(" + ".join(pieces) if pieces else "''")
 
 
-def expression_reader(expr: nodes.Node, filters: Mapping[str, Callable[..., Any]]) -> Reader | None:
-    """A reader returning the expression's value, or None if it is not simple."""
-    gen = _Generator(filters)
+def expression_reader(expr: nodes.Node, filters: Mapping[str, Callable[..., Any]],
+                      multiply: Callable[[Any, Any], Any]) -> Reader | None:
+    """A reader returning the expression's value, or None if it is not simple (see `template_reader`)."""
+    gen = _Generator(filters, multiply)
     try:
         return gen.build(gen.expr(expr))
     except _Unsupported:

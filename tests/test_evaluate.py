@@ -95,9 +95,18 @@ def test_event_data_is_never_rendered_as_a_template() -> None:
 
 
 def test_sandbox_refuses_attribute_access_at_run_time() -> None:
-    rules = rules_from(one_rule(title="{{ ''.__class__.__mro__ }}"))
+    rules = rules_from(one_rule(title="{{ params.build_branches.append }}"))  # a list only when it runs
     error, trigger = dry_run([build()], rules)
-    assert error["error"].startswith("rule t: title: refused by the sandbox: access to attribute '__class__'")
+    assert error["error"] == ("rule t: title: refused by the sandbox: access to attribute 'append' of 'list' "
+                              "object is unsafe.")
+    assert trigger["status"] == "planned"
+
+
+def test_a_power_bomb_is_an_error_line_naming_the_rule_and_still_pages() -> None:
+    rules = rules_from(one_rule(title="{{ event.build_number ** 100000000 }}"))
+    error, trigger = dry_run([build()], rules)
+    assert error["error"] == ("rule t: title: refused by the sandbox: 349 ** 100000000 is too large "
+                              "(more than 4096 bits)")
     assert trigger["status"] == "planned"
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from conftest import dry_run, shipped_rules
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import dry_run, shipped_rules
 from engine.dispatch import MemoryView
 from engine.evaluate import evaluate
-from engine.templates import Compiled, Scope, compile_expression, compile_template
+from engine.templates import Compiled, Scope, TemplateError, compile_expression, compile_template
 
 RULES = shipped_rules()
 TYPES = sorted(RULES.event_types)
@@ -95,3 +95,45 @@ def test_the_fast_path_answers_only_what_jinja_answers(event: dict[str, Any], ab
         outcome, value = _jinja(compiled, values)
         assert outcome == "ok", (compiled.source, event, value)
         assert _same(fast if compiled.kind == "expression" else str(fast), value), (compiled.source, event)
+
+
+# Field names that are also attributes of a dict, list or text in Jinja (issue 13): `event.items` is the dict's
+# method in the sandbox, never the `items` field, and the fast path must say the same.
+ATTRIBUTE_NAMES = ["items", "keys", "values", "get", "pop", "update", "copy", "setdefault", "count", "index",
+                   "upper", "format", "append", "title", "split", "real", "__class__", "_private", "repo", "a"]
+attribute_events = st.dictionaries(st.sampled_from(ATTRIBUTE_NAMES), json_values | st.dictionaries(
+    st.sampled_from(ATTRIBUTE_NAMES), json_values, max_size=4), max_size=6)
+ACCESSES = ["{{ event.%s }}", "{{ event['%s'] }}", "{{ event.a.%s }}", "{{ event.%s.a }}",
+            "{{ event.%s | default('d') }}",
+            "{{ event.%s ~ '' }}", "{{ event.%s.%s }}"]
+
+
+def _rendered(compiled: Compiled, values: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        return "ok", compiled.render(Scope(dict(values)))
+    except Exception as exc:  # noqa: BLE001 - any error is an answer here
+        return "error", (type(exc), str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(attribute_events, st.sampled_from(ATTRIBUTE_NAMES), st.sampled_from(ATTRIBUTE_NAMES),
+       st.sampled_from(ACCESSES))
+def test_the_fast_path_reads_attribute_names_as_jinja_does(event: dict[str, Any], name: str, other: str,
+                                                           access: str) -> None:
+    source = access % ((name, other) if access.count("%s") == 2 else name)
+    try:
+        compiled = compile_template(source)
+    except TemplateError:
+        return  # refused at load (`event.__class__`): nothing runs
+    jinja_only = compile_template("{% if true %}" + source + "{% endif %}")  # no fast reader for an `if`
+    assert jinja_only._fast is None
+    values = {"event": event}
+    assert _rendered(compiled, values) == _rendered(jinja_only, values), (source, event)
+    expression = compile_expression(source[3:-3])
+    fast = expression._fast
+    if fast is not None:
+        try:
+            answer = fast(values)
+        except Exception:  # noqa: BLE001 - Jinja answers instead
+            return
+        assert _jinja(expression, values) == ("ok", answer), (source, event)
