@@ -6,12 +6,14 @@ does not equal ``1`` and ``"349"`` does not equal ``349``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+import re2
 
 from engine.schemacheck import unknown_name
 
@@ -61,7 +63,13 @@ def _compare(symbol: str, compare: Callable[[Any, Any], bool]) -> Callable[[Any,
     return test
 
 
-def _regex(seen: Any, pattern: re.Pattern[str]) -> bool:
+# RE2 matches in time linear in the text: `^(a+)+$` against "aaaa…b" takes microseconds, where Python's
+# backtracking `re` takes seconds per event, doubling with each character (README: Matchers).
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # it would print to stderr; the refusal is a Problem instead
+
+
+def _regex(seen: Any, pattern: Any) -> bool:
     if not _is_scalar(seen) or seen is None or isinstance(seen, bool):
         raise ConditionError(f"regex needs text or a number, got {_show(seen)}")
     return pattern.search(str(seen)) is not None
@@ -85,13 +93,21 @@ def _check_list(value: Any) -> Any:
     return tuple(value)
 
 
-def _check_regex(value: Any) -> re.Pattern[str]:
+def _check_regex(value: Any) -> Any:
+    """The pattern compiled by RE2. Python's ``re`` checks the syntax first, for its familiar messages."""
     if not isinstance(value, str):
         raise MatcherError(f"expected a regular expression, got {_show(value)}")
     try:
-        return re.compile(value)
+        re.compile(value)
     except re.error as exc:
         raise MatcherError(f"invalid regular expression {value!r}: {exc}") from None
+    try:
+        return re2.compile(value, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise MatcherError(f"regular expression {value!r} is not supported ({reason}): patterns are matched by RE2, "
+                           "in time linear in the text, which has no backreferences (\\1) or lookarounds "
+                           "((?=...), (?<=...)); write it without them") from None
 
 
 def _check_bool(value: Any) -> bool:

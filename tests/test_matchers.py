@@ -1,6 +1,8 @@
 """Every matcher operator: what matches, what does not, and what explain says."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from engine.matchers import ConditionError, MatcherError, compile_match
@@ -85,3 +87,18 @@ def test_matcher_mistakes_are_errors(match: dict, message: str) -> None:  # type
     with pytest.raises(MatcherError) as caught:
         compile_match(match)
     assert str(caught.value) == message
+
+
+def test_a_catastrophic_regex_matches_in_linear_time() -> None:
+    # `^(a+)+$` takes seconds in Python's re against 28 a's and a b, doubling with each a; RE2 does not backtrack.
+    [condition] = compile_match({"branch": {"regex": "^(a+)+$"}})
+    started = time.perf_counter()
+    assert condition.check({"branch": "a" * 5000 + "b"})[0] is False
+    assert time.perf_counter() - started < 0.5
+    assert condition.check({"branch": "a" * 5000})[0] is True
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"main(?=x)", r"(?<!re)lease"])
+def test_a_regex_re2_cannot_match_is_refused_at_load(pattern: str) -> None:
+    with pytest.raises(MatcherError, match=r"is not supported .*: patterns are matched by RE2"):
+        compile_match({"branch": {"regex": pattern}})
