@@ -18,7 +18,7 @@ from typing import Any
 from engine import resources, severity
 from engine.errors import ConfigError, InvalidFiles, Problem
 from engine.schemacheck import check_document, load_schema
-from engine.source import load_yaml_text
+from engine.source import load_yaml_text, read_text_file
 
 DEFAULT_CONFIG = "pagerduty.yaml"
 CONFIG_ENV = "PAGERULES_CONFIG"
@@ -297,16 +297,12 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None,
     """Find and read the config file (see `find_config`), then apply the environment and flags."""
     env = os.environ if env is None else env
     chosen, how = find_config(path, env)
-    try:
-        data = chosen.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {chosen} (from {how}): {exc.strerror}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise InvalidFiles([Problem(str(chosen), line, f"not UTF-8 text (byte {data[exc.start]:#04x}); "
-                                    "save the file as UTF-8")]) from None
+    if not os.path.lexists(chosen):
+        raise ConfigError(f"cannot read config file {chosen} (from {how}): No such file or directory")
+    # A folder, a FIFO, bad bytes: FILE:LINE problems as for rule files, never a traceback or a hang.
+    text, unreadable = read_text_file(chosen, str(chosen))
+    if text is None:
+        raise InvalidFiles(unreadable)
     packaged = how == "the packaged defaults"
     config = load_config_text(text, str(chosen), env, overrides, base_dir=Path.cwd() if packaged else None)
     return replace(config, found_by=how)

@@ -74,10 +74,28 @@ def test_a_config_file_that_is_not_utf8_names_the_file_and_line(elsewhere: Path)
         f"{bad}:2: not UTF-8 text (byte 0xe9); save the file as UTF-8"]
 
 
-def test_a_config_path_that_is_a_folder_is_one_clear_error(elsewhere: Path) -> None:
+def test_a_config_path_that_is_a_folder_is_a_file_line_problem(elsewhere: Path) -> None:
     (elsewhere / "conf.yaml").mkdir()
-    with pytest.raises(ConfigError, match=r"^cannot read config file .*conf.yaml \(from --config\): Is a directory$"):
+    with pytest.raises(InvalidFiles) as caught:
         load_config(str(elsewhere / "conf.yaml"), env={})
+    assert [str(p) for p in caught.value.problems] == [f"{elsewhere / 'conf.yaml'}:1: is a folder, not a file: "
+                                                       "rename or move it"]
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"enabled: true\nbind: a\x00b\n", "bad.yaml:2: invalid YAML: the character U+0000 is not allowed in YAML text "
+                                        "(a control character or a lone surrogate); remove it"),
+    (b"bind: caf\xe9\n", "bad.yaml:1: not UTF-8 text (byte 0xe9); save the file as UTF-8"),
+    (None, "bad.yaml:1: is a folder, not a file: rename or move it"),
+])
+def test_validate_reports_an_unreadable_config_as_file_line(elsewhere: Path, content: bytes | None,
+                                                            expected: str) -> None:
+    bad = elsewhere / "bad.yaml"
+    bad.mkdir() if content is None else bad.write_bytes(content)
+    result = CliRunner().invoke(main, ["validate"], env={"PAGERULES_CONFIG": "bad.yaml"})
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [expected]
+    assert "Traceback" not in result.output and "rules directory does not exist" not in result.output
 
 
 @pytest.mark.parametrize("variable, value, why", [
