@@ -41,8 +41,10 @@ def main(verbose: bool) -> None:
 
     Example: python cli.py process --dry-run < examples/events.jsonl
     """
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
+    for stream in (sys.stdout, sys.stderr):  # a lone surrogate prints as its JSON escape, never a crash
+        stream.reconfigure(encoding="utf-8", errors="backslashreplace")  # type: ignore[union-attr]
+    # Undecodable bytes become U+FFFD, as Go's encoding/json (Alertmanager) does; the JSON is then judged.
+    sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -67,8 +67,9 @@ def run(items: Iterable[Parsed], ruleset: RuleSet, dispatcher: Dispatcher, tally
         if type(kind) is not str:  # no type, or not text: evaluate rejects it with the reason
             kind = None
         for event in prepare(item.event, types) if kind in special else (item.event,):
-            if kind in unhandled:
-                _warn_once(event["type"])
+            inner = event["type"] if kind in special else kind  # alertmanager -> alertmanager.alert
+            if inner in unhandled:
+                _warn_once(inner)
             for action in evaluate(event, ruleset, view):
                 for line in handle(action):
                     count[(line["action"], line["status"])] += 1

@@ -8,6 +8,7 @@ severity, title or key changes, resolutions gained or lost, and errors.
 """
 from __future__ import annotations
 
+import logging
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -21,6 +22,7 @@ from engine.events import Parsed, event_id, events_of, read_events
 from engine.inbox import backlog, type_from_name
 from engine.rules import RuleSet
 
+log = logging.getLogger("pagerules")
 PAGES = ("planned", "deduplicated")  # an incident exists or would be opened
 
 
@@ -49,15 +51,19 @@ def recorded_events(sources: list[str], stdin: Iterable[str] | None = None) -> I
             continue
         path = Path(source)
         for file in backlog(path) if path.is_dir() else [path]:
-            with file.open(encoding="utf-8") as lines:
-                yield from read_events(lines, str(file))
+            try:
+                with file.open(encoding="utf-8", errors="replace") as lines:
+                    yield from read_events(lines, str(file))
+            except OSError as exc:  # a folder or unreadable file among the recorded events
+                yield Parsed(str(file), 1, error=f"{file}: cannot read it: {exc.strerror or exc}")
 
 
 def replay(items: Iterable[Parsed], new: RuleSet, old: RuleSet, new_dispatch: Dispatcher,
            old_dispatch: Dispatcher) -> Iterator[Difference]:
     for item in items:
-        if item.event is None:
-            continue  # unreadable either way: not a difference between rulesets
+        if item.event is None:  # unreadable either way: not a difference between rulesets, but say so
+            log.warning("%s; skipped", item.error or f"{item.where}: unreadable")
+            continue
         default = type_from_name(Path(item.source).name, new.event_types)
         for one in events_of(item.event, new.event_types, default):
             yield from _compare_one(one, item.where, new, old, new_dispatch, old_dispatch)

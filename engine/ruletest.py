@@ -96,7 +96,7 @@ def _events(specs: list[Any], path: Path, doc: Document, index: int, result: Cas
             continue
         event_file = (path.parent / spec["file"]).resolve()
         try:
-            with event_file.open(encoding="utf-8") as lines:
+            with event_file.open(encoding="utf-8", errors="replace") as lines:
                 for item in read_events(lines, spec["file"]):
                     if item.event is not None and spec.get("type") and "type" not in item.event:
                         item.event["type"] = spec["type"]

@@ -159,3 +159,44 @@ def test_cli_as_a_subprocess_streams_json_lines_without_traceback() -> None:
                           capture_output=True, text=True, env=CLEAN_ENV, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert json.loads(proc.stdout.splitlines()[0])["error"].startswith("stdin line 1: not valid JSON")
+
+
+SENTINEL = b'{"type": "build", "id": "ok", "repo": "a/b", "branch": "main", "build_number": 9, "status": "failed"}\n'
+POISON = [b"[" * 1000 + b"]" * 1000, b'{"n": ' + b"9" * 5000 + b"}", b'{"id": NaN, "type": "build"}', b"\xff",
+          b'{"type": "build", "id": "s", "repo": "a/\\ud800", "branch": "main", "build_number": 8, "status": "failed"}',
+          b'{"type": "build", "id": "r", "repo": "a/\xff", "branch": "main", "build_number": 7, "status": "failed"}']
+
+
+def test_process_explain_and_replay_go_on_after_poison_documents() -> None:
+    stdin = b"\n".join(POISON) + b"\n" + SENTINEL
+    for args in (["process", "--dry-run"], ["explain", "--json"], ["replay", "--rules", "rules", "--against",
+                                                                    "rules", "-"]):
+        proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], input=stdin, capture_output=True,
+                              env=CLEAN_ENV, timeout=60, cwd=ROOT)
+        err = proc.stderr.decode()
+        assert "internal error" not in err and "Traceback" not in err, (args, err)
+        if args[0] == "process":
+            out = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+            assert proc.returncode == 1
+            assert [o["action"] for o in out] == ["error"] * 4 + ["trigger"] * 3
+            assert [o["event_id"] for o in out[4:]] == ["s", "r", "ok"]
+            assert out[4]["title"] == "[CodeSpar] High: a/\ufffd CI build #8 failed on main"
+        elif args[0] == "explain":
+            reports = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+            assert [r["event_id"] for r in reports] == [None] * 4 + ["s", "r", "ok"]
+        else:
+            assert proc.returncode == 0 and err.count("; skipped") == 4
+
+
+def test_nan_is_refused_naming_the_line() -> None:
+    result = invoke(["process", "--dry-run"], '{"type": "build", "id": "a"}\n{"id": NaN}\n')
+    assert result.exit_code == 1
+    assert lines(result.stdout)[1]["error"] == "stdin line 2: not valid JSON: NaN is not a JSON number (column 8)"
+
+
+def test_alertmanager_pack_plans_triggers_without_a_false_no_rules_warning() -> None:
+    payload = (ROOT / "tests/fixtures/corpus/alertmanager/firing/prometheus_msteams_firing_warning_single.json")
+    result = invoke(["process", "--dry-run", "--packs", "alertmanager", "--type", "alertmanager"],
+                    payload.read_text())
+    assert any(o["action"] == "trigger" for o in lines(result.stdout)), result.output
+    assert "no rules handle event type" not in result.stderr
