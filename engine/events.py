@@ -263,15 +263,19 @@ class _Array:
         self.error: str | None = None
         self.leftover: list[tuple[str, int]] = []
         self.last = start
+        self.indent: int | None = None  # of the first item's first line
         self.waiting = 0  # lines added since the last decoding attempt
-        self.next_try = 1
+        self.next_try = 64  # a fallback for odd layouts: the indentation test finds the usual closing line
 
     def add(self, line: str, number: int) -> Iterator[Parsed]:
         self.text += line
         self.last = number
         self.waiting += 1
+        indent = len(line) - len(line.lstrip())
+        if self.expect in ("item", "item or ]") and line.strip() and self.indent is None:
+            self.indent = indent  # where pretty-printers put an item's opening, and so its closing
         if self.expect in ("item", "item or ]") and self.text.strip() and self.waiting < self.next_try \
-                and not _may_close(line):
+                and not (indent <= (self.indent or 0) and line.rstrip().rstrip(",")[-1:] in ("}", "]")):
             return  # an item spans lines: try again at its closing line (or after twice as many lines)
         yield from self._scan(number)
 
@@ -310,7 +314,7 @@ class _Array:
                 yield from _items_of(value, self.source, self.start, self.index)
                 self.index += 1
                 self.expect = ", or ]"
-                self.waiting, self.next_try = 0, 1
+                self.waiting, self.next_try = 0, 64
         self.first += text.count("\n", 0, pos)
         self.text = text[pos:] if pos else text
         if self.waiting >= self.next_try:
@@ -335,12 +339,6 @@ class _Array:
             parsed = Parsed(self.source, self.start, lines=self.last - self.start + 1)
             parsed.error = f"{parsed.where}: {self.error}"
             yield parsed
-
-
-def _may_close(line: str) -> bool:
-    """Whether a line can end an array item: pretty-printers close an item at its own indentation."""
-    end = line.rstrip().rstrip(",")
-    return end[-1:] in ("}", "]") and len(line) - len(line.lstrip()) <= 4
 
 
 def _starts_complete_document(line: str) -> bool:
