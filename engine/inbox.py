@@ -1,12 +1,13 @@
 """The events directory: which files count, in what order, and moving them out without loss.
 
-CONTRACT §5: ``*.json`` (object or array) and ``*.ndjson``; names starting
+README "The daemon": ``*.json`` (object or array) and ``*.ndjson``; names starting
 with ``.`` or ending in ``.tmp`` or ``.part`` are ignored; handled files move
 to ``processed/``, unhandled ones to ``failed/`` beside ``NAME.error``.
 """
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def type_from_name(name: str, known: Iterable[str]) -> str | None:
 
 def backlog(folder: Path) -> list[Path]:
     """Event files already waiting, oldest first (modification time, then name)."""
-    files = [p for p in folder.iterdir() if p.is_file() and is_event_file(p)]
+    # Not is_file(): that follows links and skips FIFOs, and the daemon must see both to refuse them.
+    files = [p for p in folder.iterdir() if is_event_file(p) and not _is_dir(p)]
     return sorted(files, key=lambda p: (_mtime(p), p.name))
 
 
@@ -45,7 +47,7 @@ def move(path: Path, folder: Path, error: str | None = None) -> Path:
         if error is not None and not _claim(folder / (target.name + ".error"), error):
             continue
         try:
-            os.link(path, target)  # unlike rename, fails if the target exists
+            os.link(path, target, follow_symlinks=False)  # unlike rename, fails if the target exists
         except FileExistsError:
             if error is not None:
                 (folder / (target.name + ".error")).unlink(missing_ok=True)
@@ -68,8 +70,15 @@ def _claim(path: Path, text: str) -> bool:
         temp.unlink(missing_ok=True)
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except FileNotFoundError:
+        return True
+
+
 def _mtime(path: Path) -> float:
     try:
-        return path.stat().st_mtime
+        return path.lstat().st_mtime
     except FileNotFoundError:
         return float("inf")

@@ -40,9 +40,12 @@ CREATE TABLE IF NOT EXISTS incident_labels (
     PRIMARY KEY (name, value, incident_key)
 );
 CREATE INDEX IF NOT EXISTS incident_labels_key ON incident_labels (incident_key);
-CREATE TABLE IF NOT EXISTS events_done (
-    digest TEXT PRIMARY KEY,
-    at     REAL NOT NULL
+DROP TABLE IF EXISTS events_done;
+CREATE TABLE IF NOT EXISTS files_in_progress (
+    file     TEXT PRIMARY KEY,
+    units    INTEGER NOT NULL,
+    problems TEXT NOT NULL,
+    at       REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -176,17 +179,24 @@ class State:
                            (status, now, incident_key))
             _audit(db, now, actor, status if status != "triggered" else "reopen", incident_key, incident_id, detail)
 
-    def is_done(self, digest: str) -> bool:
-        """Whether an event with this content was fully handled before (the daemon skips it)."""
-        return bool(self._read("SELECT 1 FROM events_done WHERE digest = ?", (digest,)))
+    # the daemon's progress through the file in hand: one record per delivery, gone when the file moves
+    def progress(self, file: str) -> tuple[int, list[str]]:
+        """How many of this file's units (events and unreadable documents, in order) were acted on,
+        and the error lines they gave; (0, []) for a file not started."""
+        rows = self._read("SELECT units, problems FROM files_in_progress WHERE file = ?", (file,))
+        return (rows[0][0], json.loads(rows[0][1])) if rows else (0, [])
 
-    def mark_done(self, digest: str, now: float) -> None:
+    def save_progress(self, file: str, units: int, problems: list[str], now: float) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO events_done (digest, at) VALUES (?, ?)", (digest, now))
+            db.execute("INSERT OR REPLACE INTO files_in_progress (file, units, problems, at) VALUES (?, ?, ?, ?)",
+                       (file, units, json.dumps(problems), now))
 
-    def forget_done_before(self, cutoff: float) -> None:
+    def forget_progress(self, file: str) -> None:
         with self.transaction() as db:
-            db.execute("DELETE FROM events_done WHERE at < ?", (cutoff,))
+            db.execute("DELETE FROM files_in_progress WHERE file = ?", (file,))
+
+    def files_in_progress(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT file FROM files_in_progress")]
 
     def audit(self, now: float, actor: str, action: str, incident_key: str | None = None,
               incident_id: str | None = None, detail: Mapping[str, Any] | None = None) -> None:

@@ -1,9 +1,15 @@
-"""The daemon's status file: what `pagerules status` shows, written atomically, at most once a second."""
+"""The daemon's status file: what `pagerules status` shows, written atomically, at most once a second.
+
+A change inside that second is not dropped: it is written by the next ``flush()`` once the second
+is over (the daemon calls it on every turn of its loop, at least once a second), so the file never
+stays behind what the daemon knows.
+"""
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +17,15 @@ WRITE_EVERY_SECONDS = 1.0
 
 
 class StatusFile:
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time):
+        self.path, self.clock = path, clock
         self.data: dict[str, Any] = {"pid": os.getpid(), "started_at": time.time(), "state": "starting",
                                      "ruleset_version": None, "rules_loaded_at": None, "last_reload_error": None,
                                      "files_processed": 0, "files_failed": 0, "files_pending": 0,
+                                     "unhandled_events": {},
                                      "last_pagerduty_error": None, "last_pagerduty_error_at": None}
-        self._written = 0.0
+        self._written = float("-inf")
+        self._dirty = False
 
     def update(self, **values: Any) -> None:
         changed = any(self.data.get(k) != v for k, v in values.items())
@@ -29,11 +37,17 @@ class StatusFile:
         self.data[counter] = self.data.get(counter, 0) + 1
         self._write()
 
+    def flush(self) -> None:
+        """Write a change that was held back by the throttle, once the throttle allows."""
+        if self._dirty:
+            self._write()
+
     def _write(self, force: bool = False) -> None:
-        now = time.time()
+        now = self.clock()
         if not force and now - self._written < WRITE_EVERY_SECONDS:
+            self._dirty = True
             return
-        self._written = now
+        self._written, self._dirty = now, False
         self.data["updated_at"] = now
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         temp.write_text(json.dumps(self.data, indent=2) + "\n", encoding="utf-8")

@@ -1,21 +1,27 @@
-"""The `watch` daemon (CONTRACT §5): an events directory in, pages out, nothing lost.
+"""The `watch` daemon (README "The daemon"): an events directory in, pages out, nothing lost.
 
 One loop owns all the work; watchdog's thread and the signal handlers only put
 requests on a queue. A file is one unit of work: its events are evaluated and
 acted on in order, then it moves to processed/ or failed/ (beside NAME.error).
 When PagerDuty cannot be reached, the file stays and is retried with capped
 backoff, and newer files wait behind it so a resolve is never sent before the
-trigger it follows. An event whose actions all succeeded is recorded as done
-(by a hash of its content), so a restart after kill -9 skips it; incident_key
-dedup covers an event killed halfway.
+trigger it follows. Progress through the file in hand is recorded per delivery
+(its name, inode, size and modification time), so a retry or a restart after
+kill -9 never repeats an action already taken; incident_key dedup covers an
+event killed halfway. The record goes when the file moves, so the same bytes
+delivered later in a new file are acted on again.
+
+No input stops the daemon: a file that is not a regular file, cannot be read,
+or raises anything unexpected goes to failed/ with the reason.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import errno
 import logging
+import os
 import queue
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +40,7 @@ from engine.events import event_id, events_of, read_events
 from engine.inbox import FAILED, PROCESSED, backlog, is_event_file, move, type_from_name
 from engine.live import Live, make_client
 from engine.rules import RuleSet, load_ruleset
-from engine.state import State
+from engine.state import State, StateError
 from engine.status import StatusFile
 
 log = logging.getLogger("pagerules.watch")
@@ -42,7 +48,6 @@ STABLE_SECONDS = 0.3      # a file written in place is read once its size holds 
 RESCAN_SECONDS = 5.0      # a directory listing now and then, in case a notification was missed
 RELOAD_DEBOUNCE = 0.2     # an editor's save is several events
 STOP_GRACE_SECONDS = 8.0  # after SIGTERM, stop between events past this, so the exit comes within 10 s
-DONE_KEPT_SECONDS = 30 * 86400
 
 
 @dataclass
@@ -72,11 +77,12 @@ class Daemon:
         self.requests: queue.Queue[tuple[str, Path | None]] = queue.Queue()
         self.stop_at: float | None = None
         self.pending: dict[Path, Pending] = {}
-        self.status = StatusFile(self.events / ".pagerules-status.json")
+        self.status = StatusFile(self.events / ".pagerules-status.json", clock)
         self.loaded = self._load()  # a config or rules that do not validate at start: exit 2
         self.reload_due: float | None = None
         self.next_reconcile = 0.0
         self.failures = 0
+        self.warned: set[str] = set()
 
     # ---- loading -----------------------------------------------------------
     def _load(self) -> Loaded:
@@ -94,8 +100,9 @@ class Daemon:
         try:
             self.loaded = self._load()
             log.info("reloaded: ruleset %s", self.loaded.ruleset.version)
-        except PageRulesError as exc:
-            lines = [str(p) for p in exc.problems] if isinstance(exc, InvalidFiles) else [str(exc)]
+        except Exception as exc:  # noqa: BLE001 - nothing in a rules folder may stop the daemon
+            lines = [str(p) for p in exc.problems] if isinstance(exc, InvalidFiles) else \
+                [str(exc) if isinstance(exc, PageRulesError) else f"{type(exc).__name__}: {exc}"]
             for line in lines:
                 log.error("reload refused, keeping ruleset %s: %s", self.loaded.ruleset.version, line)
             self.status.update(last_reload_error="; ".join(lines))
@@ -105,7 +112,7 @@ class Daemon:
         """Handle the backlog, then each new file, until SIGTERM/SIGINT (or, with --once, the backlog is done)."""
         self._signals()
         observer = None if self.once else self._observe()
-        self.state.forget_done_before(self.clock() - DONE_KEPT_SECONDS)
+        self._forget_stale_progress()
         self._reconcile()
         self._rescan()
         next_scan = self.clock() + RESCAN_SECONDS
@@ -128,6 +135,7 @@ class Daemon:
                 elif self.once and not any(p.attempts == 0 for p in self.pending.values()):
                     break
                 self.status.update(files_pending=len(self.pending))
+                self.status.flush()
         finally:
             if observer is not None:
                 observer.stop()
@@ -160,7 +168,8 @@ class Daemon:
             self.reload_due = now + RELOAD_DEBOUNCE
         elif kind == "stop":
             self.stop_at = self.stop_at or now
-        elif path is not None and path.parent == self.events and is_event_file(path) and path.exists():
+        elif path is not None and path.parent == self.events and is_event_file(path) and os.path.lexists(path) \
+                and not path.is_dir():
             entry = self.pending.get(path)
             complete = kind == "complete"  # renamed in, or closed after writing
             if entry is None:
@@ -184,7 +193,7 @@ class Daemon:
         if entry.size is None:
             return True
         try:
-            size = entry.path.stat().st_size
+            size = entry.path.lstat().st_size
         except FileNotFoundError:
             self.pending.pop(entry.path, None)
             return False
@@ -195,33 +204,79 @@ class Daemon:
 
     # ---- one file ----------------------------------------------------------
     def _handle(self, entry: Pending) -> None:
-        path, loaded = entry.path, self.loaded
-        started = self.clock()
-        default_type = type_from_name(path.name, loaded.ruleset.event_types)
-        problems: list[str] = []
-        counts: dict[str, int] = {}
+        path, started = entry.path, self.clock()
         try:
-            with path.open(encoding="utf-8", errors="replace") as lines:
-                for item in read_events(lines, path.name):
-                    if self.stop_at is not None and self.clock() - self.stop_at > STOP_GRACE_SECONDS:
-                        log.warning("%s: stopping mid-file; the rest is handled on restart", path.name)
-                        return
-                    if item.event is None:
-                        problems.append(item.error or item.where)
-                        continue
-                    for event in events_of(item.event, loaded.ruleset.event_types, default_type):
-                        if not self._event(event, item.where, loaded, problems, counts):
-                            return self._retry_later(entry)
+            opened = _open_regular(path)
         except FileNotFoundError:
             self.pending.pop(path, None)
             return
+        except OSError as exc:
+            return self._finish(entry, [f"{path.name}: cannot read it: {exc.strerror or exc}"], {}, None, started)
+        if isinstance(opened, str):
+            return self._finish(entry, [f"{path.name}: {opened}"], {}, None, started)
+        fd, identity = opened
+        live = self.loaded.config.enabled  # a dry run acts on nothing, so it records no progress
+        try:
+            with open(fd, encoding="utf-8", errors="replace") as lines:
+                outcome = self._units(entry, lines, identity if live else None)
+        except StateError as exc:  # the state file is locked or unusable: nothing is lost, try again
+            return self._retry_later(entry, f"state file: {exc}")
+        if outcome is None:
+            return
+        problems, counts = outcome
+        self._finish(entry, problems, counts, identity if live else None, started)
+
+    def _units(self, entry: Pending, lines: Any, identity: str | None
+               ) -> tuple[list[str], dict[str, int]] | None:
+        """Act on a file's units (an event, or a document that could not be read) in order, skipping
+        those a previous try already acted on; None when the file must wait (PagerDuty, a stop)."""
+        path, loaded = entry.path, self.loaded
+        done, problems = self.state.progress(identity) if identity else (0, [])
+        unsaved: list[str] = []  # error lines of units after the last saved one
+        counts: dict[str, int] = {"already done": done} if done else {}
+        default_type = type_from_name(path.name, loaded.ruleset.event_types)
+        unit = 0
+        try:
+            for item in read_events(lines, path.name):
+                if self.stop_at is not None and self.clock() - self.stop_at > STOP_GRACE_SECONDS:
+                    log.warning("%s: stopping mid-file; the rest is handled on restart", path.name)
+                    return None
+                events = [None] if item.event is None else \
+                    list(events_of(item.event, loaded.ruleset.event_types, default_type))
+                for event in events:
+                    unit += 1
+                    if unit <= done:
+                        continue
+                    if event is None:
+                        unsaved.append(item.error or item.where)
+                        continue
+                    acted = self._event(event, item.where, loaded, unsaved, counts)
+                    if acted is None:
+                        self._retry_later(entry)
+                        return None
+                    if acted and identity:  # a unit that did something is never done twice
+                        problems += unsaved
+                        unsaved = []
+                        self.state.save_progress(identity, unit, problems, self.clock())
+        except StateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - no input may stop the daemon: this file fails
+            unsaved.append(f"{path.name}: cannot handle it ({type(exc).__name__}: {exc}); "
+                           "the events before this point were acted on")
+        return problems + unsaved, counts
+
+    def _finish(self, entry: Pending, problems: list[str], counts: dict[str, int], identity: str | None,
+                started: float) -> None:
+        path = entry.path
         folder = self.events / (FAILED if problems else PROCESSED)
         try:
             target = move(path, folder, "\n".join(problems) if problems else None)
-        except OSError as exc:  # the file stays; its done events are skipped on the next try
+        except OSError as exc:  # the file stays; its done units are skipped on the next try
             log.error("%s: handled, but cannot move it to %s/: %s; it stays and is tried again", path.name,
                       folder.name, exc)
             return self._retry_later(entry, "cannot move it")
+        if identity:
+            self.state.forget_progress(identity)
         self.pending.pop(path, None)
         self.status.bump("files_failed" if problems else "files_processed")
         self.failures += bool(problems)
@@ -230,27 +285,42 @@ class Daemon:
                  (self.clock() - started) * 1000)
 
     def _event(self, event: dict[str, Any], where: str, loaded: Loaded, problems: list[str],
-               counts: dict[str, int]) -> bool:
-        """Act on one event; False when PagerDuty could not be reached (the file must wait)."""
-        digest = hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()
-        if self.state.is_done(digest):
-            counts["already done"] = counts.get("already done", 0) + 1
-            return True
-        lines = [line for action in evaluate(event, loaded.ruleset, loaded.dispatcher.view)
-                 for line in loaded.dispatcher.handle(action)]
-        clean = True
-        for line in lines:
-            key = f"{line['action']} {line['status']}"
-            counts[key] = counts.get(key, 0) + 1
-            if line["status"] == "failed" and line.get("retry"):
-                self.status.update(last_pagerduty_error=line["error"], last_pagerduty_error_at=self.clock())
-                return False
-            if line["action"] == "error" or line["status"] == "failed":
-                problems.append(f"{where}: event {line.get('event_id', event_id(event))}: {line['error']}")
-                clean = False
-        if clean:
-            self.state.mark_done(digest, self.clock())
-        return True
+               counts: dict[str, int]) -> bool | None:
+        """Act on one event: None when PagerDuty could not be reached (the file must wait), else
+        whether any action reached the backend (so the event must never be acted on again)."""
+        acted = False
+        try:
+            actions = evaluate(event, loaded.ruleset, loaded.dispatcher.view)
+            self._note_unhandled(event, actions, loaded)
+            for action in actions:
+                for line in loaded.dispatcher.handle(action):
+                    key = f"{line['action']} {line['status']}"
+                    counts[key] = counts.get(key, 0) + 1
+                    if line["status"] == "failed" and line.get("retry"):
+                        self.status.update(last_pagerduty_error=line["error"], last_pagerduty_error_at=self.clock())
+                        return None
+                    if line["action"] == "error" or line["status"] == "failed":
+                        problems.append(f"{where}: event {line.get('event_id', event_id(event))}: {line['error']}")
+                    if line["action"] != "error":
+                        acted = True
+        except StateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one event that breaks something fails, the rest go on
+            problems.append(f"{where}: cannot handle this event ({type(exc).__name__}: {exc})")
+        return acted
+
+    def _note_unhandled(self, event: dict[str, Any], actions: list[Any], loaded: Loaded) -> None:
+        """An event of a type no rule handles (its pack off): warn once per type, count it in status."""
+        kind = event.get("type")
+        if actions or not isinstance(kind, str) or kind not in loaded.ruleset.unhandled_types:
+            return
+        if kind not in self.warned:
+            self.warned.add(kind)
+            log.warning("no rules handle event type %s: nothing will page for it (is its rule pack on? --packs %s)",
+                        kind, kind.split(".")[0])
+        unhandled = dict(self.status.data.get("unhandled_events") or {})
+        unhandled[kind] = unhandled.get(kind, 0) + 1
+        self.status.update(unhandled_events=unhandled)
 
     def _retry_later(self, entry: Pending, why: str = "PagerDuty unreachable") -> None:
         entry.attempts += 1
@@ -265,7 +335,7 @@ class Daemon:
             if path in self.pending:
                 continue
             try:
-                settled = self.clock() - path.stat().st_mtime > STABLE_SECONDS
+                settled = self.clock() - path.lstat().st_mtime > STABLE_SECONDS
             except FileNotFoundError:  # gone since the listing
                 continue
             self._request("complete" if settled else "written", path)
@@ -287,8 +357,21 @@ class Daemon:
         if threading.current_thread() is not threading.main_thread():
             return
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.requests.put(("stop", None)))
+            signal.signal(sig, self._stop_signal)
         signal.signal(signal.SIGHUP, lambda *_: self.requests.put(("reload", None)))
+
+    def _stop_signal(self, *_: Any) -> None:
+        # Set here too, not only queued: the file in hand checks it between events.
+        self.stop_at = self.stop_at or self.clock()
+        self.requests.put(("stop", None))
+
+    def _forget_stale_progress(self) -> None:
+        """Progress records of files no longer waiting here (moved out just before a kill -9)."""
+        prefix = f"{self.events}{os.sep}"
+        current = {_identity(p, p.lstat()) for p in backlog(self.events)}
+        for file in self.state.files_in_progress():
+            if file.startswith(prefix) and file not in current:
+                self.state.forget_progress(file)
 
     def _observe(self) -> Any:
         observer = Observer()
@@ -300,9 +383,33 @@ class Daemon:
         return observer
 
 
+def _open_regular(path: Path) -> tuple[int, str] | str:
+    """(fd, identity) of a regular file, opened without blocking and without following a link;
+    else why it is refused. A FIFO would block the daemon; a link may point anywhere."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link; only regular files are read (links are never followed)"
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) \
+            else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "not a file"
+        return f"is {kind}, not a regular file; only regular files are read"
+    os.set_blocking(fd, True)
+    return fd, _identity(path, info)
+
+
+def _identity(path: Path, info: os.stat_result) -> str:
+    """One delivery: the same name with new bytes, or the same bytes in a new file, is another."""
+    return f"{path} {info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
 def _size(path: Path) -> int:
     try:
-        return path.stat().st_size
+        return path.lstat().st_size
     except FileNotFoundError:
         return -1
 

@@ -56,10 +56,9 @@ def test_reopening_keeps_the_first_open_time_and_refreshes_confirmation(state: S
 
 
 def test_a_failed_transaction_leaves_nothing_behind(state: State) -> None:
-    with pytest.raises(RuntimeError):
-        with state.transaction() as db:
-            db.execute("INSERT INTO audit (at, actor, action) VALUES (1, 'x', 'y')")
-            raise RuntimeError("crash in the middle")
+    with pytest.raises(RuntimeError), state.transaction() as db:
+        db.execute("INSERT INTO audit (at, actor, action) VALUES (1, 'x', 'y')")
+        raise RuntimeError("crash in the middle")
     assert state.recent_audit() == []
 
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 from conftest import ROOT
-from engine.inbox import move, type_from_name
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 from test_shipped_rules import build
+
+from engine.inbox import move, type_from_name
 
 
 class Daemon:
