@@ -1,0 +1,101 @@
+"""What the daemon does with files it cannot or must not read, and with the status file (issues 11, 12)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from fake_pagerduty import FakePagerDuty
+from test_shipped_rules import build
+from test_watch import Daemon, titles, wait_for
+
+from engine.status import StatusFile
+
+
+def _error_of(daemon: Daemon, name: str) -> str:
+    return (daemon.events / "failed" / f"{name}.error").read_text()
+
+
+def test_a_fifo_and_a_symlink_go_to_failed_and_later_files_page(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake).start()
+    try:
+        os.mkfifo(daemon.events / "pipe.json")  # opening it for reading would block forever
+        secret = tmp_path / "secret.txt"
+        secret.write_text('{"type": "build", "note": "outside the events folder"}')
+        os.symlink(secret, daemon.events / "link.json")
+        daemon.drop("after.json", [build(7)])
+        wait_for(lambda: daemon.done("pipe.json", "link.json", "after.json"), 30, "all three files to be handled")
+        assert "not a regular file" in _error_of(daemon, "pipe.json")
+        assert "is a symbolic link; only regular files are read" in _error_of(daemon, "link.json")
+        assert (daemon.events / "failed" / "link.json").is_symlink()  # moved as a link, never followed
+        assert secret.read_text().startswith('{"type"')
+        assert titles(fake) == ["[CodeSpar] High: acme/backend-api CI build #7 failed on main"]
+        started = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - started < 10
+    finally:
+        if daemon.proc and daemon.proc.poll() is None:
+            daemon.proc.kill()
+
+
+def test_poison_files_never_stop_the_daemon(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake).start()
+    try:
+        daemon.drop("surrogate.json", '{"type": "build", "id": "s", "repo": "acme/\\ud800", "branch": "main", '
+                                      '"build_number": 2, "status": "failed"}\n')
+        daemon.drop("deep.json", "[" * 1000 + "]" * 1000 + "\n")
+        daemon.drop("digits.json", '{"type": "build", "build_number": ' + "9" * 5000 + "}\n")
+        daemon.drop("nan.json", '{"type": "build", "id": "n", "build_number": NaN}\n')
+        daemon.drop("bytes.json", b"\xff\xfe{".decode("latin-1"))
+        daemon.drop("after.json", [build(8)])
+        names = ("surrogate.json", "deep.json", "digits.json", "nan.json", "bytes.json", "after.json")
+        wait_for(lambda: daemon.done(*names), 30, "every file to be handled")
+        assert daemon.proc is not None and daemon.proc.poll() is None  # still running
+        for name in ("deep.json", "digits.json", "nan.json"):
+            assert (daemon.events / "failed" / name).exists(), name
+        # the lone surrogate is U+FFFD, as in Alertmanager: the page goes out and is recorded
+        assert sorted(titles(fake)) == ["[CodeSpar] High: acme/backend-api CI build #8 failed on main",
+                                        "[CodeSpar] High: acme/\ufffd CI build #2 failed on main"]
+        assert "Traceback" not in daemon.log.read_text() and "internal error" not in daemon.log.read_text()
+        assert daemon.stop() == 0
+    finally:
+        if daemon.proc and daemon.proc.poll() is None:
+            daemon.proc.kill()
+
+
+def test_a_type_no_rule_handles_is_warned_once_and_counted(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake)  # the sentry pack is off
+    alert = {"action": "triggered", "data": {"event": {"title": "x", "level": "error", "issue_id": "1",
+                                                       "web_url": "https://sentry.example/issues/1/"}}}
+    daemon.drop("a.sentry.event_alert.json", [alert])
+    daemon.drop("b.sentry.event_alert.json", [alert])
+    result = daemon.once()
+    assert result.returncode == 0
+    status = json.loads((daemon.events / ".pagerules-status.json").read_text())
+    assert status["unhandled_events"] == {"sentry.event_alert": 2}
+    assert fake.incidents == {}
+    warnings = [line for line in result.stderr.splitlines() if "no rules handle event type sentry.event_alert" in line]
+    assert len(warnings) == 1, result.stderr  # once per type, not once per event
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_status_write_held_back_by_the_throttle_lands_on_the_next_flush(tmp_path: Path) -> None:
+    clock = Clock()
+    status = StatusFile(tmp_path / "status.json", clock=clock)
+    status.update(state="running")
+    for _ in range(3):  # three failures within one second
+        status.bump("files_failed")
+    assert json.loads((tmp_path / "status.json").read_text())["files_failed"] == 0  # held back
+    status.flush()
+    assert json.loads((tmp_path / "status.json").read_text())["files_failed"] == 0  # still inside the second
+    clock.now += 1.0
+    status.flush()
+    assert json.loads((tmp_path / "status.json").read_text())["files_failed"] == 3
