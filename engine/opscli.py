@@ -151,7 +151,9 @@ def status(events_dir: str | None, as_json: bool, config_path: str | None) -> No
         f"{'running' if data['running'] else 'NOT running'} (pid {data['pid']}), ruleset {data['ruleset_version']}",
         f"files: {data['files_processed']} processed, {data['files_failed']} failed, {data['files_pending']} pending",
         f"last reload error: {data['last_reload_error'] or 'none'}",
-        f"last PagerDuty error: {data['last_pagerduty_error'] or 'none'}"])
+        f"last PagerDuty error: {data['last_pagerduty_error'] or 'none'}",
+        "events no rule handles (is their pack on?): "
+        + (", ".join(f"{kind} {n}" for kind, n in sorted((data.get("unhandled_events") or {}).items())) or "none")])
     emit(data, as_json, human)
     sys.exit(0 if data["running"] else 1)
 

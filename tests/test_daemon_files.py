@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+from conftest import ROOT
 from fake_pagerduty import FakePagerDuty
 from test_shipped_rules import build
 from test_watch import Daemon, titles, wait_for
@@ -77,6 +80,9 @@ def test_a_type_no_rule_handles_is_warned_once_and_counted(fake: FakePagerDuty, 
     assert fake.incidents == {}
     warnings = [line for line in result.stderr.splitlines() if "no rules handle event type sentry.event_alert" in line]
     assert len(warnings) == 1, result.stderr  # once per type, not once per event
+    shown = subprocess.run([sys.executable, str(ROOT / "cli.py"), "status", "--events-dir", str(daemon.events)],
+                           capture_output=True, text=True, env=daemon.env, timeout=60)
+    assert "events no rule handles (is their pack on?): sentry.event_alert 2" in shown.stdout
 
 
 class Clock:
