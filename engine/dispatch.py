@@ -1,4 +1,4 @@
-"""Action -> outcome line: the gates of CONTRACT §1 and §4, then the backend.
+"""Action -> outcome line: the gates of README "Configuration" and "Output and exit status", then the backend.
 
 The gates are the same for a dry run and a live run, in this order:
 trigger: below the severity threshold -> disabled -> backend (already open: deduplicated; else create);
