@@ -105,3 +105,32 @@ def test_a_status_write_held_back_by_the_throttle_lands_on_the_next_flush(tmp_pa
     clock.now += 1.0
     status.flush()
     assert json.loads((tmp_path / "status.json").read_text())["files_failed"] == 3
+
+
+def test_a_broken_rule_edit_keeps_the_last_good_rules(fake: FakePagerDuty, tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, fake).start()
+    status = daemon.events / ".pagerules-status.json"
+    try:
+        for number, (name, breaks) in enumerate([("nul.yaml", "write_nul"), ("latin.yaml", "write_byte"),
+                                                 ("bad.yaml", "folder")], start=10):
+            if breaks == "folder":
+                (daemon.rules / name).mkdir()
+            else:
+                (daemon.rules / name).write_bytes(b"triggers: []\n# \x00\n" if breaks == "write_nul"
+                                                  else b"triggers: []\n# caf\xe9\n")
+            wait_for(lambda n=name: n in (json.loads(status.read_text()).get("last_reload_error") or ""), 20,
+                     f"the reload error naming {name}")
+            error = json.loads(status.read_text())["last_reload_error"]
+            assert f"{name}:" in error and "Traceback" not in error, error
+            daemon.drop(f"b{number}.json", [build(number, eid=f"b{number}")])
+            wait_for(lambda n=number: daemon.done(f"b{n}.json"), 20, "the event to be handled")
+            assert f"[CodeSpar] High: acme/backend-api CI build #{number} failed on main" in titles(fake)
+            if breaks == "folder":
+                (daemon.rules / name).rmdir()
+            else:
+                (daemon.rules / name).unlink()
+        assert daemon.proc is not None and daemon.proc.poll() is None
+        assert daemon.stop() == 0
+    finally:
+        if daemon.proc and daemon.proc.poll() is None:
+            daemon.proc.kill()
