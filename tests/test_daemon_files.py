@@ -134,3 +134,15 @@ def test_a_broken_rule_edit_keeps_the_last_good_rules(fake: FakePagerDuty, tmp_p
     finally:
         if daemon.proc and daemon.proc.poll() is None:
             daemon.proc.kill()
+
+
+def test_what_a_disabled_daemon_handled_pages_once_pagerduty_is_enabled(fake: FakePagerDuty, tmp_path: Path) -> None:
+    disabled = Daemon(tmp_path, fake, PAGERDUTY_ENABLED="false")
+    disabled.drop("a.json", [build(41)])
+    assert disabled.once().returncode == 0
+    assert fake.incidents == {}
+    enabled = Daemon(tmp_path, fake)
+    enabled.drop("b.json", [build(41)])  # the same bytes, later, with PagerDuty on
+    result = enabled.once()
+    assert result.returncode == 0, result.stderr
+    assert titles(fake) == ["[CodeSpar] High: acme/backend-api CI build #41 failed on main"]
