@@ -114,7 +114,8 @@ class _Generator:
         # A plain dict has no attribute of any other name, so Jinja takes the item: inline, as fast as it gets.
         held = f"_t{len(self.bound)}"
         self.bound[held] = None  # reserves the name
-        return (f"(({held} := {self.expr(node.node)})[{node.attr!r}] if type({held}) is dict "
+        # The condition runs first, so it is where the value is held.
+        return (f"({held}[{node.attr!r}] if type({held} := {self.expr(node.node)}) is dict "
                 f"else {check}({held}, {node.attr!r}))")
 
     def mul(self, node: nodes.Mul) -> str:

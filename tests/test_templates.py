@@ -86,3 +86,14 @@ def test_trailing_tokens_after_an_expression_are_an_error() -> None:
 
 def test_every_filter_of_ours_is_registered() -> None:
     assert set(FILTERS) == {"slug", "decimals", "digest"}
+
+
+def test_the_fast_path_itself_answers_plain_lookups() -> None:
+    # Not only the same text as the sandbox: the fast reader must answer, not raise and fall back
+    # (a reader that always raised halved dry-run throughput; bench/bench_process.py).
+    event = {"repo": "acme/api", "deploy": {"version": "v1"}, "items": {"a": 1}}
+    for source, text in [("{{ event.repo }}", "acme/api"), ("{{ event.deploy.version }}-{{ event.repo | slug }}",
+                                                            "v1-acme-api")]:
+        compiled = compile_template(source)
+        assert compiled._fast is not None and str(compiled._fast({"event": event})) == text
+    assert compile_expression("event.deploy.version")._fast({"event": event}) == "v1"  # type: ignore[misc]
