@@ -69,7 +69,7 @@ def run(items: Iterable[Parsed], ruleset: RuleSet, dispatcher: Dispatcher, tally
         for event in prepare(item.event, types) if kind in special else (item.event,):
             inner = event["type"] if kind in special else kind  # alertmanager -> alertmanager.alert
             if inner in unhandled:
-                _warn_once(inner)
+                warn_unhandled(inner)
             for action in evaluate(event, ruleset, view):
                 for line in handle(action):
                     count[(line["action"], line["status"])] += 1
@@ -79,10 +79,9 @@ def run(items: Iterable[Parsed], ruleset: RuleSet, dispatcher: Dispatcher, tally
 _warned: set[str] = set()
 
 
-def _warn_once(kind: str) -> None:
-    """An event type no rule handles: say so once (its rule pack may be off), instead of nothing."""
-    if kind not in _warned:
-        _warned.add(kind)
-        pack = kind.split(".")[0]
+def warn_unhandled(kind: str, warned: set[str] = _warned) -> None:
+    """An event type no rule handles: say so once per ``warned`` set (its rule pack may be off), instead of nothing."""
+    if kind not in warned:
+        warned.add(kind)
         log.warning("no rules handle event type %s: nothing will page for it (is its rule pack on? --packs %s)",
-                    kind, pack)
+                    kind, kind.split(".")[0])

@@ -39,6 +39,7 @@ from engine.evaluate import evaluate
 from engine.events import event_id, events_of, read_events
 from engine.inbox import FAILED, PROCESSED, backlog, is_event_file, move, type_from_name
 from engine.live import Live, make_client
+from engine.pipeline import warn_unhandled
 from engine.rules import RuleSet, load_ruleset
 from engine.state import State, StateError
 from engine.status import StatusFile
@@ -314,10 +315,7 @@ class Daemon:
         kind = event.get("type")
         if actions or not isinstance(kind, str) or kind not in loaded.ruleset.unhandled_types:
             return
-        if kind not in self.warned:
-            self.warned.add(kind)
-            log.warning("no rules handle event type %s: nothing will page for it (is its rule pack on? --packs %s)",
-                        kind, kind.split(".")[0])
+        warn_unhandled(kind, self.warned)
         unhandled = dict(self.status.data.get("unhandled_events") or {})
         unhandled[kind] = unhandled.get(kind, 0) + 1
         self.status.update(unhandled_events=unhandled)
@@ -368,7 +366,12 @@ class Daemon:
     def _forget_stale_progress(self) -> None:
         """Progress records of files no longer waiting here (moved out just before a kill -9)."""
         prefix = f"{self.events}{os.sep}"
-        current = {_identity(p, p.lstat()) for p in backlog(self.events)}
+        current = set()
+        for path in backlog(self.events):
+            try:
+                current.add(_identity(path, path.lstat()))
+            except FileNotFoundError:  # gone since the listing: its record is stale too
+                continue
         for file in self.state.files_in_progress():
             if file.startswith(prefix) and file not in current:
                 self.state.forget_progress(file)
