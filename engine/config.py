@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from engine import resources, severity
+from engine.documents.schema import check_document, load_schema
+from engine.documents.source import load_yaml_text, read_text_file
 from engine.errors import ConfigError, InvalidFiles, Problem
-from engine.schemacheck import check_document, load_schema
-from engine.source import load_yaml_text, read_text_file
 
 DEFAULT_CONFIG = "pagerduty.yaml"
 CONFIG_ENV = "PAGERULES_CONFIG"

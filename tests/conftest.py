@@ -11,10 +11,10 @@ import pytest
 from fake_pagerduty import FakePagerDuty
 
 from engine.config import Config, load_config_text
-from engine.dispatch import Dispatcher, DryRun
-from engine.events import read_events
-from engine.pipeline import Tally, run
-from engine.rules import RuleSet, load_ruleset, load_ruleset_text
+from engine.dispatch.dispatcher import Dispatcher, DryRun
+from engine.dispatch.pipeline import Tally, run
+from engine.events.stream import read_events
+from engine.language.rules import RuleSet, load_ruleset, load_ruleset_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from fake_pagerduty import FakePagerDuty
 from test_shipped_rules import build
 from test_watch import Daemon, titles, wait_for
 
-from engine.status import StatusFile
+from engine.daemon.status import StatusFile
 
 
 def _error_of(daemon: Daemon, name: str) -> str:

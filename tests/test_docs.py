@@ -5,8 +5,8 @@ from conftest import ROOT
 
 from cli import main
 from engine.config import setting_names
-from engine.matchers import OPERATORS
-from engine.templates import FILTERS
+from engine.language.matchers import OPERATORS
+from engine.language.templates import FILTERS
 
 README = (ROOT / "README.md").read_text()
 

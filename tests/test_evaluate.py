@@ -6,9 +6,9 @@ import hashlib
 from conftest import dry_run, make_config, rules_from
 from test_shipped_rules import build, deploy, escalation, sentry
 
-from engine.actions import MAX_INCIDENT_KEY, full_key
-from engine.dispatch import MemoryView
-from engine.evaluate import evaluate
+from engine.dispatch.dispatcher import MemoryView
+from engine.evaluation.actions import MAX_INCIDENT_KEY, full_key
+from engine.evaluation.evaluate import evaluate
 
 TEMPLATE_RULE = """
 triggers:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import dry_run
 
-from engine.events import event_id, load_event_types, read_events
+from engine.events.stream import event_id, load_event_types, read_events
 
 
 def read(text: str) -> list[tuple[str, object]]:

@@ -17,12 +17,12 @@ from pd_spec import body_errors, required_headers
 from test_shipped_rules import GOLDEN, RECOVERIES, build, deploy
 
 from engine.config import Config
-from engine.dispatch import Dispatcher
-from engine.events import read_events
-from engine.live import Live, live_backend
-from engine.pagerduty import PagerDutyError
-from engine.pipeline import Tally, run
-from engine.state import State
+from engine.dispatch.dispatcher import Dispatcher
+from engine.dispatch.pipeline import Tally, run
+from engine.events.stream import read_events
+from engine.pagerduty.backend import Live, live_backend
+from engine.pagerduty.client import PagerDutyError
+from engine.pagerduty.state import State
 
 SECRET = TOKEN
 

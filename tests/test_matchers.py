@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from engine.matchers import ConditionError, MatcherError, compile_match
+from engine.language.matchers import ConditionError, MatcherError, compile_match
 
 EVENT = {"branch": "main", "build_number": 349, "post_deploy": True, "ratio": 5.0, "tags": ["a"],
          "deploy": {"version": "v2.4.1"}, "items": [{"name": "x"}]}

@@ -62,7 +62,7 @@ def test_the_wheel_carries_rules_packs_schemas_config_and_templates_but_no_tests
     for needed in ("engine/shipped/pagerduty.yaml", "engine/shipped/rules/build.yaml",
                    "engine/shipped/rules/tests/build.yaml", "engine/shipped/rules/packs/github/github.yaml",
                    "engine/shipped/schemas/config.schema.json", "engine/shipped/schemas/events/build.json",
-                   "engine/shipped/events.jsonl", "engine/web/dashboard.html", "engine/cli.py"):
+                   "engine/shipped/events.jsonl", "engine/web/templates/dashboard.html", "engine/commands/cli.py"):
         assert needed in names, needed
     assert not [n for n in names if n.startswith(("tests/", "cli.py")) or "fixtures" in n]
     top_level = {n.split("/")[0] for n in names if not n.startswith("pagerules-")}

@@ -8,7 +8,7 @@ import requests
 import responses
 from responses import matchers
 
-from engine.pagerduty import (
+from engine.pagerduty.client import (
     ACCEPT,
     Client,
     ConfigurationError,

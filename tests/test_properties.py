@@ -8,9 +8,9 @@ from conftest import dry_run, shipped_rules
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.dispatch import MemoryView
-from engine.evaluate import evaluate
-from engine.templates import Compiled, Scope, TemplateError, compile_expression, compile_template
+from engine.dispatch.dispatcher import MemoryView
+from engine.evaluation.evaluate import evaluate
+from engine.language.templates import Compiled, Scope, TemplateError, compile_expression, compile_template
 
 RULES = shipped_rules()
 TYPES = sorted(RULES.event_types)

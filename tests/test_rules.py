@@ -10,8 +10,8 @@ from conftest import ROOT, make_config, rules_from
 
 from cli import main
 from engine.errors import InvalidFiles
-from engine.events import load_event_types
-from engine.rules import load_ruleset_text
+from engine.events.stream import load_event_types
+from engine.language.rules import load_ruleset_text
 
 KNOWN_TYPES = ", ".join(sorted(load_event_types()))  # the schemas/events/ folder decides, not this file
 

@@ -14,9 +14,9 @@ import responses
 from conftest import make_config
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 
-from engine.channels import Notifier, payload
-from engine.live import live_backend
-from engine.server import create_app
+from engine.pagerduty.backend import live_backend
+from engine.pagerduty.channels import Notifier, payload
+from engine.web.app import create_app
 
 API_TOKEN = "api-token-for-tests-7f3a"
 HOOK_SECRET = "github-hook-secret-55"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.source import load_yaml_text, read_text_file
+from engine.documents.source import load_yaml_text, read_text_file
 
 
 def test_only_true_and_false_are_booleans() -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.actions import OpenIncident
-from engine.state import State, StateError, StateView
+from engine.evaluation.actions import OpenIncident
+from engine.pagerduty.state import State, StateError, StateView
 
 
 def incident(key: str, **labels: str) -> OpenIncident:

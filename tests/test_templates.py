@@ -4,7 +4,15 @@ from __future__ import annotations
 import pytest
 from jinja2.exceptions import SecurityError
 
-from engine.templates import FILTERS, TemplateError, compile_expression, compile_template, decimals, make_context, slug
+from engine.language.templates import (
+    FILTERS,
+    TemplateError,
+    compile_expression,
+    compile_template,
+    decimals,
+    make_context,
+    slug,
+)
 
 
 def test_slug_keeps_letters_digits_dot_underscore_dash() -> None:

@@ -16,7 +16,7 @@ from conftest import ROOT
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 from test_shipped_rules import build
 
-from engine.inbox import move, type_from_name
+from engine.daemon.inbox import move, type_from_name
 
 
 class Daemon:

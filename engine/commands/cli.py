@@ -18,15 +18,15 @@ from typing import Any
 
 import click
 
-from engine import opscli
-from engine.clikit import config_options, fail_cleanly, load_all, make_backend, state_option, write_lines
+from engine.commands import ops as opscli
+from engine.commands.common import config_options, fail_cleanly, load_all, make_backend, state_option, write_lines
 from engine.config import Config, load_config
-from engine.dispatch import Dispatcher, DryRun
+from engine.dispatch.dispatcher import Dispatcher, DryRun
+from engine.dispatch.pipeline import Tally, run
+from engine.dryrun.explain import explain_event, format_report
 from engine.errors import InvalidFiles, PageRulesError, Problem
-from engine.events import events_of, read_events
-from engine.explain import explain_event, format_report
-from engine.pipeline import Tally, run
-from engine.rules import RuleSet, load_ruleset, rule_folders
+from engine.events.stream import events_of, read_events
+from engine.language.rules import RuleSet, load_ruleset, rule_folders
 
 log = logging.getLogger("pagerules")
 
@@ -103,7 +103,7 @@ def init(directory: str, force: bool) -> None:
 
     Example: pagerules init ops/paging && cd ops/paging && pagerules test
     """
-    from engine.starter import write_starter
+    from engine.commands.starter import write_starter
 
     for path in write_starter(Path(directory), force):
         click.echo(f"wrote {path}")
@@ -183,7 +183,7 @@ def test_command(paths: tuple[str, ...], config_path: str | None, rules_dir: str
 
     Example: pagerules test rules/tests/build.yaml
     """
-    from engine import ruletest
+    from engine.dryrun import ruletest
 
     base = {"rules_dir": rules_dir, "packs": packs}
     config = load_config(config_path, overrides=base)
@@ -223,7 +223,7 @@ def replay(events: tuple[str, ...], new_rules: str, old_rules: str | None, packs
 
     Example: pagerules replay --rules ../new-rules/rules --against rules /var/spool/pagerules/processed
     """
-    from engine import replay as replay_engine
+    from engine.dryrun import replay as replay_engine
 
     new_config = load_config(config_path, overrides={"rules_dir": new_rules, "packs": packs})
     old_config = load_config(config_path, overrides={"rules_dir": old_rules, "packs": packs})
@@ -261,8 +261,8 @@ def watch(config_path: str | None, rules_dir: str | None, packs: str | None, eve
 
     Example: pagerules watch --events-dir /var/spool/pagerules
     """
-    from engine import server
-    from engine.watch import Daemon
+    from engine.daemon.watch import Daemon
+    from engine.web import app as server
 
     if log_format == "json":
         _json_logs()
@@ -288,7 +288,7 @@ def serve(bind: str | None, events_dir: str | None, config_path: str | None, sta
 
     Example: PAGERULES_API_TOKEN=... pagerules serve --bind 127.0.0.1:8080
     """
-    from engine import server
+    from engine.web import app as server
 
     config = load_config(config_path, overrides={"bind": bind})
     server.serve(_app(config, state_path, events_dir), config.bind)
@@ -296,8 +296,8 @@ def serve(bind: str | None, events_dir: str | None, config_path: str | None, sta
 
 def _app(config: Config, state_path: str | None, events_dir: str | None) -> Any:
     config.require_live()
-    from engine import server
-    from engine.live import live_backend
+    from engine.pagerduty.backend import live_backend
+    from engine.web import app as server
 
     return server.create_app(config, live_backend(config, state_path, "api"), events_dir)
 

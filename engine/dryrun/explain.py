@@ -4,10 +4,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.dispatch import Dispatcher
-from engine.evaluate import check_event, evaluate, judge
-from engine.events import event_id
-from engine.rules import RuleSet
+from engine.dispatch.dispatcher import Dispatcher
+from engine.evaluation.evaluate import check_event, evaluate, judge
+from engine.events.stream import event_id
+from engine.language.rules import RuleSet
 
 
 def explain_event(event: Mapping[str, Any], ruleset: RuleSet, dispatcher: Dispatcher) -> dict[str, Any]:

@@ -33,16 +33,16 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from engine.config import Config, load_config
-from engine.dispatch import Backend, Dispatcher, DryRun
+from engine.daemon.inbox import FAILED, PROCESSED, backlog, is_event_file, move, type_from_name
+from engine.daemon.status import StatusFile
+from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
+from engine.dispatch.pipeline import warn_unhandled
 from engine.errors import InvalidFiles, PageRulesError
-from engine.evaluate import evaluate
-from engine.events import event_id, events_of, read_events
-from engine.inbox import FAILED, PROCESSED, backlog, is_event_file, move, type_from_name
-from engine.live import Live, make_client
-from engine.pipeline import warn_unhandled
-from engine.rules import RuleSet, load_ruleset
-from engine.state import State, StateError
-from engine.status import StatusFile
+from engine.evaluation.evaluate import evaluate
+from engine.events.stream import event_id, events_of, read_events
+from engine.language.rules import RuleSet, load_ruleset
+from engine.pagerduty.backend import Live, make_client
+from engine.pagerduty.state import State, StateError
 
 log = logging.getLogger("pagerules.watch")
 STABLE_SECONDS = 0.3      # a file written in place is read once its size holds this long

@@ -14,11 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 from engine import severity as sev
-from engine.actions import OpenIncident, ResolveAction, TriggerAction
-from engine.channels import Notifier
 from engine.config import Config
-from engine.pagerduty import Client, ConfigurationError, DuplicateKey, PagerDutyError, RetryPolicy, build_create_body
-from engine.state import State, StateView
+from engine.evaluation.actions import OpenIncident, ResolveAction, TriggerAction
+from engine.pagerduty.channels import Notifier
+from engine.pagerduty.client import (
+    Client,
+    ConfigurationError,
+    DuplicateKey,
+    PagerDutyError,
+    RetryPolicy,
+    build_create_body,
+)
+from engine.pagerduty.state import State, StateView
 
 log = logging.getLogger("pagerules")
 RULES_ACTOR = "rules"
@@ -27,7 +34,7 @@ REFRESH_SECONDS = 30.0  # `serve`: open incidents are asked of PagerDuty at most
 
 
 class Live:
-    """Backend that talks to PagerDuty (see engine.dispatch.Backend)."""
+    """Backend that talks to PagerDuty (see engine.dispatch.dispatcher.Backend)."""
 
     def __init__(self, config: Config, client: Client, state: State, clock: Callable[[], float] = time.time,
                  actor: str = RULES_ACTOR, notifier: Notifier | None = None):

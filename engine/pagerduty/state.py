@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.actions import OpenIncident
 from engine.errors import PageRulesError
+from engine.evaluation.actions import OpenIncident
 
 BUSY_TIMEOUT_MS = 10_000
 SCHEMA = """
@@ -211,7 +211,7 @@ class State:
 
 
 class StateView:
-    """The state as evaluation sees it (engine.actions.IncidentView)."""
+    """The state as evaluation sees it (engine.evaluation.actions.IncidentView)."""
 
     def __init__(self, state: State):
         self.state = state

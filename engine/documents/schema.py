@@ -10,8 +10,8 @@ from typing import Any
 import fastjsonschema
 
 from engine import resources
+from engine.documents.source import Document
 from engine.errors import Problem
-from engine.source import Document
 
 SCHEMA_DIR = resources.SCHEMAS
 

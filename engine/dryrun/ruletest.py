@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from engine import resources
-from engine.actions import MAX_INCIDENT_KEY, MAX_TITLE
 from engine.config import Config, load_config
-from engine.dispatch import Dispatcher, DryRun
+from engine.dispatch.dispatcher import Dispatcher, DryRun
+from engine.dispatch.pipeline import Tally, run
+from engine.documents.schema import check_document, load_schema
+from engine.documents.source import Document, load_yaml_text
 from engine.errors import InvalidFiles, Problem
-from engine.events import Parsed, read_events
-from engine.pipeline import Tally, run
-from engine.rules import RuleSet, display, load_ruleset
-from engine.schemacheck import check_document, load_schema
-from engine.source import Document, load_yaml_text
+from engine.evaluation.actions import MAX_INCIDENT_KEY, MAX_TITLE
+from engine.events.stream import Parsed, read_events
+from engine.language.rules import RuleSet, display, load_ruleset
 
 DEFAULT_TESTS = "tests"  # inside the rules folder: rules/tests/*.yaml
 

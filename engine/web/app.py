@@ -5,7 +5,7 @@ Every /api/ call needs ``Authorization: Bearer <PAGERULES_API_TOKEN>``. The
 dashboard signs in with the same token through a form (rate limited, same-origin
 only) and then holds a session cookie (HttpOnly, SameSite=Strict, Secure over
 https); its buttons carry a CSRF token. Errors are JSON with a message naming
-the field, never a traceback. /hooks/{source} is engine.hooks: it writes the
+the field, never a traceback. /hooks/{source} is engine.web.hooks: it writes the
 payload into the events directory (write, fsync, rename) and answers 202 only then.
 """
 from __future__ import annotations
@@ -23,13 +23,14 @@ from typing import Any
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 
-from engine import hooks, manual
 from engine.config import Config
+from engine.daemon.status import read_status
 from engine.errors import PageRulesError
-from engine.events import load_event_types
-from engine.live import Live, Refresher
-from engine.status import read_status
-from engine.webauth import LoginLimiter, SessionInterface, client_address, cross_origin
+from engine.events.stream import load_event_types
+from engine.pagerduty import manual
+from engine.pagerduty.backend import Live, Refresher
+from engine.web import hooks
+from engine.web.auth import LoginLimiter, SessionInterface, client_address, cross_origin
 
 log = logging.getLogger("pagerules.server")
 MAX_BODY = 1024 * 1024  # bytes; webhook payloads are far smaller
@@ -43,7 +44,7 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
     ``clock`` paces the login limit and the refresh from PagerDuty."""
     if not config.server_api_token:
         raise PageRulesError("PAGERULES_API_TOKEN is not set: the API and dashboard need it to sign callers in")
-    app = Flask(__name__, template_folder=str(Path(__file__).parent / "web"))
+    app = Flask(__name__, template_folder=str(Path(__file__).parent / "templates"))
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, SECRET_KEY=secrets.token_hex(32), SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_NAME="pagerules_session")
     app.session_interface = SessionInterface()

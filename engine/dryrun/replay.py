@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.dispatch import Dispatcher
-from engine.evaluate import evaluate
-from engine.events import Parsed, event_id, events_of, read_events
-from engine.inbox import backlog, type_from_name
-from engine.rules import RuleSet
+from engine.daemon.inbox import backlog, type_from_name
+from engine.dispatch.dispatcher import Dispatcher
+from engine.evaluation.evaluate import evaluate
+from engine.events.stream import Parsed, event_id, events_of, read_events
+from engine.language.rules import RuleSet
 
 log = logging.getLogger("pagerules")
 PAGES = ("planned", "deduplicated")  # an incident exists or would be opened

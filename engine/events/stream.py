@@ -17,8 +17,8 @@ from typing import Any
 
 import fastjsonschema
 
-from engine.schemacheck import SCHEMA_DIR, dotted
-from engine.strictjson import BadJSON, decode, raw_decode
+from engine.documents.schema import SCHEMA_DIR, dotted
+from engine.documents.strictjson import BadJSON, decode, raw_decode
 
 
 @dataclass(slots=True)
@@ -152,7 +152,7 @@ def read_events(lines: Iterable[str], source: str) -> Iterator[Parsed]:
     """Events from lines of text; see the module docstring for what is accepted.
 
     A top-level array is decoded an item at a time (bounded memory however long it is). Every
-    refusal of the strict decoder (engine.strictjson) is one error naming the line, and reading
+    refusal of the strict decoder (engine.documents.strictjson) is one error naming the line, and reading
     goes on with the next document.
     """
     reader = _Reader(source)

@@ -12,9 +12,9 @@ from typing import Any, TextIO
 import click
 
 from engine.config import Config, load_config
-from engine.dispatch import Backend, DryRun
+from engine.dispatch.dispatcher import Backend, DryRun
 from engine.errors import PageRulesError
-from engine.rules import RuleSet, load_ruleset
+from engine.language.rules import RuleSet, load_ruleset
 
 log = logging.getLogger("pagerules")
 
@@ -65,7 +65,7 @@ def make_backend(config: Config, dry_run: bool, state_path: str | None, actor: s
     if dry_run or not config.enabled:
         return DryRun()
     config.require_live()
-    from engine.live import live_backend
+    from engine.pagerduty.backend import live_backend
 
     return live_backend(config, state_path, actor)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from engine.clikit import actor, emit, fail_cleanly, make_backend, state_option
+from engine.commands.common import actor, emit, fail_cleanly, make_backend, state_option
 from engine.config import load_config
 from engine.errors import ConfigError
 
@@ -34,7 +34,7 @@ def trigger(title: str, severity: str, repo: str, key: str | None, details: str 
 
     Example: pagerules trigger --title "checkout is down" --severity critical --repo acme/shop
     """
-    from engine import manual
+    from engine.pagerduty import manual
 
     config = load_config(config_path)
     parsed = _json_object(details, "--details")
@@ -57,7 +57,7 @@ def resolve(key: str, message: str | None, as_json: bool, config_path: str | Non
 
     Example: pagerules resolve --key codespar-acme-backend-api-build-349 --message "fixed by hand"
     """
-    from engine import manual
+    from engine.pagerduty import manual
 
     config = load_config(config_path)
     line = manual.resolve(config, make_backend(config, False, state_path, actor()), key, message)
@@ -76,8 +76,8 @@ def ack(key: str, as_json: bool, config_path: str | None, state_path: str | None
 
     Example: pagerules ack --key codespar-acme-backend-api-build-349
     """
-    from engine import manual
-    from engine.live import Live
+    from engine.pagerduty import manual
+    from engine.pagerduty.backend import Live
 
     config = load_config(config_path)
     backend = make_backend(config, False, state_path, actor())
@@ -96,8 +96,8 @@ def oncall(as_json: bool, config_path: str | None) -> None:
 
     Example: pagerules oncall --json
     """
-    from engine import manual
-    from engine.live import make_client
+    from engine.pagerduty import manual
+    from engine.pagerduty.backend import make_client
 
     config = load_config(config_path)
     config.require_live()
@@ -119,8 +119,8 @@ def check(as_json: bool, config_path: str | None) -> None:
 
     Example: PAGERDUTY_API_TOKEN=... pagerules check
     """
-    from engine import manual
-    from engine.live import make_client
+    from engine.pagerduty import manual
+    from engine.pagerduty.backend import make_client
 
     config = load_config(config_path)
     results = manual.check(config, None if config.missing_for_live() else make_client(config))
@@ -140,7 +140,7 @@ def status(events_dir: str | None, as_json: bool, config_path: str | None) -> No
 
     Example: pagerules status --events-dir /var/spool/pagerules
     """
-    from engine.status import read_status
+    from engine.daemon.status import read_status
 
     folder = Path(events_dir or load_config(config_path).events_dir)
     data = read_status(folder / ".pagerules-status.json")
@@ -169,7 +169,7 @@ def audit(limit: int, as_json: bool, config_path: str | None, state_path: str | 
 
     Example: pagerules audit --limit 20
     """
-    from engine.state import State
+    from engine.pagerduty.state import State
 
     config = load_config(config_path)
     entries = State(state_path or config.state_path).recent_audit(limit)

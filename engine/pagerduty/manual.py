@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import severity as sev
-from engine.actions import Extras, ResolveAction, TriggerAction, full_key, full_title
 from engine.config import Config
-from engine.dispatch import Backend, Dispatcher
+from engine.dispatch.dispatcher import Backend, Dispatcher
 from engine.errors import ConfigError
-from engine.live import Live
-from engine.pagerduty import Client, PagerDutyError
-from engine.templates import slug
+from engine.evaluation.actions import Extras, ResolveAction, TriggerAction, full_key, full_title
+from engine.language.templates import slug
+from engine.pagerduty.backend import Live
+from engine.pagerduty.client import Client, PagerDutyError
 
 MANUAL_RULE = "manual"
 

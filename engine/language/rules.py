@@ -15,14 +15,21 @@ from typing import Any, TypeVar
 
 from engine import resources, severity
 from engine.config import Config
+from engine.documents.schema import check_document, load_schema, unknown_name
+from engine.documents.source import Document, load_yaml_text, read_text_file
 from engine.errors import InvalidFiles, Problem
-from engine.events import EventType, load_event_types
-from engine.lint import lint_keys
-from engine.matchers import Condition, MatcherError, compile_match
-from engine.rulecheck import check_ruleset, duplicate_ids
-from engine.schemacheck import check_document, load_schema, unknown_name
-from engine.source import Document, load_yaml_text, read_text_file
-from engine.templates import ENV, Compiled, TemplateError, attribute_paths, compile_expression, compile_template
+from engine.events.stream import EventType, load_event_types
+from engine.language.checks import check_ruleset, duplicate_ids
+from engine.language.lint import lint_keys
+from engine.language.matchers import Condition, MatcherError, compile_match
+from engine.language.templates import (
+    ENV,
+    Compiled,
+    TemplateError,
+    attribute_paths,
+    compile_expression,
+    compile_template,
+)
 
 RULE_SUFFIXES = (".yaml", ".yml")
 RuleT = TypeVar("RuleT")

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine import severity as sev
-from engine.actions import (
+from engine.documents.schema import dotted, unknown_name
+from engine.evaluation.actions import (
     Action,
     ErrorAction,
     Extras,
@@ -22,11 +23,10 @@ from engine.actions import (
     full_key,
     full_title,
 )
-from engine.events import event_id
-from engine.matchers import Condition, ConditionError
-from engine.rules import Recovery, Rule, RuleSet, Selector, Trigger
-from engine.schemacheck import dotted, unknown_name
-from engine.templates import Compiled, Scope, describe_failure
+from engine.events.stream import event_id
+from engine.language.matchers import Condition, ConditionError
+from engine.language.rules import Recovery, Rule, RuleSet, Selector, Trigger
+from engine.language.templates import Compiled, Scope, describe_failure
 
 FALLBACK_SEVERITY = "critical"
 

@@ -8,11 +8,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.actions import ErrorAction
-from engine.dispatch import Dispatcher, error_line
-from engine.evaluate import evaluate
-from engine.events import Parsed, prepare
-from engine.rules import RuleSet
+from engine.dispatch.dispatcher import Dispatcher, error_line
+from engine.evaluation.actions import ErrorAction
+from engine.evaluation.evaluate import evaluate
+from engine.events.stream import Parsed, prepare
+from engine.language.rules import RuleSet
 
 log = logging.getLogger("pagerules")
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from engine.errors import Problem
 
 if TYPE_CHECKING:
-    from engine.rules import Recovery, Trigger
+    from engine.language.rules import Recovery, Trigger
 
 
 def check_ruleset(triggers: Sequence[Trigger], recoveries: Sequence[Recovery]) -> list[Problem]:

@@ -4,7 +4,7 @@ The gates are the same for a dry run and a live run, in this order:
 trigger: below the severity threshold -> disabled -> backend (already open: deduplicated; else create);
 resolve: auto-resolve off -> disabled -> backend (nothing open; else resolve).
 A dry run differs only in its backend: it plans, and remembers what it planned;
-the live one (engine/live.py) asks the state and PagerDuty.
+the live one (engine/pagerduty/backend.py) asks the state and PagerDuty.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine import severity as sev
-from engine.actions import Action, ErrorAction, OpenIncident, ResolveAction, TriggerAction
 from engine.config import Config
+from engine.evaluation.actions import Action, ErrorAction, OpenIncident, ResolveAction, TriggerAction
 
 
 class MemoryView:

@@ -6,7 +6,7 @@ compiled, so a summary containing ``{{ 7*7 }}`` prints literally.
 Speed: ``Template.render`` builds a fresh context per call, which costs more
 than the rendering itself. So a rule's templates share one Scope per (rule,
 event), made into a Jinja context only when needed, and simple templates also
-get a plain-Python reader (engine/fastpath.py) whose answer is used only when
+get a plain-Python reader (engine/language/fastpath.py) whose answer is used only when
 it raises nothing; otherwise the sandboxed template runs and gives the answer
 or the error.
 """
@@ -37,8 +37,8 @@ from jinja2.runtime import Context, new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, _PassArg
 
-from engine.fastpath import expression_reader, template_reader
-from engine.schemacheck import unknown_name
+from engine.documents.schema import unknown_name
+from engine.language.fastpath import expression_reader, template_reader
 
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 

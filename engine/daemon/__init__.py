@@ -1,0 +1,1 @@
+"""The daemon: the events folder, the loop, the status file."""

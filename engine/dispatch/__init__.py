@@ -1,0 +1,1 @@
+"""Dispatch: actions -> outcomes through the gates and a backend."""

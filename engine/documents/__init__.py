@@ -1,0 +1,1 @@
+"""Reading files: line-aware YAML, JSON Schema checks with line numbers, strict JSON."""

@@ -1,0 +1,1 @@
+"""Tools that never page: explain, rule tests, replay."""

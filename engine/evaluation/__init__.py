@@ -1,0 +1,1 @@
+"""Evaluation: (event, ruleset, open incidents) -> actions, pure."""

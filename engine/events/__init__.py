@@ -1,0 +1,1 @@
+"""Events: the streaming reader and the event types."""

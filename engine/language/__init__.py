@@ -1,0 +1,1 @@
+"""The rule language: rule files, their checks, matchers and templates."""

@@ -1,0 +1,1 @@
+"""The PagerDuty backend: REST client, live backend, state, channels, manual actions."""
