@@ -140,10 +140,10 @@ def status(events_dir: str | None, as_json: bool, config_path: str | None) -> No
 
     Example: pagerules status --events-dir /var/spool/pagerules
     """
-    from engine.daemon.status import read_status
+    from engine.daemon.status import read_status, status_path
 
     folder = Path(events_dir or load_config(config_path).events_dir)
-    data = read_status(folder / ".pagerules-status.json")
+    data = read_status(status_path(folder))
     if data is None:
         emit({"running": False}, as_json, f"no daemon has run on {folder}")
         sys.exit(1)

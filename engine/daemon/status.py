@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 WRITE_EVERY_SECONDS = 1.0
+STATUS_NAME = ".pagerules-status.json"  # inside the events folder; hidden, so the daemon never reads it as events
+
+
+def status_path(events_dir: Path) -> Path:
+    """Where the daemon watching ``events_dir`` keeps its status file."""
+    return events_dir / STATUS_NAME
 
 
 class StatusFile:

@@ -34,7 +34,7 @@ from watchdog.observers import Observer
 
 from engine.config import Config, load_config
 from engine.daemon.inbox import FAILED, PROCESSED, backlog, is_event_file, move, type_from_name
-from engine.daemon.status import StatusFile
+from engine.daemon.status import StatusFile, status_path
 from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
 from engine.dispatch.pipeline import warn_unhandled
 from engine.errors import InvalidFiles, PageRulesError
@@ -78,7 +78,7 @@ class Daemon:
         self.requests: queue.Queue[tuple[str, Path | None]] = queue.Queue()
         self.stop_at: float | None = None
         self.pending: dict[Path, Pending] = {}
-        self.status = StatusFile(self.events / ".pagerules-status.json", clock)
+        self.status = StatusFile(status_path(self.events), clock)
         self.loaded = self._load()  # a config or rules that do not validate at start: exit 2
         self.reload_due: float | None = None
         self.next_reconcile = 0.0

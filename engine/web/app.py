@@ -24,7 +24,7 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 from werkzeug.exceptions import HTTPException
 
 from engine.config import Config
-from engine.daemon.status import read_status
+from engine.daemon.status import read_status, status_path
 from engine.errors import PageRulesError
 from engine.events.stream import load_event_types
 from engine.pagerduty import manual
@@ -120,7 +120,7 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
     @app.get("/healthz")
     def healthz() -> Any:
         """Up/down and counts for anyone; the details (paths, ids, errors, URL, pid) need the bearer token."""
-        daemon = read_status(events / ".pagerules-status.json")
+        daemon = read_status(status_path(events))
         failures = list(backend.notifier.failures)
         ignored = dict(intake.ignored)
         if not bearer_ok():
