@@ -14,7 +14,8 @@ from engine.config import Config, load_config_text
 from engine.dispatch.dispatcher import Dispatcher, DryRun
 from engine.dispatch.pipeline import Tally, run
 from engine.events.stream import read_events
-from engine.language.rules import RuleSet, load_ruleset, load_ruleset_text
+from engine.language.model import RuleSet
+from engine.language.rules import load_ruleset, load_ruleset_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from conftest import ROOT
 from test_config import LIVE_ENV
 
 from cli import main
-from engine.events.stream import load_event_types
+from engine.events.types import load_event_types
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 from conftest import dry_run
 
-from engine.events.stream import event_id, load_event_types, read_events
+from engine.events.stream import read_events
+from engine.events.types import event_id, load_event_types
 
 
 def read(text: str) -> list[tuple[str, object]]:

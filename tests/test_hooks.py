@@ -17,7 +17,7 @@ from test_server import AUTH, app_for
 from test_shipped_rules import build
 from test_watch import Daemon
 
-from engine.events.stream import load_event_types
+from engine.events.types import load_event_types
 
 CORPUS = ROOT / "tests" / "fixtures" / "corpus"
 SENTRY_SECRET = "sentry-client-secret-9d1e"

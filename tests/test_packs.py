@@ -17,7 +17,7 @@ from fake_pagerduty import FakePagerDuty
 from test_watch import Daemon
 
 from cli import main
-from engine.events.stream import load_event_types
+from engine.events.types import load_event_types
 
 CORPUS = ROOT / "tests" / "fixtures" / "corpus"
 PACK_CASES = ROOT / "tests" / "packs"

@@ -10,7 +10,7 @@ from conftest import ROOT, make_config, rules_from
 
 from cli import main
 from engine.errors import InvalidFiles
-from engine.events.stream import load_event_types
+from engine.events.types import load_event_types
 from engine.language.rules import load_ruleset_text
 
 KNOWN_TYPES = ", ".join(sorted(load_event_types()))  # the schemas/events/ folder decides, not this file

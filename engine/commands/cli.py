@@ -25,8 +25,10 @@ from engine.dispatch.dispatcher import Dispatcher, DryRun
 from engine.dispatch.pipeline import Tally, run
 from engine.dryrun.explain import explain_event, format_report
 from engine.errors import InvalidFiles, PageRulesError, Problem
-from engine.events.stream import events_of, read_events
-from engine.language.rules import RuleSet, load_ruleset, rule_folders
+from engine.events.stream import read_events
+from engine.events.types import events_of
+from engine.language.model import RuleSet
+from engine.language.rules import load_ruleset, rule_folders
 
 log = logging.getLogger("pagerules")
 

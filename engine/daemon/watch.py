@@ -39,8 +39,10 @@ from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
 from engine.dispatch.pipeline import warn_unhandled
 from engine.errors import InvalidFiles, PageRulesError
 from engine.evaluation.evaluate import evaluate
-from engine.events.stream import event_id, events_of, read_events
-from engine.language.rules import RuleSet, load_ruleset
+from engine.events.stream import read_events
+from engine.events.types import event_id, events_of
+from engine.language.model import RuleSet
+from engine.language.rules import load_ruleset
 from engine.pagerduty.backend import Live, make_client
 from engine.pagerduty.state import State, StateError
 

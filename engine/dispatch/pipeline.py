@@ -11,8 +11,9 @@ from typing import Any
 from engine.dispatch.dispatcher import Dispatcher, error_line
 from engine.evaluation.actions import ErrorAction
 from engine.evaluation.evaluate import evaluate
-from engine.events.stream import Parsed, prepare
-from engine.language.rules import RuleSet
+from engine.events.stream import Parsed
+from engine.events.types import prepare
+from engine.language.model import RuleSet
 
 log = logging.getLogger("pagerules")
 

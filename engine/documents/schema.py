@@ -1,9 +1,8 @@
 """JSON Schema errors as messages a person can act on, each at its YAML line."""
 from __future__ import annotations
 
-import difflib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -12,6 +11,7 @@ import fastjsonschema
 from engine import resources
 from engine.documents.source import Document
 from engine.errors import Problem
+from engine.names import dotted, unknown_name
 
 SCHEMA_DIR = resources.SCHEMAS
 
@@ -25,14 +25,6 @@ def load_schema(name: str) -> dict[str, Any]:
     with open(SCHEMA_DIR / name, encoding="utf-8") as fh:
         schema: dict[str, Any] = json.load(fh)
     return schema
-
-
-def dotted(path: Iterable[Any]) -> str:
-    """``("match", "deploy.version")`` -> ``match.deploy.version``; list indexes as ``[2]``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def describe(error: Any) -> tuple[tuple[Any, ...], str]:
@@ -51,14 +43,6 @@ def describe(error: Any) -> tuple[tuple[Any, ...], str]:
         wanted = wanted if isinstance(wanted, list) else [wanted]
         return path, f"expected {' or '.join(map(_article, wanted))}, got {_short(error.instance)}"
     return path, error.message
-
-
-def unknown_name(what: str, name: str, known: Iterable[str]) -> str:
-    """``unknown key 'tittle' (did you mean 'title'?; known: ...)``."""
-    known = sorted(known)
-    guess = difflib.get_close_matches(name, known, n=1)
-    hint = f"did you mean '{guess[0]}'? " if guess else ""
-    return f"unknown {what} '{name}' ({hint}known: {', '.join(known)})"
 
 
 @cache

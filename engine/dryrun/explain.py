@@ -6,8 +6,8 @@ from typing import Any
 
 from engine.dispatch.dispatcher import Dispatcher
 from engine.evaluation.evaluate import check_event, evaluate, judge
-from engine.events.stream import event_id
-from engine.language.rules import RuleSet
+from engine.events.types import event_id
+from engine.language.model import RuleSet
 
 
 def explain_event(event: Mapping[str, Any], ruleset: RuleSet, dispatcher: Dispatcher) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from typing import Any
 from engine.daemon.inbox import backlog, type_from_name
 from engine.dispatch.dispatcher import Dispatcher
 from engine.evaluation.evaluate import evaluate
-from engine.events.stream import Parsed, event_id, events_of, read_events
-from engine.language.rules import RuleSet
+from engine.events.stream import Parsed, read_events
+from engine.events.types import event_id, events_of
+from engine.language.model import RuleSet
 
 log = logging.getLogger("pagerules")
 PAGES = ("planned", "deduplicated")  # an incident exists or would be opened

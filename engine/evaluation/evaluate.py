@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine import severity as sev
-from engine.documents.schema import dotted, unknown_name
 from engine.evaluation.actions import (
     Action,
     ErrorAction,
@@ -23,10 +22,11 @@ from engine.evaluation.actions import (
     full_key,
     full_title,
 )
-from engine.events.stream import event_id
+from engine.events.types import event_id
 from engine.language.matchers import Condition, ConditionError
-from engine.language.rules import Recovery, Rule, RuleSet, Selector, Trigger
+from engine.language.model import Recovery, Rule, RuleSet, Selector, Trigger
 from engine.language.templates import Compiled, Scope, describe_failure
+from engine.names import dotted, unknown_name
 
 FALLBACK_SEVERITY = "critical"
 

@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from engine.errors import Problem
-
-if TYPE_CHECKING:
-    from engine.language.rules import Recovery, Trigger
+from engine.language.model import Recovery, Trigger
 
 
 def check_ruleset(triggers: Sequence[Trigger], recoveries: Sequence[Recovery]) -> list[Problem]:

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from engine.errors import Problem
+from engine.language.model import Trigger
 from engine.language.templates import attribute_paths
-
-if TYPE_CHECKING:
-    from engine.language.rules import Trigger
 
 # Fields whose value changes from one event of a problem to the next.
 # ``id`` only at the top (the event's own id); a nested ``workflow_run.id`` names the thing itself.

@@ -15,7 +15,7 @@ from typing import Any
 
 import re2
 
-from engine.documents.schema import unknown_name
+from engine.names import unknown_name
 
 _MISSING = object()
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from engine import resources, severity
 from engine.config import Config
-from engine.documents.schema import check_document, load_schema, unknown_name
+from engine.documents.schema import check_document, load_schema
 from engine.documents.source import Document, load_yaml_text, read_text_file
 from engine.errors import InvalidFiles, Problem
-from engine.events.stream import EventType, load_event_types
+from engine.events.types import EventType, load_event_types
 from engine.language.checks import check_ruleset, duplicate_ids
 from engine.language.lint import lint_keys
-from engine.language.matchers import Condition, MatcherError, compile_match
+from engine.language.matchers import MatcherError, compile_match
+from engine.language.model import Recovery, RuleSet, Selector, Trigger
 from engine.language.templates import (
     ENV,
     Compiled,
@@ -30,82 +30,10 @@ from engine.language.templates import (
     compile_expression,
     compile_template,
 )
+from engine.names import unknown_name
 
 RULE_SUFFIXES = (".yaml", ".yml")
 RuleT = TypeVar("RuleT")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What triggers and recoveries share: where they are, what they match."""
-
-    id: str
-    on: str
-    description: str
-    conditions: tuple[Condition, ...]
-    vars: tuple[tuple[str, Compiled], ...]
-    when: Compiled | None
-    filename: str
-    line: int
-    field_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
-
-    def line_of(self, name: str) -> int:
-        """The line of one of the rule's keys (``incident_key``), else of the rule."""
-        return self.field_lines.get(name, self.line)
-
-
-@dataclass(frozen=True)
-class Trigger(Rule):
-    severity: str | Compiled = "high"
-    title: Compiled | None = None
-    incident_key: Compiled | None = None
-    labels: tuple[tuple[str, Compiled], ...] = ()
-    details: tuple[tuple[str, Compiled], ...] = ()
-
-
-@dataclass(frozen=True)
-class Selector:
-    """Which open incidents a recovery resolves: labels (a value list means any of) or one key."""
-
-    labels: tuple[tuple[str, tuple[Compiled, ...]], ...] = ()
-    incident_key: Compiled | None = None
-    line: int = 1
-
-
-@dataclass(frozen=True)
-class Recovery(Rule):
-    resolves: tuple[Selector, ...] = ()
-    message: Compiled | None = None
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """Compiled rules indexed by event type, with the settings evaluation needs."""
-
-    triggers: Mapping[str, tuple[Trigger, ...]]
-    recoveries: Mapping[str, tuple[Recovery, ...]]
-    event_types: Mapping[str, EventType]
-    params: Mapping[str, Any]
-    prefix: str
-    title_format: str
-    version: str
-    files: tuple[str, ...] = ()
-    warnings: tuple[Problem, ...] = field(default=())
-
-    def has_rules(self, event_type: str) -> bool:
-        return event_type in self.triggers or event_type in self.recoveries
-
-    @property
-    def unhandled_types(self) -> frozenset[str]:
-        """Known event types no rule in force handles (their pack may be off)."""
-        return frozenset(t for t in self.event_types if not self.has_rules(t))
-
-    def all_rules(self) -> list[Rule]:
-        out: list[Rule] = []
-        for group in (self.triggers, self.recoveries):
-            for rules in group.values():
-                out.extend(rules)
-        return out
 
 
 class _Builder:

@@ -37,8 +37,8 @@ from jinja2.runtime import Context, new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, _PassArg
 
-from engine.documents.schema import unknown_name
 from engine.language.fastpath import expression_reader, template_reader
+from engine.names import unknown_name
 
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 

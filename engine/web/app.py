@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 from engine.config import Config
 from engine.daemon.status import read_status, status_path
 from engine.errors import PageRulesError
-from engine.events.stream import load_event_types
+from engine.events.types import load_event_types
 from engine.pagerduty import manual
 from engine.pagerduty.backend import Live, Refresher
 from engine.web import hooks
