@@ -18,6 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from engine import metrics
 from engine.errors import PageRulesError
 
 log = logging.getLogger("pagerduty")
@@ -155,10 +156,13 @@ class Client:
             raise ConfigurationError("PAGERDUTY_API_TOKEN or PAGERDUTY_FROM_EMAIL cannot be sent in an HTTP "
                                      "header (a line break or a character outside Latin-1); copy it again") from None
         except requests.RequestException as exc:
+            metrics.observe_pagerduty(method, path, None, time.monotonic() - started)
             log.warning("%s %s failed after retries: %s", method, path, type(exc).__name__)
             raise PagerDutyError(f"PagerDuty unreachable at {self.api_url} ({type(exc).__name__}); "
                                  "will need to be retried", transient=True) from None
-        log.info("%s %s %s %.0fms", method, path, response.status_code, (time.monotonic() - started) * 1000)
+        elapsed = time.monotonic() - started
+        metrics.observe_pagerduty(method, path, response.status_code, elapsed)
+        log.info("%s %s %s %.0fms", method, path, response.status_code, elapsed * 1000)
         if response.status_code >= 400:
             raise _error(method, path, response)
         return response.json() if response.content else {}

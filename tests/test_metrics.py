@@ -1,0 +1,64 @@
+"""The Prometheus metrics: names as README "Metrics" lists them, and values that move with what happens."""
+from __future__ import annotations
+
+import pytest
+import requests
+import responses
+from test_pagerduty import URL, client
+
+from engine import metrics
+from engine.pagerduty.client import PagerDutyError
+
+NAMES = ("pagerules_events_total", "pagerules_pagerduty_requests_total", "pagerules_pagerduty_request_duration_seconds",
+         "pagerules_events_pending", "pagerules_rules_loaded", "pagerules_config_last_reload_successful",
+         "pagerules_config_last_reload_success_timestamp_seconds", "pagerules_channel_failures_total")
+
+
+def test_the_exposition_names_every_documented_metric_with_prometheus_content_type() -> None:
+    body, content_type = metrics.exposition()
+    text = body.decode()
+    assert content_type.startswith("text/plain; version=")
+    for name in NAMES:
+        assert f"# HELP {name} " in text, name
+    assert "process_resident_memory_bytes" in text  # the process's own figures, as every exporter has
+
+
+def test_endpoints_hide_pagerduty_ids_so_the_label_stays_small() -> None:
+    assert metrics.endpoint("POST", "/incidents/PABC123/notes") == "POST /incidents/{id}/notes"
+    assert metrics.endpoint("PUT", "/incidents/Q0RIJJZL24RC6W") == "PUT /incidents/{id}"
+    assert metrics.endpoint("GET", "/incidents?incident_key=x") == "GET /incidents"
+    assert metrics.endpoint("GET", "/users/me") == "GET /users/me"
+    assert metrics.endpoint("GET", "/escalation_policies/PEP1") == "GET /escalation_policies/{id}"
+
+
+@responses.activate
+def test_each_pagerduty_call_counts_by_endpoint_and_status_and_times_it() -> None:
+    created = dict(name="pagerules_pagerduty_requests_total", endpoint="POST /incidents", status="201")
+    refused = dict(name="pagerules_pagerduty_requests_total", endpoint="PUT /incidents/{id}", status="404")
+    timed = dict(name="pagerules_pagerduty_request_duration_seconds_count", endpoint="POST /incidents")
+    before = [metrics.value(**created), metrics.value(**refused), metrics.value(**timed)]
+    responses.post(f"{URL}/incidents", json={"incident": {"id": "P1"}}, status=201)
+    responses.put(f"{URL}/incidents/P9", json={"error": {"message": "Not Found"}}, status=404)
+    client().create_incident({"incident": {}})
+    with pytest.raises(PagerDutyError, match="404"):
+        client().set_status("P9", "resolved")
+    after = [metrics.value(**created), metrics.value(**refused), metrics.value(**timed)]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]
+
+
+@responses.activate
+def test_a_call_that_gets_no_answer_counts_as_error() -> None:
+    labels = dict(name="pagerules_pagerduty_requests_total", endpoint="GET /users/me", status="error")
+    before = metrics.value(**labels)
+    responses.get(f"{URL}/users/me", body=requests.ConnectionError("refused"))
+    with pytest.raises(PagerDutyError, match="unreachable"):
+        client().me()
+    assert metrics.value(**labels) == before + 1
+
+
+def test_a_failed_reload_keeps_the_last_success_time_and_rule_count() -> None:
+    metrics.observe_reload(True, 1_700_000_000.0, rules=12)
+    metrics.observe_reload(False, 1_700_000_100.0, rules=0)
+    assert metrics.value("pagerules_config_last_reload_successful") == 0
+    assert metrics.value("pagerules_config_last_reload_success_timestamp_seconds") == 1_700_000_000.0
+    assert metrics.value("pagerules_rules_loaded") == 12
