@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 from engine.errors import Problem
 from engine.language.model import Recovery, Trigger
+from engine.names import dotted
 
 
 def check_ruleset(triggers: Sequence[Trigger], recoveries: Sequence[Recovery]) -> list[Problem]:
@@ -36,7 +37,7 @@ def _unreachable_selectors(triggers: Sequence[Trigger], recoveries: Sequence[Rec
     for recovery in recoveries:
         for number, selector in enumerate(recovery.resolves):
             for name, values in selector.labels:
-                where = f"resolves[{number}].labels.{name}"
+                where = dotted(("resolves", number, "labels", name))
                 if name not in set_by:
                     known = ", ".join(sorted(set_by)) or "none"
                     problems.append(Problem(recovery.filename, selector.line,

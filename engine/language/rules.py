@@ -30,7 +30,7 @@ from engine.language.templates import (
     compile_expression,
     compile_template,
 )
-from engine.names import unknown_name
+from engine.names import dotted, unknown_name
 
 RULE_SUFFIXES = (".yaml", ".yml")
 RuleT = TypeVar("RuleT")
@@ -46,7 +46,7 @@ class _Builder:
         self.names: set[str] = set()
 
     def problem(self, path: tuple[Any, ...], message: str, inner: Iterable[Any] = ()) -> None:
-        where = ".".join(str(p) for p in inner)
+        where = dotted(inner)  # resolves[1].labels.kind, as every message writes a path inside a rule
         self.problems.append(Problem(self.doc.filename, self.doc.line(path),
                                      f"{where}: {message}" if where else message, self.rule_id))
 
