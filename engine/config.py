@@ -5,6 +5,8 @@ Each setting is parsed by one function whatever its source, so an error always
 names where the bad value came from: the variable, the flag, or FILE:LINE: key.
 Where the config file and the rules folder are found is `find_config` and
 `_rules_dir`, in the order the README's "Where your files live" gives.
+`routes:` is kept as written (WrittenRoutes, with its lines): its matchers are the rule
+language's, a layer above this one, so engine/language/routes.py compiles it.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any
 
 from engine import resources, severity
 from engine.documents.schema import check_document, load_schema
-from engine.documents.source import load_yaml_text, read_text_file
+from engine.documents.source import Document, load_yaml_text, read_text_file
 from engine.errors import ConfigError, InvalidFiles, Problem
 
 DEFAULT_CONFIG = "pagerduty.yaml"
@@ -144,6 +146,10 @@ SETTINGS = (
     Setting("severity_threshold", "PAGERDUTY_SEVERITY_THRESHOLD", _severity, "high"),
     Setting("dedup_key_prefix", "PAGERDUTY_DEDUP_KEY_PREFIX", _text, "codespar"),
     Setting("api_url", "PAGERDUTY_API_URL", _text, "https://api.pagerduty.com"),
+    # Events API v2 (README: Routes): the key travels in the body, but a stray newline breaks it the same way.
+    Setting("routing_key", "PAGERDUTY_ROUTING_KEY", _header_value, None, secret=True),
+    Setting("change_routing_key", "PAGERDUTY_CHANGE_ROUTING_KEY", _header_value, None, secret=True),
+    Setting("events_url", "PAGERDUTY_EVENTS_URL", _text, "https://events.pagerduty.com"),
     Setting("title_format", "PAGERULES_TITLE_FORMAT", _title_format, "[CodeSpar] {Severity}: {title}"),
     Setting("rules_dir", "PAGERULES_RULES_DIR", _text, None),
     Setting("packs", "PAGERULES_PACKS", _name_list, ()),
@@ -166,6 +172,38 @@ SETTINGS = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 _SECRETS = {s.name for s in SETTINGS if s.secret}
 REQUIRED_LIVE = ("api_token", "from_email", "service_id", "escalation_policy_id")
+ROUTES_KEY = "routes"
+
+
+@dataclass(frozen=True)
+class WrittenRoutes:
+    """`routes:` as written in the config file, with the line of every path inside it.
+    engine/language/routes.py compiles it (``config_routes``). ``entries`` may hold routing keys."""
+
+    entries: Any = field(default=None, repr=False)
+    filename: str = "(defaults)"
+    lines: Mapping[tuple[Any, ...], int] = field(default_factory=dict, repr=False, compare=False)
+
+    def where(self, path: tuple[Any, ...]) -> tuple[str, int]:
+        """(file, line) of a path inside the list, e.g. ``(0, "match", "repo")``; its nearest ancestor's line."""
+        path = tuple(path)
+        while path and path not in self.lines:
+            path = path[:-1]
+        return self.filename, self.lines.get(path, 1)
+
+    def secrets(self) -> list[str]:
+        """Every routing key written anywhere under `routes:`, well-formed or not, to keep out of messages."""
+        found: list[str] = []
+        stack = [self.entries]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                key = node.get("routing_key")
+                found += [key] if isinstance(key, str) and key else []
+                stack += list(node.values())
+            elif isinstance(node, list):
+                stack += node
+        return found
 
 
 @dataclass(frozen=True)
@@ -181,6 +219,9 @@ class Config:
     severity_threshold: str = "high"
     dedup_key_prefix: str = "codespar"
     api_url: str = "https://api.pagerduty.com"
+    routing_key: str | None = field(default=None, repr=False)
+    change_routing_key: str | None = field(default=None, repr=False)
+    events_url: str = "https://events.pagerduty.com"
     title_format: str = "[CodeSpar] {Severity}: {title}"
     rules_dir: str = str(resources.RULES)
     packs: tuple[str, ...] = ()
@@ -199,6 +240,7 @@ class Config:
     alertmanager_token: str | None = field(default=None, repr=False)
     bind: str = "127.0.0.1:8080"
     channels: tuple[Mapping[str, Any], ...] = ()
+    written_routes: WrittenRoutes = field(default_factory=WrittenRoutes)
     source: str = "(defaults)"
     found_by: str = "(given)"  # how the config file was chosen, for `validate`
 
@@ -220,12 +262,13 @@ def load_config_text(text: str, filename: str, env: Mapping[str, str] | None = N
                      overrides: Mapping[str, Any] | None = None, base_dir: Path | None = None) -> Config:
     """Build a Config from pagerduty.yaml text, the environment and flag overrides."""
     doc, problems = load_yaml_text(text, filename)
+    routes = _written_routes(doc)
     if not problems:
-        problems = [_redacted(p) for p in check_document(doc, load_schema("config.schema.json"),
-                                                         lambda path: (None, path))]
+        problems = [_redacted(p, routes.secrets()) for p in check_document(doc, load_schema("config.schema.json"),
+                                                                           lambda path: (None, path))]
     if problems:
         raise InvalidFiles(problems)
-    values: dict[str, Any] = {"source": filename}
+    values: dict[str, Any] = {"source": filename, "written_routes": routes}
     errors: list[str] = []
     from_file: set[str] = set()
     file_values = doc.data or {}
@@ -265,11 +308,23 @@ def _rules_dir() -> str:
     return str(local.resolve() if local.is_dir() else resources.RULES)
 
 
-def _redacted(problem: Problem) -> Problem:
-    """A schema problem at a secret setting, without the value."""
-    if problem.path and problem.path[0] in _SECRETS:
-        return Problem(problem.filename, problem.line, f"{problem.path[0]}: must be text")
-    return problem
+def _written_routes(doc: Document) -> WrittenRoutes:
+    data = doc.data if isinstance(doc.data, dict) else {}
+    lines = {path[1:]: line for path, line in doc.lines.items() if path[:1] == (ROUTES_KEY,)}
+    return WrittenRoutes(data.get(ROUTES_KEY), doc.filename, lines)
+
+
+def _redacted(problem: Problem, secrets: list[str]) -> Problem:
+    """A schema problem at a secret setting (or a route's routing_key), without the value."""
+    path = problem.path
+    if path and path[0] in _SECRETS:
+        return Problem(problem.filename, problem.line, f"{path[0]}: must be text")
+    if len(path) >= 3 and path[0] == ROUTES_KEY and path[2] == "routing_key":
+        return Problem(problem.filename, problem.line, f"routes[{path[1]}].routing_key: must be text")
+    message = problem.message
+    for secret in secrets:
+        message = message.replace(secret, "[routing key]")
+    return problem if message == problem.message else Problem(problem.filename, problem.line, message)
 
 
 def user_config_dir(env: Mapping[str, str]) -> Path:

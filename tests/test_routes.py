@@ -5,11 +5,15 @@ from typing import Any
 
 import pytest
 
+from engine.config import Config, load_config_text
 from engine.documents.source import load_yaml_text
+from engine.errors import ConfigError, InvalidFiles
 from engine.language.routes import (
     Route,
     compile_routes,
+    config_routes,
     in_document,
+    load_routes,
     missing_routing_keys,
     pick_route,
     resolve_routing_key,
@@ -163,3 +167,70 @@ def test_a_routing_key_is_in_no_repr_and_no_problem() -> None:
                       f"  - match: {{repo: [{KEY}]}}\n    routing_key: [{KEY}]\n")
     assert len(bad) == 2 and all(KEY not in p for p in bad)
     assert bad[1] == "pagerduty.yaml:6: routes[1].routing_key: expected a non-empty string"
+
+
+# ---- routes and the Events API settings in a loaded Config ---------------------
+
+def config(text: str, env: dict[str, str] | None = None) -> Config:
+    return load_config_text(text, "conf/pagerduty.yaml", env=env or {})
+
+
+def test_a_config_keeps_its_routes_as_written_and_they_compile_at_their_lines() -> None:
+    loaded = config(ROUTES)
+    routes = load_routes(loaded)
+    assert [(r.index, r.filename, r.line) for r in routes] == [
+        (0, "conf/pagerduty.yaml", 3), (1, "conf/pagerduty.yaml", 6), (2, "conf/pagerduty.yaml", 8)]
+    assert route_name(pick_route(routes, {"repo": "acme/payments"})) == 0
+    assert load_routes(config("params: {}\n")) == () and load_routes(Config()) == ()
+
+
+def test_route_problems_from_a_config_name_its_file_and_line() -> None:
+    bad = config("bind: 127.0.0.1:9\nroutes:\n  - match: {repo: a}\n    service_id: P1\n    routing_key: k\n")
+    with pytest.raises(InvalidFiles) as caught:
+        load_routes(bad)
+    assert str(caught.value) == ("conf/pagerduty.yaml:3: routes[0]: names a REST target (service_id) and an "
+                                 "Events API v2 target (routing_key); give one")
+    warned = config("routes:\n  - service_id: P1\n  - match: {repo: a}\n    service_id: P2\n")
+    assert len(load_routes(warned)) == 2  # a warning does not refuse the config
+    assert [p.warning for p in config_routes(warned)[1]] == [True]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("routes:\n  - match: {repo: a}\n    service_id: P1\n    escalation: PEP\n",
+     "conf/pagerduty.yaml:4: routes[0].escalation: unknown key 'escalation' (did you mean 'escalation_policy_id'? "
+     "known: escalation_policy_id, match, routing_key, routing_key_env, service_id)"),
+    ("routes:\n  - match: {repo: a}\n    service_id: ''\n",
+     "conf/pagerduty.yaml:3: routes[0].service_id: '' should be non-empty"),
+    ("routes:\n  - match: {repo: a}\n    routing_key: [" + KEY + "]\n",
+     "conf/pagerduty.yaml:3: routes[0].routing_key: must be text"),
+    ("routes: {routing_key: " + KEY + "}\n",
+     "conf/pagerduty.yaml:1: routes: expected a list or null, got {\"routing_key\": \"[routing key]\"}"),
+])
+def test_a_config_with_a_malformed_route_is_refused_at_load_without_the_key(text: str, expected: str) -> None:
+    with pytest.raises(InvalidFiles) as caught:
+        config(text)
+    assert str(caught.value) == expected and KEY not in str(caught.value)
+
+
+def test_events_api_settings_come_from_the_environment_and_stay_out_of_repr() -> None:
+    defaults = config("")
+    assert (defaults.routing_key, defaults.change_routing_key) == (None, None)
+    assert defaults.events_url == "https://events.pagerduty.com"
+    change_key = "c" * 32
+    loaded = config("events_url: http://127.0.0.1:1\n", env={
+        "PAGERDUTY_ROUTING_KEY": KEY, "PAGERDUTY_CHANGE_ROUTING_KEY": change_key,
+        "PAGERDUTY_EVENTS_URL": "http://127.0.0.1:8765"})
+    assert (loaded.routing_key, loaded.change_routing_key, loaded.events_url) == (
+        KEY, change_key, "http://127.0.0.1:8765")  # the environment beats the file
+    with_routes = config(ROUTES, env={"PAGERDUTY_ROUTING_KEY": KEY})
+    for shown in (repr(loaded), str(loaded), repr(with_routes), repr(load_routes(with_routes))):
+        assert KEY not in shown and change_key not in shown
+
+
+def test_a_routing_key_with_a_stray_newline_is_refused_without_showing_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config("", env={"PAGERDUTY_ROUTING_KEY": KEY + "\n"})
+    assert str(caught.value) == ("invalid configuration:\n  PAGERDUTY_ROUTING_KEY: contains a newline, tab or space "
+                                 "at the ends; copy the value again without it")
+    with pytest.raises(InvalidFiles, match="change_routing_key: must be text"):
+        config(f"change_routing_key: [{KEY}]\n")

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import Problem
+from engine.config import Config
+from engine.errors import InvalidFiles, Problem
 from engine.language.matchers import Condition, ConditionError, MatcherError, compile_match
 from engine.names import dotted, unknown_name
 
@@ -178,6 +179,21 @@ def _kind(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(type(value), "a value")
+
+
+def config_routes(config: Config) -> tuple[tuple[Route, ...], list[Problem]]:
+    """The routes of a loaded config, compiled, with every problem (warnings included) at its line."""
+    written = config.written_routes
+    return compile_routes(written.entries, written.where)
+
+
+def load_routes(config: Config) -> tuple[Route, ...]:
+    """The routes of a loaded config; raises InvalidFiles naming every problem that is not a warning."""
+    routes, problems = config_routes(config)
+    errors = [p for p in problems if not p.warning]
+    if errors:
+        raise InvalidFiles(errors)
+    return routes
 
 
 def pick_route(routes: Sequence[Route], labels: Mapping[str, Any]) -> Route | None:
