@@ -151,9 +151,27 @@ def test_yaml_syntax_errors_point_at_the_line() -> None:
         "rules/x.yaml:4: invalid YAML: expected ',' or ']', but got '<stream end>'"]
 
 
-def test_a_repeated_key_is_an_error_not_a_silent_override() -> None:
+def test_a_repeated_key_is_an_error_not_a_silent_override_and_names_its_rule() -> None:
     found = problems("triggers:" + GOOD_TRIGGER + "    severity: low\n")
-    assert found == ["rules/x.yaml:8: duplicate key 'severity' (first at line 4)"]
+    assert found == ["rules/x.yaml:8: rule build-failed: severity: duplicate key 'severity' (first at line 4)"]
+
+
+def test_a_repeated_key_deeper_in_a_rule_names_the_rule_and_the_path() -> None:
+    found = problems("triggers:" + GOOD_TRIGGER + """recoveries:
+  - id: fixed
+    on: build
+    resolves:
+      - labels:
+          kind: build
+          kind: deploy
+    message: m
+""")
+    assert found == ["rules/x.yaml:14: rule fixed: resolves[0].labels.kind: duplicate key 'kind' (first at line 13)"]
+
+
+def test_a_repeated_key_outside_any_rule_names_no_rule() -> None:
+    found = problems("triggers:" + GOOD_TRIGGER + "triggers: []\n")
+    assert found == ["rules/x.yaml:8: duplicate key 'triggers' (first at line 1)"]
 
 
 def test_on_and_no_stay_strings_in_rule_files() -> None:

@@ -140,7 +140,8 @@ def _convert(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int
             line = key_node.start_mark.line + 1
             if key in out:
                 first = lines[path + (key,)]
-                problems.append(Problem(filename, line, f"duplicate key '{key}' (first at line {first})"))
+                problems.append(Problem(filename, line, f"duplicate key '{key}' (first at line {first})",
+                                        path=path + (key,)))  # the rule loader names the rule from it
                 continue
             lines[path + (key,)] = line
             out[key] = _convert(loader, value_node, path + (key,), lines, problems, filename)

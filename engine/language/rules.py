@@ -7,6 +7,7 @@ templates compiled once. Raw dicts never reach evaluation.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 from engine import resources, severity
 from engine.config import Config
-from engine.documents.schema import check_document, load_schema
+from engine.documents.schema import RuleNamer, check_document, load_schema
 from engine.documents.source import Document, load_yaml_text, read_text_file
 from engine.errors import InvalidFiles, Problem
 from engine.events.types import EventType, load_event_types
@@ -136,7 +137,7 @@ class _Builder:
                         message=self.template(path + ("message",), raw["message"], ("message",)))
 
 
-def _namer(doc: Document):  # type: ignore[no-untyped-def]
+def _namer(doc: Document) -> RuleNamer:
     def name(path: tuple[Any, ...]) -> tuple[str | None, tuple[Any, ...]]:
         if len(path) >= 2 and path[0] in ("triggers", "recoveries") and isinstance(path[1], int):
             try:
@@ -146,6 +147,15 @@ def _namer(doc: Document):  # type: ignore[no-untyped-def]
             return (rule_id if isinstance(rule_id, str) else f"#{path[1] + 1} of {path[0]}"), path[2:]
         return None, path
     return name
+
+
+def _in_rule(problem: Problem, namer: RuleNamer) -> Problem:
+    """A loader problem inside a rule (a duplicate key) named as every rule problem is: rule ID, path."""
+    rule, inner = namer(problem.path)
+    if rule is None:
+        return problem
+    message = f"{dotted(inner)}: {problem.message}" if inner else problem.message
+    return dataclasses.replace(problem, rule=rule, message=message)
 
 
 def compile_documents(docs: list[Document], config: Config, event_types: Mapping[str, EventType],
@@ -256,7 +266,7 @@ def load_ruleset_text(texts: Mapping[str, str], config: Config, problems: list[P
     for filename, text in texts.items():
         doc, found = load_yaml_text(text, filename)
         docs.append(doc)
-        problems.extend(found)
+        problems.extend(_in_rule(p, _namer(doc)) for p in found)
     return compile_documents(docs, config, load_event_types(), problems)
 
 
