@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -14,9 +14,13 @@ def dotted(path: Iterable[Any]) -> str:
     return out
 
 
-def unknown_name(what: str, name: str, known: Iterable[str]) -> str:
-    """``unknown key 'tittle' (did you mean 'title'?; known: ...)``."""
+def unknown_name(what: str, name: str, known: Iterable[str], hints: Mapping[str, str] | None = None) -> str:
+    """``unknown key 'tittle' (did you mean 'title'?; known: ...)``.
+
+    ``hints`` are more guesses, not listed as known: {what the name may be a typo of: what to suggest},
+    e.g. {"repo": "event.repo"} for a bare event field name in a template."""
     known = sorted(known)
-    guess = difflib.get_close_matches(name, known, n=1)
-    hint = f"did you mean '{guess[0]}'? " if guess else ""
+    hints = hints or {}
+    guess = difflib.get_close_matches(name, [*known, *hints], n=1)
+    hint = f"did you mean '{hints.get(guess[0], guess[0])}'? " if guess else ""
     return f"unknown {what} '{name}' ({hint}known: {', '.join(known)})"

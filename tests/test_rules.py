@@ -12,6 +12,7 @@ from cli import main
 from engine.errors import InvalidFiles
 from engine.events.types import load_event_types
 from engine.language.rules import load_ruleset_text
+from engine.language.templates import make_context
 
 KNOWN_TYPES = ", ".join(sorted(load_event_types()))  # the schemas/events/ folder decides, not this file
 
@@ -55,8 +56,18 @@ def problems(text: str, filename: str = "rules/x.yaml") -> list[str]:
      "rules/x.yaml:7: rule t: when: unknown param 'build_brances' (did you mean 'build_branches'? known: "
      "build_branches) (params come from pagerduty.yaml)"),
     ("    when: evnt.branch == 'main'\n",
-     "rules/x.yaml:7: rule t: when: unknown name 'evnt' (did you mean 'event'? known: cycler, dict, event, joiner, "
-     "lipsum, namespace, params, range)"),
+     "rules/x.yaml:7: rule t: when: unknown name 'evnt' (did you mean 'event'? known: event, params)"),
+    # Issue 13 item 7: Jinja's own globals (cycler, lipsum, ...) are never suggested nor listed as known;
+    # a bare event field is suggested as event.FIELD, and the rule's vars are known.
+    ("    when: cyclr\n", "rules/x.yaml:7: rule t: when: unknown name 'cyclr' (known: event, params)"),
+    ("    when: lipsm(1)\n", "rules/x.yaml:7: rule t: when: unknown name 'lipsm' (known: event, params)"),
+    ("    when: repo == 'a/b'\n",
+     "rules/x.yaml:7: rule t: when: unknown name 'repo' (did you mean 'event.repo'? known: event, params)"),
+    ("    when: buidl_number > 3\n",
+     "rules/x.yaml:7: rule t: when: unknown name 'buidl_number' (did you mean 'event.build_number'? known: event, "
+     "params)"),
+    ("    vars: {ratio: '1', share: ratoi * 2}\n",
+     "rules/x.yaml:7: rule t: vars.share: unknown name 'ratoi' (did you mean 'ratio'? known: event, params, ratio)"),
     ("    when: event.branch ==\n",
      "rules/x.yaml:7: rule t: when: template syntax error: unexpected 'end of template'"),
     ("    labels: {kind: '{% if x %}{{ y | nosuch }}{% endif %}'}\n",
@@ -96,6 +107,13 @@ def test_each_kind_of_mistake_gets_its_own_message(snippet: str, expected: str) 
     line = len(kept) + 1  # where the snippet starts; "7" and "8" in `expected` are relative to 6 kept lines
     expected = expected.replace("x.yaml:7:", f"x.yaml:{line}:").replace("x.yaml:8:", f"x.yaml:{line + 1}:")
     assert problems("".join(kept) + snippet) == [expected]
+
+
+def test_jinja_globals_still_work_though_never_suggested() -> None:
+    ruleset = rules_from("triggers:\n  - id: t\n    on: build\n    severity: high\n    incident_key: k\n"
+                         "    title: \"{% for i in range(2) %}{{ i }}{% endfor %}{{ dict(a=1).a }}\"\n")
+    [trigger] = ruleset.triggers["build"]
+    assert trigger.title is not None and trigger.title.render(make_context({})) == "011"
 
 
 def test_every_problem_is_reported_not_only_the_first() -> None:

@@ -24,7 +24,6 @@ from engine.language.lint import lint_keys
 from engine.language.matchers import MatcherError, compile_match
 from engine.language.model import Recovery, RuleSet, Selector, Trigger
 from engine.language.templates import (
-    ENV,
     Compiled,
     TemplateError,
     attribute_paths,
@@ -45,6 +44,7 @@ class _Builder:
         self.doc, self.event_types, self.params, self.problems = doc, event_types, params, problems
         self.rule_id: str | None = None
         self.names: set[str] = set()
+        self.fields: dict[str, str] = {}
 
     def problem(self, path: tuple[Any, ...], message: str, inner: Iterable[Any] = ()) -> None:
         where = dotted(inner)  # resolves[1].labels.kind, as every message writes a path inside a rule
@@ -60,7 +60,7 @@ class _Builder:
             self.problem(path, str(exc), inner)
             return None
         for name in sorted(compiled.names - self.names):
-            self.problem(path, unknown_name("name", name, self.names), inner)
+            self.problem(path, unknown_name("name", name, self.names, self.fields), inner)
         for param in sorted(attribute_paths(compiled, "params")):
             if param[0] not in self.params:
                 self.problem(path, unknown_name("param", param[0], self.params) + " (params come from pagerduty.yaml)",
@@ -69,7 +69,12 @@ class _Builder:
 
     def common(self, path: tuple[Any, ...], raw: Mapping[str, Any]) -> dict[str, Any]:
         self.rule_id = raw["id"]
-        self.names = {"event", "params", *ENV.globals}
+        # What a template may name and a message suggests. Jinja's globals (range, cycler, ...) work without being
+        # named here (they are never undeclared), so are never suggested; a bare event field gets `event.FIELD`.
+        self.names = {"event", "params"}
+        event_type = self.event_types.get(raw["on"])
+        fields = event_type.schema.get("properties", {}) if event_type else {}
+        self.fields = {str(field): f"event.{field}" for field in fields}
         if raw["on"] not in self.event_types:
             self.problem(path + ("on",), unknown_name("event type", raw["on"], self.event_types), ("on",))
         try:
