@@ -12,7 +12,6 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,10 @@ from engine.commands import ops as opscli
 from engine.commands.common import config_options, fail_cleanly, load_all, make_backend, state_option, write_lines
 from engine.config import Config, load_config
 from engine.dispatch.dispatcher import Dispatcher, DryRun
-from engine.dispatch.pipeline import Tally, run
-from engine.dryrun.explain import explain_event, format_report
+from engine.dispatch.pipeline import Pipeline
+from engine.dryrun.explain import explain_all, format_report
 from engine.errors import InvalidFiles, PageRulesError, Problem
 from engine.events.stream import read_events
-from engine.events.types import events_of
-from engine.language.model import RuleSet
 from engine.language.rules import load_ruleset, rule_folders
 
 log = logging.getLogger("pagerules")
@@ -129,8 +126,9 @@ def process(config_path: str | None, rules_dir: str | None, packs: str | None, d
     """
     config, ruleset = load_all(config_path, rules_dir, packs)
     dispatcher = Dispatcher(config, make_backend(config, dry_run, state_path))
-    tally = Tally()
-    write_lines(run(read_events(sys.stdin, "stdin"), ruleset, dispatcher, tally, default_type), sys.stdout)
+    pipeline = Pipeline(ruleset, dispatcher)
+    tally = pipeline.tally
+    write_lines(pipeline.run(read_events(sys.stdin, "stdin"), default_type), sys.stdout)
     sys.stdout.flush()
     notifier = getattr(dispatcher.backend, "notifier", None)
     if notifier is not None:  # live: let queued channel announcements go out before exiting
@@ -156,19 +154,9 @@ def explain(config_path: str | None, rules_dir: str | None, packs: str | None, a
     """
     _, ruleset = load_all(config_path, rules_dir, packs)
     config = load_config(config_path, overrides={"rules_dir": rules_dir, "packs": packs})
-    dispatcher = Dispatcher(config, DryRun())
-    for report in _explain_all(read_events(sys.stdin, "stdin"), ruleset, dispatcher, default_type):
+    pipeline = Pipeline(ruleset, Dispatcher(config, DryRun()))
+    for report in explain_all(read_events(sys.stdin, "stdin"), pipeline, default_type):
         click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report) + "\n")
-
-
-def _explain_all(items: Any, ruleset: RuleSet, dispatcher: Dispatcher, default_type: str | None
-                 ) -> Iterator[dict[str, Any]]:
-    for item in items:
-        if item.event is None:
-            yield {"event_id": None, "type": None, "rejected": item.error}
-            continue
-        for event in events_of(item.event, ruleset.event_types, default_type):
-            yield explain_event(event, ruleset, dispatcher)
 
 
 @main.command(name="test")
@@ -191,8 +179,9 @@ def test_command(paths: tuple[str, ...], config_path: str | None, rules_dir: str
     config = load_config(config_path, overrides=base)
     warnings = {str(w) for w in load_ruleset(config).warnings}
     passed = failed = 0
+    run = ruletest.RuleTestRun(config_path, base)
     for path in ruletest.test_files(list(paths), config):
-        for result in ruletest.run_file(path, config_path, base):
+        for result in run.run_file(path):
             warnings |= {str(w) for w in result.warnings}
             click.echo(f"{result.where} {result.name} {'PASSED' if result.passed else 'FAILED'}")
             for line in result.diffs:
@@ -229,9 +218,10 @@ def replay(events: tuple[str, ...], new_rules: str, old_rules: str | None, packs
 
     new_config = load_config(config_path, overrides={"rules_dir": new_rules, "packs": packs})
     old_config = load_config(config_path, overrides={"rules_dir": old_rules, "packs": packs})
-    new, old = load_ruleset(new_config), load_ruleset(old_config)
-    found = list(replay_engine.replay(replay_engine.recorded_events(list(events)), new, old,
-                                      Dispatcher(new_config, DryRun()), Dispatcher(old_config, DryRun())))
+    warned: set[str] = set()  # one warning per type, not one per ruleset
+    new = Pipeline(load_ruleset(new_config), Dispatcher(new_config, DryRun()), warned=warned)
+    old = Pipeline(load_ruleset(old_config), Dispatcher(old_config, DryRun()), warned=warned)
+    found = list(replay_engine.replay(replay_engine.recorded_events(list(events)), new, old))
     counts = replay_engine.summary(found)
     for difference in found:
         click.echo(json.dumps(difference.as_dict(), ensure_ascii=False, default=str) if as_json else str(difference))

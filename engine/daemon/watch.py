@@ -36,11 +36,10 @@ from engine.config import Config, load_config
 from engine.daemon.inbox import FAILED, PROCESSED, backlog, is_event_file, move, type_from_name
 from engine.daemon.status import StatusFile, status_path
 from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
-from engine.dispatch.pipeline import warn_unhandled
+from engine.dispatch.pipeline import Pipeline
 from engine.errors import InvalidFiles, PageRulesError
-from engine.evaluation.evaluate import evaluate
 from engine.events.stream import read_events
-from engine.events.types import event_id, events_of
+from engine.events.types import event_id
 from engine.language.model import RuleSet
 from engine.language.rules import load_ruleset
 from engine.pagerduty.backend import Live, make_client
@@ -67,6 +66,7 @@ class Loaded:
     config: Config
     ruleset: RuleSet
     dispatcher: Dispatcher
+    pipeline: Pipeline
 
 
 class Daemon:
@@ -81,11 +81,11 @@ class Daemon:
         self.stop_at: float | None = None
         self.pending: dict[Path, Pending] = {}
         self.status = StatusFile(status_path(self.events), clock)
+        self.warned: set[str] = set()  # event types warned about: once per daemon, not per reload
         self.loaded = self._load()  # a config or rules that do not validate at start: exit 2
         self.reload_due: float | None = None
         self.next_reconcile = 0.0
         self.failures = 0
-        self.warned: set[str] = set()
 
     # ---- loading -----------------------------------------------------------
     def _load(self) -> Loaded:
@@ -96,7 +96,9 @@ class Daemon:
             config.require_live()
             backend = Live(config, make_client(config), self.state)
         self.status.update(ruleset_version=ruleset.version, rules_loaded_at=self.clock(), last_reload_error=None)
-        return Loaded(config, ruleset, Dispatcher(config, backend))
+        dispatcher = Dispatcher(config, backend)
+        return Loaded(config, ruleset, dispatcher, Pipeline(ruleset, dispatcher, on_unhandled=self._count_unhandled,
+                                                            warned=self.warned))
 
     def reload(self) -> None:
         """Swap in new rules and config only if they validate; otherwise keep the last good ones."""
@@ -244,8 +246,7 @@ class Daemon:
                 if self.stop_at is not None and self.clock() - self.stop_at > STOP_GRACE_SECONDS:
                     log.warning("%s: stopping mid-file; the rest is handled on restart", path.name)
                     return None
-                events = [None] if item.event is None else \
-                    list(events_of(item.event, loaded.ruleset.event_types, default_type))
+                events = [None] if item.event is None else list(loaded.pipeline.events(item.event, default_type))
                 for event in events:
                     unit += 1
                     if unit <= done:
@@ -293,31 +294,24 @@ class Daemon:
         whether any action reached the backend (so the event must never be acted on again)."""
         acted = False
         try:
-            actions = evaluate(event, loaded.ruleset, loaded.dispatcher.view)
-            self._note_unhandled(event, actions, loaded)
-            for action in actions:
-                for line in loaded.dispatcher.handle(action):
-                    key = f"{line['action']} {line['status']}"
-                    counts[key] = counts.get(key, 0) + 1
-                    if line["status"] == "failed" and line.get("retry"):
-                        self.status.update(last_pagerduty_error=line["error"], last_pagerduty_error_at=self.clock())
-                        return None
-                    if line["action"] == "error" or line["status"] == "failed":
-                        problems.append(f"{where}: event {line.get('event_id', event_id(event))}: {line['error']}")
-                    if line["action"] != "error":
-                        acted = True
+            for line in loaded.pipeline.outcomes(event):
+                key = f"{line['action']} {line['status']}"
+                counts[key] = counts.get(key, 0) + 1
+                if line["status"] == "failed" and line.get("retry"):
+                    self.status.update(last_pagerduty_error=line["error"], last_pagerduty_error_at=self.clock())
+                    return None
+                if line["action"] == "error" or line["status"] == "failed":
+                    problems.append(f"{where}: event {line.get('event_id', event_id(event))}: {line['error']}")
+                if line["action"] != "error":
+                    acted = True
         except StateError:
             raise
         except Exception as exc:  # noqa: BLE001 - one event that breaks something fails, the rest go on
             problems.append(f"{where}: cannot handle this event ({type(exc).__name__}: {exc})")
         return acted
 
-    def _note_unhandled(self, event: dict[str, Any], actions: list[Any], loaded: Loaded) -> None:
-        """An event of a type no rule handles (its pack off): warn once per type, count it in status."""
-        kind = event.get("type")
-        if actions or not isinstance(kind, str) or kind not in loaded.ruleset.unhandled_types:
-            return
-        warn_unhandled(kind, self.warned)
+    def _count_unhandled(self, kind: str) -> None:
+        """An event of a type no rule handles (its pack off): the pipeline warns once, the status counts it."""
         unhandled = dict(self.status.data.get("unhandled_events") or {})
         unhandled[kind] = unhandled.get(kind, 0) + 1
         self.status.update(unhandled_events=unhandled)

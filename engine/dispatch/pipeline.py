@@ -1,10 +1,16 @@
-"""Parsed input -> evaluation -> dispatch -> outcome lines. The one path `process`,
-`watch`, `test` and `replay` all run, so none of them can disagree with another."""
+"""Parsed input -> events -> evaluation -> dispatch -> outcomes: the one path `process`, `watch`,
+`test`, `replay` and `explain` all run, so none of them can disagree with another.
+
+An input object stands for one event or several (an Alertmanager payload expands, a Probot
+delivery unwraps); an untyped one takes the run's default type (``--type``, a file's NAME.TYPE.json).
+Each event is checked against its type's schema and evaluated (engine/evaluation), and each
+action goes through the dispatcher's gates to its backend.
+"""
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +18,7 @@ from engine.dispatch.dispatcher import Dispatcher, error_line
 from engine.evaluation.actions import ErrorAction
 from engine.evaluation.evaluate import evaluate
 from engine.events.stream import Parsed
-from engine.events.types import prepare
+from engine.events.types import events_of
 from engine.language.model import RuleSet
 
 log = logging.getLogger("pagerules")
@@ -45,44 +51,61 @@ class Tally:
         return ", ".join(parts)
 
 
-def run(items: Iterable[Parsed], ruleset: RuleSet, dispatcher: Dispatcher, tally: Tally,
-        default_type: str | None = None) -> Iterator[dict[str, Any]]:
-    """Outcome lines for each parsed item, in input order."""
-    count = tally.outcomes  # counted inline: this loop runs once per event
-    types = ruleset.event_types
-    unhandled = ruleset.unhandled_types
-    special = frozenset(name for name, t in types.items() if not t.plain)  # types that unwrap or expand
-    view = dispatcher.view
-    handle = dispatcher.handle
-    for item in items:
-        tally.events += 1
+class Pipeline:
+    """One ruleset and one dispatcher, and what a run of them remembers: its tally, and the types it
+    has warned about (once each; a daemon passes its own set, so a reload does not warn again).
+    ``on_unhandled`` hears of every event of a type no rule handles."""
+
+    def __init__(self, ruleset: RuleSet, dispatcher: Dispatcher, tally: Tally | None = None,
+                 on_unhandled: Callable[[str], None] | None = None, warned: set[str] | None = None):
+        self.ruleset, self.dispatcher = ruleset, dispatcher
+        self.tally = tally if tally is not None else Tally()
+        self.on_unhandled = on_unhandled
+        self.warned = warned if warned is not None else set()
+        self._unhandled = ruleset.unhandled_types
+
+    def events(self, event: dict[str, Any], default_type: str | None = None) -> Iterable[dict[str, Any]]:
+        """The events one input object stands for, typed, unwrapped and expanded."""
+        return events_of(event, self.ruleset.event_types, default_type)
+
+    def outcomes(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """The outcome lines of one event: evaluated (schema check first) and dispatched, in order."""
+        kind = event.get("type")
+        if type(kind) is str and kind in self._unhandled:
+            self._note_unhandled(kind)
+        handle = self.dispatcher.handle
+        return [line for action in evaluate(event, self.ruleset, self.dispatcher.view) for line in handle(action)]
+
+    def item(self, item: Parsed, default_type: str | None = None) -> Iterator[dict[str, Any]]:
+        """The outcome lines of one parsed input (an event, or the error line of one that could not be read)."""
+        count = self.tally.outcomes
+        self.tally.events += 1
         if item.event is None:
             line = error_line(ErrorAction(None, item.error or f"{item.where}: unreadable"))
-            tally.count(line)
+            count[(line["action"], line["status"])] += 1
             yield line
-            continue
-        # events_of() inlined: a call per event here measurably costs throughput (bench_process.py).
-        if default_type and "type" not in item.event:
-            item.event["type"] = default_type
-        kind = item.event.get("type")
-        if type(kind) is not str:  # no type, or not text: evaluate rejects it with the reason
-            kind = None
-        for event in prepare(item.event, types) if kind in special else (item.event,):
-            inner = event["type"] if kind in special else kind  # alertmanager -> alertmanager.alert
-            if inner in unhandled:
-                warn_unhandled(inner)
-            for action in evaluate(event, ruleset, view):
-                for line in handle(action):
-                    count[(line["action"], line["status"])] += 1
-                    yield line
+            return
+        for event in self.events(item.event, default_type):
+            for line in self.outcomes(event):
+                count[(line["action"], line["status"])] += 1
+                yield line
+
+    def run(self, items: Iterable[Parsed], default_type: str | None = None) -> Iterator[dict[str, Any]]:
+        """Outcome lines for each parsed item, in input order."""
+        for item in items:
+            yield from self.item(item, default_type)
+
+    def _note_unhandled(self, kind: str) -> None:
+        """An event type no rule handles: say so once per run (its rule pack may be off), instead of nothing."""
+        if kind not in self.warned:
+            self.warned.add(kind)
+            log.warning("no rules handle event type %s: nothing will page for it (is its rule pack on? --packs %s)",
+                        kind, kind.split(".")[0])
+        if self.on_unhandled is not None:
+            self.on_unhandled(kind)
 
 
-_warned: set[str] = set()
-
-
-def warn_unhandled(kind: str, warned: set[str] = _warned) -> None:
-    """An event type no rule handles: say so once per ``warned`` set (its rule pack may be off), instead of nothing."""
-    if kind not in warned:
-        warned.add(kind)
-        log.warning("no rules handle event type %s: nothing will page for it (is its rule pack on? --packs %s)",
-                    kind, kind.split(".")[0])
+def run(items: Iterable[Parsed], ruleset: RuleSet, dispatcher: Dispatcher, tally: Tally,
+        default_type: str | None = None) -> Iterator[dict[str, Any]]:
+    """Outcome lines for each parsed item, in input order (a Pipeline of its own, counting into ``tally``)."""
+    return Pipeline(ruleset, dispatcher, tally).run(items, default_type)

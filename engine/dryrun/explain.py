@@ -1,21 +1,33 @@
 """Why each rule did or did not match an event: the same judge() evaluation uses."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from engine.dispatch.dispatcher import Dispatcher
-from engine.evaluation.evaluate import check_event, evaluate, judge
+from engine.dispatch.pipeline import Pipeline
+from engine.evaluation.evaluate import check_event, judge
+from engine.events.stream import Parsed
 from engine.events.types import event_id
-from engine.language.model import RuleSet
 
 
-def explain_event(event: Mapping[str, Any], ruleset: RuleSet, dispatcher: Dispatcher) -> dict[str, Any]:
+def explain_all(items: Iterable[Parsed], pipeline: Pipeline, default_type: str | None = None
+                ) -> Iterator[dict[str, Any]]:
+    """A report for each event the input stands for (an unreadable input is reported rejected)."""
+    for item in items:
+        if item.event is None:
+            yield {"event_id": None, "type": None, "rejected": item.error}
+            continue
+        for event in pipeline.events(item.event, default_type):
+            yield explain_event(event, pipeline)
+
+
+def explain_event(event: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
     """{event_id, type, rejected | rules: [{rule, kind, verdict, reason}], outcomes}.
 
-    The outcomes are the dispatcher's lines, so a dry-run dispatcher carries open
-    incidents from one event to the next exactly as `process --dry-run` does.
+    The outcomes are the pipeline's, so a dry-run dispatcher carries open incidents
+    from one event to the next exactly as `process --dry-run` does.
     """
+    ruleset = pipeline.ruleset
     report: dict[str, Any] = {"event_id": event_id(event), "type": event.get("type")}
     rejected = check_event(event, ruleset)
     if rejected:
@@ -33,7 +45,7 @@ def explain_event(event: Mapping[str, Any], ruleset: RuleSet, dispatcher: Dispat
             else:
                 rules.append({"rule": rule.id, "kind": kind, "verdict": "matched", "reason": None})
     report["rules"] = rules
-    report["outcomes"] = [line for a in evaluate(event, ruleset, dispatcher.view) for line in dispatcher.handle(a)]
+    report["outcomes"] = pipeline.outcomes(event)
     return report
 
 

@@ -11,17 +11,15 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.daemon.inbox import backlog, type_from_name
-from engine.dispatch.dispatcher import Dispatcher
-from engine.evaluation.evaluate import evaluate
+from engine.dispatch.pipeline import Pipeline
 from engine.events.stream import Parsed, read_events
-from engine.events.types import event_id, events_of
-from engine.language.model import RuleSet
+from engine.events.types import event_id
 
 log = logging.getLogger("pagerules")
 PAGES = ("planned", "deduplicated")  # an incident exists or would be opened
@@ -59,34 +57,29 @@ def recorded_events(sources: list[str], stdin: Iterable[str] | None = None) -> I
                 yield Parsed(str(file), 1, error=f"{file}: cannot read it: {exc.strerror or exc}")
 
 
-def replay(items: Iterable[Parsed], new: RuleSet, old: RuleSet, new_dispatch: Dispatcher,
-           old_dispatch: Dispatcher) -> Iterator[Difference]:
+def replay(items: Iterable[Parsed], new: Pipeline, old: Pipeline) -> Iterator[Difference]:
+    """The differences, event by event; each event is expanded as the new rules expand it."""
     for item in items:
         if item.event is None:  # unreadable either way: not a difference between rulesets, but say so
             log.warning("%s; skipped", item.error or f"{item.where}: unreadable")
             continue
-        default = type_from_name(Path(item.source).name, new.event_types)
-        for one in events_of(item.event, new.event_types, default):
-            yield from _compare_one(one, item.where, new, old, new_dispatch, old_dispatch)
+        default = type_from_name(Path(item.source).name, new.ruleset.event_types)
+        for one in new.events(item.event, default):
+            yield from _compare_one(one, item.where, new, old)
 
 
-def _compare_one(event: dict[str, Any], where: str, new: RuleSet, old: RuleSet, new_dispatch: Dispatcher,
-                 old_dispatch: Dispatcher) -> Iterator[Difference]:
-    before = _outcomes(event, old, old_dispatch)
-    after = _outcomes(event, new, new_dispatch)
+def _compare_one(event: dict[str, Any], where: str, new: Pipeline, old: Pipeline) -> Iterator[Difference]:
+    before = old.outcomes(event)
+    after = new.outcomes(event)
     for difference in diff(before, after, event_id(event), where):
         # A resolution only counts as lost when the new rules leave that incident open (not when
         # they never opened it: that difference was reported already), and gained likewise.
         key = difference.incident_key or ""
-        if difference.kind == "resolution lost" and new_dispatch.view.get(key) is None:
+        if difference.kind == "resolution lost" and new.dispatcher.view.get(key) is None:
             continue
-        if difference.kind == "resolution gained" and old_dispatch.view.get(key) is None:
+        if difference.kind == "resolution gained" and old.dispatcher.view.get(key) is None:
             continue
         yield difference
-
-
-def _outcomes(event: Mapping[str, Any], ruleset: RuleSet, dispatcher: Dispatcher) -> list[dict[str, Any]]:
-    return [line for action in evaluate(event, ruleset, dispatcher.view) for line in dispatcher.handle(action)]
 
 
 def diff(before: list[dict[str, Any]], after: list[dict[str, Any]], eid: Any, where: str) -> Iterator[Difference]:

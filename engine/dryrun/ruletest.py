@@ -15,7 +15,7 @@ from typing import Any
 from engine import resources
 from engine.config import Config, load_config
 from engine.dispatch.dispatcher import Dispatcher, DryRun
-from engine.dispatch.pipeline import Tally, run
+from engine.dispatch.pipeline import Pipeline
 from engine.documents.schema import check_document, load_schema
 from engine.documents.source import Document, load_yaml_text
 from engine.errors import InvalidFiles, Problem
@@ -57,51 +57,54 @@ def test_files(paths: list[str], config: Config) -> list[Path]:
     return found
 
 
-def run_file(path: Path, config_path: str | None, base: Mapping[str, Any]) -> Iterator[CaseResult]:
-    """Every case of one test file."""
-    doc, problems = load_yaml_text(path.read_text(encoding="utf-8"), display(path))
-    problems += check_document(doc, load_schema("ruletest.schema.json"), lambda p: (None, p))
-    if problems:
-        raise InvalidFiles(problems)
-    for index, case in enumerate(doc.data["cases"]):
-        yield run_case(case, doc, index, path, config_path, base)
+class RuleTestRun:
+    """One `pagerules test` run: its config file and overrides, and the rulesets it has loaded
+    (cases that differ only in dispatch settings share one)."""
+
+    def __init__(self, config_path: str | None, base: Mapping[str, Any]):
+        self.config_path, self.base = config_path, dict(base)
+        self._rulesets: dict[str, RuleSet] = {}
+
+    def run_file(self, path: Path) -> Iterator[CaseResult]:
+        """Every case of one test file."""
+        doc, problems = load_yaml_text(path.read_text(encoding="utf-8"), display(path))
+        problems += check_document(doc, load_schema("ruletest.schema.json"), lambda p: (None, p))
+        if problems:
+            raise InvalidFiles(problems)
+        for index, case in enumerate(doc.data["cases"]):
+            yield self.run_case(case, doc, index, path)
+
+    def run_case(self, case: Mapping[str, Any], doc: Document, index: int, path: Path) -> CaseResult:
+        result = CaseResult(f"{display(path)}:{doc.line(('cases', index))}", case["name"])
+        config = load_config(self.config_path, overrides={**self.base, **case.get("config", {})})
+        ruleset = self._ruleset(config)
+        items = list(_events(case["events"], path, doc, index, result))
+        pipeline = Pipeline(ruleset, Dispatcher(config, DryRun()))
+        actual = [line for item, default_type in items for line in pipeline.item(item, default_type)]
+        result.diffs += compare(case["expect"], actual)
+        result.warnings += _limits(actual, ruleset, case["name"])
+        return result
+
+    def _ruleset(self, config: Config) -> RuleSet:
+        key = json.dumps([config.rules_dir, config.packs, config.params, config.dedup_key_prefix,
+                          config.title_format], sort_keys=True, default=str)
+        if key not in self._rulesets:
+            self._rulesets[key] = load_ruleset(config)
+        return self._rulesets[key]
 
 
-def run_case(case: Mapping[str, Any], doc: Document, index: int, path: Path, config_path: str | None,
-             base: Mapping[str, Any]) -> CaseResult:
-    result = CaseResult(f"{display(path)}:{doc.line(('cases', index))}", case["name"])
-    config = load_config(config_path, overrides={**base, **case.get("config", {})})
-    ruleset = _ruleset(config)
-    items = list(_events(case["events"], path, doc, index, result))
-    actual = list(run(iter(items), ruleset, Dispatcher(config, DryRun()), Tally()))
-    result.diffs += compare(case["expect"], actual)
-    result.warnings += _limits(actual, ruleset, case["name"])
-    return result
-
-
-_CACHE: dict[str, RuleSet] = {}
-
-
-def _ruleset(config: Config) -> RuleSet:
-    key = json.dumps([config.rules_dir, config.packs, config.params, config.dedup_key_prefix, config.title_format],
-                     sort_keys=True, default=str)
-    if key not in _CACHE:
-        _CACHE[key] = load_ruleset(config)
-    return _CACHE[key]
-
-
-def _events(specs: list[Any], path: Path, doc: Document, index: int, result: CaseResult) -> Iterator[Parsed]:
+def _events(specs: list[Any], path: Path, doc: Document, index: int, result: CaseResult
+            ) -> Iterator[tuple[Parsed, str | None]]:
+    """Each case event with the type it takes when it has none (an event file's ``type``)."""
     for number, spec in enumerate(specs):
         if "file" not in spec:
-            yield Parsed(str(path), doc.line(("cases", index, "events", number)), dict(spec))
+            yield Parsed(str(path), doc.line(("cases", index, "events", number)), dict(spec)), None
             continue
         event_file = (path.parent / spec["file"]).resolve()
         try:
             with event_file.open(encoding="utf-8", errors="replace") as lines:
                 for item in read_events(lines, spec["file"]):
-                    if item.event is not None and spec.get("type") and "type" not in item.event:
-                        item.event["type"] = spec["type"]
-                    yield item
+                    yield item, spec.get("type") or None
         except OSError as exc:
             result.diffs.append(f"events[{number}]: cannot read {spec['file']}: {exc.strerror}")
 
