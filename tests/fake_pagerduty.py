@@ -1,4 +1,4 @@
-"""A fake PagerDuty REST API on loopback, for end-to-end tests and benchmarks.
+"""A fake PagerDuty (REST API and Events API v2) on loopback, for end-to-end tests and benchmarks.
 
 It implements the calls pagerules makes with PagerDuty's behaviour where it
 matters (tests/fixtures/pagerduty-api/REFERENCE.md): a second open incident with
@@ -8,7 +8,18 @@ Faults are injected through POST /_fake/faults: ``{"status": 503, "count": 2}``
 answers the next two API calls with 503, ``"until": EPOCH`` answers every call
 with the status until then (an outage), ``"retry_after": 1`` adds the header,
 ``"latency_ms": 100`` delays every call. GET /_fake/requests lists what was
-received (the token is replaced by whether it was right).
+received (the token is replaced by whether it was right). A fault with ``"prefix": "/v2/"``
+hits only the calls whose path starts with it (here: the Events API).
+
+The Events API v2 answers on the same server: POST /v2/enqueue and /v2/change/enqueue
+(point PAGERDUTY_EVENTS_URL at the base URL). Every body is checked against PagerDuty's
+events-v2 OpenAPI file and the documented limits (tests/pd_spec.py); a bad one gets 400
+``{"status": "invalid event", "message": "Event object is invalid", "errors": [...]}``,
+a good one 202 ``{"status": "success", "message": "Event processed", "dedup_key": ...}``.
+Alerts are kept per (routing_key, dedup_key) as PagerDuty does (REFERENCE.md §10): a
+trigger opens one or, while it is open, is deduplicated into it; acknowledge and resolve
+act on the open one and are dropped when there is none. GET /_fake/alerts and
+/_fake/changes list them for a test driving the CLI in a subprocess.
 
     python tests/fake_pagerduty.py --port 8765 --token T   # run it on its own
 """
@@ -19,9 +30,12 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from pd_spec import events_body_errors
 
 TOKEN = "fake-token-0123456789"
 SERVICE = "PSVC001"
@@ -38,6 +52,10 @@ ONCALL = [
      "start": "2026-11-28T00:00:00Z", "end": "2026-11-28T18:00:00Z"},
 ]
 USERS = [{"id": "PU0", "type": "user", "name": "Oncall Bot", "email": FROM_EMAIL}]
+ROUTING_KEY = "fakeroutingkey000000000000000001"  # 32 characters, like an Events API v2 integration key
+EVENTS_PATHS = ("/v2/enqueue", "/v2/change/enqueue")
+ROUTING_KEY_LENGTH = 32  # REFERENCE.md §10
+INVALID_EVENT = {"status": "invalid event", "message": "Event object is invalid"}
 
 
 class FakePagerDuty:
@@ -49,6 +67,9 @@ class FakePagerDuty:
         self.incidents: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self.faults: dict[str, Any] = {}
+        self.alerts: list[dict[str, Any]] = []  # Events API v2 alerts, oldest first, resolved ones kept
+        self.changes: list[dict[str, Any]] = []  # change events received
+        self.rejected: list[dict[str, Any]] = []  # Events API bodies answered 400, with why
         self._ids = itertools.count(1)
         self.server: ThreadingHTTPServer | None = None
 
@@ -87,6 +108,36 @@ class FakePagerDuty:
         with self.lock:
             return sorted(i["incident_key"] for i in self.incidents.values() if i["status"] != "resolved")
 
+    # Events API v2 test helpers
+    def events_calls(self, path: str | None = None) -> list[dict[str, Any]]:
+        """Requests received on /v2/enqueue and /v2/change/enqueue (or only ``path``), bodies as sent."""
+        return [r for r in self.calls("POST") if r["path"] in EVENTS_PATHS and (path is None or r["path"] == path)]
+
+    def open_dedup_keys(self, routing_key: str | None = None) -> dict[str, list[str]]:
+        """The dedup keys of open (triggered or acknowledged) alerts, by routing key."""
+        with self.lock:
+            out: dict[str, list[str]] = {}
+            for alert in self.alerts:
+                if alert["status"] != "resolved" and routing_key in (None, alert["routing_key"]):
+                    out.setdefault(alert["routing_key"], []).append(alert["dedup_key"])
+            return {key: sorted(keys) for key, keys in out.items()}
+
+    def alert(self, routing_key: str, dedup_key: str) -> dict[str, Any] | None:
+        """The latest alert with this key on this routing key, open or resolved."""
+        with self.lock:
+            found = [a for a in self.alerts if (a["routing_key"], a["dedup_key"]) == (routing_key, dedup_key)]
+            return dict(found[-1]) if found else None
+
+    def change_events(self, routing_key: str | None = None) -> list[dict[str, Any]]:
+        """Change event bodies received (and accepted), oldest first."""
+        with self.lock:
+            return [c for c in self.changes if routing_key in (None, c["routing_key"])]
+
+    def rejected_events(self) -> list[dict[str, Any]]:
+        """Events API bodies the fake answered 400: ``{"path", "body", "errors"}``."""
+        with self.lock:
+            return list(self.rejected)
+
     # behaviour
     def _create(self, body: dict[str, Any]) -> dict[str, Any]:
         number = next(self._ids)
@@ -102,6 +153,9 @@ class FakePagerDuty:
     def handle(self, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str],
                body: Any) -> tuple[int, dict[str, str], Any]:
         """The answer to one API call: (status, extra headers, JSON body)."""
+        if path in EVENTS_PATHS and method == "POST":  # the routing key in the body authenticates, no header
+            with self.lock:
+                return self._event(path, body)
         if headers.get("authorization") != f"Token token={self.token}":
             return 401, {}, {"error": {"message": "Authentication failed", "code": 2006}}
         write = method in ("POST", "PUT")
@@ -150,6 +204,33 @@ class FakePagerDuty:
                 "Open incident with matching dedup key already exists on this service"]}}
         return 201, {}, {"incident": self._create(incident)}
 
+    def _event(self, path: str, body: Any) -> tuple[int, dict[str, str], Any]:
+        errors = ["JSON parse error"] if body is _BAD_JSON else events_body_errors(path, body)
+        if not errors and len(str(body.get("routing_key"))) != ROUTING_KEY_LENGTH:
+            errors = [f"Length of 'routing_key' is incorrect (should be {ROUTING_KEY_LENGTH} characters)"]
+        if errors:
+            self.rejected.append({"path": path, "body": None if body is _BAD_JSON else body, "errors": errors})
+            return 400, {}, {**INVALID_EVENT, "errors": errors}
+        if path == "/v2/change/enqueue":
+            self.changes.append(body)
+            return 202, {}, {"status": "success", "message": "Change event processed"}
+        return 202, {}, {"status": "success", "message": "Event processed", "dedup_key": self._apply(body)}
+
+    def _apply(self, body: dict[str, Any]) -> str:
+        """PagerDuty's dedup rules (REFERENCE.md §10): an event applies to the open alert with its
+        dedup_key on its routing key; a trigger with none opens one; acknowledge/resolve with none are dropped."""
+        key, action = body.get("dedup_key") or uuid.uuid4().hex, body["event_action"]
+        open_alert = next((a for a in self.alerts if (a["routing_key"], a["dedup_key"]) == (body["routing_key"], key)
+                           and a["status"] != "resolved"), None)
+        if open_alert is not None:
+            open_alert["events"] += 1
+            open_alert["status"] = {"acknowledge": "acknowledged", "resolve": "resolved"}.get(action,
+                                                                                              open_alert["status"])
+        elif action == "trigger":
+            self.alerts.append({"routing_key": body["routing_key"], "dedup_key": key, "status": "triggered",
+                                "events": 1, "payload": body["payload"], "links": body.get("links", [])})
+        return key  # type: ignore[no-any-return]
+
     def _put_incident(self, incident: dict[str, Any], body: Any) -> tuple[int, dict[str, str], Any]:
         status = body["incident"]["status"]
         if incident["status"] == "resolved" and status == "resolved":
@@ -158,6 +239,9 @@ class FakePagerDuty:
         if body["incident"].get("resolution"):
             incident["resolution"] = body["incident"]["resolution"]
         return 200, {}, {"incident": incident}
+
+
+_BAD_JSON = object()  # a body that is not JSON
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -172,7 +256,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        body = json.loads(raw) if raw else None
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:  # answered like PagerDuty's Events API; the REST fake never sees one
+            body = _BAD_JSON
         headers = {k.lower(): v for k, v in self.headers.items()}
         if url.path.startswith("/_fake/"):
             return self._control(method, url.path, body)
@@ -180,8 +267,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.pd.requests.append({"method": method, "path": url.path, "query": parse_qsl(url.query),
                                      "headers": {k: v for k, v in headers.items() if k != "authorization"},
                                      "token_ok": headers.get("authorization") == f"Token token={self.pd.token}",
-                                     "body": body, "at": time.time()})
-            faults = dict(self.pd.faults)
+                                     "body": raw.decode("utf-8", "replace") if body is _BAD_JSON else body,
+                                     "at": time.time()})
+            faults = dict(self.pd.faults) if url.path.startswith(self.pd.faults.get("prefix", "/")) else {}
             if faults.get("until", 0) > time.time():  # an outage: every call fails until then
                 faults["count"] = 1
             elif faults.get("count", 0) > 0:
@@ -190,7 +278,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(faults["latency_ms"] / 1000)
         if faults.get("count", 0) > 0:
             extra = {"Retry-After": str(faults["retry_after"])} if "retry_after" in faults else {}
-            return self._send(faults.get("status", 503), extra, {"error": {"message": "injected fault"}})
+            answer = ({"status": "injected fault", "message": "injected fault", "errors": ["injected fault"]}
+                      if url.path in EVENTS_PATHS else {"error": {"message": "injected fault"}})
+            return self._send(faults.get("status", 503), extra, answer)
         self._send(*self.pd.handle(method, url.path, parse_qsl(url.query), headers, body))
 
     def _control(self, method: str, path: str, body: Any) -> None:
@@ -202,6 +292,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {}, {"requests": self.pd.calls()})
         if path == "/_fake/incidents":
             return self._send(200, {}, {"incidents": list(self.pd.incidents.values())})
+        if path == "/_fake/alerts":
+            with self.pd.lock:
+                return self._send(200, {}, {"alerts": list(self.pd.alerts), "rejected": list(self.pd.rejected)})
+        if path == "/_fake/changes":
+            return self._send(200, {}, {"changes": self.pd.change_events()})
         self._send(404, {}, {"error": "unknown control path"})
 
     def _send(self, status: int, headers: dict[str, str], body: Any) -> None:
@@ -225,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="fake PagerDuty REST API on loopback")
+    parser = argparse.ArgumentParser(description="fake PagerDuty REST API and Events API v2 on loopback")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token", default=TOKEN)
     args = parser.parse_args()
