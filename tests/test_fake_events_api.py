@@ -3,6 +3,7 @@ per (routing_key, dedup_key), so end-to-end tests of the Events API backend mean
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -173,3 +174,18 @@ def test_the_control_paths_list_alerts_and_changes_for_a_subprocess_test(fake: F
 def test_the_rest_fake_still_needs_its_token(fake: FakePagerDuty) -> None:
     assert requests.get(url(fake) + "/users/me", timeout=5).status_code == 401
     assert requests.post(url(fake) + "/v2/enqueue", json=trigger(), timeout=5).status_code == 202  # no token needed
+
+
+def test_no_routing_key_in_any_log_line_on_a_real_socket(fake: FakePagerDuty, caplog: pytest.LogCaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib3 and requests log at DEBUG what they send and retry; the key is in the body, which they never log."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr("urllib3.util.retry.time.sleep", lambda seconds: None)
+    requests.post(url(fake) + "/_fake/faults", json={"status": 500, "count": 2}, timeout=5)
+    client = EventsClient(url(fake), timeout=5, retry=FAST)
+    client.enqueue(trigger())
+    with pytest.raises(EventRejected) as caught:
+        client.enqueue(trigger(key=ROUTING_KEY[:-1]))
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("Retry" in line for line in logged)  # urllib3's retries were logged
+    assert all(ROUTING_KEY[:-1] not in line for line in logged + [str(caught.value), repr(client)])

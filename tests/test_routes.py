@@ -19,6 +19,7 @@ from engine.language.routes import (
     resolve_routing_key,
     route_name,
     route_trace,
+    unreachable_routes,
 )
 
 KEY = "0123456789abcdef0123456789SECRET"  # 32 characters
@@ -234,3 +235,14 @@ def test_a_routing_key_with_a_stray_newline_is_refused_without_showing_it() -> N
                                  "at the ends; copy the value again without it")
     with pytest.raises(InvalidFiles, match="change_routing_key: must be text"):
         config(f"change_routing_key: [{KEY}]\n")
+
+
+def test_a_route_no_rules_labels_can_reach_is_a_warning() -> None:
+    routes, _ = compile_text(ROUTES + "  - match: {repo: acme/x, team: {exists: false}}\n    service_id: PX\n")
+    rules = [{"repo", "branch"}, {"repo", "issue"}]  # no rule sets 'kind'
+    assert [str(p) for p in unreachable_routes(routes, rules)] == [
+        "pagerduty.yaml:6: warning: routes[1]: can never be taken: no rule's labels include 'kind' "
+        "(labels the rules set: branch, issue, repo)"]
+    assert unreachable_routes(routes, rules + [{"kind", "project"}]) == []
+    split = compile_text("routes:\n  - match: {repo: a, kind: b}\n    service_id: P1\n")[0]
+    assert len(unreachable_routes(split, [{"repo"}, {"kind"}])) == 1  # both labels on one rule, or never

@@ -11,7 +11,7 @@ the environment is read only by `resolve_routing_key`, from a mapping it is give
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,6 +171,23 @@ def _shadowed(routes: Sequence[Route]) -> list[Problem]:
                             f"routes[{later.index}]: can never be taken: routes[{route.index}] has no match "
                             "and takes every incident first", warning=True) for later in routes[number + 1:]]
     return []
+
+
+def unreachable_routes(routes: Sequence[Route], label_sets: Iterable[Iterable[str]]) -> list[Problem]:
+    """Warnings for routes no incident can take: every rule's labels lack a label the route's match needs.
+    ``label_sets`` holds the label names of each trigger (a route tests an incident's labels only)."""
+    sets = [frozenset(labels) for labels in label_sets]
+    known = sorted(set().union(*sets)) if sets else []
+    problems = []
+    for route in routes:
+        needed = {c.field for c in route.conditions if not (c.op == "exists" and c.arg is False)}
+        if needed and not any(needed <= labels for labels in sets):
+            missing = sorted(needed - set(known)) or sorted(needed)
+            problems.append(Problem(route.filename, route.line, (
+                f"routes[{route.index}]: can never be taken: no rule's labels include "
+                f"{', '.join(repr(m) for m in missing)} (labels the rules set: {', '.join(known) or 'none'})"),
+                warning=True))
+    return problems
 
 
 def _kind(value: Any) -> str:
