@@ -1,5 +1,6 @@
-"""Webhook intake (/hooks/{source}): known senders only, types from the header alone, every sender's
-credentials checked, unhandled event types answered and not spooled, poison bodies refused."""
+"""Webhook intake (engine.web.hooks, intake and strict_json): known senders only, types from the header
+alone, every sender's credentials checked, unhandled event types answered and not spooled, poison bodies
+refused."""
 from __future__ import annotations
 
 import base64
@@ -7,15 +8,16 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ROOT
 from fake_pagerduty import FakePagerDuty
-from test_server import AUTH, app_for
 from test_shipped_rules import build
 from test_watch import Daemon
+from test_web_app import AUTH, app_for
 
 from engine.events.types import load_event_types
 
@@ -32,6 +34,32 @@ def stored(tmp_path: Path) -> list[Path]:
 
 def sign(secret: str, raw: bytes) -> str:
     return hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def test_github_hook_checks_the_signature_and_writes_the_typed_file(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path, PAGERULES_GITHUB_WEBHOOK_SECRET=GITHUB_SECRET).test_client()
+    raw = json.dumps({"action": "completed", "workflow_run": {"conclusion": "failure"}}).encode()
+    good = "sha256=" + hmac.new(GITHUB_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    for signature in (None, "sha256=" + "0" * 64):
+        headers = {"X-GitHub-Event": "workflow_run", **({"X-Hub-Signature-256": signature} if signature else {})}
+        response = client.post("/hooks/github", data=raw, headers=headers, content_type="application/json")
+        assert response.status_code == 401
+    assert not (tmp_path / "events").exists() or not list((tmp_path / "events").iterdir())
+    response = client.post("/hooks/github", data=raw, content_type="application/json",
+                           headers={"X-GitHub-Event": "workflow_run", "X-Hub-Signature-256": good})
+    assert response.status_code == 202 and response.get_json()["type"] == "github.workflow_run"
+    [written] = (tmp_path / "events").iterdir()
+    assert re.match(r"^\d{8}T\d{6}-github-[0-9a-f]{12}\.github\.workflow_run\.json$", written.name)
+    assert written.read_bytes() == raw
+
+
+def test_hooks_reject_bad_json_and_type_sentry_and_alertmanager(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    assert client.post("/hooks/sentry", data="{oops", content_type="application/json").status_code == 400
+    sentry = client.post("/hooks/sentry", json={"action": "created"}, headers={"Sentry-Hook-Resource": "issue"})
+    assert sentry.get_json()["type"] == "sentry.issue"
+    assert client.post("/hooks/alertmanager", json={"alerts": []}).get_json()["type"] == "alertmanager"
+    assert client.post("/hooks/Bad$ource", json={}).status_code == 404
 
 
 # ---- issue 11 item 1: forgery ---------------------------------------------------------------------

@@ -5,9 +5,8 @@ Only the three senders pagerules has rule packs for are accepted. A stored
 payload's type comes from the source and its header alone: the ``type`` key is
 set from them in the stored file (the daemon reads the body's ``type`` first),
 so nothing in a body can pick what it pages as. Bodies are parsed strictly
-(no NaN or Infinity, no lone surrogates, bounded depth and number size) so no
-file the daemon cannot handle is ever spooled; PagerDuty's own intake refuses
-invalid JSON with 400 too.
+(engine.web.strict_json) so no file the daemon cannot handle is ever spooled.
+The HTTP route itself is engine.web.hooks.
 """
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import os
 import re
 import threading
@@ -30,10 +28,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.config import Config
+from engine.web.strict_json import BadJson, parse_json
 
 log = logging.getLogger("pagerules.server")
-MAX_DEPTH = 64          # real GitHub, Sentry and Alertmanager bodies nest about 10 deep
-MAX_NUMBER_CHARS = 100  # a JSON number literal; ids are at most ~20 digits
 HEADER_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 PING = "github.ping"  # GitHub's "hello" when a hook is created: answered, never stored
 # pagerules' own normalised type (README "Events"): a body posted as Sentry-Hook-Resource "errors" is not a Sentry
@@ -47,10 +44,6 @@ class Headers(Protocol):
     def get(self, key: str, default: str) -> str: ...
 
 
-class BadJson(ValueError):
-    """A request body that is not strict JSON; the message names where."""
-
-
 @dataclass(frozen=True)
 class Source:
     name: str
@@ -61,74 +54,6 @@ class Source:
 SOURCES = {s.name: s for s in (Source("alertmanager", None, "alertmanager"),
                                Source("github", "X-GitHub-Event", "github."),
                                Source("sentry", "Sentry-Hook-Resource", "sentry."))}
-
-
-# ---- strict JSON -----------------------------------------------------------
-
-def _no_constant(name: str) -> Any:
-    raise BadJson(f"{name} is not valid JSON (RFC 8259 has no NaN or Infinity)")
-
-
-def _float(text: str) -> float:
-    value = float(_number(text))
-    if not math.isfinite(value):  # 1e999 is Infinity in disguise
-        raise BadJson(f"the number {text[:20]}... is too large for a float")
-    return value
-
-
-def _number(text: str) -> str:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise BadJson(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
-    return text
-
-
-def parse_json(raw: bytes) -> Any:
-    """The body as JSON, or BadJson naming the problem and, where there is one, the field."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadJson(f"body is not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start})") from None
-    try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_float,
-                           parse_int=lambda s: int(_number(s)))
-    except RecursionError:
-        raise BadJson(f"body is nested deeper than {MAX_DEPTH} levels") from None
-    except BadJson:
-        raise
-    except ValueError as exc:  # JSONDecodeError, or int()'s own digit limit
-        raise BadJson(f"body is not valid JSON: {exc}") from None
-    _check_tree(value)
-    return value
-
-
-def _check_tree(value: Any) -> None:
-    """Depth and text checks without recursion (a deep body must not exhaust the stack here)."""
-    stack: list[tuple[Any, str, int]] = [(value, "body", 1)]
-    while stack:
-        node, path, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise BadJson(f"body is nested deeper than {MAX_DEPTH} levels")
-        if isinstance(node, str):
-            _check_text(node, path)
-        elif isinstance(node, dict):
-            for key, item in node.items():
-                _check_text(key, f"{path} (a key)")
-                stack.append((item, f"{path}.{key}", depth + 1))
-        elif isinstance(node, list):
-            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node))
-
-
-def _valid_text(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def _check_text(text: str, path: str) -> None:
-    if not _valid_text(text):  # "\ud800" parses, but is no Unicode text and cannot be written out
-        raise BadJson(f"{path[:200]}: holds a lone surrogate escape (like \\ud800), which is not valid Unicode")
 
 
 # ---- senders ---------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""The JSON API (engine.web.api): the bearer token on every call, whole error messages naming the
+field, and the incident list refreshed from PagerDuty on an injected clock."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fake_pagerduty
+import pytest
+from fake_pagerduty import FakePagerDuty
+from test_web_app import API_TOKEN, AUTH, Clock, app_for, open_one
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/api/oncall"), ("GET", "/api/incidents"), ("GET", "/api/audit"),
+                                          ("POST", "/api/incidents"), ("POST", "/api/incidents/k/acknowledge"),
+                                          ("POST", "/api/incidents/k/resolve")])
+def test_every_api_call_needs_the_bearer_token(fake: FakePagerDuty, tmp_path: Path, method: str, path: str) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_TOKEN}):
+        response = client.open(path, method=method, headers=headers, json={})
+        assert response.status_code == 401
+        assert response.get_json() == {"error": "missing or wrong bearer token (Authorization: Bearer "
+                                                "<PAGERULES_API_TOKEN>)"}
+    assert fake.calls() == []  # nothing happened
+
+
+def test_oncall_gives_the_lowest_level_first(fake: FakePagerDuty, tmp_path: Path) -> None:
+    body = app_for(fake, tmp_path).test_client().get("/api/oncall", headers=AUTH).get_json()
+    assert {k: body[k] for k in ("name", "email", "escalation_level", "schedule", "until")} == {
+        "name": "Ada Oncall", "email": "ada@example.com", "escalation_level": 1, "schedule": "Primary",
+        "until": "2026-11-28T18:00:00Z"}
+    assert [p["name"] for p in body["levels"]] == ["Ada Oncall", "Bo Backup"]
+
+
+def test_trigger_list_acknowledge_resolve_and_audit(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    created = client.post("/api/incidents", headers=AUTH, json={
+        "title": "checkout is down", "severity": "critical", "repo": "acme/shop", "details": {"runbook": "r1"}})
+    assert created.status_code == 201
+    line = created.get_json()
+    assert (line["status"], line["title"]) == ("created", "[CodeSpar] Critical: checkout is down")
+    again = client.post("/api/incidents", headers=AUTH, json={"title": "checkout is down", "severity": "critical",
+                                                              "repo": "acme/shop"})
+    assert (again.status_code, again.get_json()["status"]) == (200, "deduplicated")
+    listed = client.get("/api/incidents?repo=acme/shop", headers=AUTH).get_json()["incidents"]
+    assert [i["incident_key"] for i in listed] == [line["incident_key"]]
+    assert client.get("/api/incidents?repo=other/repo", headers=AUTH).get_json() == {"incidents": []}
+    key = line["incident_key"]
+    ack = client.post(f"/api/incidents/{key}/acknowledge", headers=AUTH)
+    assert ack.status_code == 200 and ack.get_json()["status"] == "acknowledged"
+    resolved = client.post(f"/api/incidents/{key}/resolve", headers=AUTH, json={"message": "rolled back"})
+    assert resolved.get_json()["status"] == "resolved"
+    assert fake.incidents[line["incident_id"]]["resolution"] == "rolled back"
+    actions = [(e["actor"], e["action"]) for e in client.get("/api/audit", headers=AUTH).get_json()["entries"]]
+    assert actions == [("api", "resolved"), ("api", "acknowledged"), ("api", "deduplicate"), ("api", "create")]
+
+
+def test_below_threshold_applies_to_manual_triggers_too(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    body = client.post("/api/incidents", headers=AUTH, json={"title": "t", "severity": "low", "repo": "a/b"})
+    assert body.get_json()["status"] == "below_threshold" and fake.calls() == []
+
+
+@pytest.mark.parametrize("body, message", [
+    ("not json", "body is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+    ("[1]", "expected a JSON object body (Content-Type: application/json)"),
+    ({"title": "t"}, "missing or empty: severity, repo"),
+    ({"title": "t", "severity": "high", "repo": "a/b", "details": "x"}, "details: expected an object"),
+    ({"title": "t", "severity": "high", "repo": "a/b", "incident_key": 42}, "incident_key: expected non-empty text, "
+                                                                            "got a number"),
+    ({"title": "t", "severity": "high", "repo": "a/b", "incident_key": ["k"]}, "incident_key: expected non-empty "
+                                                                               "text, got a list"),
+    ({"title": "t", "severity": "high", "repo": "a/b", "incident_key": {"k": 1}}, "incident_key: expected "
+                                                                                  "non-empty text, got an object"),
+    ({"title": "t", "severity": "high", "repo": "a/b", "incident_key": ""}, "incident_key: expected non-empty text, "
+                                                                           "got empty text"),
+    ({"title": 7, "severity": "high", "repo": "a/b"}, "title: expected text, got a number"),
+    ({"title": "t", "severity": ["high"], "repo": "a/b"}, "severity: expected text, got a list"),
+    ({"title": "t", "severity": "high", "repo": True}, "repo: expected text, got true/false"),
+    ('{"title": "t", "severity": "high", "repo": "a/b", "details": ' + "[" * 5000 + "]" * 5000 + "}",
+     "body is nested deeper than 64 levels"),
+    ('{"title": NaN, "severity": "high", "repo": "a/b"}', "NaN is not valid JSON (RFC 8259 has no NaN or Infinity)"),
+])
+def test_bad_requests_are_400_with_a_message(fake: FakePagerDuty, tmp_path: Path, body: Any, message: str) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    kwargs = {"data": body, "content_type": "application/json"} if isinstance(body, str) else {"json": body}
+    response = client.post("/api/incidents", headers=AUTH, **kwargs)
+    assert (response.status_code, response.get_json()) == (400, {"error": message})
+
+
+def test_an_unknown_severity_is_a_clear_error_not_a_traceback(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    response = client.post("/api/incidents", headers=AUTH, json={"title": "t", "severity": "urgent", "repo": "a/b"})
+    assert (response.status_code, response.get_json()) == (400, {
+        "error": "severity: 'urgent' is not a severity (known: low, medium, high, critical)"})
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "-1", "0", "1001", "9" * 5000, "1.5", " 5", "abc", ""])
+def test_audit_limit_must_be_a_whole_number_in_range(fake: FakePagerDuty, tmp_path: Path, limit: str) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    response = client.get("/api/audit", headers=AUTH, query_string={"limit": limit})
+    assert (response.status_code, response.get_json()) == (400, {
+        "error": "limit: expected a whole number from 1 to 1000"})
+    assert client.get("/api/audit?limit=1000", headers=AUTH).status_code == 200
+
+
+def test_the_incident_list_refreshes_from_pagerduty_at_most_every_30_s(fake: FakePagerDuty, tmp_path: Path) -> None:
+    clock = Clock()
+    client = app_for(fake, tmp_path, clock=clock).test_client()
+    line = open_one(client)
+    assert [i["status"] for i in client.get("/api/incidents", headers=AUTH).get_json()["incidents"]] == ["triggered"]
+    fake.resolve_by_hand(line["incident_key"])
+    clock.now += 29
+    assert len(client.get("/api/incidents", headers=AUTH).get_json()["incidents"]) == 1  # not yet asked again
+    gets = len(fake.calls("GET", f"/incidents/{line['incident_id']}"))
+    clock.now += 1
+    assert client.get("/api/incidents", headers=AUTH).get_json() == {"incidents": []}
+    assert len(fake.calls("GET", f"/incidents/{line['incident_id']}")) == gets + 1
+
+
+def test_an_incident_resolved_in_pagerduty_is_never_acknowledged(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()  # the refresh has not run since: the state is stale
+    line = open_one(client)
+    fake.resolve_by_hand(line["incident_key"])
+    response = client.post(f"/api/incidents/{line['incident_key']}/acknowledge", headers=AUTH)
+    assert response.status_code == 409
+    assert response.get_json()["error"] == ("PagerDuty says this incident is already resolved; nothing was "
+                                            "acknowledged (acknowledging would re-open it)")
+    assert fake.incidents[line["incident_id"]]["status"] == "resolved"  # not re-opened
+    assert fake.calls("PUT") == []
+    assert client.get("/api/incidents", headers=AUTH).get_json() == {"incidents": []}  # the state knows now
+
+
+def test_oncall_is_404_when_nobody_is_on_call(fake: FakePagerDuty, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fake_pagerduty, "ONCALL", [])
+    response = app_for(fake, tmp_path).test_client().get("/api/oncall", headers=AUTH)
+    assert (response.status_code, response.get_json()) == (404, {
+        "error": "nobody is on call for this escalation policy"})
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"message": 42}, "message: expected text"),
+    ({"message": ["rolled back"]}, "message: expected text"),
+    ("[]", "expected a JSON object body (Content-Type: application/json)"),
+    ('{"message": "x"', "body is not valid JSON: Expecting ',' delimiter: line 1 column 16 (char 15)"),
+])
+def test_a_bad_resolve_body_is_400_and_nothing_is_resolved(fake: FakePagerDuty, tmp_path: Path, body: Any,
+                                                            message: str) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    line = open_one(client)
+    kwargs = {"data": body, "content_type": "application/json"} if isinstance(body, str) else {"json": body}
+    response = client.post(f"/api/incidents/{line['incident_key']}/resolve", headers=AUTH, **kwargs)
+    assert (response.status_code, response.get_json()) == (400, {"error": message})
+    assert fake.calls("PUT") == [] and fake.incidents[line["incident_id"]]["status"] == "triggered"
+
+
+def test_a_body_that_is_not_declared_json_is_400(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    response = client.post("/api/incidents", headers=AUTH, data='{"title": "t", "severity": "high", "repo": "a/b"}',
+                           content_type="text/plain")
+    assert (response.status_code, response.get_json()) == (400, {
+        "error": "expected a JSON object body (Content-Type: application/json)"})
+    assert fake.calls() == []
+
+
+def test_resolve_without_a_body_uses_the_default_message(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    line = open_one(client)
+    response = client.post(f"/api/incidents/{line['incident_key']}/resolve", headers=AUTH)
+    assert (response.status_code, response.get_json()["status"]) == (200, "resolved")
+    assert fake.incidents[line["incident_id"]]["resolution"] == "Resolved by hand with pagerules"
+
+
+@pytest.mark.parametrize("action", ["acknowledge", "resolve"])
+def test_acting_on_a_key_with_nothing_open_is_404(fake: FakePagerDuty, tmp_path: Path, action: str) -> None:
+    response = app_for(fake, tmp_path).test_client().post(f"/api/incidents/no-such-key/{action}", headers=AUTH)
+    assert (response.status_code, response.get_json()["status"]) == (404, "nothing_open")
+    assert response.get_json()["incident_key"] == "codespar-no-such-key"
+
+
+def test_the_api_acts_as_api_in_the_audit_trail_whatever_the_backend_actor(fake: FakePagerDuty,
+                                                                          tmp_path: Path) -> None:
+    app = app_for(fake, tmp_path)
+    app.extensions["pagerules"].backend.actor = "rules"
+    client = app.test_client()
+    open_one(client)
+    assert [e["actor"] for e in client.get("/api/audit", headers=AUTH).get_json()["entries"]] == ["api"]
