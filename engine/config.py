@@ -318,13 +318,13 @@ def _redacted(problem: Problem, secrets: list[str]) -> Problem:
     """A schema problem at a secret setting (or a route's routing_key), without the value."""
     path = problem.path
     if path and path[0] in _SECRETS:
-        return Problem(problem.filename, problem.line, f"{path[0]}: must be text")
+        return replace(problem, message=f"{path[0]}: must be text")
     if len(path) >= 3 and path[0] == ROUTES_KEY and path[2] == "routing_key":
-        return Problem(problem.filename, problem.line, f"routes[{path[1]}].routing_key: must be text")
+        return replace(problem, message=f"routes[{path[1]}].routing_key: must be text")
     message = problem.message
     for secret in secrets:
         message = message.replace(secret, "[routing key]")
-    return problem if message == problem.message else Problem(problem.filename, problem.line, message)
+    return replace(problem, message=message)
 
 
 def user_config_dir(env: Mapping[str, str]) -> Path:
