@@ -41,13 +41,9 @@ def login_form() -> Any:
 @dashboard.post("/login")
 def login() -> Any:
     client = client_address(request)
-    wait = web().limiter.retry_after(client)
-    if wait is not None:
-        page = render_template("login.html", error=f"Too many wrong tokens; try again in {wait} s.")
-        return page, 429, {"Retry-After": str(wait)}
-    foreign = cross_origin(request)
-    if foreign:
-        return render_template("login.html", error=f"Sign-in refused: {foreign}. Open this page directly."), 403
+    refused = _login_refused(client)
+    if refused:
+        return refused
     if not web().token_ok(request.form.get("token")):
         web().limiter.failed(client)
         log.warning("dashboard sign-in with a wrong token from %s", client)
@@ -56,6 +52,18 @@ def login() -> Any:
     session.clear()
     session["signed_in"], session["csrf"] = True, secrets.token_urlsafe(24)
     return redirect(url_for("dashboard.page"))
+
+
+def _login_refused(client: str) -> tuple[str, int, dict[str, str]] | None:
+    """The sign-in page to answer before the token is even looked at: rate limited (429) or cross-site (403)."""
+    wait = web().limiter.retry_after(client)
+    if wait is not None:
+        page = render_template("login.html", error=f"Too many wrong tokens; try again in {wait} s.")
+        return page, 429, {"Retry-After": str(wait)}
+    foreign = cross_origin(request)
+    if foreign:
+        return render_template("login.html", error=f"Sign-in refused: {foreign}. Open this page directly."), 403, {}
+    return None
 
 
 @dashboard.post("/logout")

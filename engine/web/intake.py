@@ -157,6 +157,19 @@ class Intake:
                         source, variable)
 
     def receive(self, source: str, headers: Headers, raw: bytes, client: str) -> tuple[int, dict[str, Any]]:
+        refused = self._refusal(source, headers, raw, client)
+        if refused:
+            return refused
+        try:
+            payload, kind = _delivery(source, headers, raw)
+        except BadJson as exc:
+            return 400, {"error": str(exc)}
+        if kind == PING:
+            return 200, {"status": "pong", "stored": False}
+        return 202, self._store(source, kind, payload, raw)
+
+    def _refusal(self, source: str, headers: Headers, raw: bytes, client: str) -> tuple[int, dict[str, Any]] | None:
+        """404 for a sender pagerules does not know, 401 for one that did not prove itself, else None."""
         if source not in SOURCES:
             return 404, {"error": f"unknown hook source; the known ones are {', '.join(known_sources())}",
                          "known": known_sources()}
@@ -164,21 +177,15 @@ class Intake:
         if refused:
             log.warning("hook %s refused from %s: %s", source, client, refused)
             return 401, {"error": refused}
-        try:
-            payload = parse_json(raw)
-            if not isinstance(payload, dict):
-                raise BadJson(f"body must be a JSON object ({source} sends one per delivery)")
-            kind = hook_type(source, headers)
-        except BadJson as exc:
-            return 400, {"error": str(exc)}
-        if kind == PING:
-            return 200, {"status": "pong", "stored": False}
+        return None
+
+    def _store(self, source: str, kind: str, payload: dict[str, Any], raw: bytes) -> dict[str, Any]:
         stored = stored_types(source, self.event_types)
         if kind not in stored:
-            return 202, self._ignore(source, kind, stored)
+            return self._ignore(source, kind, stored)
         name = write_event(self.events, source, kind, stored_body(payload, raw, kind))
         log.info("hook %s: wrote %s", source, name)
-        return 202, {"file": name, "type": kind}
+        return {"file": name, "type": kind}
 
     def _ignore(self, source: str, kind: str, stored: list[str]) -> dict[str, Any]:
         reason = (f"{kind} has no event schema, so no rule can act on it; "
@@ -189,6 +196,14 @@ class Intake:
         if first:
             log.info("hook %s: ignoring %s deliveries (answered 202, not stored): %s", source, kind, reason)
         return {"status": "ignored", "type": kind, "stored": False, "reason": reason}
+
+
+def _delivery(source: str, headers: Headers, raw: bytes) -> tuple[dict[str, Any], str]:
+    """The body (a JSON object) and the type its header gives it; BadJson (400) otherwise."""
+    payload = parse_json(raw)
+    if not isinstance(payload, dict):
+        raise BadJson(f"body must be a JSON object ({source} sends one per delivery)")
+    return payload, hook_type(source, headers)
 
 
 def write_event(events: Path, source: str, kind: str, data: bytes) -> str:
