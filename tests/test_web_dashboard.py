@@ -173,3 +173,18 @@ def test_the_sign_in_form_is_served(fake: FakePagerDuty, tmp_path: Path) -> None
     page = app_for(fake, tmp_path).test_client().get("/login")
     assert page.status_code == 200
     assert '<input type="password" name="token" id="token"' in page.get_data(as_text=True)
+
+
+def test_each_incident_shows_its_age_on_the_clock_that_opened_it(fake: FakePagerDuty, tmp_path: Path) -> None:
+    """The age is now minus opened_at, both read from the backend's clock (here one moved by hand)."""
+    app = app_for(fake, tmp_path)
+    clock = Clock(1_000_000.0)
+    app.extensions["pagerules"].backend.clock = clock
+    client = app.test_client()
+    client.post("/login", data={"token": API_TOKEN})
+    open_one(client)
+    ages = []
+    for seconds in (0, 59, 60, 3599, 3600, 86399, 86400 * 3):
+        clock.now = 1_000_000.0 + seconds
+        ages.append(re.findall(r"<td>(\d+ (?:min|h|d))</td>", client.get("/").get_data(as_text=True)))
+    assert ages == [["0 min"], ["0 min"], ["1 min"], ["59 min"], ["1 h"], ["23 h"], ["3 d"]]

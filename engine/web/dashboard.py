@@ -82,7 +82,7 @@ def page() -> Any:
     state = web().backend.state
     return render_template("dashboard.html", oncall=oncall, oncall_error=oncall_error, repos=_by_repo(),
                            audit=state.recent_audit(15), failures=list(web().backend.notifier.failures)[:5],
-                           csrf=session["csrf"], now=time.time(), notice=request.args.get("notice"),
+                           csrf=session["csrf"], now=web().backend.clock(), notice=request.args.get("notice"),
                            refresh_error=refresh_error)
 
 
