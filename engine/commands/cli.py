@@ -128,7 +128,7 @@ def process(config_path: str | None, rules_dir: str | None, packs: str | None, d
     dispatcher = Dispatcher(config, make_backend(config, dry_run, state_path))
     pipeline = Pipeline(ruleset, dispatcher)
     tally = pipeline.tally
-    write_lines(pipeline.run(read_events(sys.stdin, "stdin"), default_type), sys.stdout)
+    write_lines(pipeline.lines(read_events(sys.stdin, "stdin"), default_type), sys.stdout)
     sys.stdout.flush()
     notifier = getattr(dispatcher.backend, "notifier", None)
     if notifier is not None:  # live: let queued channel announcements go out before exiting

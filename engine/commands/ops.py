@@ -15,6 +15,7 @@ import click
 
 from engine.commands.common import actor, emit, fail_cleanly, make_backend, state_option
 from engine.config import load_config
+from engine.dispatch.outcomes import Result, Status, acknowledged
 from engine.errors import ConfigError
 
 
@@ -42,7 +43,7 @@ def trigger(title: str, severity: str, repo: str, key: str | None, details: str 
                           key, parsed)
     emit(line, as_json, f"{line['status']}: {line['incident_key']} {line['title']}"
           + (f" ({line['incident_id']})" if line.get("incident_id") else "") + _error_suffix(line))
-    sys.exit(1 if line["status"] == "failed" else 0)
+    sys.exit(1 if line["status"] == Status.FAILED else 0)
 
 
 @click.command()
@@ -62,7 +63,7 @@ def resolve(key: str, message: str | None, as_json: bool, config_path: str | Non
     config = load_config(config_path)
     line = manual.resolve(config, make_backend(config, False, state_path, actor()), key, message)
     emit(line, as_json, f"{line['status']}: {line['incident_key']}" + _error_suffix(line))
-    sys.exit(1 if line["status"] == "failed" else 0)
+    sys.exit(1 if line["status"] == Status.FAILED else 0)
 
 
 @click.command()
@@ -82,9 +83,9 @@ def ack(key: str, as_json: bool, config_path: str | None, state_path: str | None
     config = load_config(config_path)
     backend = make_backend(config, False, state_path, actor())
     line = manual.acknowledge(config, backend, key) if isinstance(backend, Live) else \
-        {"action": "ack", "status": "disabled", "incident_key": key}
+        acknowledged(key, Result(Status.DISABLED)).to_line()
     emit(line, as_json, f"{line['status']}: {line['incident_key']}" + _error_suffix(line))
-    sys.exit(1 if line["status"] == "failed" else 0)
+    sys.exit(1 if line["status"] == Status.FAILED else 0)
 
 
 @click.command()

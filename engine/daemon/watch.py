@@ -36,6 +36,7 @@ from engine.config import Config, load_config
 from engine.daemon.inbox import FAILED, PROCESSED, backlog, is_event_file, move, type_from_name
 from engine.daemon.status import StatusFile, status_path
 from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
+from engine.dispatch.outcomes import Outcome, Status
 from engine.dispatch.pipeline import Pipeline
 from engine.errors import InvalidFiles, PageRulesError
 from engine.events.stream import read_events
@@ -294,15 +295,15 @@ class Daemon:
         whether any action reached the backend (so the event must never be acted on again)."""
         acted = False
         try:
-            for line in loaded.pipeline.outcomes(event):
-                key = f"{line['action']} {line['status']}"
+            for outcome in loaded.pipeline.outcomes(event):
+                key = f"{outcome.action} {outcome.status.value}"
                 counts[key] = counts.get(key, 0) + 1
-                if line["status"] == "failed" and line.get("retry"):
-                    self.status.update(last_pagerduty_error=line["error"], last_pagerduty_error_at=self.clock())
+                if outcome.status is Status.FAILED and outcome.retry:
+                    self.status.update(last_pagerduty_error=outcome.error, last_pagerduty_error_at=self.clock())
                     return None
-                if line["action"] == "error" or line["status"] == "failed":
-                    problems.append(f"{where}: event {line.get('event_id', event_id(event))}: {line['error']}")
-                if line["action"] != "error":
+                if outcome.failed:
+                    problems.append(f"{where}: event {_event_id(outcome, event)}: {outcome.error}")
+                if outcome.action != "error":
                     acted = True
         except StateError:
             raise
@@ -404,6 +405,11 @@ def _open_regular(path: Path) -> tuple[int, str] | str:
 def _identity(path: Path, info: os.stat_result) -> str:
     """One delivery: the same name with new bytes, or the same bytes in a new file, is another."""
     return f"{path} {info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def _event_id(outcome: Outcome, event: dict[str, Any]) -> Any:
+    """The event as its outcome names it (an error may name none: the event's own id then)."""
+    return event_id(event) if outcome.action == "error" and outcome.event_id is None else outcome.event_id
 
 
 def _size(path: Path) -> int:

@@ -14,7 +14,21 @@ from typing import Any, Protocol
 
 from engine import severity as sev
 from engine.config import Config
-from engine.evaluation.actions import Action, ErrorAction, OpenIncident, ResolveAction, TriggerAction
+from engine.dispatch.outcomes import (
+    DEDUPLICATED,
+    NOTHING_OPEN,
+    PLANNED,
+    Outcome,
+    Result,
+    Status,
+    errored,
+    resolved,
+    triggered,
+)
+from engine.evaluation.actions import Action, OpenIncident, ResolveAction, TriggerAction
+
+_BELOW_THRESHOLD, _DISABLED = Result(Status.BELOW_THRESHOLD), Result(Status.DISABLED)
+_AUTO_RESOLVE_OFF = Result(Status.AUTO_RESOLVE_OFF)
 
 
 class MemoryView:
@@ -74,9 +88,9 @@ class Backend(Protocol):
 
     view: Any
 
-    def create(self, action: TriggerAction) -> dict[str, Any]: ...
+    def create(self, action: TriggerAction) -> Result: ...
 
-    def resolve(self, action: ResolveAction) -> dict[str, Any]: ...
+    def resolve(self, action: ResolveAction) -> Result: ...
 
 
 @dataclass
@@ -85,22 +99,22 @@ class DryRun:
 
     view: MemoryView = field(default_factory=MemoryView)
 
-    def create(self, action: TriggerAction) -> dict[str, Any]:
+    def create(self, action: TriggerAction) -> Result:
         if self.view.get(action.incident_key) is not None:
-            return {"status": "deduplicated"}
+            return DEDUPLICATED
         self.view.open(OpenIncident(action.incident_key, dict(action.labels), action.rule, action.severity,
                                     action.title))
-        return {"status": "planned"}
+        return PLANNED
 
-    def resolve(self, action: ResolveAction) -> dict[str, Any]:
+    def resolve(self, action: ResolveAction) -> Result:
         if action.incident_key is None or self.view.get(action.incident_key) is None:
-            return {"status": "nothing_open"}
+            return NOTHING_OPEN
         self.view.close(action.incident_key)
-        return {"status": "planned"}
+        return PLANNED
 
 
 class Dispatcher:
-    """Turns actions into outcome lines (dicts), applying the config's gates."""
+    """Turns actions into outcomes, applying the config's gates."""
 
     def __init__(self, config: Config, backend: Backend):
         self.config = config
@@ -108,47 +122,26 @@ class Dispatcher:
         self.view = backend.view
         self._threshold = sev.rank(config.severity_threshold)
 
-    def handle(self, action: Action) -> list[dict[str, Any]]:
-        """The outcome line of an action, after the error lines of any template it rendered on the way."""
+    def handle(self, action: Action) -> list[Outcome]:
+        """The outcome of an action, after the error outcomes of any template it rendered on the way."""
         if isinstance(action, TriggerAction):
-            line = self._trigger(action)
-            if action._extras is not None and action._extras.errors:
-                return [error_line(e) for e in action._extras.errors] + [line]
-            return [line]
+            outcome = self._trigger(action)
+            errors = action.render_errors
+            return [*map(errored, errors), outcome] if errors else [outcome]
         if isinstance(action, ResolveAction):
             return [self._resolve(action)]
-        return [error_line(action)]
+        return [errored(action)]
 
-    def _trigger(self, action: TriggerAction) -> dict[str, Any]:
-        line = {"action": "trigger", "status": "", "incident_key": action.incident_key, "title": action.title,
-                "severity": action.severity, "rule": action.rule, "event_id": action.event_id}
+    def _trigger(self, action: TriggerAction) -> Outcome:
         if sev.rank(action.severity) < self._threshold:
-            line["status"] = "below_threshold"
-        elif not self.config.enabled:
-            line["status"] = "disabled"
-        else:  # the backend knows what is open: created/planned, deduplicated or failed
-            line.update(self.backend.create(action))
-        return line
+            return triggered(action, _BELOW_THRESHOLD)
+        if not self.config.enabled:
+            return triggered(action, _DISABLED)
+        return triggered(action, self.backend.create(action))  # created/planned, deduplicated or failed
 
-    def _resolve(self, action: ResolveAction) -> dict[str, Any]:
-        line: dict[str, Any] = {"action": "resolve", "status": "", "incident_key": action.incident_key,
-                                "rule": action.rule, "event_id": action.event_id, "message": action.message}
+    def _resolve(self, action: ResolveAction) -> Outcome:
         if not self.config.auto_resolve:
-            line["status"] = "auto_resolve_off"
-        elif not self.config.enabled:
-            line["status"] = "disabled"
-        else:
-            line.update(self.backend.resolve(action))
-        return line
-
-
-def error_line(action: ErrorAction, status: str = "") -> dict[str, Any]:
-    """``{"action": "error", ...}``: status ``rejected`` for a bad event, ``rule_error`` for a rule that failed."""
-    line: dict[str, Any] = {"action": "error", "status": status or ("rule_error" if action.rule else "rejected")}
-    if action.event_id is not None:
-        line["event_id"] = action.event_id
-    if action.rule:
-        line["rule"] = action.rule
-    line["error"] = action.error
-    return line
-
+            return resolved(action, _AUTO_RESOLVE_OFF)
+        if not self.config.enabled:
+            return resolved(action, _DISABLED)
+        return resolved(action, self.backend.resolve(action))

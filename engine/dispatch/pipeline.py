@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.dispatch.dispatcher import Dispatcher, error_line
+from engine.dispatch.dispatcher import Dispatcher
+from engine.dispatch.outcomes import Outcome, Status, errored
 from engine.evaluation.actions import ErrorAction
 from engine.evaluation.evaluate import evaluate
 from engine.events.stream import Parsed
@@ -34,10 +35,10 @@ class Tally:
     @property
     def failed(self) -> bool:
         """Exit status 1: an event was rejected, a rule failed, or an action failed."""
-        return any(action == "error" or status == "failed" for action, status in self.outcomes)
+        return any(action == "error" or status == Status.FAILED for action, status in self.outcomes)
 
-    def count(self, line: dict[str, Any]) -> None:
-        self.outcomes[(line["action"], line["status"])] += 1
+    def count(self, outcome: Outcome) -> None:
+        self.outcomes[(outcome.action, outcome.status.value)] += 1
 
     def total(self, action: str) -> int:
         return sum(n for (a, _), n in self.outcomes.items() if a == action)
@@ -68,32 +69,38 @@ class Pipeline:
         """The events one input object stands for, typed, unwrapped and expanded."""
         return events_of(event, self.ruleset.event_types, default_type)
 
-    def outcomes(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """The outcome lines of one event: evaluated (schema check first) and dispatched, in order."""
+    def outcomes(self, event: dict[str, Any]) -> list[Outcome]:
+        """The outcomes of one event: evaluated (schema check first) and dispatched, in order."""
         kind = event.get("type")
         if type(kind) is str and kind in self._unhandled:
             self._note_unhandled(kind)
         handle = self.dispatcher.handle
-        return [line for action in evaluate(event, self.ruleset, self.dispatcher.view) for line in handle(action)]
+        return [outcome for action in evaluate(event, self.ruleset, self.dispatcher.view)
+                for outcome in handle(action)]
 
-    def item(self, item: Parsed, default_type: str | None = None) -> Iterator[dict[str, Any]]:
-        """The outcome lines of one parsed input (an event, or the error line of one that could not be read)."""
-        count = self.tally.outcomes
+    def item(self, item: Parsed, default_type: str | None = None) -> Iterator[Outcome]:
+        """The outcomes of one parsed input (an event, or the error of one that could not be read), counted."""
+        count = self.tally.count
         self.tally.events += 1
         if item.event is None:
-            line = error_line(ErrorAction(None, item.error or f"{item.where}: unreadable"))
-            count[(line["action"], line["status"])] += 1
-            yield line
+            outcome = errored(ErrorAction(None, item.error or f"{item.where}: unreadable"))
+            count(outcome)
+            yield outcome
             return
         for event in self.events(item.event, default_type):
-            for line in self.outcomes(event):
-                count[(line["action"], line["status"])] += 1
-                yield line
+            for outcome in self.outcomes(event):
+                count(outcome)
+                yield outcome
 
-    def run(self, items: Iterable[Parsed], default_type: str | None = None) -> Iterator[dict[str, Any]]:
-        """Outcome lines for each parsed item, in input order."""
+    def run(self, items: Iterable[Parsed], default_type: str | None = None) -> Iterator[Outcome]:
+        """The outcomes of each parsed item, in input order."""
         for item in items:
             yield from self.item(item, default_type)
+
+    def lines(self, items: Iterable[Parsed], default_type: str | None = None) -> Iterator[dict[str, Any]]:
+        """The output lines of each parsed item, in input order."""
+        for outcome in self.run(items, default_type):
+            yield outcome.to_line()
 
     def _note_unhandled(self, kind: str) -> None:
         """An event type no rule handles: say so once per run (its rule pack may be off), instead of nothing."""
@@ -107,5 +114,5 @@ class Pipeline:
 
 def run(items: Iterable[Parsed], ruleset: RuleSet, dispatcher: Dispatcher, tally: Tally,
         default_type: str | None = None) -> Iterator[dict[str, Any]]:
-    """Outcome lines for each parsed item, in input order (a Pipeline of its own, counting into ``tally``)."""
-    return Pipeline(ruleset, dispatcher, tally).run(items, default_type)
+    """Output lines for each parsed item, in input order (a Pipeline of its own, counting into ``tally``)."""
+    return Pipeline(ruleset, dispatcher, tally).lines(items, default_type)

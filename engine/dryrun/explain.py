@@ -45,7 +45,7 @@ def explain_event(event: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
             else:
                 rules.append({"rule": rule.id, "kind": kind, "verdict": "matched", "reason": None})
     report["rules"] = rules
-    report["outcomes"] = pipeline.outcomes(event)
+    report["outcomes"] = [outcome.to_line() for outcome in pipeline.outcomes(event)]
     return report
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.daemon.inbox import backlog, type_from_name
+from engine.dispatch.outcomes import Outcome, Status
 from engine.dispatch.pipeline import Pipeline
 from engine.events.stream import Parsed, read_events
 from engine.events.types import event_id
 
 log = logging.getLogger("pagerules")
-PAGES = ("planned", "deduplicated")  # an incident exists or would be opened
+PAGES = (Status.PLANNED, Status.DEDUPLICATED)  # an incident exists or would be opened
 
 
 @dataclass(frozen=True)
@@ -82,51 +83,50 @@ def _compare_one(event: dict[str, Any], where: str, new: Pipeline, old: Pipeline
         yield difference
 
 
-def diff(before: list[dict[str, Any]], after: list[dict[str, Any]], eid: Any, where: str) -> Iterator[Difference]:
+def diff(before: list[Outcome], after: list[Outcome], eid: Any, where: str) -> Iterator[Difference]:
     """The differences between one event's outcomes under the old and the new rules."""
-    old_pages = {o["incident_key"]: o for o in before if o["action"] == "trigger" and o["status"] in PAGES}
-    new_pages = {o["incident_key"]: o for o in after if o["action"] == "trigger" and o["status"] in PAGES}
+    old_pages = {o.incident_key or "": o for o in before if o.action == "trigger" and o.status in PAGES}
+    new_pages = {o.incident_key or "": o for o in after if o.action == "trigger" and o.status in PAGES}
     # A trigger whose key moved is a change, not an add and a remove: pair leftovers by rule.
     only_old = {k: o for k, o in old_pages.items() if k not in new_pages}
     only_new = {k: o for k, o in new_pages.items() if k not in old_pages}
-    for key, line in list(only_new.items()):
-        twin = next((k for k, o in only_old.items() if o["rule"] == line["rule"]), None)
+    for key, new in list(only_new.items()):
+        twin = next((k for k, o in only_old.items() if o.rule == new.rule), None)
         if twin is not None:
-            old_pages[key] = only_old.pop(twin) | {"incident_key": twin}
+            old_pages[key] = only_old.pop(twin)
             del only_new[key]
-    for key, line in only_new.items():
-        yield Difference("now pages", line["rule"], eid, where, key, f"({line['severity']}) {line['title']}")
-    for key, line in only_old.items():
-        yield Difference("no longer pages", line["rule"], eid, where, key, f"({line['severity']}) {line['title']}")
-    for key, line in new_pages.items():
-        old = old_pages.get(key)
-        if old is None or key in only_new:
+    for key, new in only_new.items():
+        yield Difference("now pages", new.rule or "-", eid, where, key, f"({new.severity}) {new.title}")
+    for key, gone in only_old.items():
+        yield Difference("no longer pages", gone.rule or "-", eid, where, key, f"({gone.severity}) {gone.title}")
+    for key, new in new_pages.items():
+        if key not in old_pages or key in only_new:
             continue
-        changes = [f"{field}: {old[field]!r} -> {line[field]!r}" for field in ("incident_key", "severity", "title")
-                   if old[field] != line[field]]
+        old = old_pages[key]
+        changes = [f"{name}: {getattr(old, name)!r} -> {getattr(new, name)!r}"
+                   for name in ("incident_key", "severity", "title") if getattr(old, name) != getattr(new, name)]
         if changes:
-            yield Difference("changed", line["rule"], eid, where, key, "; ".join(changes))
+            yield Difference("changed", new.rule or "-", eid, where, key, "; ".join(changes))
     yield from _resolutions(before, after, eid, where)
     yield from _errors(before, after, eid, where)
 
 
-def _resolutions(before: list[dict[str, Any]], after: list[dict[str, Any]], eid: Any, where: str
-                 ) -> Iterator[Difference]:
-    old = {o["incident_key"]: o for o in before if o["action"] == "resolve" and o["status"] == "planned"}
-    new = {o["incident_key"]: o for o in after if o["action"] == "resolve" and o["status"] == "planned"}
-    for key in sorted(set(new) - set(old)):
-        yield Difference("resolution gained", new[key]["rule"], eid, where, key, new[key]["message"])
-    for key in sorted(set(old) - set(new)):
-        yield Difference("resolution lost", old[key]["rule"], eid, where, key, old[key]["message"])
+def _resolutions(before: list[Outcome], after: list[Outcome], eid: Any, where: str) -> Iterator[Difference]:
+    old = {o.incident_key: o for o in before if o.action == "resolve" and o.status is Status.PLANNED}
+    new = {o.incident_key: o for o in after if o.action == "resolve" and o.status is Status.PLANNED}
+    for key in sorted(set(new) - set(old), key=str):
+        yield Difference("resolution gained", new[key].rule or "-", eid, where, key, new[key].message or "")
+    for key in sorted(set(old) - set(new), key=str):
+        yield Difference("resolution lost", old[key].rule or "-", eid, where, key, old[key].message or "")
 
 
-def _errors(before: list[dict[str, Any]], after: list[dict[str, Any]], eid: Any, where: str) -> Iterator[Difference]:
-    old = {o["error"]: o for o in before if o["action"] == "error"}
-    new = {o["error"]: o for o in after if o["action"] == "error"}
+def _errors(before: list[Outcome], after: list[Outcome], eid: Any, where: str) -> Iterator[Difference]:
+    old = {o.error or "": o for o in before if o.action == "error"}
+    new = {o.error or "": o for o in after if o.action == "error"}
     for text in sorted(set(new) - set(old)):
-        yield Difference("error gained", new[text].get("rule", "-"), eid, where, None, text)
+        yield Difference("error gained", new[text].rule or "-", eid, where, None, text)
     for text in sorted(set(old) - set(new)):
-        yield Difference("error lost", old[text].get("rule", "-"), eid, where, None, text)
+        yield Difference("error lost", old[text].rule or "-", eid, where, None, text)
 
 
 def summary(differences: list[Difference]) -> dict[str, dict[str, int]]:

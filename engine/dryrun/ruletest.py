@@ -19,7 +19,7 @@ from engine.dispatch.pipeline import Pipeline
 from engine.documents.schema import check_document, load_schema
 from engine.documents.source import Document, load_yaml_text
 from engine.errors import InvalidFiles, Problem
-from engine.evaluation.actions import MAX_INCIDENT_KEY, MAX_TITLE
+from engine.evaluation.actions import MAX_INCIDENT_KEY, MAX_TITLE, is_shortened_key
 from engine.events.stream import Parsed, read_events
 from engine.language.model import RuleSet
 from engine.language.rules import display, load_ruleset
@@ -80,7 +80,7 @@ class RuleTestRun:
         ruleset = self._ruleset(config)
         items = list(_events(case["events"], path, doc, index, result))
         pipeline = Pipeline(ruleset, Dispatcher(config, DryRun()))
-        actual = [line for item, default_type in items for line in pipeline.item(item, default_type)]
+        actual = [o.to_line() for item, default_type in items for o in pipeline.item(item, default_type)]
         result.diffs += compare(case["expect"], actual)
         result.warnings += _limits(actual, ruleset, case["name"])
         return result
@@ -143,7 +143,7 @@ def _limits(lines: Sequence[Mapping[str, Any]], ruleset: RuleSet, case: str) -> 
         rule = rules.get(line.get("rule", ""))
         if line["action"] != "trigger" or rule is None:
             continue
-        if len(line["incident_key"]) == MAX_INCIDENT_KEY and line["incident_key"][-17] == "-":
+        if is_shortened_key(line["incident_key"]):
             found.append(Problem(rule.filename, rule.line_of("incident_key"), f"incident_key over "
                                  f"{MAX_INCIDENT_KEY} characters in case '{case}': shortened with a hash",
                                  rule.id, warning=True))

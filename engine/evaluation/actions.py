@@ -93,6 +93,11 @@ class TriggerAction:
     def details(self) -> dict[str, str]:
         return self.extras().details
 
+    @property
+    def render_errors(self) -> tuple[ErrorAction, ...]:
+        """The templates that failed in the labels and details rendered so far (none before first use)."""
+        return tuple(self._extras.errors) if self._extras is not None and self._extras.errors else ()
+
 
 @dataclass(slots=True)
 class ResolveAction:
@@ -115,6 +120,11 @@ def full_key(prefix: str, rendered: str) -> str:
         return key
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:_HASH_CHARS]
     return f"{key[: MAX_INCIDENT_KEY - _HASH_CHARS - 1]}-{digest}"
+
+
+def is_shortened_key(key: str) -> bool:
+    """Whether ``full_key`` shortened this key (it ends in the hash that stands for the rest)."""
+    return len(key) == MAX_INCIDENT_KEY and key[-_HASH_CHARS - 1] == "-"
 
 
 def full_title(title_format: str, severity: str, text: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from engine import severity as sev
 from engine.config import Config
+from engine.dispatch.outcomes import NOTHING_OPEN, Result, Status
 from engine.evaluation.actions import OpenIncident, ResolveAction, TriggerAction
 from engine.pagerduty.channels import Notifier
 from engine.pagerduty.client import (
@@ -42,13 +43,13 @@ class Live:
         self.view = StateView(state)
         self.notifier = notifier or Notifier(config.channels)
 
-    def create(self, action: TriggerAction) -> dict[str, Any]:
+    def create(self, action: TriggerAction) -> Result:
         now = self.clock()
         known = self.state.get(action.incident_key)
         detail = {"rule": action.rule, "event_id": action.event_id, "title": action.title}
         if known is not None and now - known.confirmed_at < self.config.dedup_window_seconds:
             self.state.audit(now, self.actor, "deduplicate", action.incident_key, known.incident_id, detail)
-            return _with_id({"status": "deduplicated"}, known.incident_id)
+            return Result(Status.DEDUPLICATED, known.incident_id)
         body = build_create_body(action.title, sev.urgency(action.severity), action.incident_key,
                                  str(self.config.service_id), str(self.config.escalation_policy_id), action.details)
         try:
@@ -62,9 +63,9 @@ class Live:
         self.state.record_open(self._open(action, incident_id), now, self.actor, "create", detail)
         self.notifier.announce("triggered", {"incident_key": action.incident_key, "incident_id": incident_id,
                                              "title": action.title, "severity": action.severity, "actor": self.actor})
-        return _with_id({"status": "created"}, incident_id)
+        return Result(Status.CREATED, incident_id)
 
-    def _opened_elsewhere(self, action: TriggerAction, now: float, detail: dict[str, Any]) -> dict[str, Any]:
+    def _opened_elsewhere(self, action: TriggerAction, now: float, detail: dict[str, Any]) -> Result:
         """PagerDuty already has it open (opened by another process, or before our state knew)."""
         try:
             found = self.client.find_open(action.incident_key)
@@ -73,15 +74,15 @@ class Live:
             found = []
         incident_id = found[0].get("id") if found else None
         self.state.record_open(self._open(action, incident_id), now, self.actor, "deduplicate", detail)
-        return _with_id({"status": "deduplicated"}, incident_id)
+        return Result(Status.DEDUPLICATED, incident_id)
 
     def _open(self, action: TriggerAction, incident_id: str | None) -> OpenIncident:
         return OpenIncident(action.incident_key, dict(action.labels), action.rule, action.severity, action.title,
                             incident_id)
 
-    def resolve(self, action: ResolveAction) -> dict[str, Any]:
+    def resolve(self, action: ResolveAction) -> Result:
         if action.incident_key is None:
-            return {"status": "nothing_open"}
+            return NOTHING_OPEN
         now = self.clock()
         known = self.state.get(action.incident_key)
         try:
@@ -91,15 +92,15 @@ class Live:
                 if known:  # open in our state, gone in PagerDuty: forget it
                     self.state.record_status(action.incident_key, "resolved", now, self.actor, None,
                                              {"rule": action.rule, "note": "already closed in PagerDuty"})
-                return {"status": "nothing_open"}
+                return NOTHING_OPEN
             return self._resolve_ids(action, targets, now)
         except PagerDutyError as exc:
             self.state.audit(now, self.actor, "resolve_failed", action.incident_key, None,
                              {"rule": action.rule, "error": str(exc)})
             return _failed(exc)
 
-    def _resolve_ids(self, action: ResolveAction, incident_ids: list[str], now: float) -> dict[str, Any]:
-        line: dict[str, Any] = {"status": "resolved", "incident_id": incident_ids[0]}
+    def _resolve_ids(self, action: ResolveAction, incident_ids: list[str], now: float) -> Result:
+        note_error = None
         done = []
         for incident_id in incident_ids:
             try:
@@ -113,18 +114,18 @@ class Live:
                 self.client.add_note(incident_id, action.message)
             except PagerDutyError as exc:  # resolved already; the resolution carries the message too
                 log.warning("resolved %s but its note failed: %s", incident_id, exc)
-                line["note_error"] = str(exc)
+                note_error = str(exc)
         detail = {"rule": action.rule, "event_id": action.event_id, "message": action.message}
         if not done:
             detail["note"] = "already resolved in PagerDuty"
         self.state.record_status(action.incident_key or "", "resolved", now, self.actor, incident_ids[0], detail)
         if not done:
-            return {"status": "nothing_open"}
+            return NOTHING_OPEN
         self.notifier.announce("resolved", {"incident_key": action.incident_key, "incident_id": incident_ids[0],
                                             "message": action.message, "actor": self.actor})
-        return line
+        return Result(Status.RESOLVED, incident_ids[0], note_error=note_error)
 
-    def acknowledge(self, incident_key: str) -> dict[str, Any]:
+    def acknowledge(self, incident_key: str) -> Result:
         """Acknowledge every open incident with the key; the state and the audit trail record it.
         PagerDuty re-opens a resolved incident that is set to acknowledged (REFERENCE §4), so an
         incident it says is resolved is recorded as such and not touched: ``already_resolved``."""
@@ -138,7 +139,7 @@ class Live:
             else:  # find_open lists only triggered and acknowledged incidents
                 targets = [i["id"] for i in self.client.find_open(incident_key)]
             if not targets:
-                return {"status": "nothing_open"}
+                return NOTHING_OPEN
             for incident_id in targets:
                 self.client.set_status(incident_id, "acknowledged")
         except PagerDutyError as exc:
@@ -150,14 +151,14 @@ class Live:
             self.state.audit(now, self.actor, "acknowledged", incident_key, targets[0])
         self.notifier.announce("acknowledged", {"incident_key": incident_key, "incident_id": targets[0],
                                                 "title": known.title if known else None, "actor": self.actor})
-        return {"status": "acknowledged", "incident_id": targets[0]}
+        return Result(Status.ACKNOWLEDGED, targets[0])
 
-    def _resolved_elsewhere(self, incident_key: str, incident_id: str, now: float) -> dict[str, Any]:
+    def _resolved_elsewhere(self, incident_key: str, incident_id: str, now: float) -> Result:
         self.state.record_status(incident_key, "resolved", now, self.actor, incident_id,
                                  {"note": "already resolved in PagerDuty; not acknowledged"})
-        return {"status": "already_resolved", "incident_id": incident_id,
-                "error": "PagerDuty says this incident is already resolved; nothing was acknowledged "
-                         "(acknowledging would re-open it)"}
+        return Result(Status.ALREADY_RESOLVED, incident_id,
+                      "PagerDuty says this incident is already resolved; nothing was acknowledged "
+                      "(acknowledging would re-open it)")
 
     def reconcile(self) -> dict[str, int]:
         """Ask PagerDuty about every incident the state believes open; record what changed by hand.
@@ -212,17 +213,11 @@ class Refresher:
         return self.last_error
 
 
-def _failed(exc: PagerDutyError) -> dict[str, Any]:
+def _failed(exc: PagerDutyError) -> Result:
     """A failed outcome; ``retry`` says whether trying again later can help (outage, rate limit,
     or a token, id or setting that an operator can fix) or not (PagerDuty refused this request)."""
-    return {"status": "failed", "error": str(exc),
-            "retry": exc.transient or exc.status in (401, 403, 404) or isinstance(exc, ConfigurationError)}
-
-
-def _with_id(line: dict[str, Any], incident_id: str | None) -> dict[str, Any]:
-    if incident_id:
-        line["incident_id"] = incident_id
-    return line
+    return Result(Status.FAILED, error=str(exc),
+                  retry=exc.transient or exc.status in (401, 403, 404) or isinstance(exc, ConfigurationError))
 
 
 def make_client(config: Config) -> Client:

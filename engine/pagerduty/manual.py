@@ -14,6 +14,7 @@ from typing import Any
 from engine import severity as sev
 from engine.config import Config
 from engine.dispatch.dispatcher import Backend, Dispatcher
+from engine.dispatch.outcomes import Result, Status, acknowledged, resolved
 from engine.errors import ConfigError
 from engine.evaluation.actions import Extras, ResolveAction, TriggerAction, full_key, full_title
 from engine.language.templates import slug
@@ -21,6 +22,7 @@ from engine.pagerduty.backend import Live
 from engine.pagerduty.client import Client, PagerDutyError
 
 MANUAL_RULE = "manual"
+_DISABLED = Result(Status.DISABLED)
 
 
 def manual_key(config: Config, repo: str, title: str, key: str | None) -> str:
@@ -42,31 +44,20 @@ def trigger(config: Config, backend: Backend, title: str, severity: str, repo: s
     action = TriggerAction(MANUAL_RULE, None, manual_key(config, repo, title, key),
                            full_title(config.title_format, severity, title), severity,
                            lambda: Extras(labels, {"repo": repo, **text_details}, []))
-    return Dispatcher(config, backend).handle(action)[-1]
+    return Dispatcher(config, backend).handle(action)[-1].to_line()
 
 
 def resolve(config: Config, backend: Backend, key: str, message: str | None = None) -> dict[str, Any]:
     """Resolve by key (with or without the prefix); asks PagerDuty when the state does not know it."""
-    incident_key = manual_key(config, "", "", key)
     text = message or "Resolved by hand with pagerules"
-    line: dict[str, Any] = {"action": "resolve", "status": "", "incident_key": incident_key, "rule": MANUAL_RULE,
-                            "event_id": None, "message": text}
-    if not config.enabled:
-        line["status"] = "disabled"
-    else:
-        line.update(backend.resolve(ResolveAction(MANUAL_RULE, None, incident_key, text)))
-    return line
+    action = ResolveAction(MANUAL_RULE, None, manual_key(config, "", "", key), text)
+    return resolved(action, backend.resolve(action) if config.enabled else _DISABLED).to_line()
 
 
 def acknowledge(config: Config, backend: Live, key: str) -> dict[str, Any]:
     """Acknowledge in PagerDuty, record it in the state and the audit trail."""
     incident_key = manual_key(config, "", "", key)
-    line: dict[str, Any] = {"action": "ack", "status": "", "incident_key": incident_key}
-    if not config.enabled:
-        line["status"] = "disabled"
-        return line
-    line.update(backend.acknowledge(incident_key))
-    return line
+    return acknowledged(incident_key, backend.acknowledge(incident_key) if config.enabled else _DISABLED).to_line()
 
 
 @dataclass(frozen=True)
