@@ -7,6 +7,7 @@ from typing import Any
 from conftest import dry_run, make_config, shipped_rules
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jinja2 import Undefined
 
 from engine.dispatch.dispatcher import MemoryView
 from engine.evaluation.evaluate import evaluate
@@ -101,7 +102,7 @@ def test_the_fast_path_answers_only_what_jinja_answers(event: dict[str, Any], ab
 # Field names that are also attributes of a dict, list or text in Jinja (issue 13): `event.items` is the dict's
 # method in the sandbox, never the `items` field, and the fast path must say the same.
 ATTRIBUTE_NAMES = ["items", "keys", "values", "get", "pop", "update", "copy", "setdefault", "count", "index",
-                   "upper", "format", "append", "title", "split", "real", "__class__", "_private", "repo", "a"]
+                   "upper", "format", "append", "title", "split", "real", "mro", "__class__", "_private", "repo", "a"]
 attribute_events = st.dictionaries(st.sampled_from(ATTRIBUTE_NAMES), json_values | st.dictionaries(
     st.sampled_from(ATTRIBUTE_NAMES), json_values, max_size=4), max_size=6)
 ACCESSES = ["{{ event.%s }}", "{{ event['%s'] }}", "{{ event.a.%s }}", "{{ event.%s.a }}",
@@ -138,3 +139,85 @@ def test_the_fast_path_reads_attribute_names_as_jinja_does(event: dict[str, Any]
         except Exception:  # noqa: BLE001 - Jinja answers instead
             return
         assert _jinja(expression, values) == ("ok", answer), (source, event)
+
+
+# Every form a rule writes, generated from a small grammar over those names (issue 13 item 5): paths read by
+# attribute and by item, `when`-style comparisons and logic, `~`, arithmetic, conditionals, list literals and
+# the filters the fast path calls itself. Each template is compared three ways with the sandbox alone: as a
+# title or key (`{{ e }}`), as an expression (`when`, vars), and as an `{% if %}` test.
+FORM_NAMES = ATTRIBUTE_NAMES + ["__init__", "0"]
+plain_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-5, 5) | st.text(max_size=4),
+                            lambda inner: st.lists(inner, max_size=2)
+                            | st.dictionaries(st.sampled_from(FORM_NAMES), inner, max_size=3), max_leaves=8)
+form_events = st.dictionaries(st.sampled_from(FORM_NAMES), plain_values, max_size=6)
+_accessor = st.sampled_from(FORM_NAMES).flatmap(lambda n: st.sampled_from([f".{n}", f"['{n}']"])) \
+    | st.sampled_from([".0", "[1]"])
+paths = st.tuples(st.sampled_from(["event", "params"]), st.lists(_accessor, min_size=1, max_size=3)) \
+    .map(lambda t: t[0] + "".join(t[1]))
+constants = st.sampled_from(["1", "2.5", "'x'", "''", "none", "true", "false", "[]"])
+FILTER_FORMS = ["default('d')", "upper", "lower", "slug", "length", "string", "round(1)", "list", "abs", "int",
+                "decimals(1)", "digest(4)", "first", "trim", "title"]
+
+
+def _forms(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    two = st.tuples(inner, inner)
+    return st.one_of(
+        st.tuples(inner, st.sampled_from(["==", "!=", "<", ">=", "in", "not in"]), inner).map(" ".join),
+        two.map(lambda t: f"{t[0]} and {t[1]}"), two.map(lambda t: f"{t[0]} or {t[1]}"),
+        inner.map(lambda e: f"not {e}"), two.map(lambda t: f"{t[0]} ~ {t[1]}"),
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "//"]), inner).map(" ".join),
+        st.tuples(inner, inner, inner).map(lambda t: f"{t[0]} if {t[1]} else {t[2]}"),
+        two.map(lambda t: f"[{t[0]}, {t[1]}]"), inner.map(lambda e: f"-{e}"),
+        st.tuples(inner, st.sampled_from(FILTER_FORMS)).map(lambda t: f"{t[0]} | {t[1]}"),
+    ).map(lambda e: f"({e})")
+
+
+expressions = st.recursive(paths | constants, _forms, max_leaves=4)
+
+
+def _outcome(run: Any) -> tuple[str, Any]:
+    try:
+        value = run()
+    except Exception as exc:  # noqa: BLE001 - any error is an answer here
+        return "error", (type(exc), str(exc))
+    return "ok", _comparable(value)
+
+
+def _comparable(value: Any) -> Any:
+    """``value`` with what `==` cannot compare made comparable: Jinja's undefined (an expression's value may be
+    one: `event.items.items`, `[1, event.0]`), and NaN."""
+    if isinstance(value, Undefined):
+        return "undefined", value._undefined_message
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    if isinstance(value, (list, tuple)):
+        return type(value), [_comparable(v) for v in value]
+    return type(value), value
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(form_events, st.dictionaries(st.sampled_from(FORM_NAMES), plain_values, max_size=3), expressions)
+def test_the_fast_path_agrees_with_the_sandbox_on_every_generated_form(event: dict[str, Any],
+                                                                      params: dict[str, Any], source: str) -> None:
+    try:
+        title = compile_template("{{ " + source + " }}")
+        expression = compile_expression(source)
+    except TemplateError:
+        return  # refused at load, as the sandbox would refuse it on every run: nothing runs
+    in_if = compile_template("{% if " + source + " %}yes{% else %}no{% endif %}")  # no fast reader for an `if`
+    as_test = compile_template("{{ 'yes' if " + source + " else 'no' }}")
+    assert in_if._fast is None
+    values = {"event": event, "params": params}
+    scope = lambda: Scope(dict(values))  # noqa: E731 - a fresh scope per run, as each rule and event gets
+    assert _outcome(lambda: title.render(scope())) == _outcome(
+        lambda: "".join(title._root(scope().context()))), source
+    assert _outcome(lambda: expression.evaluate(scope())) == _outcome(
+        lambda: _jinja_value(expression, values)), source
+    assert _outcome(lambda: as_test.render(scope())) == _outcome(lambda: in_if.render(scope())), source
+
+
+def _jinja_value(compiled: Compiled, values: dict[str, Any]) -> Any:
+    context = Scope(dict(values)).context()
+    for _ in compiled._root(context):
+        pass
+    return context.vars["_pagerules_result"]
