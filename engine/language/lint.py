@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from engine.errors import Problem
 from engine.language.model import Trigger
 from engine.language.templates import attribute_paths
+from engine.names import dotted
 
 # Fields whose value changes from one event of a problem to the next.
 # ``id`` only at the top (the event's own id); a nested ``workflow_run.id`` names the thing itself.
@@ -32,10 +33,10 @@ def _volatile_fields(triggers: Sequence[Trigger]) -> list[Problem]:
     for rule in triggers:
         if rule.incident_key is None:
             continue
-        read = {".".join(p) for p in attribute_paths(rule.incident_key, "event") if _volatile(p)}
+        read = {dotted(p) for p in attribute_paths(rule.incident_key, "event") if _volatile(p)}
         variables = dict(rule.vars)
         for name in sorted(rule.incident_key.names & set(variables)):  # through a var, one level deep
-            read |= {f"{'.'.join(p)} (via {name})" for p in attribute_paths(variables[name], "event")
+            read |= {f"{dotted(p)} (via {name})" for p in attribute_paths(variables[name], "event")
                      if _volatile(p)}
         for field in sorted(read):
             problems.append(Problem(rule.filename, rule.line_of("incident_key"),
