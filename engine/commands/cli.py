@@ -130,9 +130,7 @@ def process(config_path: str | None, rules_dir: str | None, packs: str | None, d
     tally = pipeline.tally
     write_lines(pipeline.lines(read_events(sys.stdin, "stdin"), default_type), sys.stdout)
     sys.stdout.flush()
-    notifier = getattr(dispatcher.backend, "notifier", None)
-    if notifier is not None:  # live: let queued channel announcements go out before exiting
-        notifier.flush()
+    dispatcher.backend.notifier.flush()  # live: let queued channel announcements go out before exiting
     log.info(tally.summary())
     sys.exit(1 if tally.failed else 0)
 

@@ -78,11 +78,11 @@ def ack(key: str, as_json: bool, config_path: str | None, state_path: str | None
     Example: pagerules ack --key codespar-acme-backend-api-build-349
     """
     from engine.pagerduty import manual
-    from engine.pagerduty.backend import Live
 
     config = load_config(config_path)
     backend = make_backend(config, False, state_path, actor())
-    line = manual.acknowledge(config, backend, key) if isinstance(backend, Live) else \
+    # Disabled: the key as given, as this command has always printed it (manual.acknowledge would prefix it).
+    line = manual.acknowledge(config, backend, key) if config.enabled else \
         acknowledged(key, Result(Status.DISABLED)).to_line()
     emit(line, as_json, f"{line['status']}: {line['incident_key']}" + _error_suffix(line))
     sys.exit(1 if line["status"] == Status.FAILED else 0)

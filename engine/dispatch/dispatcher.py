@@ -25,7 +25,7 @@ from engine.dispatch.outcomes import (
     resolved,
     triggered,
 )
-from engine.evaluation.actions import Action, OpenIncident, ResolveAction, TriggerAction
+from engine.evaluation.actions import Action, IncidentView, OpenIncident, ResolveAction, TriggerAction
 
 _BELOW_THRESHOLD, _DISABLED = Result(Status.BELOW_THRESHOLD), Result(Status.DISABLED)
 _AUTO_RESOLVE_OFF = Result(Status.AUTO_RESOLVE_OFF)
@@ -83,14 +83,67 @@ class MemoryView:
         return len(self._open)
 
 
+class Announcer(Protocol):
+    """Where news of an incident goes: the config's chat channels when live, nowhere in a dry run."""
+
+    @property
+    def failures(self) -> Iterable[Mapping[str, Any]]:
+        """The latest deliveries that failed, newest first."""
+        ...
+
+    def announce(self, kind: str, incident: Mapping[str, Any]) -> None:
+        """Queue ``kind`` (triggered, acknowledged, resolved) of ``incident`` for every channel that wants it."""
+        ...
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait (up to ``timeout``) for queued announcements to go out."""
+        ...
+
+
 class Backend(Protocol):
-    """Where a gated action goes: a dry-run planner, or PagerDuty."""
+    """Where a gated action goes: a dry-run planner (DryRun), or PagerDuty (engine/pagerduty/backend.py: Live).
 
-    view: Any
+    Everything a caller needs is here, so no caller asks which one it has."""
 
-    def create(self, action: TriggerAction) -> Result: ...
+    @property
+    def view(self) -> IncidentView:
+        """The open incidents evaluation reads."""
+        ...
 
-    def resolve(self, action: ResolveAction) -> Result: ...
+    @property
+    def notifier(self) -> Announcer: ...
+
+    def create(self, action: TriggerAction) -> Result:
+        """Open the incident (or find it open): planned/created, deduplicated, or failed."""
+        ...
+
+    def resolve(self, action: ResolveAction) -> Result:
+        """Resolve the incident: planned/resolved, nothing_open, or failed."""
+        ...
+
+    def acknowledge(self, incident_key: str) -> Result:
+        """Acknowledge the incident: planned/acknowledged, nothing_open, already_resolved, or failed."""
+        ...
+
+    def reconcile(self) -> dict[str, int]:
+        """Learn what changed by hand: counts of checked, resolved, acknowledged and failed incidents."""
+        ...
+
+    def with_actor(self, actor: str) -> Backend:
+        """The same backend, recording its actions in the audit trail as ``actor``."""
+        ...
+
+
+class SilentNotifier:
+    """A dry run announces nothing."""
+
+    failures: tuple[Mapping[str, Any], ...] = ()
+
+    def announce(self, kind: str, incident: Mapping[str, Any]) -> None:
+        return None
+
+    def flush(self, timeout: float = 10.0) -> None:
+        return None
 
 
 @dataclass
@@ -98,6 +151,7 @@ class DryRun:
     """Plans actions and keeps the in-memory view they would leave behind. Contacts nothing."""
 
     view: MemoryView = field(default_factory=MemoryView)
+    notifier: SilentNotifier = field(default_factory=SilentNotifier)
 
     def create(self, action: TriggerAction) -> Result:
         if self.view.get(action.incident_key) is not None:
@@ -111,6 +165,15 @@ class DryRun:
             return NOTHING_OPEN
         self.view.close(action.incident_key)
         return PLANNED
+
+    def acknowledge(self, incident_key: str) -> Result:
+        return PLANNED if self.view.get(incident_key) is not None else NOTHING_OPEN
+
+    def reconcile(self) -> dict[str, int]:
+        return {"checked": 0, "resolved": 0, "acknowledged": 0, "failed": 0}  # nothing to ask
+
+    def with_actor(self, actor: str) -> DryRun:
+        return self  # a dry run writes no audit trail
 
 
 class Dispatcher:

@@ -43,6 +43,10 @@ class Live:
         self.view = StateView(state)
         self.notifier = notifier or Notifier(config.channels)
 
+    def with_actor(self, actor: str) -> Live:
+        """The same PagerDuty, state and channels, recording its actions as ``actor`` (``api``, ``dashboard``)."""
+        return Live(self.config, self.client, self.state, self.clock, actor, self.notifier)
+
     def create(self, action: TriggerAction) -> Result:
         now = self.clock()
         known = self.state.get(action.incident_key)

@@ -18,7 +18,6 @@ from engine.dispatch.outcomes import Result, Status, acknowledged, resolved
 from engine.errors import ConfigError
 from engine.evaluation.actions import Extras, ResolveAction, TriggerAction, full_key, full_title
 from engine.language.templates import slug
-from engine.pagerduty.backend import Live
 from engine.pagerduty.client import Client, PagerDutyError
 
 MANUAL_RULE = "manual"
@@ -54,7 +53,7 @@ def resolve(config: Config, backend: Backend, key: str, message: str | None = No
     return resolved(action, backend.resolve(action) if config.enabled else _DISABLED).to_line()
 
 
-def acknowledge(config: Config, backend: Live, key: str) -> dict[str, Any]:
+def acknowledge(config: Config, backend: Backend, key: str) -> dict[str, Any]:
     """Acknowledge in PagerDuty, record it in the state and the audit trail."""
     incident_key = manual_key(config, "", "", key)
     return acknowledged(incident_key, backend.acknowledge(incident_key) if config.enabled else _DISABLED).to_line()
