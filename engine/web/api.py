@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from engine.dispatch.outcomes import Status
 from engine.pagerduty import manual
 from engine.web.context import BEARER_PROBLEM, bearer_ok, incident_view, json_error, web
 from engine.web.strict_json import BadJson, parse_json
@@ -18,8 +19,10 @@ from engine.web.strict_json import BadJson, parse_json
 MAX_AUDIT = 1000
 TRIGGER_FIELDS = ("title", "severity", "repo")
 NOT_AN_OBJECT = "expected a JSON object body (Content-Type: application/json)"
-TRIGGER_CODES = {"created": 201, "failed": 502}  # else 200: deduplicated, below_threshold, disabled
-ACTION_CODES = {"failed": 502, "nothing_open": 404, "already_resolved": 409}  # acknowledge and resolve
+# The HTTP status for an outcome line's status; any other is 200 (deduplicated, below_threshold, disabled, ...).
+TRIGGER_CODES = {Status.CREATED.value: 201, Status.FAILED.value: 502}
+ACTION_CODES = {Status.FAILED.value: 502, Status.NOTHING_OPEN.value: 404,  # acknowledge and resolve
+                Status.ALREADY_RESOLVED.value: 409}
 
 api = Blueprint("api", __name__, url_prefix="/api")
 

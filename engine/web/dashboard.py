@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
+from engine.dispatch.outcomes import Status
 from engine.errors import PageRulesError
 from engine.pagerduty import manual
 from engine.web.auth import client_address, cross_origin
@@ -22,8 +23,8 @@ from engine.web.context import incident_view, web
 
 log = logging.getLogger("pagerules.server")
 NO_REPO = "(no repo)"
-UI_NOTICE = {"already_resolved": "Not acknowledged: {key} is already resolved in PagerDuty "
-                                 "(acknowledging would re-open it). The list is now up to date."}
+UI_NOTICE = {Status.ALREADY_RESOLVED.value: "Not acknowledged: {key} is already resolved in PagerDuty "
+                                            "(acknowledging would re-open it). The list is now up to date."}
 
 dashboard = Blueprint("dashboard", __name__)
 
@@ -93,7 +94,7 @@ def acknowledge(key: str) -> Any:
     _check_csrf()
     line = manual.acknowledge(web().config, web().acting_as("dashboard"), key)
     notice = UI_NOTICE.get(line["status"], "{status}: {key}").format(status=line["status"], key=key)
-    if line.get("error") and line["status"] != "already_resolved":
+    if line.get("error") and line["status"] != Status.ALREADY_RESOLVED.value:
         notice += f" ({line['error']})"
     return redirect(url_for("dashboard.page", notice=notice))
 
