@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +75,179 @@ def test_an_unusable_state_path_is_a_clear_error(tmp_path: Path) -> None:
         State(str(tmp_path / "file" / "s.db"))
     assert str(caught.value) == f"cannot open the state file {tmp_path}/file/s.db: File exists"
     assert caught.value.exit_code == 2
+
+
+# Open incidents at scale (issue 17): every query is an index search, and a selector's cost follows its
+# most selective label, not the number open.
+
+# The schema as the previous release wrote it (before incidents_opened), to check an old file still opens.
+PREVIOUS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_key TEXT PRIMARY KEY,
+    incident_id  TEXT,
+    rule         TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    title        TEXT NOT NULL,
+    labels       TEXT NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'triggered',
+    opened_at    REAL NOT NULL,
+    confirmed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incident_labels (
+    name TEXT NOT NULL, value TEXT NOT NULL, incident_key TEXT NOT NULL,
+    PRIMARY KEY (name, value, incident_key)
+);
+CREATE INDEX IF NOT EXISTS incident_labels_key ON incident_labels (incident_key);
+CREATE TABLE IF NOT EXISTS files_in_progress (
+    file     TEXT PRIMARY KEY,
+    units    INTEGER NOT NULL,
+    problems TEXT NOT NULL,
+    at       REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           REAL NOT NULL,
+    actor        TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    incident_key TEXT,
+    incident_id  TEXT,
+    detail       TEXT NOT NULL DEFAULT '{}'
+);
+"""
+BUILD = {"kind": ("build",), "repo": ("acme/rare",), "branch": ("main",)}
+
+
+def seed(state: State, count: int) -> None:
+    """``count`` open build incidents on main over 50 repos, plus one on acme/rare."""
+    state.record_open_many((incident(f"b{n}", kind="build", repo=f"acme/r{n % 50}", branch="main")
+                            for n in range(count)), 5.0, "test", "seed")
+    state.record_open(incident("rare", kind="build", repo="acme/rare", branch="main"), 6.0, "rules", "create")
+
+
+def exercise(state: State) -> None:
+    """Every query a run, the CLI and the web app make."""
+    view = StateView(state)
+    view.get("b1"), view.get("missing")
+    for name, values in BUILD.items():
+        view.any_with(name, values)
+    view.any_with("kind", ())
+    view.select(BUILD), view.select({"kind": ("build", "deploy"), "repo": ("acme/r1", "acme/rare")})
+    view.select({"repo": ("acme/r2",)}), view.select({})
+    state.keys_with("repo", ("acme/r3",))
+    state.open_incidents(), state.open_incidents(limit=5), state.open_incidents("acme/r4", limit=2)
+    state.record_open(incident("b2", kind="build", repo="acme/r2", branch="main"), 7.0, "rules", "deduplicate")
+    state.record_status("b3", "acknowledged", 8.0, "cli:ada", "id-b3")
+    state.record_status("b4", "resolved", 9.0, "rules", "id-b4")
+
+
+def test_every_incident_query_is_an_index_search(state: State) -> None:
+    seed(state, 200)
+    statements: list[str] = []
+    state._db.set_trace_callback(statements.append)
+    exercise(state)
+    state._db.set_trace_callback(None)
+    queries = [s for s in statements if s.split()[0].upper() in ("SELECT", "DELETE", "UPDATE", "INSERT")]
+    assert any("CROSS JOIN incident_labels" in q for q in queries)  # the selector's one query was seen
+    for query in queries:
+        plan = [row[3] for row in state._db.execute(f"EXPLAIN QUERY PLAN {query}")]
+        listing = query.startswith("SELECT incident_key") and "FROM incidents ORDER BY opened_at" in query
+        if listing:  # the full list, oldest first: read in index order, never sorted per call
+            assert plan == ["SCAN incidents USING INDEX incidents_opened"], (query, plan)
+            continue
+        scans = [step for step in plan if step.startswith(("SCAN incidents", "SCAN incident_labels"))
+                 or (step.startswith("SCAN") and "incident" in step)]
+        assert not scans, (query, plan)
+
+
+def vm_steps(state: State, work: Any) -> int:
+    """SQLite virtual-machine steps ``work`` costs: a count that does not depend on the machine's speed."""
+    steps = [0]
+
+    def tick() -> int:
+        steps[0] += 1
+        return 0
+    state._db.set_progress_handler(tick, 1)
+    try:
+        work()
+    finally:
+        state._db.set_progress_handler(None, 1)
+    return steps[0]
+
+
+def resolve_rare(view: StateView) -> None:
+    """What a recovery does: a cheap first cut per label, then the selection."""
+    assert all(view.any_with(name, values) for name, values in BUILD.items())
+    assert [i.incident_key for i in view.select(BUILD)] == ["rare"]
+
+
+def test_lookups_and_selectors_cost_the_same_with_5000_open_as_with_100(tmp_path: Path) -> None:
+    small, large = State(str(tmp_path / "small.db")), State(str(tmp_path / "large.db"))
+    seed(small, 100)
+    seed(large, 5000)
+    for work in (lambda view: view.get("b7"), resolve_rare):
+        cost = [vm_steps(s, lambda s=s, work=work: work(StateView(s))) for s in (small, large)]  # type: ignore[misc]
+        assert cost[1] <= cost[0] * 1.2 + 10, cost
+
+
+def test_select_agrees_with_a_plain_filter_whatever_label_it_walks(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    import random
+
+    from engine.pagerduty import state as module
+    monkeypatch.setattr(module, "PROBE_FIRST", 2)  # small bounds, so the probe grows and stops in a test
+    monkeypatch.setattr(module, "PROBE_MAX", 16)
+    rng = random.Random(17)
+    state = State(str(tmp_path / "s.db"))
+    choices = {"kind": ["build", "deploy"], "repo": [f"r{n}" for n in range(6)], "branch": ["main", "dev", "x"]}
+    opened = {f"k{n}": {name: rng.choice(values) for name, values in choices.items() if rng.random() < 0.9}
+              for n in range(120)}
+    state.record_open_many((incident(key, **labels) for key, labels in opened.items()), 1.0, "test", "seed")
+    for _ in range(300):
+        wanted = {name: tuple(rng.sample(values, rng.randint(0, 2)) + rng.sample(values, rng.randint(0, 1)))
+                  for name, values in choices.items() if rng.random() < 0.6}
+        expected = sorted(key for key, labels in opened.items() if wanted and all(
+            labels.get(name) in values for name, values in wanted.items()))
+        assert [i.incident_key for i in state.select(wanted)] == expected, wanted
+        for name, values in wanted.items():
+            assert state.has_label(name, values) == any(labels.get(name) in values for labels in opened.values())
+
+
+def test_the_open_list_is_oldest_first_by_repo_and_limited(state: State) -> None:
+    state.record_open(incident("c", repo="r1"), 30.0, "rules", "create")
+    state.record_open(incident("a", repo="r1"), 10.0, "rules", "create")
+    state.record_open(incident("b", repo="r2"), 10.0, "rules", "create")
+    assert [i.incident_key for i in state.open_incidents()] == ["a", "b", "c"]
+    assert [i.incident_key for i in state.open_incidents(limit=2)] == ["a", "b"]
+    assert [i.incident_key for i in state.open_incidents("r1")] == ["a", "c"]
+    assert [i.incident_key for i in state.open_incidents("r1", limit=1)] == ["a"]
+    assert state.open_incidents("r9") == []
+
+
+def test_many_incidents_are_recorded_in_one_transaction(state: State) -> None:
+    with pytest.raises(AttributeError):  # the second incident is broken: the first is rolled back with it
+        state.record_open_many([incident("a", kind="build"), None], 1.0, "bench", "seed")  # type: ignore[list-item]
+    assert state.get("a") is None and state.recent_audit() == []
+    assert state.record_open_many((incident(k, kind="build") for k in "xyz"), 2.0, "bench", "seed") == 3
+    assert state.keys_with("kind", ("build",)) == {"x", "y", "z"}
+    assert [e["action"] for e in state.recent_audit()] == ["seed"] * 3
+
+
+def test_a_state_file_from_the_previous_release_opens_and_gets_the_new_index(tmp_path: Path) -> None:
+    import sqlite3
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(PREVIOUS_SCHEMA)
+    db.execute("INSERT INTO incidents VALUES ('k1', 'P1', 'build-failed', 'high', 't', ?, 'acknowledged', 3.0, 4.0)",
+               ('{"kind": "build", "repo": "acme/a"}',))
+    db.executemany("INSERT INTO incident_labels VALUES (?, ?, 'k1')", [("kind", "build"), ("repo", "acme/a")])
+    db.commit()
+    db.close()
+    state = State(str(path))
+    indexes = {r[0] for r in state._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "incidents_opened" in indexes
+    found = state.select({"kind": ("build",), "repo": ("acme/a",)})
+    assert [(i.incident_key, i.incident_id, i.status, i.opened_at) for i in found] == [
+        ("k1", "P1", "acknowledged", 3.0)]
+    assert [i.incident_key for i in state.open_incidents("acme/a")] == ["k1"]
+    state.record_status("k1", "resolved", 5.0, "rules", "P1")
+    assert state.select({"kind": ("build",)}) == [] and not state.has_label("kind", ("build",))

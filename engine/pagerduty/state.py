@@ -6,6 +6,11 @@ WAL mode and a busy timeout let several processes (a daemon, a manual
 dedup window a repeat trigger makes no API call; after it, PagerDuty is asked
 again, so an incident resolved by hand pages again (local state never
 suppresses a page PagerDuty would accept).
+
+Every query a live run makes is an index search, so its cost does not grow with
+the number of incidents open: the dedup lookup is a primary-key search, a label
+selector walks the open incidents carrying its most selective label and checks
+the others by primary key (tests/test_state.py checks each query's plan).
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +28,13 @@ from engine.errors import PageRulesError
 from engine.evaluation.actions import OpenIncident
 
 BUSY_TIMEOUT_MS = 10_000
+# A selector's labels are counted up to a bound that grows by a factor while every label
+# reaches it, so choosing the label to walk costs about what walking the smallest one does.
+PROBE_FIRST, PROBE_GROWTH, PROBE_MAX = 64, 8, 32_768
+COLUMNS = ("incident_key", "incident_id", "rule", "severity", "title", "labels", "status", "opened_at",
+           "confirmed_at")
+_COLUMNS = ", ".join(COLUMNS)
+_I_COLUMNS = ", ".join(f"i.{c}" for c in COLUMNS)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
     incident_key TEXT PRIMARY KEY,
@@ -40,6 +52,7 @@ CREATE TABLE IF NOT EXISTS incident_labels (
     PRIMARY KEY (name, value, incident_key)
 );
 CREATE INDEX IF NOT EXISTS incident_labels_key ON incident_labels (incident_key);
+CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at, incident_key);
 DROP TABLE IF EXISTS events_done;
 CREATE TABLE IF NOT EXISTS files_in_progress (
     file     TEXT PRIMARY KEY,
@@ -138,34 +151,91 @@ class State:
 
     # incidents
     def get(self, incident_key: str) -> StoredIncident | None:
-        rows = self._read("SELECT * FROM incidents WHERE incident_key = ?", (incident_key,))
+        rows = self._read(f"SELECT {_COLUMNS} FROM incidents WHERE incident_key = ?", (incident_key,))
         return _incident(rows[0]) if rows else None
 
-    def open_incidents(self, repo: str | None = None) -> list[StoredIncident]:
-        rows = self._read("SELECT * FROM incidents ORDER BY opened_at")
-        found = [_incident(r) for r in rows]
-        return [i for i in found if repo is None or i.labels.get("repo") == repo]
+    def open_incidents(self, repo: str | None = None, limit: int | None = None) -> list[StoredIncident]:
+        """Open incidents, oldest first; with ``repo``, those whose ``repo`` label is it; at most ``limit``."""
+        args: tuple[Any, ...] = ()
+        if repo is None:
+            sql = f"SELECT {_COLUMNS} FROM incidents ORDER BY opened_at, incident_key"
+        else:
+            sql = (f"SELECT {_I_COLUMNS} FROM incident_labels AS l CROSS JOIN incidents AS i "
+                   "WHERE l.name = 'repo' AND l.value = ? AND i.incident_key = l.incident_key "
+                   "ORDER BY i.opened_at, i.incident_key")
+            args = (repo,)
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", (*args, limit)
+        return [_incident(r) for r in self._read(sql, args)]
+
+    def has_label(self, name: str, values: tuple[str, ...]) -> bool:
+        """Whether any open incident has label ``name`` set to one of ``values``: one index probe."""
+        if not values:
+            return False
+        marks = ",".join("?" * len(values))
+        return bool(self._read(f"SELECT 1 FROM incident_labels WHERE name = ? AND value IN ({marks}) LIMIT 1",
+                               (name, *values)))
 
     def keys_with(self, name: str, values: tuple[str, ...]) -> set[str]:
+        """Every open incident key with label ``name`` set to one of ``values`` (as many rows as match:
+        evaluation uses has_label and select, whose cost does not follow a common label's count)."""
         marks = ",".join("?" * len(values))
         rows = self._read(f"SELECT incident_key FROM incident_labels WHERE name = ? AND value IN ({marks})",
                           (name, *values))
         return {r[0] for r in rows}
 
+    def select(self, labels: Mapping[str, tuple[str, ...]]) -> list[StoredIncident]:
+        """Open incidents whose every named label has one of the given values, by key; none for no labels.
+
+        One query: the incidents carrying the most selective label are walked, and each of the other
+        labels is a primary-key probe per candidate, so ``kind: build`` shared by every open incident
+        costs nothing when ``repo`` narrows it to a few."""
+        wanted = {name: tuple(dict.fromkeys(values)) for name, values in labels.items()}
+        if not wanted or not all(wanted.values()):
+            return []
+        names = self._most_selective_first(wanted)
+        joins = "".join(f" CROSS JOIN incident_labels AS l{n}" for n in range(1, len(names)))
+        where: list[str] = []
+        args: list[str] = []
+        for n, name in enumerate(names):
+            where.append(f"l{n}.name = ? AND l{n}.value IN ({','.join('?' * len(wanted[name]))})"
+                         + (f" AND l{n}.incident_key = l0.incident_key" if n else ""))
+            args += (name, *wanted[name])
+        sql = (f"SELECT {_I_COLUMNS} FROM incident_labels AS l0{joins} CROSS JOIN incidents AS i "
+               f"WHERE {' AND '.join(where)} AND i.incident_key = l0.incident_key")
+        return sorted((_incident(r) for r in self._read(sql, tuple(args))), key=lambda i: i.incident_key)
+
+    def _most_selective_first(self, labels: Mapping[str, tuple[str, ...]]) -> list[str]:
+        names = list(labels)
+        if len(names) == 1:
+            return names
+        bound = PROBE_FIRST
+        while True:
+            counts = {name: self._count_upto(name, labels[name], bound) for name in names}
+            if min(counts.values()) < bound or bound >= PROBE_MAX:
+                return sorted(names, key=counts.__getitem__)
+            bound *= PROBE_GROWTH
+
+    def _count_upto(self, name: str, values: tuple[str, ...], bound: int) -> int:
+        marks = ",".join("?" * len(values))
+        rows = self._read(f"SELECT count(*) FROM (SELECT 1 FROM incident_labels WHERE name = ? AND value IN ({marks}) "
+                          "LIMIT ?)", (name, *values, bound))
+        return int(rows[0][0])
+
     def record_open(self, incident: OpenIncident, now: float, actor: str, action: str,
                     detail: Mapping[str, Any] | None = None) -> None:
         """Remember an incident as open (new, or confirmed by PagerDuty) and audit it, atomically."""
         with self.transaction() as db:
-            old = db.execute("SELECT opened_at FROM incidents WHERE incident_key = ?",
-                             (incident.incident_key,)).fetchone()
-            db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident.incident_key,))
-            db.execute("INSERT OR REPLACE INTO incidents (incident_key, incident_id, rule, severity, title, labels, "
-                       "status, opened_at, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, 'triggered', ?, ?)",
-                       (incident.incident_key, incident.incident_id, incident.rule, incident.severity,
-                        incident.title, json.dumps(dict(incident.labels)), old[0] if old else now, now))
-            db.executemany("INSERT INTO incident_labels (name, value, incident_key) VALUES (?, ?, ?)",
-                           [(k, str(v), incident.incident_key) for k, v in incident.labels.items()])
-            _audit(db, now, actor, action, incident.incident_key, incident.incident_id, detail)
+            _put(db, incident, now, actor, action, detail)
+
+    def record_open_many(self, incidents: Iterable[OpenIncident], now: float, actor: str, action: str) -> int:
+        """record_open for many incidents in one transaction (an import, a benchmark's seed); how many."""
+        count = 0
+        with self.transaction() as db:
+            for incident in incidents:
+                _put(db, incident, now, actor, action, None)
+                count += 1
+        return count
 
     def record_status(self, incident_key: str, status: str, now: float, actor: str,
                       incident_id: str | None = None, detail: Mapping[str, Any] | None = None) -> None:
@@ -220,21 +290,26 @@ class StateView:
         return self.state.get(incident_key)
 
     def any_with(self, label: str, values: tuple[str, ...]) -> bool:
-        return bool(values) and bool(self.state.keys_with(label, values))
+        return self.state.has_label(label, values)
 
     def select(self, labels: Mapping[str, tuple[str, ...]]) -> list[OpenIncident]:
-        keys: set[str] | None = None
-        for name, values in labels.items():
-            found = self.state.keys_with(name, values) if values else set()
-            keys = found if keys is None else keys & found
-            if not keys:
-                return []
-        found_incidents = [self.state.get(k) for k in sorted(keys or ())]
-        return [i for i in found_incidents if i is not None]
+        return list(self.state.select(labels))
 
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _put(db: sqlite3.Connection, incident: OpenIncident, now: float, actor: str, action: str,
+         detail: Mapping[str, Any] | None) -> None:
+    old = db.execute("SELECT opened_at FROM incidents WHERE incident_key = ?", (incident.incident_key,)).fetchone()
+    db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident.incident_key,))
+    db.execute(f"INSERT OR REPLACE INTO incidents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'triggered', ?, ?)",
+               (incident.incident_key, incident.incident_id, incident.rule, incident.severity, incident.title,
+                json.dumps(dict(incident.labels)), old[0] if old else now, now))
+    db.executemany("INSERT INTO incident_labels (name, value, incident_key) VALUES (?, ?, ?)",
+                   [(k, str(v), incident.incident_key) for k, v in incident.labels.items()])
+    _audit(db, now, actor, action, incident.incident_key, incident.incident_id, detail)
 
 
 def _audit(db: sqlite3.Connection, now: float, actor: str, action: str, incident_key: str | None,
