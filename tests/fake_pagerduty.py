@@ -11,6 +11,11 @@ with the status until then (an outage), ``"retry_after": 1`` adds the header,
 received (the token is replaced by whether it was right). A fault with ``"prefix": "/v2/"``
 hits only the calls whose path starts with it (here: the Events API).
 
+Incidents are indexed by incident_key, so the dedup check on create and
+``GET /incidents?incident_key=`` cost the same with 100,000 open as with 100.
+``seed_open`` (or POST /_fake/seed ``{"incidents": [{"incident_key": ..., "title": ...}]}``)
+opens many at once for a benchmark and answers their ids.
+
 The Events API v2 answers on the same server: POST /v2/enqueue and /v2/change/enqueue
 (point PAGERDUTY_EVENTS_URL at the base URL). Every body is checked against PagerDuty's
 events-v2 OpenAPI file and the documented limits (tests/pd_spec.py); a bad one gets 400
@@ -65,6 +70,7 @@ class FakePagerDuty:
         self.token = token
         self.lock = threading.Lock()
         self.incidents: dict[str, dict[str, Any]] = {}
+        self.by_key: dict[str, list[str]] = {}  # incident_key -> ids of incidents with it, oldest first
         self.requests: list[dict[str, Any]] = []
         self.faults: dict[str, Any] = {}
         self.alerts: list[dict[str, Any]] = []  # Events API v2 alerts, oldest first, resolved ones kept
@@ -93,11 +99,15 @@ class FakePagerDuty:
         with self.lock:
             return self._create({"title": title, "incident_key": key, "urgency": "high"})
 
+    def seed_open(self, incidents: list[dict[str, Any]]) -> list[str]:
+        """Open many incidents at once (``{"incident_key", "title"}`` each, keys not open yet); their ids."""
+        with self.lock:
+            return [self._create({"urgency": "high", **i})["id"] for i in incidents]
+
     def resolve_by_hand(self, key: str) -> None:
         with self.lock:
-            for incident in self.incidents.values():
-                if incident["incident_key"] == key:
-                    incident["status"] = "resolved"
+            for incident in self._with_key(key):
+                incident["status"] = "resolved"
 
     def calls(self, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -148,7 +158,12 @@ class FakePagerDuty:
                     "body": body.get("body"), "notes": [], "resolution": None,
                     "html_url": f"https://fake.pagerduty.local/incidents/PINC{number:04d}"}
         self.incidents[incident["id"]] = incident
+        if incident["incident_key"]:
+            self.by_key.setdefault(incident["incident_key"], []).append(incident["id"])
         return incident
+
+    def _with_key(self, key: str) -> list[dict[str, Any]]:
+        return [self.incidents[i] for i in self.by_key.get(key, ())]
 
     def handle(self, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str],
                body: Any) -> tuple[int, dict[str, str], Any]:
@@ -172,8 +187,8 @@ class FakePagerDuty:
             return self._post_incident(body)
         if method == "GET" and parts == ["incidents"]:
             statuses = [v for k, v in query if k == "statuses[]"]
-            found = [i for i in self.incidents.values() if (not q.get("incident_key")
-                     or i["incident_key"] == q["incident_key"]) and (not statuses or i["status"] in statuses)]
+            candidates = self._with_key(q["incident_key"]) if q.get("incident_key") else self.incidents.values()
+            found = [i for i in candidates if not statuses or i["status"] in statuses]
             return 200, {}, {"incidents": found, "limit": 100, "offset": 0, "more": False, "total": None}
         if len(parts) >= 2 and parts[0] == "incidents" and parts[1] not in self.incidents:
             return 404, {}, {"error": {"message": "Incident Not Found", "code": 5001}}
@@ -199,7 +214,7 @@ class FakePagerDuty:
     def _post_incident(self, body: Any) -> tuple[int, dict[str, str], Any]:
         incident = body["incident"]
         key = incident.get("incident_key")
-        if key and any(i["incident_key"] == key and i["status"] != "resolved" for i in self.incidents.values()):
+        if key and any(i["status"] != "resolved" for i in self._with_key(key)):
             return 400, {}, {"error": {"message": "Invalid Input Provided", "code": 2001, "errors": [
                 "Open incident with matching dedup key already exists on this service"]}}
         return 201, {}, {"incident": self._create(incident)}
@@ -290,6 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {}, {"faults": self.pd.faults})
         if path == "/_fake/requests":
             return self._send(200, {}, {"requests": self.pd.calls()})
+        if path == "/_fake/seed" and method == "POST":
+            return self._send(200, {}, {"ids": self.pd.seed_open(list((body or {}).get("incidents", [])))})
         if path == "/_fake/incidents":
             return self._send(200, {}, {"incidents": list(self.pd.incidents.values())})
         if path == "/_fake/alerts":

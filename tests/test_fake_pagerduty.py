@@ -1,0 +1,47 @@
+"""The fake PagerDuty's REST incidents at scale: seeded in bulk, found by incident_key without a scan."""
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from fake_pagerduty import FROM_EMAIL, TOKEN, FakePagerDuty
+
+HEADERS = {"Authorization": f"Token token={TOKEN}", "From": FROM_EMAIL}
+
+
+class NoScan(dict):  # type: ignore[type-arg]
+    """The fake's incidents, refusing to be walked: only lookups by id are allowed."""
+
+    def values(self) -> Any:
+        raise AssertionError("the fake walked every incident")
+
+    items = values
+    __iter__ = values
+
+
+def test_seeded_incidents_are_open_and_found_by_key_without_a_scan(fake: FakePagerDuty) -> None:
+    url = fake.url  # type: ignore[attr-defined]
+    answer = requests.post(f"{url}/_fake/seed", json={"incidents": [
+        {"incident_key": f"k{n}", "title": f"seeded {n}"} for n in range(1000)]}, timeout=10)
+    ids = answer.json()["ids"]
+    assert len(ids) == 1000 and len(set(ids)) == 1000
+    fake.incidents = NoScan(fake.incidents)
+    found = requests.get(f"{url}/incidents", headers=HEADERS, timeout=10, params=[
+        ("incident_key", "k7"), ("statuses[]", "triggered"), ("statuses[]", "acknowledged")]).json()["incidents"]
+    assert [(i["id"], i["incident_key"], i["title"], i["status"]) for i in found] == [
+        (ids[7], "k7", "seeded 7", "triggered")]
+    again = requests.post(f"{url}/incidents", headers=HEADERS, timeout=10, json={
+        "incident": {"type": "incident", "title": "again", "incident_key": "k7", "service": {"id": "PSVC001"}}})
+    assert again.status_code == 400 and "matching dedup key" in again.text
+    fake.resolve_by_hand("k7")
+    assert requests.get(f"{url}/incidents", headers=HEADERS, timeout=10, params=[
+        ("incident_key", "k7"), ("statuses[]", "triggered")]).json()["incidents"] == []
+    reopened = requests.post(f"{url}/incidents", headers=HEADERS, timeout=10, json={
+        "incident": {"type": "incident", "title": "again", "incident_key": "k7", "service": {"id": "PSVC001"}}})
+    assert reopened.status_code == 201
+
+
+def test_seed_open_helper_answers_ids_in_order(fake: FakePagerDuty) -> None:
+    ids = fake.seed_open([{"incident_key": "a", "title": "A"}, {"incident_key": "b", "title": "B"}])
+    assert [fake.incidents[i]["incident_key"] for i in ids] == ["a", "b"]
+    assert fake.open_keys() == ["a", "b"]
