@@ -113,10 +113,10 @@ def _channels(value: Any) -> tuple[Mapping[str, Any], ...]:
         kind = item.get("kind", "slack")
         announce = tuple(item.get("announce", CHANNEL_EVENTS))
         if kind not in ("slack", "json"):
-            raise ValueError(f"{where}: kind {kind!r} is not slack or json")
+            raise ValueError(f"{where}.kind: {kind!r} is not slack or json")
         unknown = set(announce) - set(CHANNEL_EVENTS)
         if unknown:
-            raise ValueError(f"{where}: announce: {sorted(unknown)} not in {list(CHANNEL_EVENTS)}")
+            raise ValueError(f"{where}.announce: {sorted(unknown)} not in {list(CHANNEL_EVENTS)}")
         out.append({"name": str(item["name"]), "url": str(item["url"]), "kind": kind, "announce": announce})
     return tuple(out)
 

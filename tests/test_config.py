@@ -48,6 +48,15 @@ def test_an_invalid_file_value_names_file_line_and_key() -> None:
         "  conf.yaml:2: auto_resolve: 'perhaps' is not a boolean (use true/false, 1/0 or yes/no)")
 
 
+def test_a_bad_channel_names_its_path_in_the_one_notation() -> None:
+    text = ("channels:\n  - {name: ops, url: 'https://hooks.test/x'}\n"
+            "  - {name: bot, url: 'https://bot.test/y', announce: [triggered, paged]}\n")
+    with pytest.raises(InvalidFiles) as caught:
+        load_config_text(text, "conf.yaml", env={})
+    assert str(caught.value) == (
+        "conf.yaml:3: channels[1].announce[1]: 'paged' is not one of 'triggered', 'acknowledged', 'resolved'")
+
+
 def test_an_unknown_key_in_the_file_is_an_error_with_a_suggestion() -> None:
     with pytest.raises(InvalidFiles) as caught:
         load_config_text("enabled: true\nseverity_treshold: low\n", "conf.yaml", env={})
