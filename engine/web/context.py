@@ -41,8 +41,7 @@ class WebContext:
 
     def acting_as(self, actor: str) -> Live:
         """The same backend acting for ``actor`` (recorded in the audit trail)."""
-        backend = self.backend
-        return Live(backend.config, backend.client, backend.state, backend.clock, actor, backend.notifier)
+        return self.backend.with_actor(actor)
 
 
 def install(app: Flask, context: WebContext) -> None:
