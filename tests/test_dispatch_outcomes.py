@@ -99,7 +99,7 @@ def test_an_error_line_names_the_event_when_known_and_the_rule_when_one_failed(a
 def test_every_status_has_a_line_and_failed_counts_against_the_exit_status() -> None:
     failing = {Status.FAILED}
     for status in Status:
-        outcome = Outcome("trigger", status, "k", "t", "high", "r", "e")
+        outcome = Outcome(TRIGGER, Result(status))
         assert outcome.to_line()["status"] == status.value
         assert outcome.failed is (status in failing)
     assert errored(ErrorAction("e", "bad")).failed
@@ -108,4 +108,4 @@ def test_every_status_has_a_line_and_failed_counts_against_the_exit_status() -> 
 def test_an_outcome_cannot_be_changed() -> None:
     outcome = triggered(TRIGGER, Result(Status.PLANNED))
     with pytest.raises(AttributeError):
-        outcome.status = Status.CREATED  # type: ignore[misc]
+        outcome.result = Result(Status.CREATED)  # type: ignore[misc]

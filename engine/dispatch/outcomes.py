@@ -55,73 +55,118 @@ NOTHING_OPEN = Result(Status.NOTHING_OPEN)
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """One output line, typed. Which fields a line carries depends on ``action`` (see ``to_line``)."""
+class Acknowledge:
+    """An acknowledge by hand: the one kind of action evaluation never makes."""
 
-    action: Kind
-    status: Status
-    incident_key: str | None = None
-    title: str | None = None
-    severity: str | None = None
-    rule: str | None = None
-    event_id: Any = None
-    message: str | None = None
-    incident_id: str | None = None
-    error: str | None = None
-    retry: bool | None = None
-    note_error: str | None = None
+    incident_key: str
+    kind: str = "ack"
+
+
+Cause = TriggerAction | ResolveAction | ErrorAction | Acknowledge
+STATUS_TEXT = _TEXT = {status: status.value for status in Status}  # Enum.value is a slow property
+_REJECTED, _RULE_ERROR = Result(Status.REJECTED), Result(Status.RULE_ERROR)
+
+
+# Made for almost every event, so it holds the action and the backend's answer rather than a copy
+# of their fields: a frozen dataclass sets each field through object.__setattr__.
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One output line, typed: the action it is about and what became of it (see ``to_line``)."""
+
+    cause: Cause
+    result: Result
+
+    @property
+    def action(self) -> Kind:
+        return self.cause.kind  # type: ignore[return-value]  # each action class fixes its kind
+
+    @property
+    def status(self) -> Status:
+        return self.result.status
+
+    @property
+    def incident_key(self) -> str | None:
+        return getattr(self.cause, "incident_key", None)
+
+    @property
+    def title(self) -> str | None:
+        return getattr(self.cause, "title", None)
+
+    @property
+    def severity(self) -> str | None:
+        return getattr(self.cause, "severity", None)
+
+    @property
+    def rule(self) -> str | None:
+        return getattr(self.cause, "rule", None)
+
+    @property
+    def event_id(self) -> Any:
+        return getattr(self.cause, "event_id", None)
+
+    @property
+    def message(self) -> str | None:
+        return getattr(self.cause, "message", None)
+
+    @property
+    def error(self) -> str | None:
+        cause = self.cause
+        return cause.error if isinstance(cause, ErrorAction) else self.result.error
+
+    @property
+    def retry(self) -> bool | None:
+        return self.result.retry
 
     @property
     def failed(self) -> bool:
         """Counts against the exit status: an error line, or an action that failed."""
-        return self.action == "error" or self.status is Status.FAILED
+        return self.cause.kind == "error" or self.result.status is Status.FAILED
 
     def to_line(self) -> dict[str, Any]:
         """The output line: exactly the fields README "Output and exit status" gives this action, in order."""
-        if self.action == "error":
-            line: dict[str, Any] = {"action": "error", "status": self.status.value}
-            if self.event_id is not None:
-                line["event_id"] = self.event_id
-            if self.rule:
-                line["rule"] = self.rule
-            line["error"] = self.error
+        cause, result = self.cause, self.result
+        if isinstance(cause, ErrorAction):
+            line: dict[str, Any] = {"action": "error", "status": _TEXT[result.status]}
+            if cause.event_id is not None:
+                line["event_id"] = cause.event_id
+            if cause.rule:
+                line["rule"] = cause.rule
+            line["error"] = cause.error
             return line
-        line = {"action": self.action, "status": self.status.value, "incident_key": self.incident_key}
-        if self.action == "trigger":
-            line["title"], line["severity"] = self.title, self.severity
-            line["rule"], line["event_id"] = self.rule, self.event_id
-        elif self.action == "resolve":
-            line["rule"], line["event_id"], line["message"] = self.rule, self.event_id, self.message
-        if self.incident_id:
-            line["incident_id"] = self.incident_id
-        if self.error is not None:
-            line["error"] = self.error
-        if self.retry is not None:
-            line["retry"] = self.retry
-        if self.note_error is not None:
-            line["note_error"] = self.note_error
+        line = {"action": cause.kind, "status": _TEXT[result.status], "incident_key": cause.incident_key}
+        if isinstance(cause, TriggerAction):
+            line["title"], line["severity"] = cause.title, cause.severity
+            line["rule"], line["event_id"] = cause.rule, cause.event_id
+        elif isinstance(cause, ResolveAction):
+            line["rule"], line["event_id"], line["message"] = cause.rule, cause.event_id, cause.message
+        if result is PLANNED or result is DEDUPLICATED or result is NOTHING_OPEN:
+            return line  # a dry run's answer: nothing more to say
+        if result.incident_id:
+            line["incident_id"] = result.incident_id
+        if result.error is not None:
+            line["error"] = result.error
+        if result.retry is not None:
+            line["retry"] = result.retry
+        if result.note_error is not None:
+            line["note_error"] = result.note_error
         return line
 
 
 def triggered(action: TriggerAction, result: Result) -> Outcome:
-    """The outcome of a trigger: the action's fields and the backend's (or a gate's) answer."""
-    return Outcome("trigger", result.status, action.incident_key, action.title, action.severity, action.rule,
-                   action.event_id, None, result.incident_id, result.error, result.retry, result.note_error)
+    """The outcome of a trigger: the backend's (or a gate's) answer to it."""
+    return Outcome(action, result)
 
 
 def resolved(action: ResolveAction, result: Result) -> Outcome:
     """The outcome of a resolve (a recovery's, or one by hand)."""
-    return Outcome("resolve", result.status, action.incident_key, None, None, action.rule, action.event_id,
-                   action.message, result.incident_id, result.error, result.retry, result.note_error)
+    return Outcome(action, result)
 
 
 def acknowledged(incident_key: str, result: Result) -> Outcome:
     """The outcome of an acknowledge by hand."""
-    return Outcome("ack", result.status, incident_key, incident_id=result.incident_id, error=result.error,
-                   retry=result.retry, note_error=result.note_error)
+    return Outcome(Acknowledge(incident_key), result)
 
 
 def errored(action: ErrorAction) -> Outcome:
     """An error line: ``rule_error`` for a rule that failed, ``rejected`` for a bad event."""
-    return Outcome("error", Status.RULE_ERROR if action.rule else Status.REJECTED, rule=action.rule,
-                   event_id=action.event_id, error=action.error)
+    return Outcome(action, _RULE_ERROR if action.rule else _REJECTED)
