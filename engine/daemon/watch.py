@@ -1,73 +1,39 @@
 """The `watch` daemon (README "The daemon"): an events directory in, pages out, nothing lost.
 
-One loop owns all the work; watchdog's thread and the signal handlers only put
-requests on a queue. A file is one unit of work: its events are evaluated and
-acted on in order, then it moves to processed/ or failed/ (beside NAME.error).
-When PagerDuty cannot be reached, the file stays and is retried with capped
-backoff, and newer files wait behind it so a resolve is never sent before the
-trigger it follows. Progress through the file in hand is recorded per delivery
-(its name, inode, size and modification time), so a retry or a restart after
-kill -9 never repeats an action already taken; incident_key dedup covers an
-event killed halfway. The record goes when the file moves, so the same bytes
-delivered later in a new file are acted on again.
-
-No input stops the daemon: a file that is not a regular file, cannot be read,
-or raises anything unexpected goes to failed/ with the reason.
+One loop owns all the work; watchdog's thread (notifications.py) and the signal handlers only put
+requests on a queue. The loop takes the oldest file that is ready and hands it to the per-file work
+(files.py). When PagerDuty cannot be reached, the file stays and is retried with capped backoff, and
+newer files wait behind it so a resolve is never sent before the trigger it follows. A reload builds
+new rules and config and swaps them in only when they validate.
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import queue
 import signal
-import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-
-from engine.config import Config, load_config
-from engine.daemon.inbox import FAILED, PROCESSED, backlog, is_event_file, move, type_from_name
+from engine.config import load_config
+from engine.daemon.files import FileWork, Loaded, Pending, identity
+from engine.daemon.inbox import backlog, is_event_file
+from engine.daemon.notifications import Notifications, Request, observe
 from engine.daemon.status import StatusFile, status_path
 from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
-from engine.dispatch.outcomes import Outcome, Status
 from engine.dispatch.pipeline import Pipeline
 from engine.errors import InvalidFiles, PageRulesError
-from engine.events.stream import read_events
-from engine.events.types import event_id
-from engine.language.model import RuleSet
 from engine.language.rules import load_ruleset
 from engine.pagerduty.backend import Live, make_client
-from engine.pagerduty.state import State, StateError
+from engine.pagerduty.state import State
 
 log = logging.getLogger("pagerules.watch")
 STABLE_SECONDS = 0.3      # a file written in place is read once its size holds this long
 RESCAN_SECONDS = 5.0      # a directory listing now and then, in case a notification was missed
 RELOAD_DEBOUNCE = 0.2     # an editor's save is several events
-STOP_GRACE_SECONDS = 8.0  # after SIGTERM, stop between events past this, so the exit comes within 10 s
-
-
-@dataclass
-class Pending:
-    path: Path
-    ready_at: float
-    order: tuple[float, str]
-    size: int | None = None  # set while waiting for a file written in place to settle
-    attempts: int = 0
-
-
-@dataclass
-class Loaded:
-    config: Config
-    ruleset: RuleSet
-    dispatcher: Dispatcher
-    pipeline: Pipeline
 
 
 class Daemon:
@@ -78,7 +44,7 @@ class Daemon:
         self.events = Path(events_dir or config.events_dir).resolve()
         self.events.mkdir(parents=True, exist_ok=True)
         self.state = State(state_path or config.state_path)
-        self.requests: queue.Queue[tuple[str, Path | None]] = queue.Queue()
+        self.requests: queue.Queue[Request] = queue.Queue()
         self.stop_at: float | None = None
         self.pending: dict[Path, Pending] = {}
         self.status = StatusFile(status_path(self.events), clock)
@@ -86,7 +52,8 @@ class Daemon:
         self.loaded = self._load()  # a config or rules that do not validate at start: exit 2
         self.reload_due: float | None = None
         self.next_reconcile = 0.0
-        self.failures = 0
+        self.work = FileWork(self.events, self.state, self.status, self.pending, lambda: self.loaded,
+                             lambda: self.stop_at, clock)
 
     # ---- loading -----------------------------------------------------------
     def _load(self) -> Loaded:
@@ -137,7 +104,7 @@ class Daemon:
                     next_scan = now + RESCAN_SECONDS
                 entry = self._next_ready(now)
                 if entry is not None:
-                    self._handle(entry)
+                    self.work.handle(entry)
                 elif self.once and not any(p.attempts == 0 for p in self.pending.values()):
                     break
                 self.status.update(files_pending=len(self.pending))
@@ -148,7 +115,7 @@ class Daemon:
                 observer.join(timeout=2)
             self.status.update(state="stopped", files_pending=len(self.pending))
         # --once (cron): 1 when a file went to failed/ or still waits for PagerDuty
-        return 1 if self.once and (self.pending or self.failures) else 0
+        return 1 if self.once and (self.pending or self.work.failures) else 0
 
     def _wait_seconds(self) -> float:
         if any(p.ready_at <= self.clock() for p in self.pending.values()):
@@ -208,121 +175,11 @@ class Daemon:
             return False
         return True
 
-    # ---- one file ----------------------------------------------------------
-    def _handle(self, entry: Pending) -> None:
-        path, started = entry.path, self.clock()
-        try:
-            opened = _open_regular(path)
-        except FileNotFoundError:
-            self.pending.pop(path, None)
-            return
-        except OSError as exc:
-            return self._finish(entry, [f"{path.name}: cannot read it: {exc.strerror or exc}"], {}, None, started)
-        if isinstance(opened, str):
-            return self._finish(entry, [f"{path.name}: {opened}"], {}, None, started)
-        fd, identity = opened
-        live = self.loaded.config.enabled  # a dry run acts on nothing, so it records no progress
-        try:
-            with open(fd, encoding="utf-8", errors="replace") as lines:
-                outcome = self._units(entry, lines, identity if live else None)
-        except StateError as exc:  # the state file is locked or unusable: nothing is lost, try again
-            return self._retry_later(entry, f"state file: {exc}")
-        if outcome is None:
-            return
-        problems, counts = outcome
-        self._finish(entry, problems, counts, identity if live else None, started)
-
-    def _units(self, entry: Pending, lines: Any, identity: str | None
-               ) -> tuple[list[str], dict[str, int]] | None:
-        """Act on a file's units (an event, or a document that could not be read) in order, skipping
-        those a previous try already acted on; None when the file must wait (PagerDuty, a stop)."""
-        path, loaded = entry.path, self.loaded
-        done, problems = self.state.progress(identity) if identity else (0, [])
-        unsaved: list[str] = []  # error lines of units after the last saved one
-        counts: dict[str, int] = {"already done": done} if done else {}
-        default_type = type_from_name(path.name, loaded.ruleset.event_types)
-        unit = 0
-        try:
-            for item in read_events(lines, path.name):
-                if self.stop_at is not None and self.clock() - self.stop_at > STOP_GRACE_SECONDS:
-                    log.warning("%s: stopping mid-file; the rest is handled on restart", path.name)
-                    return None
-                events = [None] if item.event is None else list(loaded.pipeline.events(item.event, default_type))
-                for event in events:
-                    unit += 1
-                    if unit <= done:
-                        continue
-                    if event is None:
-                        unsaved.append(item.error or item.where)
-                        continue
-                    acted = self._event(event, item.where, loaded, unsaved, counts)
-                    if acted is None:
-                        self._retry_later(entry)
-                        return None
-                    if acted and identity:  # a unit that did something is never done twice
-                        problems += unsaved
-                        unsaved = []
-                        self.state.save_progress(identity, unit, problems, self.clock())
-        except StateError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - no input may stop the daemon: this file fails
-            unsaved.append(f"{path.name}: cannot handle it ({type(exc).__name__}: {exc}); "
-                           "the events before this point were acted on")
-        return problems + unsaved, counts
-
-    def _finish(self, entry: Pending, problems: list[str], counts: dict[str, int], identity: str | None,
-                started: float) -> None:
-        path = entry.path
-        folder = self.events / (FAILED if problems else PROCESSED)
-        try:
-            target = move(path, folder, "\n".join(problems) if problems else None)
-        except OSError as exc:  # the file stays; its done units are skipped on the next try
-            log.error("%s: handled, but cannot move it to %s/: %s; it stays and is tried again", path.name,
-                      folder.name, exc)
-            return self._retry_later(entry, "cannot move it")
-        if identity:
-            self.state.forget_progress(identity)
-        self.pending.pop(path, None)
-        self.status.bump("files_failed" if problems else "files_processed")
-        self.failures += bool(problems)
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no actions"
-        log.info("%s -> %s/%s: %s (%.0f ms)", path.name, folder.name, target.name, summary,
-                 (self.clock() - started) * 1000)
-
-    def _event(self, event: dict[str, Any], where: str, loaded: Loaded, problems: list[str],
-               counts: dict[str, int]) -> bool | None:
-        """Act on one event: None when PagerDuty could not be reached (the file must wait), else
-        whether any action reached the backend (so the event must never be acted on again)."""
-        acted = False
-        try:
-            for outcome in loaded.pipeline.outcomes(event):
-                key = f"{outcome.action} {outcome.status.value}"
-                counts[key] = counts.get(key, 0) + 1
-                if outcome.status is Status.FAILED and outcome.retry:
-                    self.status.update(last_pagerduty_error=outcome.error, last_pagerduty_error_at=self.clock())
-                    return None
-                if outcome.failed:
-                    problems.append(f"{where}: event {_event_id(outcome, event)}: {outcome.error}")
-                if outcome.action != "error":
-                    acted = True
-        except StateError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one event that breaks something fails, the rest go on
-            problems.append(f"{where}: cannot handle this event ({type(exc).__name__}: {exc})")
-        return acted
-
     def _count_unhandled(self, kind: str) -> None:
         """An event of a type no rule handles (its pack off): the pipeline warns once, the status counts it."""
         unhandled = dict(self.status.data.get("unhandled_events") or {})
         unhandled[kind] = unhandled.get(kind, 0) + 1
         self.status.update(unhandled_events=unhandled)
-
-    def _retry_later(self, entry: Pending, why: str = "PagerDuty unreachable") -> None:
-        entry.attempts += 1
-        delay = min(2.0 ** (entry.attempts - 1), self.loaded.config.watch_retry_max_seconds)
-        entry.ready_at = self.clock() + delay
-        log.warning("%s stays in %s: %s (try %d); next try in %.0f s",
-                    entry.path.name, self.events.name, why, entry.attempts, delay)
 
     # ---- background duties ---------------------------------------------------
     def _rescan(self) -> None:
@@ -363,7 +220,7 @@ class Daemon:
         current = set()
         for path in backlog(self.events):
             try:
-                current.add(_identity(path, path.lstat()))
+                current.add(identity(path, path.lstat()))
             except FileNotFoundError:  # gone since the listing: its record is stale too
                 continue
         for file in self.state.files_in_progress():
@@ -371,42 +228,8 @@ class Daemon:
                 self.state.forget_progress(file)
 
     def _observe(self) -> Any:
-        observer = Observer()
-        handler = _Handler(self)
-        observer.schedule(handler, str(self.events), recursive=False)
-        observer.schedule(handler, self.loaded.config.rules_dir, recursive=True)
-        observer.schedule(handler, str(Path(self.loaded.config.source).resolve().parent), recursive=False)
-        observer.start()
-        return observer
-
-
-def _open_regular(path: Path) -> tuple[int, str] | str:
-    """(fd, identity) of a regular file, opened without blocking and without following a link;
-    else why it is refused. A FIFO would block the daemon; a link may point anywhere."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "is a symbolic link; only regular files are read (links are never followed)"
-        raise
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) \
-            else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "not a file"
-        return f"is {kind}, not a regular file; only regular files are read"
-    os.set_blocking(fd, True)
-    return fd, _identity(path, info)
-
-
-def _identity(path: Path, info: os.stat_result) -> str:
-    """One delivery: the same name with new bytes, or the same bytes in a new file, is another."""
-    return f"{path} {info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
-
-
-def _event_id(outcome: Outcome, event: dict[str, Any]) -> Any:
-    """The event as its outcome names it (an error may name none: the event's own id then)."""
-    return event_id(event) if outcome.action == "error" and outcome.event_id is None else outcome.event_id
+        config = self.loaded.config
+        return observe(Notifications(self.requests, self.events, Path(config.source), Path(config.rules_dir)))
 
 
 def _size(path: Path) -> int:
@@ -414,31 +237,3 @@ def _size(path: Path) -> int:
         return path.lstat().st_size
     except FileNotFoundError:
         return -1
-
-
-# Notifications that mean a file changed; opening or reading one (ours included) is not a change.
-_WRITES = {"created", "modified", "moved", "deleted", "closed"}
-
-
-class _Handler(FileSystemEventHandler):
-    """Turns filesystem notifications into requests; does no work itself."""
-
-    def __init__(self, daemon: Daemon):
-        self.daemon = daemon
-        self.config_file = Path(daemon.loaded.config.source).resolve()
-        self.rules = Path(daemon.loaded.config.rules_dir).resolve()
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type not in _WRITES:
-            return
-        changed = [(Path(str(event.src_path)), event.event_type)]
-        if event.event_type == "moved":
-            changed = [(Path(str(event.src_path)), "moved away"), (Path(str(event.dest_path)), "moved in")]
-        for path, what in changed:
-            if path == self.config_file or path == self.rules or self.rules in path.parents:
-                self.daemon.requests.put(("reload", None))
-            elif path.parent == self.daemon.events and not event.is_directory:
-                if what in ("moved in", "closed"):  # renamed into place, or closed after writing
-                    self.daemon.requests.put(("complete", path))
-                elif what in ("created", "modified"):
-                    self.daemon.requests.put(("written", path))
