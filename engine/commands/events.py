@@ -1,0 +1,108 @@
+"""The commands that run events through the rules: `process`, `explain` and `replay`."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from engine.commands.common import config_options, fail_cleanly, load_all, make_backend, state_option, write_lines
+from engine.config import load_config
+from engine.dispatch.dispatcher import Dispatcher, DryRun
+from engine.dispatch.pipeline import Pipeline
+from engine.dryrun.explain import explain_all, format_report
+from engine.events.stream import read_events
+from engine.language.rules import load_ruleset
+
+log = logging.getLogger("pagerules")
+
+
+@click.command()
+@config_options
+@click.option("--dry-run", is_flag=True, help="Contact nothing and write no state; print what would happen.")
+@click.option("--type", "default_type", help="Type for input events that have none (e.g. github.workflow_run).")
+@state_option
+@fail_cleanly
+def process(config_path: str | None, rules_dir: str | None, packs: str | None, dry_run: bool,
+            default_type: str | None, state_path: str | None) -> None:
+    """Read events on stdin and act on them.
+
+    Input: one JSON object, a JSON array, or JSON lines. Prints one JSON line per
+    outcome; exits 1 if any event was rejected or any action failed.
+
+    Example: python cli.py process --dry-run < examples/events.jsonl
+    """
+    config, ruleset = load_all(config_path, rules_dir, packs)
+    dispatcher = Dispatcher(config, make_backend(config, dry_run, state_path))
+    pipeline = Pipeline(ruleset, dispatcher)
+    tally = pipeline.tally
+    write_lines(pipeline.lines(read_events(sys.stdin, "stdin"), default_type), sys.stdout)
+    sys.stdout.flush()
+    dispatcher.backend.notifier.flush()  # live: let queued channel announcements go out before exiting
+    log.info(tally.summary())
+    sys.exit(1 if tally.failed else 0)
+
+
+@click.command()
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON report per event instead of text.")
+@click.option("--type", "default_type", help="Type for input events that have none.")
+@fail_cleanly
+def explain(config_path: str | None, rules_dir: str | None, packs: str | None, as_json: bool,
+            default_type: str | None) -> None:
+    """For each event on stdin: every rule of its type, whether it matched, and why not.
+
+    Open incidents carry from one event to the next as in a dry run, so a failed
+    build followed by a passed one shows the resolve.
+
+    Example: echo '{"type": "build", "repo": "a/b", "branch": "dev", "build_number": 1, "status": "failed"}' \
+    | python cli.py explain
+    """
+    _, ruleset = load_all(config_path, rules_dir, packs)
+    config = load_config(config_path, overrides={"rules_dir": rules_dir, "packs": packs})
+    pipeline = Pipeline(ruleset, Dispatcher(config, DryRun()))
+    for report in explain_all(read_events(sys.stdin, "stdin"), pipeline, default_type):
+        click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report) + "\n")
+
+
+@click.command()
+@click.argument("events", nargs=-1, required=True)
+@click.option("--rules", "new_rules", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The changed rules folder.")
+@click.option("--against", "old_rules", type=click.Path(file_okay=False, exists=True),
+              help="The rules in force (default: rules_dir from the config).")
+@click.option("--packs", help="Comma-separated rule packs to enable in both.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per difference, then the summary.")
+@fail_cleanly
+def replay(events: tuple[str, ...], new_rules: str, old_rules: str | None, packs: str | None,
+           config_path: str | None, as_json: bool) -> None:
+    """Show how a rule change would have changed paging on recorded events.
+
+    EVENTS are files, folders (such as the daemon's processed/) or - for JSON lines on stdin. Prints
+    only the differences and a count per rule; exits 0 when there are none, 1 when there are.
+
+    Example: pagerules replay --rules ../new-rules/rules --against rules /var/spool/pagerules/processed
+    """
+    from engine.dryrun import replay as replay_engine
+
+    new_config = load_config(config_path, overrides={"rules_dir": new_rules, "packs": packs})
+    old_config = load_config(config_path, overrides={"rules_dir": old_rules, "packs": packs})
+    warned: set[str] = set()  # one warning per type, not one per ruleset
+    new = Pipeline(load_ruleset(new_config), Dispatcher(new_config, DryRun()), warned=warned)
+    old = Pipeline(load_ruleset(old_config), Dispatcher(old_config, DryRun()), warned=warned)
+    found = list(replay_engine.replay(replay_engine.recorded_events(list(events)), new, old))
+    counts = replay_engine.summary(found)
+    for difference in found:
+        click.echo(json.dumps(difference.as_dict(), ensure_ascii=False, default=str) if as_json else str(difference))
+    if as_json:
+        click.echo(json.dumps({"summary": counts, "differences": len(found)}))
+    else:
+        per_rule = "; ".join(f"{rule}: " + ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+                             for rule, kinds in counts.items())
+        click.echo(f"{len(found)} differences" + (f" ({per_rule})" if per_rule else ""))
+    sys.exit(1 if found else 0)
+
+
+COMMANDS = [process, explain, replay]
