@@ -2,7 +2,8 @@
 (README "HTTP API, dashboard and webhook intake").
 
 /api/ is engine.web.api (bearer token), /hooks/ engine.web.hooks (each sender's own credentials),
-/ and the sign-in engine.web.dashboard (session cookie and CSRF token), /healthz engine.web.health.
+/ and the sign-in engine.web.dashboard (session cookie and CSRF token), /healthz engine.web.health,
+/metrics engine.web.prometheus (no token, as Prometheus scrapes it).
 Errors from the API and intake are JSON with a message naming the field, never a traceback.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from engine.web.dashboard import dashboard
 from engine.web.health import health
 from engine.web.hooks import hooks
 from engine.web.intake import Intake
+from engine.web.prometheus import prometheus
 
 log = logging.getLogger("pagerules.server")
 MAX_BODY = 1024 * 1024  # bytes; webhook payloads are far smaller
@@ -47,7 +49,7 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
     events = Path(events_dir or config.events_dir)
     install(app, WebContext(config, backend, events, Refresher(backend, clock),
                             Intake(config, events, load_event_types()), LoginLimiter(clock)))
-    for blueprint in (api, hooks, dashboard, health):
+    for blueprint in (api, hooks, dashboard, health, prometheus):
         app.register_blueprint(blueprint)
     _add_error_handlers(app)
     return app
