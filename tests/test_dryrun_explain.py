@@ -1,0 +1,88 @@
+"""`explain` (engine/dryrun/explain.py): every rule's verdict and reason, and the outcomes a dry run carries on."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import Any
+
+import pytest
+from conftest import make_config, rules_from, shipped_rules
+
+from engine.dispatch.dispatcher import Dispatcher, DryRun
+from engine.dispatch.pipeline import Pipeline
+from engine.dryrun.explain import explain_all, explain_event, format_report
+from engine.events.stream import read_events
+
+KEY = "codespar-acme-backend-api-build-349"
+
+
+def build(number: int, status: str) -> dict[str, Any]:
+    return {"type": "build", "id": f"b{number}", "repo": "acme/backend-api", "branch": "main",
+            "build_number": number, "status": status}
+
+
+@pytest.fixture
+def pipeline() -> Pipeline:
+    config = make_config()
+    return Pipeline(shipped_rules(config), Dispatcher(config, DryRun()))
+
+
+def reports(pipeline: Pipeline, text: str) -> list[dict[str, Any]]:
+    return list(explain_all(read_events(io.StringIO(text), "stdin"), pipeline))
+
+
+def test_a_failed_build_names_the_rule_that_matched_and_why_the_recovery_did_not(pipeline: Pipeline) -> None:
+    report = explain_event(build(349, "failed"), pipeline)
+    assert report["rules"] == [
+        {"rule": "build-failed", "kind": "trigger", "verdict": "matched", "reason": None},
+        {"rule": "build-fixed", "kind": "recovery", "verdict": "no match",
+         "reason": 'match.status: expected "passed", got "failed"'}]
+    assert report["outcomes"] == [{"action": "trigger", "status": "planned", "incident_key": KEY,
+                                   "title": "[CodeSpar] High: acme/backend-api CI build #349 failed on main",
+                                   "severity": "high", "rule": "build-failed", "event_id": "b349"}]
+
+
+def test_open_incidents_carry_to_the_next_event_as_in_a_dry_run(pipeline: Pipeline) -> None:
+    first, second = reports(pipeline, "\n".join(json.dumps(build(n, s)) for n, s in ((349, "failed"),
+                                                                                    (350, "passed"))))
+    assert [o["status"] for o in first["outcomes"]] == ["planned"]
+    assert second["outcomes"] == [{"action": "resolve", "status": "planned", "incident_key": KEY,
+                                   "rule": "build-fixed", "event_id": "b350", "message": "Build #350 passed on main"}]
+    assert format_report(second).splitlines()[-1] == f"  -> resolve planned: {KEY}: Build #350 passed on main"
+
+
+def test_an_event_that_fails_its_schema_is_rejected_with_every_reason_and_no_outcomes(pipeline: Pipeline) -> None:
+    report = explain_event({"type": "build", "id": "x", "repo": "acme/api", "branch": "main", "status": "failed"},
+                           pipeline)
+    assert report == {"event_id": "x", "type": "build", "rejected": "build: 'build_number' is a required property"}
+    assert format_report(report) == "event x (build)\n  rejected: build: 'build_number' is a required property"
+
+
+def test_unreadable_input_is_reported_rejected_and_the_next_event_still_explained(pipeline: Pipeline) -> None:
+    bad, good = reports(pipeline, "{bad\n" + json.dumps(build(7, "failed")))
+    assert bad == {"event_id": None, "type": None,
+                   "rejected": "stdin line 1: not valid JSON: Expecting property name enclosed in double quotes "
+                               "(column 2)"}
+    assert good["event_id"] == "b7" and good["outcomes"][0]["status"] == "planned"
+
+
+def test_the_text_report_lines_up_rules_kinds_and_verdicts(pipeline: Pipeline) -> None:
+    assert format_report(explain_event(build(349, "failed"), pipeline)).splitlines() == [
+        "event b349 (build)",
+        "  build-failed  trigger   matched",
+        '  build-fixed   recovery  no match: match.status: expected "passed", got "failed"',
+        f"  -> trigger planned: {KEY} (high) [CodeSpar] High: acme/backend-api CI build #349 failed on main"]
+
+
+def test_a_type_no_rule_handles_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    config = make_config()
+    ruleset = rules_from("triggers:\n  - id: only-deploys\n    on: deploy.health\n    severity: high\n"
+                         "    title: x\n    incident_key: x\n", config)
+    pipeline = Pipeline(ruleset, Dispatcher(config, DryRun()))
+    with caplog.at_level(logging.WARNING, "pagerules"):
+        found = reports(pipeline, "\n".join(json.dumps(build(n, "failed")) for n in (1, 2)))
+    assert [r["rules"] for r in found] == [[], []]
+    assert format_report(found[0]).splitlines()[1] == "  no rules for event type build"
+    assert [r.getMessage() for r in caplog.records].count(
+        "no rules handle event type build: nothing will page for it (is its rule pack on? --packs build)") == 1

@@ -1,0 +1,94 @@
+"""`replay` (engine/dryrun/replay.py): only the differences in paging between two rulesets over the same events."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, make_config, rules_from
+
+from engine.dispatch.dispatcher import Dispatcher, DryRun
+from engine.dispatch.pipeline import Pipeline
+from engine.dryrun.replay import Difference, recorded_events, replay, summary
+from engine.events.stream import read_events
+
+BUILD_RULES = (ROOT / "rules" / "build.yaml").read_text(encoding="utf-8")
+KEY = "codespar-acme-backend-api-build-349"
+TITLE = "acme/backend-api CI build #349 failed on main"
+
+
+def build(number: int, status: str) -> dict[str, Any]:
+    return {"type": "build", "id": f"b{number}", "repo": "acme/backend-api", "branch": "main",
+            "build_number": number, "status": status}
+
+
+def pipeline(rules_text: str) -> Pipeline:
+    config = make_config()
+    return Pipeline(rules_from(rules_text, config), Dispatcher(config, DryRun()))
+
+
+def differences(new_text: str, events: list[dict[str, Any]], old_text: str = BUILD_RULES) -> list[Difference]:
+    text = "\n".join(json.dumps(e) for e in events)
+    return list(replay(read_events(io.StringIO(text), "recorded.ndjson"), pipeline(new_text), pipeline(old_text)))
+
+
+def test_the_same_rules_make_no_difference() -> None:
+    assert differences(BUILD_RULES, [build(349, "failed"), build(350, "passed")]) == []
+
+
+def test_a_severity_change_is_one_change_naming_both_values() -> None:
+    [found] = differences(BUILD_RULES.replace("severity: high", "severity: critical"), [build(349, "failed")])
+    assert (found.kind, found.rule, found.event_id, found.incident_key) == ("changed", "build-failed", "b349", KEY)
+    assert found.detail == (f"severity: 'high' -> 'critical'; title: '[CodeSpar] High: {TITLE}' -> "
+                            f"'[CodeSpar] Critical: {TITLE}'")
+    assert str(found) == f"recorded.ndjson line 1: event b349: changed: {KEY} [build-failed] {found.detail}"
+
+
+def test_a_key_that_moved_is_a_change_not_a_page_gained_and_one_lost() -> None:
+    new = BUILD_RULES.replace('-build-{{ event.build_number | slug }}"', '-ci-{{ event.build_number | slug }}"')
+    [found] = differences(new, [build(349, "failed")])
+    assert (found.kind, found.incident_key) == ("changed", "codespar-acme-backend-api-ci-349")
+    assert found.detail == f"incident_key: '{KEY}' -> 'codespar-acme-backend-api-ci-349'"
+
+
+def test_a_trigger_gone_no_longer_pages_and_its_resolve_is_not_reported_again() -> None:
+    new = BUILD_RULES.replace("status: failed", "status: errored")  # the trigger never matches now
+    found = differences(new, [build(349, "failed"), build(350, "passed")])
+    assert [(d.kind, d.event_id, d.incident_key) for d in found] == [("no longer pages", "b349", KEY)]
+    assert found[0].detail == f"(high) [CodeSpar] High: {TITLE}"
+    assert summary(found) == {"build-failed": {"no longer pages": 1}}
+
+
+def test_a_new_trigger_now_pages_and_its_resolution_is_gained_only_as_a_page_first() -> None:
+    old = BUILD_RULES.replace("status: failed", "status: errored")
+    found = differences(BUILD_RULES, [build(349, "failed"), build(350, "passed")], old_text=old)
+    assert [(d.kind, d.incident_key) for d in found] == [("now pages", KEY)]
+
+
+def test_an_error_only_the_new_rules_make_is_an_error_gained() -> None:
+    new = BUILD_RULES.replace('url: "{{ event.url | default(\'\') }}"', 'url: "{{ event.url }}"')
+    found = differences(new, [build(349, "failed")])
+    assert [(d.kind, d.rule) for d in found] == [("error gained", "build-failed")]
+    assert "url" in found[0].detail
+
+
+def test_unreadable_recorded_events_are_skipped_with_a_warning(caplog: pytest.LogCaptureFixture,
+                                                             tmp_path: Path) -> None:
+    (tmp_path / "a.ndjson").write_text("{bad\n" + json.dumps(build(349, "failed")) + "\n")
+    new = BUILD_RULES.replace("severity: high", "severity: critical")
+    with caplog.at_level(logging.WARNING, "pagerules"):
+        found = list(replay(recorded_events([str(tmp_path)]), pipeline(new), pipeline(BUILD_RULES)))
+    assert [d.kind for d in found] == ["changed"]
+    assert any("a.ndjson line 1: not valid JSON" in r.getMessage() and r.getMessage().endswith("; skipped")
+               for r in caplog.records)
+
+
+def test_a_folder_of_recorded_events_types_a_file_by_its_name(tmp_path: Path) -> None:
+    untyped = {k: v for k, v in build(349, "failed").items() if k != "type"}
+    (tmp_path / "x.build.json").write_text(json.dumps(untyped))
+    new = BUILD_RULES.replace("severity: high", "severity: critical")
+    found = list(replay(recorded_events([str(tmp_path)]), pipeline(new), pipeline(BUILD_RULES)))
+    assert [(d.kind, d.incident_key) for d in found] == [("changed", KEY)]
