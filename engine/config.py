@@ -85,6 +85,15 @@ def _title_format(value: Any) -> str:
     return text
 
 
+def _state_url(value: Any) -> str | None:
+    """A postgresql:// URL, or unset for the SQLite file at state_path (the message never shows the value:
+    it may carry a password)."""
+    text = _optional_text(value)
+    if text is not None and not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL (leave it unset to keep the SQLite file at state_path)")
+    return text
+
+
 def _seconds(value: Any) -> float:
     number = float(value)
     if number < 0:
@@ -155,6 +164,7 @@ SETTINGS = (
     Setting("packs", "PAGERULES_PACKS", _name_list, ()),
     Setting("params", None, _params, {"build_branches": ["main"]}),
     Setting("state_path", "PAGERULES_STATE", _text, "state/pagerules.db"),
+    Setting("state_url", "PAGERULES_STATE_URL", _state_url, None, secret=True),
     Setting("dedup_window_seconds", "PAGERULES_DEDUP_WINDOW", _seconds, 300.0),
     Setting("events_dir", "PAGERULES_EVENTS_DIR", _text, "events"),
     Setting("request_timeout_seconds", "PAGERULES_REQUEST_TIMEOUT", _seconds, 10.0),
@@ -227,6 +237,7 @@ class Config:
     packs: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=lambda: {"build_branches": ["main"]})
     state_path: str = "state/pagerules.db"
+    state_url: str | None = field(default=None, repr=False)  # PostgreSQL instead of the file (may hold a password)
     dedup_window_seconds: float = 300.0
     events_dir: str = "events"
     request_timeout_seconds: float = 10.0
@@ -285,7 +296,8 @@ def load_config_text(text: str, filename: str, env: Mapping[str, str] | None = N
         try:
             values[setting.name] = setting.parse(raw) if where else raw
         except (ValueError, TypeError) as exc:
-            message = exc if not setting.secret or str(exc).startswith("contains") else "must be text"
+            safe = str(exc).startswith(("contains", "must be a postgresql"))  # messages that never show the value
+            message = exc if not setting.secret or safe else "must be text"
             errors.append(f"{where}: {message}")
         if where and where.startswith(filename):
             from_file.add(setting.name)

@@ -1,4 +1,9 @@
-"""Durable state in SQLite: incidents believed open, and the audit trail.
+"""Durable state in SQLite (one machine) or PostgreSQL: incidents believed open, and the audit trail.
+
+The schema is versioned (engine/pagerduty/migrations): opening a state applies the
+migrations it lacks, and a state newer than this code is refused. open_state(config)
+chooses the backend: PostgreSQL (engine/pagerduty/pgstate.py) when state_url is a
+postgresql:// URL, else the SQLite file at state_path.
 
 WAL mode and a busy timeout let several processes (a daemon, a manual
 `pagerules resolve`) share one file; every change is one transaction.
@@ -18,14 +23,18 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.errors import PageRulesError
 from engine.evaluation.actions import OpenIncident
+from engine.pagerduty.migrations import MIGRATIONS, VERSION_TABLE, Migration
+
+if TYPE_CHECKING:
+    from engine.config import Config
 
 BUSY_TIMEOUT_MS = 10_000
 # A selector's labels are counted up to a bound that grows by a factor while every label
@@ -35,47 +44,63 @@ COLUMNS = ("incident_key", "incident_id", "rule", "severity", "title", "labels",
            "confirmed_at")
 _COLUMNS = ", ".join(COLUMNS)
 _I_COLUMNS = ", ".join(f"i.{c}" for c in COLUMNS)
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS incidents (
-    incident_key TEXT PRIMARY KEY,
-    incident_id  TEXT,
-    rule         TEXT NOT NULL,
-    severity     TEXT NOT NULL,
-    title        TEXT NOT NULL,
-    labels       TEXT NOT NULL,
-    status       TEXT NOT NULL DEFAULT 'triggered',
-    opened_at    REAL NOT NULL,
-    confirmed_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS incident_labels (
-    name TEXT NOT NULL, value TEXT NOT NULL, incident_key TEXT NOT NULL,
-    PRIMARY KEY (name, value, incident_key)
-);
-CREATE INDEX IF NOT EXISTS incident_labels_key ON incident_labels (incident_key);
-CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at, incident_key);
-DROP TABLE IF EXISTS events_done;
-CREATE TABLE IF NOT EXISTS files_in_progress (
-    file     TEXT PRIMARY KEY,
-    units    INTEGER NOT NULL,
-    problems TEXT NOT NULL,
-    at       REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    at           REAL NOT NULL,
-    actor        TEXT NOT NULL,
-    action       TEXT NOT NULL,
-    incident_key TEXT,
-    incident_id  TEXT,
-    detail       TEXT NOT NULL DEFAULT '{}'
-);
-"""
 
 
 class StateError(PageRulesError):
-    """The state file cannot be used (unreadable, locked too long, corrupt)."""
+    """The state cannot be used (unreadable, locked too long, corrupt, unreachable, too new)."""
 
     exit_code = 2
+
+
+class Rows(Protocol):
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Db(Protocol):
+    """What a transaction hands out: sqlite3.Connection, or pgstate's adapter (``?`` placeholders both)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Rows: ...
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+def is_postgresql_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def open_state(config: Config, override: str | None = None) -> State:
+    """The state the config names: ``override`` (--state: a file or a postgresql:// URL) first, then
+    state_url (PostgreSQL), then the SQLite file at state_path. Migrations are applied on open."""
+    target = override or config.state_url or config.state_path
+    if is_postgresql_url(target):
+        from engine.pagerduty.pgstate import PgState
+        return PgState(target)
+    return State(target)
+
+
+@dataclass(frozen=True)
+class Migrated:
+    """What opening a state did to its schema (``pagerules migrate`` prints it)."""
+
+    location: str
+    before: int
+    after: int
+    applied: tuple[int, ...]
+
+    def line(self) -> str:
+        if not self.applied:
+            return f"state {self.location}: schema version {self.after}, up to date"
+        return (f"state {self.location}: schema version {self.before} -> {self.after} "
+                f"(applied {', '.join(map(str, self.applied))})")
+
+
+def migrate_state(config: Config, override: str | None = None) -> Migrated:
+    """Open the state (which applies what migrations it lacks), close it, and say what was done."""
+    state = open_state(config, override)
+    try:
+        return state.migrated
+    finally:
+        state.close()
 
 
 @dataclass(frozen=True)
@@ -88,7 +113,10 @@ class StoredIncident(OpenIncident):
 class State:
     """One SQLite file; safe to share between threads of one process and between processes."""
 
-    def __init__(self, path: str):
+    dialect = "sqlite"
+    migrated: Migrated
+
+    def __init__(self, path: str, migrations: Sequence[Migration] = MIGRATIONS):
         if path != ":memory:":
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -102,11 +130,47 @@ class State:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._set_wal()
             self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
-            with self.transaction() as db:  # executescript would COMMIT on its own; one statement at a time
-                for statement in _statements(SCHEMA):
-                    db.execute(statement)
         except sqlite3.Error as exc:
             raise StateError(f"cannot open the state file {path}: {exc}") from None
+        self._migrate(migrations)
+
+    @property
+    def location(self) -> str:
+        return self.path
+
+    def _lock_schema(self, db: Db) -> None:
+        """Keep other processes from migrating at the same time (SQLite: BEGIN IMMEDIATE already does)."""
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        """Apply each migration this state lacks, in order, one transaction each, recorded in schema_version."""
+        known = migrations[-1].version if migrations else 0
+        before: int | None = None
+        applied: list[int] = []
+        while True:
+            with self.transaction() as db:  # one statement at a time: executescript would COMMIT on its own
+                self._lock_schema(db)
+                db.execute(VERSION_TABLE[self.dialect])
+                current = int(db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0)
+                before = current if before is None else before
+                if current > known:
+                    raise StateError(
+                        f"state {self.location} has schema version {current}, newer than this pagerules knows "
+                        f"({known}): it was written by a newer release; run that release (or newer), or restore "
+                        "a backup taken before the upgrade (nothing was changed)")
+                pending = [m for m in migrations if m.version > current]
+                if not pending:
+                    break
+                migration = pending[0]
+                for statement in migration.statements(self.dialect):
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                           (migration.version, migration.name, time.time()))
+                applied.append(migration.version)
+        self.migrated = Migrated(self.location, before, current, tuple(applied))
+
+    @property
+    def schema_version(self) -> int:
+        return self.migrated.after
 
     def _set_wal(self) -> None:
         # Switching to WAL can answer "database is locked" at once, without waiting for the busy
@@ -122,7 +186,7 @@ class State:
                 time.sleep(0.05)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Db]:
         """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error; SQLite errors become StateError."""
         with self._lock:
             try:
@@ -219,7 +283,7 @@ class State:
     def _count_upto(self, name: str, values: tuple[str, ...], bound: int) -> int:
         marks = ",".join("?" * len(values))
         rows = self._read(f"SELECT count(*) FROM (SELECT 1 FROM incident_labels WHERE name = ? AND value IN ({marks}) "
-                          "LIMIT ?)", (name, *values, bound))
+                          "LIMIT ?) AS probe", (name, *values, bound))
         return int(rows[0][0])
 
     def record_open(self, incident: OpenIncident, now: float, actor: str, action: str,
@@ -258,8 +322,9 @@ class State:
 
     def save_progress(self, file: str, units: int, problems: list[str], now: float) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO files_in_progress (file, units, problems, at) VALUES (?, ?, ?, ?)",
-                       (file, units, json.dumps(problems), now))
+            db.execute("INSERT INTO files_in_progress (file, units, problems, at) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (file) DO UPDATE SET units = excluded.units, problems = excluded.problems, "
+                       "at = excluded.at", (file, units, json.dumps(problems), now))
 
     def forget_progress(self, file: str) -> None:
         with self.transaction() as db:
@@ -296,23 +361,24 @@ class StateView:
         return list(self.state.select(labels))
 
 
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+# The incident's row first: the upsert takes its row lock, so two PostgreSQL transactions writing one
+# key take turns before either touches its labels; a reopen keeps the first opened_at.
+_UPSERT = (f"INSERT INTO incidents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'triggered', ?, ?) "
+           "ON CONFLICT (incident_key) DO UPDATE SET "
+           + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in ("incident_key", "opened_at")))
 
 
-def _put(db: sqlite3.Connection, incident: OpenIncident, now: float, actor: str, action: str,
+def _put(db: Db, incident: OpenIncident, now: float, actor: str, action: str,
          detail: Mapping[str, Any] | None) -> None:
-    old = db.execute("SELECT opened_at FROM incidents WHERE incident_key = ?", (incident.incident_key,)).fetchone()
+    db.execute(_UPSERT, (incident.incident_key, incident.incident_id, incident.rule, incident.severity,
+                         incident.title, json.dumps(dict(incident.labels)), now, now))
     db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident.incident_key,))
-    db.execute(f"INSERT OR REPLACE INTO incidents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'triggered', ?, ?)",
-               (incident.incident_key, incident.incident_id, incident.rule, incident.severity, incident.title,
-                json.dumps(dict(incident.labels)), old[0] if old else now, now))
     db.executemany("INSERT INTO incident_labels (name, value, incident_key) VALUES (?, ?, ?)",
                    [(k, str(v), incident.incident_key) for k, v in incident.labels.items()])
     _audit(db, now, actor, action, incident.incident_key, incident.incident_id, detail)
 
 
-def _audit(db: sqlite3.Connection, now: float, actor: str, action: str, incident_key: str | None,
+def _audit(db: Db, now: float, actor: str, action: str, incident_key: str | None,
            incident_id: str | None, detail: Mapping[str, Any] | None) -> None:
     db.execute("INSERT INTO audit (at, actor, action, incident_key, incident_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
                (now, actor, action, incident_key, incident_id, json.dumps(dict(detail or {}), default=str)))
