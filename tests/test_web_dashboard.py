@@ -2,6 +2,7 @@
 session cookie, the CSRF token on every button, and the page refreshed from PagerDuty on load."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,9 @@ from typing import Any
 import pytest
 from fake_pagerduty import FakePagerDuty
 from test_web_app import API_TOKEN, AUTH, Clock, app_for, open_one
+
+from engine.pagerduty.state import StoredIncident
+from engine.web.dashboard import short_title
 
 
 def test_dashboard_sign_in_session_cookie_and_csrf(fake: FakePagerDuty, tmp_path: Path) -> None:
@@ -176,7 +180,8 @@ def test_the_sign_in_form_is_served(fake: FakePagerDuty, tmp_path: Path) -> None
 
 
 def test_each_incident_shows_its_age_on_the_clock_that_opened_it(fake: FakePagerDuty, tmp_path: Path) -> None:
-    """The age is now minus opened_at, both read from the backend's clock (here one moved by hand)."""
+    """A relative age (now minus opened_at, both on the backend's clock, here moved by hand) with the exact
+    UTC time in <time datetime> and its title, shown on hover."""
     app = app_for(fake, tmp_path)
     clock = Clock(1_000_000.0)
     app.extensions["pagerules"].backend.clock = clock
@@ -186,5 +191,157 @@ def test_each_incident_shows_its_age_on_the_clock_that_opened_it(fake: FakePager
     ages = []
     for seconds in (0, 59, 60, 3599, 3600, 86399, 86400 * 3):
         clock.now = 1_000_000.0 + seconds
-        ages.append(re.findall(r"<td>(\d+ (?:min|h|d))</td>", client.get("/").get_data(as_text=True)))
-    assert ages == [["0 min"], ["0 min"], ["1 min"], ["59 min"], ["1 h"], ["23 h"], ["3 d"]]
+        page = client.get("/").get_data(as_text=True)
+        ages.append(re.findall(r'<td class="opened"><time datetime="1970-01-12T13:46:40Z" '
+                               r'title="1970-01-12 13:46:40 UTC">([^<]+)</time></td>', page))
+    assert ages == [["just now"], ["just now"], ["1 min ago"], ["59 min ago"], ["1 h ago"], ["23 h ago"], ["3 d ago"]]
+
+
+def clocked(fake: FakePagerDuty, tmp_path: Path) -> tuple[Any, Clock]:
+    """A signed-in client whose backend runs on a clock the test moves."""
+    app = app_for(fake, tmp_path, PAGERDUTY_SEVERITY_THRESHOLD="low")
+    clock = Clock(1_000_000.0)
+    app.extensions["pagerules"].backend.clock = clock
+    client = app.test_client()
+    assert client.post("/login", data={"token": API_TOKEN}).status_code == 302
+    return client, clock
+
+
+def trigger(client: Any, title: str, severity: str, repo: str) -> dict[str, Any]:
+    return client.post("/api/incidents", headers=AUTH,  # type: ignore[no-any-return]
+                       json={"title": title, "severity": severity, "repo": repo}).get_json()
+
+
+def rows(page: str) -> list[str]:
+    """The incidents' keys in the order the page lists them."""
+    return re.findall(r'<tr class="incident" data-key="([^"]+)">', page)
+
+
+def test_incidents_across_projects_most_severe_first_then_oldest(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client, clock = clocked(fake, tmp_path)
+    keys = {}
+    for title, severity, repo in (("disk 80%", "low", "acme/a"), ("checkout down", "critical", "acme/b"),
+                                  ("search stale", "high", "acme/c"), ("payments down", "critical", "acme/d"),
+                                  ("queue slow", "medium", "acme/a")):
+        keys[title] = trigger(client, title, severity, repo)["incident_key"]
+        clock.now += 10
+    order = rows(client.get("/").get_data(as_text=True))
+    assert order == [keys[t] for t in ("checkout down", "payments down", "search stale", "queue slow", "disk 80%")]
+
+
+def test_an_acknowledged_incident_says_who_acknowledged_and_when(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client, clock = clocked(fake, tmp_path)
+    line = open_one(client)
+    page = client.get("/").get_data(as_text=True)
+    assert "acked-by" not in page and "Acknowledge</button>" in page
+    clock.now += 120
+    client.post(f"/ui/incidents/{line['incident_key']}/acknowledge", data={"csrf": csrf_of(page)})
+    clock.now += 300
+    page = client.get("/").get_data(as_text=True)
+    status = re.search(r'<td class="status">(.*?)</td>', page, re.S).group(1)  # type: ignore[union-attr]
+    assert status.startswith("acknowledged") and '<span class="acked-by">dashboard</span>' in status
+    assert '<time datetime="1970-01-12T13:48:40Z" title="1970-01-12 13:48:40 UTC">5 min ago</time>' in status
+    assert "Acknowledge</button>" not in page and "Resolve</button>" in page
+
+
+def test_the_title_loses_the_prefix_title_format_gave_it(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client, _ = clocked(fake, tmp_path)
+    trigger(client, "checkout p99 above 4s", "critical", "acme/shop")
+    page = client.get("/").get_data(as_text=True)
+    assert '<span class="title">checkout p99 above 4s</span>' in page and "[CodeSpar] Critical:" not in page
+    assert '<span class="sev sev-critical">critical</span>' in page
+
+
+@pytest.mark.parametrize(("title_format", "severity", "title", "shown"), [
+    ("[CodeSpar] {Severity}: {title}", "critical", "[CodeSpar] Critical: db down", "db down"),
+    ("[CodeSpar] {Severity}: {title}", "critical", "[CodeSpar] High: db down", "[CodeSpar] High: db down"),
+    ("[CodeSpar] {Severity}: {title}", "high", "db down", "db down"),
+    ("[CodeSpar] {Severity}: {title}", "high", "[CodeSpar] High: ", "[CodeSpar] High: "),
+    ("{title} ({severity})", "low", "disk full (low)", "disk full"),
+    ("{title}", "low", "disk full", "disk full"),
+    ("[{Severity}] {title} !", "medium", "[Medium] very long title cut…", "very long title cut…"),
+])
+def test_short_title_strips_only_the_exact_prefix(title_format: str, severity: str, title: str, shown: str) -> None:
+    assert short_title(title_format, severity, title) == shown
+
+
+def test_the_pagerduty_link_comes_from_the_stored_html_url(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client, _ = clocked(fake, tmp_path)
+    open_one(client)
+    assert "Open in PagerDuty" not in client.get("/").get_data(as_text=True)  # the state keeps no URL: no link
+    state = client.application.extensions["pagerules"].backend.state
+    kept = state.open_incidents()[0]
+    for url, shown in (("https://acme.pagerduty.com/incidents/PINC0001", True), ("javascript:void(0)", False)):
+        with_url = WithUrl(**{f.name: getattr(kept, f.name) for f in dataclasses.fields(kept)}, html_url=url)
+        state.open_incidents = lambda *a, _i=with_url, **k: [_i]
+        page = client.get("/").get_data(as_text=True)
+        assert (f'<a class="pd-link" href="{url}"' in page) is shown and "javascript:" not in page
+
+
+@dataclasses.dataclass(frozen=True)
+class WithUrl(StoredIncident):
+    """An incident as a state that keeps PagerDuty's html_url would return it."""
+
+    html_url: str | None = None
+
+
+def test_resolve_with_a_message_from_the_dashboard(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client, _ = clocked(fake, tmp_path)
+    line = open_one(client)
+    path = f"/ui/incidents/{line['incident_key']}/resolve"
+    page = client.get("/").get_data(as_text=True)
+    assert f'action="{path}"' in page and 'class="visually-hidden">Resolution message for db down (optional)' in page
+    assert client.post(path, data={"csrf": "forged", "message": "x"}).status_code == 403
+    assert client.post(path, data={"csrf": csrf_of(page), "message": "m" * 2001}).status_code == 400
+    assert fake.calls("PUT") == []
+    done = client.post(path, data={"csrf": csrf_of(page), "message": "  rolled back v2.3.1  "}, follow_redirects=True)
+    assert f"resolved: {line['incident_key']}" in done.get_data(as_text=True)
+    assert fake.incidents[line["incident_id"]]["status"] == "resolved"
+    notes = fake.calls("POST", f"/incidents/{line['incident_id']}/notes")
+    assert [n["body"]["note"]["content"] for n in notes] == ["rolled back v2.3.1"]
+    entry = client.get("/api/audit", headers=AUTH).get_json()["entries"][0]
+    assert (entry["actor"], entry["action"], entry["detail"]["message"]) == ("dashboard", "resolved",
+                                                                               "rolled back v2.3.1")
+
+
+def test_the_resolve_button_needs_a_signed_in_session(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    line = open_one(client)
+    assert client.post(f"/ui/incidents/{line['incident_key']}/resolve", data={"csrf": "x"}).status_code == 401
+    assert fake.calls("PUT") == []
+
+
+def test_filter_by_project_and_severity_with_a_plain_get(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client, clock = clocked(fake, tmp_path)
+    keys = {}
+    for title, severity, repo in (("a1", "critical", "acme/a"), ("a2", "low", "acme/a"), ("b1", "critical", "acme/b")):
+        keys[title] = trigger(client, title, severity, repo)["incident_key"]
+        clock.now += 1
+    assert rows(client.get("/?repo=acme/a").get_data(as_text=True)) == [keys["a1"], keys["a2"]]
+    assert rows(client.get("/?severity=critical").get_data(as_text=True)) == [keys["a1"], keys["b1"]]
+    both = client.get("/?repo=acme/a&severity=critical").get_data(as_text=True)
+    assert rows(both) == [keys["a1"]] and "· 1 of 3," in both
+    assert '<option value="acme/a" selected>' in both and '<option value="critical" selected>' in both
+    assert rows(client.get("/?severity=bogus").get_data(as_text=True)) == [keys["a1"], keys["b1"], keys["a2"]]
+    none = client.get("/?repo=acme/zzz").get_data(as_text=True)
+    assert rows(none) == [] and "No open incident matches this filter." in none
+    assert '<label for="filter-repo">Project</label>' in none
+    assert '<label for="filter-severity">Severity</label>' in none
+
+
+def test_history_lists_resolutions_with_message_and_who(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client, clock = clocked(fake, tmp_path)
+    assert "Nothing resolved yet." in client.get("/history").get_data(as_text=True)
+    first = trigger(client, "checkout down", "critical", "acme/shop")
+    second = open_one(client)
+    csrf = csrf_of(client.get("/").get_data(as_text=True))
+    client.post(f"/ui/incidents/{first['incident_key']}/resolve", data={"csrf": csrf, "message": "restarted pods"})
+    clock.now += 60
+    client.post(f"/api/incidents/{second['incident_key']}/resolve", headers=AUTH, json={})
+    page = client.get("/history").get_data(as_text=True)
+    found = re.findall(r'<tr class="resolution" data-key="([^"]+)">.*?<td class="resolved-by">([^<]+)</td>.*?'
+                       r'<span class="title">([^<]+)</span>.*?<td class="message">([^<]*)', page, re.S)
+    assert found == [(second["incident_key"], "api", "db down", "Resolved by hand with pagerules"),
+                     (first["incident_key"], "dashboard", "checkout down", "restarted pods")]
+    assert "1 min ago" in page and 'aria-current="page">History' in page
+    assert app_for(fake, tmp_path / "other").test_client().get("/history").status_code == 302  # signed out

@@ -1,9 +1,10 @@
-"""The dashboard: the sign-in form, the on-call page and its Acknowledge buttons (README "HTTP API,
-dashboard and webhook intake").
+"""The dashboard: the sign-in form, the incidents across projects with their Acknowledge and Resolve
+buttons, a filter, and the history of resolutions (README "HTTP API, dashboard and webhook intake").
 
 Sign-in takes PAGERULES_API_TOKEN through a form (rate limited per client address, same-origin
 only) and then holds a session cookie (HttpOnly, SameSite=Strict, Secure over https); every form
-that changes something carries the session's CSRF token.
+that changes something carries the session's CSRF token. Pages are server-rendered; the filter is
+a GET form, so everything works without JavaScript (the script only refreshes the page).
 """
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
+from engine import severity as sev
 from engine.dispatch.outcomes import Status
 from engine.errors import PageRulesError
 from engine.pagerduty import manual
+from engine.pagerduty.state import StoredIncident
 from engine.web.auth import client_address, cross_origin
 from engine.web.context import incident_view, web
 
@@ -25,6 +29,9 @@ log = logging.getLogger("pagerules.server")
 NO_REPO = "(no repo)"
 UI_NOTICE = {Status.ALREADY_RESOLVED.value: "Not acknowledged: {key} is already resolved in PagerDuty "
                                             "(acknowledging would re-open it). The list is now up to date."}
+AUDIT_SCAN = 2000  # audit rows read for "who acknowledged" and the history (the newest first)
+HISTORY_ROWS = 50
+MAX_MESSAGE = 2000  # characters of a resolution message typed in the dashboard
 
 dashboard = Blueprint("dashboard", __name__)
 
@@ -32,6 +39,43 @@ dashboard = Blueprint("dashboard", __name__)
 @dashboard.app_template_filter("utc")
 def utc(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
+
+
+@dashboard.app_template_filter("iso")
+def iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+def ago(seconds: float) -> str:
+    """``12 min ago``: minutes under an hour, hours under a day, then days (as Grafana's alert list)."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
+
+
+def short_title(title_format: str, severity: str, title: str) -> str:
+    """The title without what ``title_format`` put around it for this severity (``[CodeSpar] Critical: ``),
+    only when the title starts with exactly that prefix; any other title is shown whole."""
+    marker = "\x00"
+    prefix, _, suffix = title_format.format(Severity=severity.capitalize(), severity=severity,
+                                            title=marker).partition(marker)
+    if not title.startswith(prefix) or len(title) == len(prefix):
+        return title
+    rest = title[len(prefix):]
+    if suffix and rest.endswith(suffix) and len(rest) > len(suffix):
+        return rest[: -len(suffix)]
+    return rest
+
+
+def pagerduty_link(incident: Any) -> str | None:
+    """The incident's page in PagerDuty when the state kept its ``html_url`` (an http(s) URL only)."""
+    url = getattr(incident, "html_url", None)
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
 @dashboard.get("/login")
@@ -81,22 +125,53 @@ def page() -> Any:
     oncall, oncall_error = _oncall()
     refresh_error = web().refresher.maybe()
     state = web().backend.state
-    return render_template("dashboard.html", oncall=oncall, oncall_error=oncall_error, repos=_by_repo(),
-                           audit=state.recent_audit(15), failures=list(web().backend.notifier.failures)[:5],
+    audit = state.recent_audit(AUDIT_SCAN)
+    every = state.open_incidents()
+    chosen = _chosen()
+    incidents = _rows(_filtered(every, chosen), audit)
+    return render_template("dashboard.html", oncall=oncall, oncall_error=oncall_error, incidents=incidents,
+                           total=len(every), repos=sorted({_repo(i) for i in every}), severities=sev.SEVERITIES[::-1],
+                           chosen=chosen, audit=audit[:15], failures=list(web().backend.notifier.failures)[:5],
                            csrf=session["csrf"], now=web().backend.clock(), notice=request.args.get("notice"),
-                           refresh_error=refresh_error)
+                           refresh_error=refresh_error, ago=ago)
+
+
+@dashboard.get("/history")
+def history() -> Any:
+    if not session.get("signed_in"):
+        return redirect(url_for("dashboard.login_form"))
+    audit = web().backend.state.recent_audit(AUDIT_SCAN)
+    return render_template("history.html", resolutions=_resolutions(audit)[:HISTORY_ROWS], csrf=session["csrf"],
+                           now=web().backend.clock(), ago=ago)
 
 
 @dashboard.post("/ui/incidents/<path:key>/acknowledge")
 def acknowledge(key: str) -> Any:
-    if not session.get("signed_in"):
-        abort(401)
-    _check_csrf()
+    _signed_in_form()
     line = manual.acknowledge(web().config, web().acting_as("dashboard"), key)
     notice = UI_NOTICE.get(line["status"], "{status}: {key}").format(status=line["status"], key=key)
     if line.get("error") and line["status"] != Status.ALREADY_RESOLVED.value:
         notice += f" ({line['error']})"
     return redirect(url_for("dashboard.page", notice=notice))
+
+
+@dashboard.post("/ui/incidents/<path:key>/resolve")
+def resolve(key: str) -> Any:
+    _signed_in_form()
+    message = str(request.form.get("message", "")).strip()
+    if len(message) > MAX_MESSAGE:
+        abort(400, f"the resolution message has {len(message)} characters; at most {MAX_MESSAGE}")
+    line = manual.resolve(web().config, web().acting_as("dashboard"), key, message or None)
+    notice = f"{line['status']}: {key}"
+    if line.get("error"):
+        notice += f" ({line['error']})"
+    return redirect(url_for("dashboard.page", notice=notice))
+
+
+def _signed_in_form() -> None:
+    if not session.get("signed_in"):
+        abort(401)
+    _check_csrf()
 
 
 def _oncall() -> tuple[list[manual.OnCall], str | None]:
@@ -107,11 +182,67 @@ def _oncall() -> tuple[list[manual.OnCall], str | None]:
         return [], str(exc)
 
 
-def _by_repo() -> list[tuple[str, list[dict[str, Any]]]]:
-    by_repo: dict[str, list[dict[str, Any]]] = {}
-    for incident in web().backend.state.open_incidents():
-        by_repo.setdefault(incident.labels.get("repo", NO_REPO), []).append(incident_view(incident))
-    return sorted(by_repo.items())
+def _repo(incident: StoredIncident) -> str:
+    return incident.labels.get("repo") or NO_REPO
+
+
+def _chosen() -> dict[str, str]:
+    """The filter from the query string (``?repo=acme/db&severity=high``); unknown values choose nothing."""
+    repo = str(request.args.get("repo", "")).strip()
+    severity = str(request.args.get("severity", "")).strip()
+    return {"repo": repo, "severity": severity if sev.is_severity(severity) else ""}
+
+
+def _filtered(incidents: Iterable[StoredIncident], chosen: dict[str, str]) -> list[StoredIncident]:
+    return [i for i in incidents if (not chosen["repo"] or _repo(i) == chosen["repo"])
+            and (not chosen["severity"] or i.severity == chosen["severity"])]
+
+
+def _rows(incidents: list[StoredIncident], audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Across projects, the most severe first, then the oldest first; with who acknowledged and when."""
+    acked: dict[str, dict[str, Any]] = {}
+    for entry in audit:  # newest first: the first one seen is the latest acknowledgment
+        if entry["action"] == "acknowledged" and entry["incident_key"]:
+            acked.setdefault(entry["incident_key"], entry)
+    title_format = web().config.title_format
+    rows = []
+    for incident in sorted(incidents, key=lambda i: (-_rank(i.severity), i.opened_at, i.incident_key)):
+        view = incident_view(incident)
+        ack = acked.get(incident.incident_key) if incident.status == "acknowledged" else None
+        view.update(repo=_repo(incident), short_title=short_title(title_format, incident.severity, incident.title),
+                    url=pagerduty_link(incident), acked_by=ack["actor"] if ack else None,
+                    acked_at=ack["at"] if ack else None)
+        rows.append(view)
+    return rows
+
+
+def _rank(severity: str) -> int:
+    return sev.rank(severity) if sev.is_severity(severity) else -1
+
+
+def _resolutions(audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Resolved incidents, newest first, with who resolved them and the message; the title comes from the
+    audit row of the incident's creation when it is still among the rows read."""
+    titles: dict[str, str] = {}
+    for entry in audit:
+        title = entry["detail"].get("title")
+        if entry["action"] in ("create", "deduplicate") and entry["incident_key"] and title:
+            titles.setdefault(entry["incident_key"], str(title))
+    return [{"at": e["at"], "actor": e["actor"], "incident_key": e["incident_key"],
+             "incident_id": e["incident_id"], "title": _any_short(titles.get(e["incident_key"])),
+             "message": e["detail"].get("message"), "note": e["detail"].get("note")}
+            for e in audit if e["action"] == "resolved"]
+
+
+def _any_short(title: str | None) -> str | None:
+    """A stored title without its severity's prefix (the history does not keep the severity)."""
+    if title is None:
+        return None
+    for name in sev.SEVERITIES:
+        short = short_title(web().config.title_format, name, title)
+        if short != title:
+            return short
+    return title
 
 
 def _check_csrf() -> None:
