@@ -1,4 +1,5 @@
-"""Action -> outcome line: the gates of README "Configuration" and "Output and exit status", then the backend.
+"""Action -> Outcome (outcomes.py): the gates of README "Configuration" and "Output and exit status", then
+the Backend: the protocol every caller uses, and DryRun, the backend of a dry run.
 
 The gates are the same for a dry run and a live run, in this order:
 trigger: below the severity threshold -> disabled -> backend (already open: deduplicated; else create);
