@@ -1,6 +1,7 @@
 """The dashboard in a real browser: headless Chromium (Debian's chromium and chromium-driver, which
-.ci/run installs) signs in, sees who is on call, clicks Acknowledge; the fake PagerDuty gets the
-acknowledgment and the audit trail shows it. The screenshot goes to docs/dashboard.png only with
+.ci/run installs) signs in, sees who is on call, filters by project, keeps a half-typed message through
+the refresh, clicks Acknowledge, resolves with a message from the keyboard and finds it in the history;
+the fake PagerDuty gets each call and the audit trail shows it. The screenshot goes to docs/dashboard.png only with
 PAGERULES_UPDATE_SCREENSHOT=1, so an ordinary test run leaves the tracked file alone."""
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from fake_pagerduty import FakePagerDuty
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from test_web_app import API_TOKEN, AUTH, app_for
 from waitress.server import create_server
 
@@ -40,34 +42,90 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     driver.quit()
 
 
-def test_sign_in_see_oncall_and_acknowledge(tmp_path: Path, browser: webdriver.Chrome) -> None:
+def test_sign_in_filter_acknowledge_resolve_and_history(tmp_path: Path, browser: webdriver.Chrome) -> None:
     fake = FakePagerDuty()
     fake.url = fake.start()  # type: ignore[attr-defined]
     server = create_server(app_for(fake, tmp_path), host="127.0.0.1", port=0)
     base = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
     threading.Thread(target=server.run, daemon=True).start()
     try:
-        line = requests.post(f"{base}/api/incidents", headers=AUTH, timeout=10, json={
+        shop = requests.post(f"{base}/api/incidents", headers=AUTH, timeout=10, json={
             "title": "checkout p99 above 4s", "severity": "critical", "repo": "acme/shop"}).json()
-        requests.post(f"{base}/api/incidents", headers=AUTH, timeout=10,
-                      json={"title": "search index stale", "severity": "high", "repo": "acme/search"})
+        search = requests.post(f"{base}/api/incidents", headers=AUTH, timeout=10,
+                               json={"title": "search index stale", "severity": "high", "repo": "acme/search"}).json()
         browser.get(base + "/")
         browser.find_element(By.ID, "token").send_keys(API_TOKEN)
         browser.find_element(By.ID, "sign-in").click()
         wait = WebDriverWait(browser, 15)
         wait.until(expected_conditions.presence_of_element_located((By.ID, "oncall-name")))
         assert browser.find_element(By.ID, "oncall-name").text == "Ada Oncall"
+        assert keys_listed(browser) == [shop["incident_key"], search["incident_key"]]  # critical first
+        assert browser.find_element(By.CSS_SELECTOR, "tr.incident .title").text == "checkout p99 above 4s"
+
+        Select(browser.find_element(By.ID, "filter-repo")).select_by_visible_text("acme/search")
+        browser.find_element(By.ID, "filter-apply").click()
+        wait.until(expected_conditions.url_contains("repo=acme%2Fsearch"))
+        assert keys_listed(browser) == [search["incident_key"]]
+        browser.find_element(By.ID, "filter-clear").click()
+        wait.until(lambda b: len(keys_listed(b)) == 2)
+
+        kept_while_typing(browser, wait, shop["incident_key"])
+
+        browser.find_element(By.CSS_SELECTOR, f"button.ack[data-key='{shop['incident_key']}']").click()
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "notice")))
+        assert browser.find_element(By.ID, "notice").text == f"acknowledged: {shop['incident_key']}"
+        puts = [c for c in fake.calls("PUT") if c["path"] == f"/incidents/{shop['incident_id']}"]
+        assert [c["body"]["incident"]["status"] for c in puts] == ["acknowledged"]
+        assert f"dashboard acknowledged {shop['incident_key']}" in browser.find_element(By.ID, "audit").text
+        status = browser.find_element(By.CSS_SELECTOR, f"tr.incident[data-key='{shop['incident_key']}'] td.status")
+        assert status.text.startswith("acknowledged\nby dashboard just now")
+        opened = status.find_element(By.TAG_NAME, "time")
+        assert opened.get_attribute("title").endswith(" UTC") and opened.get_attribute("datetime").endswith("Z")
         shot = ROOT / "docs" / "dashboard.png" if os.environ.get("PAGERULES_UPDATE_SCREENSHOT") == "1" \
             else tmp_path / "dashboard.png"
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-        button = browser.find_element(By.CSS_SELECTOR, f"button.ack[data-key='{line['incident_key']}']")
-        button.click()
-        wait.until(expected_conditions.presence_of_element_located((By.ID, "notice")))
-        assert browser.find_element(By.ID, "notice").text == f"acknowledged: {line['incident_key']}"
-        puts = [c for c in fake.calls("PUT") if c["path"] == f"/incidents/{line['incident_id']}"]
-        assert [c["body"]["incident"]["status"] for c in puts] == ["acknowledged"]
-        audit = browser.find_element(By.ID, "audit").text
-        assert f"dashboard acknowledged {line['incident_key']}" in audit
+
+        field = browser.find_element(By.CSS_SELECTOR, f"input.message[data-key='{search['incident_key']}']")
+        field.send_keys("reindexed by hand", Keys.ENTER)  # the keyboard alone sends the form
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "notice"), "resolved: "))
+        assert browser.find_element(By.ID, "notice").text == f"resolved: {search['incident_key']}"
+        assert fake.incidents[search["incident_id"]]["status"] == "resolved"
+        notes = fake.calls("POST", f"/incidents/{search['incident_id']}/notes")
+        assert [n["body"]["note"]["content"] for n in notes] == ["reindexed by hand"]
+        assert keys_listed(browser) == [shop["incident_key"]]
+
+        browser.find_element(By.LINK_TEXT, "History").click()
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "history")))
+        row = browser.find_element(By.CSS_SELECTOR, f"tr.resolution[data-key='{search['incident_key']}']")
+        assert row.find_element(By.CSS_SELECTOR, ".resolved-by").text == "dashboard"
+        assert row.find_element(By.CSS_SELECTOR, ".message").text == "reindexed by hand"
+        assert row.find_element(By.CSS_SELECTOR, ".title").text == "search index stale"
     finally:
         server.close()  # type: ignore[union-attr]
         fake.stop()
+
+
+def keys_listed(browser: webdriver.Chrome) -> list[str]:
+    return [row.get_attribute("data-key") or "" for row in browser.find_elements(By.CSS_SELECTOR, "tr.incident")]
+
+
+def kept_while_typing(browser: webdriver.Chrome, wait: WebDriverWait, key: str) -> None:  # type: ignore[type-arg]
+    """The 30 s refresh (called here at once) leaves a half-typed message alone; a reload by hand restores it
+    from sessionStorage; with the field empty and not focused, the refresh reloads the page."""
+    field = browser.find_element(By.CSS_SELECTOR, f"input.message[data-key='{key}']")
+    field.send_keys("rolled back")
+    browser.execute_script("window.notReloaded = true;")
+    assert browser.execute_script("return window.pagerulesRefresh();") is False
+    assert browser.execute_script("return window.notReloaded === true;") is True
+    assert field.get_attribute("value") == "rolled back"
+    browser.refresh()
+    field = wait.until(expected_conditions.presence_of_element_located(
+        (By.CSS_SELECTOR, f"input.message[data-key='{key}']")))
+    assert field.get_attribute("value") == "rolled back"
+    field.clear()
+    browser.execute_script("arguments[0].value = ''; arguments[0].dispatchEvent(new Event('input'));"
+                           "arguments[0].blur(); window.notReloaded = true;", field)
+    assert browser.execute_script("return window.pagerulesRefresh();") is True
+    wait.until(expected_conditions.staleness_of(field))
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "oncall-name")))
+    assert browser.execute_script("return window.notReloaded === undefined;") is True
