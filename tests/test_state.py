@@ -1,27 +1,71 @@
-"""The SQLite state: open incidents by key and label, status changes, audit, transactions."""
+"""The state, SQLite and PostgreSQL alike: open incidents by key and label, status changes, audit,
+transactions, migrations. Tests of one backend's own mechanics (WAL, SQLite's query plans) use SQLite."""
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pg_server import PgServer, pg_server  # noqa: F401  (the session's PostgreSQL cluster)
 
 from engine.evaluation.actions import OpenIncident
+from engine.pagerduty.migrations import MIGRATIONS, Migration
 from engine.pagerduty.state import State, StateError, StateView
+
+MakeState = Callable[..., State]
 
 
 def incident(key: str, **labels: str) -> OpenIncident:
     return OpenIncident(key, labels, "rule", "high", f"title {key}", f"id-{key}")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeState]:
+    """``make_state(name, migrations=...)``: the state called ``name`` (a file, or a PostgreSQL schema); the
+    same name twice is two connections to one state."""
+    opened: list[State] = []
+    schemas: dict[str, str] = {}
+    server: PgServer | None = request.getfixturevalue("pg_server") if request.param == "postgresql" else None
+
+    def make(name: str = "state", migrations: tuple[Migration, ...] = MIGRATIONS) -> State:
+        if server is None:
+            state = State(str(tmp_path / "sub" / f"{name}.db"), migrations)
+        else:
+            import psycopg
+
+            from engine.pagerduty.pgstate import PgState
+            if name not in schemas:
+                schemas[name] = f"t_{uuid.uuid4().hex[:12]}"
+                with psycopg.connect(server.url(), autocommit=True) as conn:
+                    conn.execute(f"CREATE SCHEMA {schemas[name]}")
+            state = PgState(server.url(options=f"-csearch_path%3D{schemas[name]}"), migrations)
+        opened.append(state)
+        return state
+    yield make
+    for state in opened:
+        state.close()
+    if server is not None and schemas:
+        import psycopg
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            for schema in schemas.values():
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 @pytest.fixture
-def state(tmp_path: Path) -> State:
+def state(make_state: MakeState) -> State:
+    return make_state()
+
+
+@pytest.fixture
+def sqlite_state(tmp_path: Path) -> State:
     return State(str(tmp_path / "sub" / "state.db"))
 
 
-def test_the_file_and_its_folder_are_created_in_wal_mode(tmp_path: Path, state: State) -> None:
+def test_the_file_and_its_folder_are_created_in_wal_mode(tmp_path: Path, sqlite_state: State) -> None:
     assert (tmp_path / "sub" / "state.db").exists()
-    assert state._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert sqlite_state._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_open_incidents_are_found_by_key_and_labels(state: State) -> None:
@@ -63,8 +107,8 @@ def test_a_failed_transaction_leaves_nothing_behind(state: State) -> None:
     assert state.recent_audit() == []
 
 
-def test_two_connections_see_each_others_writes(tmp_path: Path) -> None:
-    first, second = State(str(tmp_path / "s.db")), State(str(tmp_path / "s.db"))
+def test_two_connections_see_each_others_writes(make_state: MakeState) -> None:
+    first, second = make_state("s"), make_state("s")
     first.record_open(incident("a"), 1.0, "rules", "create")
     assert second.get("a") is not None
 
@@ -140,7 +184,8 @@ def exercise(state: State) -> None:
     state.record_status("b4", "resolved", 9.0, "rules", "id-b4")
 
 
-def test_every_incident_query_is_an_index_search(state: State) -> None:
+def test_every_incident_query_is_an_index_search(sqlite_state: State) -> None:
+    state = sqlite_state
     seed(state, 200)
     statements: list[str] = []
     state._db.set_trace_callback(statements.append)
@@ -190,14 +235,14 @@ def test_lookups_and_selectors_cost_the_same_with_5000_open_as_with_100(tmp_path
 
 
 def test_select_agrees_with_a_plain_filter_whatever_label_it_walks(monkeypatch: pytest.MonkeyPatch,
-                                                                  tmp_path: Path) -> None:
+                                                                  make_state: MakeState) -> None:
     import random
 
     from engine.pagerduty import state as module
     monkeypatch.setattr(module, "PROBE_FIRST", 2)  # small bounds, so the probe grows and stops in a test
     monkeypatch.setattr(module, "PROBE_MAX", 16)
     rng = random.Random(17)
-    state = State(str(tmp_path / "s.db"))
+    state = make_state("s")
     choices = {"kind": ["build", "deploy"], "repo": [f"r{n}" for n in range(6)], "branch": ["main", "dev", "x"]}
     opened = {f"k{n}": {name: rng.choice(values) for name, values in choices.items() if rng.random() < 0.9}
               for n in range(120)}
@@ -251,3 +296,109 @@ def test_a_state_file_from_the_previous_release_opens_and_gets_the_new_index(tmp
     assert [i.incident_key for i in state.open_incidents("acme/a")] == ["k1"]
     state.record_status("k1", "resolved", 5.0, "rules", "P1")
     assert state.select({"kind": ("build",)}) == [] and not state.has_label("kind", ("build",))
+
+
+# Migrations (issue 18): the schema is versioned, each migration applied once, in order, on open.
+
+# The schema exactly as release 0.1 (the last one before schema_version) wrote it.
+RELEASE_0_1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_key TEXT PRIMARY KEY,
+    incident_id  TEXT,
+    rule         TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    title        TEXT NOT NULL,
+    labels       TEXT NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'triggered',
+    opened_at    REAL NOT NULL,
+    confirmed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incident_labels (
+    name TEXT NOT NULL, value TEXT NOT NULL, incident_key TEXT NOT NULL,
+    PRIMARY KEY (name, value, incident_key)
+);
+CREATE INDEX IF NOT EXISTS incident_labels_key ON incident_labels (incident_key);
+CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at, incident_key);
+DROP TABLE IF EXISTS events_done;
+CREATE TABLE IF NOT EXISTS files_in_progress (
+    file     TEXT PRIMARY KEY,
+    units    INTEGER NOT NULL,
+    problems TEXT NOT NULL,
+    at       REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           REAL NOT NULL,
+    actor        TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    incident_key TEXT,
+    incident_id  TEXT,
+    detail       TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+
+def versions(state: State) -> list[int]:
+    with state.transaction() as db:
+        return [r[0] for r in db.execute("SELECT version FROM schema_version ORDER BY version").fetchall()]
+
+
+def test_a_state_file_written_before_versioning_is_brought_to_the_current_version(tmp_path: Path) -> None:
+    import sqlite3
+    path = tmp_path / "release-0.1.db"
+    db = sqlite3.connect(path)
+    db.executescript(RELEASE_0_1_SCHEMA)
+    db.execute("INSERT INTO incidents VALUES ('k1', 'P1', 'build-failed', 'high', 't', ?, 'triggered', 3.0, 4.0)",
+               ('{"kind": "build"}',))
+    db.execute("INSERT INTO incident_labels VALUES ('kind', 'build', 'k1')")
+    db.execute("INSERT INTO audit (at, actor, action, incident_key) VALUES (3.0, 'rules', 'create', 'k1')")
+    db.execute("INSERT INTO files_in_progress VALUES ('/events/a.jsonl', 2, '[]', 3.5)")
+    db.commit()
+    db.close()
+    state = State(str(path))
+    assert (state.migrated.before, state.migrated.after, state.migrated.applied) == (0, 2, (1, 2))
+    assert versions(state) == [1, 2]
+    assert [i.incident_key for i in state.select({"kind": ("build",)})] == ["k1"]
+    assert state.progress("/events/a.jsonl") == (2, [])
+    state.audit(6.0, "rules", "note")  # the old AUTOINCREMENT ids go on
+    assert [e["action"] for e in state.recent_audit()] == ["note", "create"]
+    state.close()
+    again = State(str(path))
+    assert again.migrated.applied == () and versions(again) == [1, 2]
+
+
+def test_migrations_apply_in_order_each_once(make_state: MakeState) -> None:
+    extra = (Migration(3, "a notes table", ("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",),
+                       ("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",)),
+             Migration(4, "a row in it", ("INSERT INTO notes VALUES (1, 'four')",),
+                       ("INSERT INTO notes VALUES (1, 'four')",)))
+    first = make_state("m", MIGRATIONS[:1])
+    assert first.migrated.applied == (1,) and versions(first) == [1]
+    second = make_state("m", MIGRATIONS + extra)
+    assert (second.migrated.before, second.migrated.after, second.migrated.applied) == (1, 4, (2, 3, 4))
+    third = make_state("m", MIGRATIONS + extra)  # applied again, the INSERT and CREATE TABLE would fail
+    assert third.migrated.applied == () and versions(third) == [1, 2, 3, 4]
+    with third.transaction() as db:
+        assert db.execute("SELECT body FROM notes").fetchall() == [("four",)]
+
+
+def test_a_failed_migration_is_rolled_back_and_applied_by_the_next_open(make_state: MakeState) -> None:
+    broken = Migration(3, "half done", ("CREATE TABLE notes (id INTEGER)", "INSERT INTO nowhere VALUES (1)"),
+                       ("CREATE TABLE notes (id INTEGER)", "INSERT INTO nowhere VALUES (1)"))
+    with pytest.raises(StateError, match="nowhere"):
+        make_state("f", (*MIGRATIONS, broken))
+    state = make_state("f")
+    assert versions(state) == [1, 2]
+    with state.transaction() as db:  # migration 3's table went with it: creating it again works
+        db.execute("CREATE TABLE notes (id INTEGER)")
+
+
+def test_a_schema_newer_than_this_release_is_refused_and_left_alone(make_state: MakeState) -> None:
+    newer = Migration(3, "from the future", ("CREATE TABLE future (x TEXT)",), ("CREATE TABLE future (x TEXT)",))
+    written = make_state("n", (*MIGRATIONS, newer))
+    written.record_open(incident("a", kind="build"), 1.0, "rules", "create")
+    with pytest.raises(StateError) as caught:
+        make_state("n")
+    assert "has schema version 3, newer than this pagerules knows (2)" in str(caught.value)
+    assert caught.value.exit_code == 2
+    assert versions(written) == [1, 2, 3] and written.get("a") is not None

@@ -1,0 +1,112 @@
+"""A throwaway PostgreSQL server for the tests: one cluster per test session.
+
+``initdb`` and ``pg_ctl`` from PATH or /usr/lib/postgresql/*/bin (Debian's postgresql package;
+.ci/run installs it when missing) make a cluster in a temporary folder, listening on a free
+loopback port only, with trust authentication for loopback and its own socket folder only; it
+is stopped and removed at the end of the session. PostgreSQL refuses to run as root, so as
+root the cluster belongs to a system user (``pagerules-pg``, created when missing). Missing
+binaries fail the tests that need them, with the reason: they are never skipped.
+
+Use: ``from pg_server import pg_server, pg_url  # noqa: F401`` in a test module; ``pg_url`` is a
+fresh schema per test (its URL sets search_path), dropped afterwards.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SYSTEM_USER = "pagerules-pg"
+START_TIMEOUT_SECONDS = 60
+
+
+def find_binaries() -> tuple[str, str] | str:
+    """(initdb, pg_ctl), or why they cannot be found."""
+    for folder in [None, *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]:
+        initdb, pg_ctl = shutil.which("initdb", path=folder), shutil.which("pg_ctl", path=folder)
+        if initdb and pg_ctl:
+            return initdb, pg_ctl
+    return ("PostgreSQL's initdb and pg_ctl are neither on PATH nor under /usr/lib/postgresql/*/bin: install "
+            "Debian's postgresql package (apt-get install postgresql; .ci/run does it when they are missing)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_owner(command: list[str]) -> list[str]:
+    """As root, run ``command`` as the unprivileged system user (PostgreSQL will not run as root)."""
+    if os.geteuid() != 0:
+        return command
+    if subprocess.run(["id", "-u", SYSTEM_USER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+                       check=True, capture_output=True)
+    return ["runuser", "-u", SYSTEM_USER, "--", *command]
+
+
+def _run(command: list[str], what: str) -> None:
+    done = subprocess.run(_as_owner(command), capture_output=True, text=True, timeout=START_TIMEOUT_SECONDS)
+    if done.returncode != 0:
+        pytest.fail(f"{what} failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+
+
+@dataclass
+class PgServer:
+    host: str
+    port: int
+    user: str = "postgres"
+
+    def url(self, dbname: str = "postgres", **options: str) -> str:
+        query = "&".join(f"{k}={v}" for k, v in options.items())
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    found = find_binaries()
+    if isinstance(found, str):
+        pytest.fail(found)
+    initdb, pg_ctl = found
+    folder = Path(tempfile.mkdtemp(prefix="pagerules-pg-"))
+    data, log = folder / "data", folder / "server.log"
+    if os.geteuid() == 0:
+        _as_owner(["true"])  # creates the user when missing
+        shutil.chown(folder, SYSTEM_USER)
+    _run([initdb, "--pgdata", str(data), "--username", "postgres", "--auth", "trust", "--encoding", "UTF8",
+          "--locale", "C", "--no-sync", "--no-instructions"], "initdb")
+    # Trust on loopback and this folder's socket only; nothing else can connect.
+    (data / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+    port = _free_port()
+    options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} "
+               "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    try:
+        _run([pg_ctl, "--pgdata", str(data), "--log", str(log), "--options", options, "--wait",
+              f"--timeout={START_TIMEOUT_SECONDS}", "start"], f"pg_ctl start (log: {log})")
+        yield PgServer("127.0.0.1", port)
+    finally:
+        subprocess.run(_as_owner([pg_ctl, "--pgdata", str(data), "--mode", "immediate", "--wait", "stop"]),
+                       capture_output=True, timeout=START_TIMEOUT_SECONDS)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A URL whose tables go to a fresh schema of their own (cheaper than a database per test)."""
+    import psycopg
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield pg_server.url(options=f"-csearch_path%3D{schema}")
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
