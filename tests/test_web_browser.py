@@ -79,8 +79,9 @@ def test_sign_in_filter_acknowledge_resolve_and_history(tmp_path: Path, browser:
         assert f"dashboard acknowledged {shop['incident_key']}" in browser.find_element(By.ID, "audit").text
         status = browser.find_element(By.CSS_SELECTOR, f"tr.incident[data-key='{shop['incident_key']}'] td.status")
         assert status.text.startswith("acknowledged\nby dashboard just now")
-        opened = status.find_element(By.TAG_NAME, "time")
-        assert opened.get_attribute("title").endswith(" UTC") and opened.get_attribute("datetime").endswith("Z")
+        acked_at = status.find_element(By.TAG_NAME, "time")
+        assert str(acked_at.get_attribute("title")).endswith(" UTC")
+        assert str(acked_at.get_attribute("datetime")).endswith("Z")
         shot = ROOT / "docs" / "dashboard.png" if os.environ.get("PAGERULES_UPDATE_SCREENSHOT") == "1" \
             else tmp_path / "dashboard.png"
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
