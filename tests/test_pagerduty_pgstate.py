@@ -1,0 +1,139 @@
+"""The PostgreSQL state's own behaviour: choosing it from the config, connection errors without the
+password, a broken connection opened again, replicas migrating at once. The State API itself is
+tested on both backends in tests/test_state.py."""
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pg_server as servers
+import psycopg
+import pytest
+from conftest import make_config
+from pg_server import PgServer
+
+from engine.config import ConfigError
+from engine.evaluation.actions import OpenIncident
+from engine.pagerduty.pgstate import PgState, describe
+from engine.pagerduty.state import State, StateError, migrate_state, open_state
+
+# The session's PostgreSQL cluster and a fresh schema per test (pytest finds fixtures by module attribute).
+pg_server, pg_url = servers.pg_server, servers.pg_url
+
+
+def incident(key: str) -> OpenIncident:
+    return OpenIncident(key, {"kind": "build"}, "rule", "high", f"title {key}", f"id-{key}")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens there once the socket is closed
+
+
+def test_state_url_chooses_postgresql_and_the_default_stays_sqlite(pg_url: str, tmp_path: Path) -> None:
+    chosen = open_state(make_config(env={"PAGERULES_STATE_URL": pg_url}))
+    assert isinstance(chosen, PgState) and chosen.schema_version == 2
+    chosen.record_open(incident("a"), 1.0, "rules", "create")
+    chosen.close()
+    sqlite = open_state(make_config(state_path=str(tmp_path / "s.db")))
+    assert type(sqlite) is State and sqlite.get("a") is None
+    in_file = open_state(make_config(f"state_url: {pg_url}\n"))
+    assert isinstance(in_file, PgState) and in_file.get("a") is not None
+    override = open_state(make_config(f"state_url: {pg_url}\n"), str(tmp_path / "cli.db"))  # --state wins
+    assert type(override) is State
+
+
+def test_a_state_url_that_is_not_postgresql_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_config(env={"PAGERULES_STATE_URL": "mysql://ada:hunter2@db/x"})
+    assert "PAGERULES_STATE_URL: must be a postgresql:// URL" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in repr(make_config(env={"PAGERULES_STATE_URL": "postgresql://ada:hunter2@db/x"}))
+
+
+def test_a_server_that_is_down_is_a_clear_error_without_the_password() -> None:
+    port = closed_port()
+    url = f"postgresql://pagerules:s3cret-Pa55@127.0.0.1:{port}/pagerules_state?sslmode=disable"
+    with pytest.raises(StateError) as caught:
+        open_state(make_config(env={"PAGERULES_STATE_URL": url}))
+    message = str(caught.value)
+    assert message.startswith(f"cannot connect to the state database postgresql://pagerules@127.0.0.1:{port}"
+                              "/pagerules_state: ")
+    assert "Connection refused" in message and "s3cret-Pa55" not in message
+    assert caught.value.exit_code == 2
+
+
+def test_a_password_given_as_a_parameter_is_not_shown_either() -> None:
+    shown, password = describe("postgresql://db.example:5433/state?user=ada&password=p%40ss")
+    assert (shown, password) == ("postgresql://ada@db.example:5433/state", "p@ss")
+    assert describe("postgresql://[not a url")[0] == "postgresql://(a URL that cannot be parsed)"
+
+
+def test_a_connection_the_server_dropped_is_opened_again(pg_url: str, pg_server: PgServer) -> None:
+    state = PgState(pg_url)
+    state.record_open(incident("a"), 1.0, "rules", "create")
+    pid = state._conn.info.backend_pid
+    with psycopg.connect(pg_server.url(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(StateError, match=r"^state database postgresql://postgres@127\.0\.0\.1:\d+/postgres: "):
+        state.get("a")  # the call that finds the connection gone fails (the daemon retries it)
+    assert state.get("a") is not None and state._conn.info.backend_pid != pid
+
+
+def test_replicas_opening_a_new_database_together_apply_each_migration_once(pg_url: str) -> None:
+    errors: list[BaseException] = []
+    states: list[PgState] = []
+    start = threading.Barrier(6)
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            states.append(PgState(pg_url))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    # Each migration is its own transaction, so one replica may apply 1 and another 2: once each, in order.
+    assert sorted(v for s in states for v in s.migrated.applied) == [1, 2]
+    with states[0].transaction() as db:
+        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,)]
+
+
+def test_pagerules_migrate_reports_what_it_applied(pg_url: str, tmp_path: Path) -> None:
+    config = make_config(env={"PAGERULES_STATE_URL": pg_url})
+    first, second = migrate_state(config), migrate_state(config)
+    assert first.line().startswith("state postgresql://postgres@127.0.0.1:")
+    assert first.line().endswith("/postgres: schema version 0 -> 2 (applied 1, 2)")
+    assert second.line().endswith(": schema version 2, up to date")
+    path = tmp_path / "s.db"
+    assert migrate_state(config, str(path)).line() == f"state {path}: schema version 0 -> 2 (applied 1, 2)"
+
+
+def test_two_writers_of_one_incident_take_turns(pg_url: str) -> None:
+    states = [PgState(pg_url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def write(state: PgState, n: int) -> None:
+        try:
+            for round_ in range(25):
+                state.record_open(OpenIncident("k", {"kind": "build", "n": str(n)}, "r", "high", "t", "P"),
+                                  float(round_), "rules", "create")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(states)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    stored = states[0].get("k")
+    assert stored is not None and stored.opened_at == 0.0
+    with states[0].transaction() as db:  # the labels are one writer's, whole: never two writers' mixed
+        labels = db.execute("SELECT name, value FROM incident_labels WHERE incident_key = 'k'").fetchall()
+    assert sorted(labels) == sorted(stored.labels.items()) and len(labels) == 2
