@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_pagerduty import FakePagerDuty
+from fake_pagerduty import POLICY, FakePagerDuty
 from test_web_app import API_TOKEN, AUTH, Clock, app_for, open_one
 
 from engine.pagerduty.state import StoredIncident
@@ -345,3 +345,21 @@ def test_history_lists_resolutions_with_message_and_who(fake: FakePagerDuty, tmp
                      (first["incident_key"], "dashboard", "checkout down", "restarted pods")]
     assert "1 min ago" in page and 'aria-current="page">History' in page
     assert app_for(fake, tmp_path / "other").test_client().get("/history").status_code == 302  # signed out
+
+
+def test_each_incident_shows_the_oncall_of_the_route_its_labels_take(fake: FakePagerDuty, tmp_path: Path) -> None:
+    """acme/pay's route names its own escalation policy (nobody on call there, here); the rest use the global
+    policy's Ada Oncall; each policy is asked once per page."""
+    app = app_for(fake, tmp_path, channels="channels: []\nroutes:\n  - match: {repo: acme/pay}\n"
+                  "    service_id: PPAY001\n    escalation_policy_id: PEPPAY1\n")
+    client = app.test_client()
+    backend = app.extensions["pagerules"].backend
+    asked: list[str] = []
+    real = backend.client.oncalls
+    backend.client.oncalls = lambda policy: asked.append(policy) or (real(policy) if policy == POLICY else [])
+    client.post("/login", data={"token": API_TOKEN})
+    for title, repo in (("pay down", "acme/pay"), ("pay slow", "acme/pay"), ("db down", "acme/db")):
+        trigger(client, title, "high", repo)
+    page = client.get("/").get_data(as_text=True)
+    assert re.findall(r'on call: <span class="oncall-for">([^<]+)</span>', page) == ["nobody", "nobody", "Ada Oncall"]
+    assert sorted(asked) == [POLICY, "PEPPAY1"]

@@ -20,6 +20,7 @@ from flask import Blueprint, abort, redirect, render_template, request, session,
 from engine import severity as sev
 from engine.dispatch.outcomes import Status
 from engine.errors import PageRulesError
+from engine.language.routes import load_routes, pick_route
 from engine.pagerduty import manual
 from engine.pagerduty.state import StoredIncident
 from engine.web.auth import client_address, cross_origin
@@ -128,7 +129,7 @@ def page() -> Any:
     audit = state.recent_audit(AUDIT_SCAN)
     every = state.open_incidents()
     chosen = _chosen()
-    incidents = _rows(_filtered(every, chosen), audit)
+    incidents = _rows(_filtered(every, chosen), audit, _oncall_by_route(oncall, oncall_error))
     return render_template("dashboard.html", oncall=oncall, oncall_error=oncall_error, incidents=incidents,
                            total=len(every), repos=sorted({_repo(i) for i in every}), severities=sev.SEVERITIES[::-1],
                            chosen=chosen, audit=audit[:15], failures=list(web().backend.notifier.failures)[:5],
@@ -174,10 +175,11 @@ def _signed_in_form() -> None:
     _check_csrf()
 
 
-def _oncall() -> tuple[list[manual.OnCall], str | None]:
-    """Who is on call, or nobody and why PagerDuty could not say: the page shows either."""
+def _oncall(policy: str | None = None) -> tuple[list[manual.OnCall], str | None]:
+    """Who is on call (for the global escalation policy unless told), or nobody and why PagerDuty could
+    not say: the page shows either."""
     try:
-        return manual.oncall(web().backend.client, str(web().config.escalation_policy_id)), None
+        return manual.oncall(web().backend.client, policy or str(web().config.escalation_policy_id)), None
     except PageRulesError as exc:
         return [], str(exc)
 
@@ -198,8 +200,29 @@ def _filtered(incidents: Iterable[StoredIncident], chosen: dict[str, str]) -> li
             and (not chosen["severity"] or i.severity == chosen["severity"])]
 
 
-def _rows(incidents: list[StoredIncident], audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Across projects, the most severe first, then the oldest first; with who acknowledged and when."""
+def _oncall_by_route(oncall: list[manual.OnCall], oncall_error: str | None) -> Any:
+    """Who is on call for an incident: the escalation policy of the route its labels take (README "Routes"),
+    else the global one (already asked for the page); each policy is asked once per page."""
+    default = str(web().config.escalation_policy_id)
+    names = {default: oncall[0].name if oncall else ("unknown" if oncall_error else "nobody")}
+    try:
+        routes = load_routes(web().config)
+    except PageRulesError:  # the daemon and `check` report a bad route; the page still shows the global one
+        routes = ()
+
+    def who(incident: StoredIncident) -> str:
+        route = pick_route(routes, incident.labels)
+        policy = route.escalation_policy_id if route and route.escalation_policy_id else default
+        if policy not in names:
+            people, error = _oncall(policy)
+            names[policy] = people[0].name if people else ("unknown" if error else "nobody")
+        return names[policy]
+    return who
+
+
+def _rows(incidents: list[StoredIncident], audit: list[dict[str, Any]], who: Any) -> list[dict[str, Any]]:
+    """Across projects, the most severe first, then the oldest first; with who acknowledged and when, and
+    who is on call for it."""
     acked: dict[str, dict[str, Any]] = {}
     for entry in audit:  # newest first: the first one seen is the latest acknowledgment
         if entry["action"] == "acknowledged" and entry["incident_key"]:
@@ -211,7 +234,7 @@ def _rows(incidents: list[StoredIncident], audit: list[dict[str, Any]]) -> list[
         ack = acked.get(incident.incident_key) if incident.status == "acknowledged" else None
         view.update(repo=_repo(incident), short_title=short_title(title_format, incident.severity, incident.title),
                     url=pagerduty_link(incident), acked_by=ack["actor"] if ack else None,
-                    acked_at=ack["at"] if ack else None)
+                    acked_at=ack["at"] if ack else None, oncall=who(incident))
         rows.append(view)
     return rows
 
