@@ -363,3 +363,17 @@ def test_each_incident_shows_the_oncall_of_the_route_its_labels_take(fake: FakeP
     page = client.get("/").get_data(as_text=True)
     assert re.findall(r'on call: <span class="oncall-for">([^<]+)</span>', page) == ["nobody", "nobody", "Ada Oncall"]
     assert sorted(asked) == [POLICY, "PEPPAY1"]
+
+
+@pytest.mark.parametrize("action", ["acknowledge", "resolve"])
+def test_the_buttons_refuse_a_post_from_another_site_even_with_the_form_token(fake: FakePagerDuty, tmp_path: Path,
+                                                                            action: str) -> None:
+    client = signed_in(fake, tmp_path)
+    line = open_one(client)
+    csrf = csrf_of(client.get("/").get_data(as_text=True))
+    path = f"/ui/incidents/{line['incident_key']}/{action}"
+    refused = client.post(path, data={"csrf": csrf}, headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 403 and "posted from another site" in refused.get_data(as_text=True)
+    assert fake.calls("PUT") == []
+    done = client.post(path, data={"csrf": csrf}, headers={"Origin": "http://localhost"})
+    assert done.status_code == 302 and len(fake.calls("PUT")) == 1

@@ -170,8 +170,12 @@ def resolve(key: str) -> Any:
 
 
 def _signed_in_form() -> None:
+    """A button's post: a signed-in session, from this site (Origin/Referer), with the session's form token."""
     if not session.get("signed_in"):
         abort(401)
+    foreign = cross_origin(request)
+    if foreign:
+        abort(403, f"refused: {foreign}; use the dashboard's own page")
     _check_csrf()
 
 
