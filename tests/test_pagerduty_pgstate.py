@@ -16,7 +16,8 @@ from pg_server import PgServer
 from engine.config import ConfigError
 from engine.evaluation.actions import OpenIncident
 from engine.pagerduty.pgstate import PgState, describe
-from engine.pagerduty.state import State, StateError, migrate_state, open_state
+from engine.pagerduty.state import State, StateError
+from engine.pagerduty.store import migrate_state, open_state
 
 # The session's PostgreSQL cluster and a fresh schema per test (pytest finds fixtures by module attribute).
 pg_server, pg_url = servers.pg_server, servers.pg_url

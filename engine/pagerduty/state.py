@@ -2,8 +2,8 @@
 
 The schema is versioned (engine/pagerduty/migrations): opening a state applies the
 migrations it lacks, and a state newer than this code is refused. open_state(config)
-chooses the backend: PostgreSQL (engine/pagerduty/pgstate.py) when state_url is a
-postgresql:// URL, else the SQLite file at state_path.
+(engine/pagerduty/store.py) chooses the backend: PostgreSQL (engine/pagerduty/pgstate.py)
+when state_url is a postgresql:// URL, else the SQLite file at state_path.
 
 WAL mode and a busy timeout let several processes (a daemon, a manual
 `pagerules resolve`) share one file; every change is one transaction.
@@ -27,14 +27,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from engine.errors import PageRulesError
 from engine.evaluation.actions import OpenIncident
 from engine.pagerduty.migrations import MIGRATIONS, VERSION_TABLE, Migration
-
-if TYPE_CHECKING:
-    from engine.config import Config
 
 BUSY_TIMEOUT_MS = 10_000
 # A selector's labels are counted up to a bound that grows by a factor while every label
@@ -68,16 +65,6 @@ def is_postgresql_url(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
 
-def open_state(config: Config, override: str | None = None) -> State:
-    """The state the config names: ``override`` (--state: a file or a postgresql:// URL) first, then
-    state_url (PostgreSQL), then the SQLite file at state_path. Migrations are applied on open."""
-    target = override or config.state_url or config.state_path
-    if is_postgresql_url(target):
-        from engine.pagerduty.pgstate import PgState
-        return PgState(target)
-    return State(target)
-
-
 @dataclass(frozen=True)
 class Migrated:
     """What opening a state did to its schema (``pagerules migrate`` prints it)."""
@@ -92,15 +79,6 @@ class Migrated:
             return f"state {self.location}: schema version {self.after}, up to date"
         return (f"state {self.location}: schema version {self.before} -> {self.after} "
                 f"(applied {', '.join(map(str, self.applied))})")
-
-
-def migrate_state(config: Config, override: str | None = None) -> Migrated:
-    """Open the state (which applies what migrations it lacks), close it, and say what was done."""
-    state = open_state(config, override)
-    try:
-        return state.migrated
-    finally:
-        state.close()
 
 
 @dataclass(frozen=True)
