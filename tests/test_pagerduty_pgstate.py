@@ -138,3 +138,17 @@ def test_two_writers_of_one_incident_take_turns(pg_url: str) -> None:
     with states[0].transaction() as db:  # the labels are one writer's, whole: never two writers' mixed
         labels = db.execute("SELECT name, value FROM incident_labels WHERE incident_key = 'k'").fetchall()
     assert sorted(labels) == sorted(stored.labels.items()) and len(labels) == 2
+
+
+def test_the_test_cluster_listens_on_loopback_only(pg_server: PgServer) -> None:
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
+        rules = conn.execute("SELECT type, address, auth_method FROM pg_hba_file_rules ORDER BY line_number")
+        assert rules.fetchall() == [("local", None, "trust"), ("host", "127.0.0.1", "trust")]
+
+
+def test_missing_postgresql_binaries_fail_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(servers.shutil, "which", lambda name, path=None: None)
+    monkeypatch.setattr(servers.glob, "glob", lambda pattern: [])
+    reason = servers.find_binaries()
+    assert isinstance(reason, str) and "install Debian's postgresql package" in reason
