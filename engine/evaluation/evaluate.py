@@ -88,12 +88,11 @@ def evaluate(event: Mapping[str, Any], ruleset: RuleSet, view: IncidentView) -> 
     rejected = check_event(event, ruleset)
     if rejected:
         return [ErrorAction(eid, rejected)]
-    kind = event["type"]
     actions: list[Action] = []
     triggers: dict[str, TriggerAction] = {}
     memo: dict[str, Any] = {}
     errors: list[ErrorAction] = []  # template failures, reported before the action they belong to
-    for trigger in ruleset.triggers.get(kind, ()):
+    for trigger in ruleset.triggers_for(event):  # the index: only the rules that can match
         scope, _, error = judge(trigger, event, ruleset.params, memo)
         if error:
             actions.append(ErrorAction(eid, f"rule {trigger.id}: {error}", trigger.id))
@@ -104,7 +103,7 @@ def evaluate(event: Mapping[str, Any], ruleset: RuleSet, view: IncidentView) -> 
             errors.clear()
     actions.extend(_finish(t, ruleset) for t in triggers.values())
     resolved: set[str] = set(triggers)  # an event never resolves what it triggers
-    for recovery in ruleset.recoveries.get(kind, ()):
+    for recovery in ruleset.recoveries_for(event):
         scope, _, error = judge(recovery, event, ruleset.params, memo)
         if error:
             actions.append(ErrorAction(eid, f"rule {recovery.id}: {error}", recovery.id))

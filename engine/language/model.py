@@ -7,6 +7,7 @@ from typing import Any
 
 from engine.errors import Problem
 from engine.events.types import EventType
+from engine.language.index import RuleIndex, build_index
 from engine.language.matchers import Condition
 from engine.language.templates import Compiled
 
@@ -67,6 +68,32 @@ class RuleSet:
     version: str
     files: tuple[str, ...] = ()
     warnings: tuple[Problem, ...] = field(default=())
+    # Compiled with the ruleset (engine/language/index.py): which rules each event must meet.
+    trigger_index: Mapping[str, RuleIndex[Trigger]] = field(init=False, repr=False, compare=False)
+    recovery_index: Mapping[str, RuleIndex[Recovery]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trigger_index", build_index(self.triggers))
+        object.__setattr__(self, "recovery_index", build_index(self.recoveries))
+
+    def triggers_for(self, event: Mapping[str, Any]) -> list[Trigger] | tuple[Trigger, ...]:
+        """The triggers of the event's type that can match it, in the order written (the others cannot)."""
+        index = self.trigger_index.get(event["type"])
+        return index.candidates(event) if index is not None else ()
+
+    def recoveries_for(self, event: Mapping[str, Any]) -> list[Recovery] | tuple[Recovery, ...]:
+        """The recoveries of the event's type that can match it, in the order written."""
+        index = self.recovery_index.get(event["type"])
+        return index.candidates(event) if index is not None else ()
+
+    def ruled_out(self, event: Mapping[str, Any]) -> dict[str, str]:
+        """Rule id -> the matcher that ruled it out, for every rule of the event's type the index skips."""
+        out: dict[str, str] = {}
+        for group in (self.trigger_index, self.recovery_index):
+            index = group.get(event["type"])
+            if index is not None:
+                out.update(index.ruled_out(event))
+        return out
 
     def has_rules(self, event_type: str) -> bool:
         return event_type in self.triggers or event_type in self.recoveries
