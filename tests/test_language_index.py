@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conftest import make_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import make_config
 from test_shipped_rules import build, deploy, escalation, sentry
 
 from engine.dispatch.dispatcher import MemoryView
