@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -163,24 +165,51 @@ def _in_rule(problem: Problem, namer: RuleNamer) -> Problem:
     return dataclasses.replace(problem, rule=rule, message=message)
 
 
+@dataclass(frozen=True)
+class CompiledFile:
+    """One rule document compiled on its own: what the cross-file checks and the RuleSet are made from."""
+
+    doc: Document
+    triggers: tuple[Trigger, ...]
+    recoveries: tuple[Recovery, ...]
+    problems: tuple[Problem, ...]  # this file's own: loader, schema, matchers, templates
+
+
+def compile_document(doc: Document, params: Mapping[str, Any], event_types: Mapping[str, EventType],
+                     problems: Iterable[Problem] = ()) -> CompiledFile:
+    """Compile one parsed document; every problem it has on its own is collected, nothing is raised."""
+    found_all = list(problems)
+    if doc.data is None and doc.lines:  # an empty file: nothing to check
+        return CompiledFile(doc, (), (), tuple(found_all))
+    found = check_document(doc, load_schema("rules.schema.json"), _namer(doc)) if doc.lines else []
+    found_all.extend(found)
+    if not isinstance(doc.data, dict) or any(len(p.path) < 2 for p in found):
+        return CompiledFile(doc, (), (), tuple(found_all))
+    broken = {p.path[:2] for p in found}
+    builder = _Builder(doc, event_types, params, found_all)
+    triggers = _build_all(doc.data.get("triggers"), "triggers", builder.trigger, broken)
+    recoveries = _build_all(doc.data.get("recoveries"), "recoveries", builder.recovery, broken)
+    return CompiledFile(doc, tuple(triggers), tuple(recoveries), tuple(found_all))
+
+
 def compile_documents(docs: list[Document], config: Config, event_types: Mapping[str, EventType],
                       problems: list[Problem] | None = None) -> RuleSet:
     """Compile parsed rule documents; raises InvalidFiles with every problem found (``problems`` first)."""
-    problems = list(problems or [])
+    files = [compile_document(doc, config.params, event_types) for doc in docs]
+    return assemble(files, config, event_types, problems or ())
+
+
+def assemble(files: Sequence[CompiledFile], config: Config, event_types: Mapping[str, EventType],
+             problems: Iterable[Problem] = ()) -> RuleSet:
+    """The checks across files, then the RuleSet; raises InvalidFiles with every problem found."""
+    problems = list(problems)
     triggers: list[Trigger] = []
     recoveries: list[Recovery] = []
-    schema = load_schema("rules.schema.json")
-    for doc in docs:
-        if doc.data is None and doc.lines:  # an empty file: nothing to check
-            continue
-        found = check_document(doc, schema, _namer(doc)) if doc.lines else []
-        problems.extend(found)
-        if not isinstance(doc.data, dict) or any(len(p.path) < 2 for p in found):
-            continue
-        broken = {p.path[:2] for p in found}
-        builder = _Builder(doc, event_types, config.params, problems)
-        triggers += _build_all(doc.data.get("triggers"), "triggers", builder.trigger, broken)
-        recoveries += _build_all(doc.data.get("recoveries"), "recoveries", builder.recovery, broken)
+    for compiled in files:
+        problems.extend(compiled.problems)
+        triggers += compiled.triggers
+        recoveries += compiled.recoveries
+    docs = [compiled.doc for compiled in files]
     problems.extend(check_ruleset(triggers, recoveries))
     problems.extend(duplicate_ids(_rule_ids(docs)))
     if any(not p.warning for p in problems):
@@ -193,6 +222,48 @@ def compile_documents(docs: list[Document], config: Config, event_types: Mapping
                    params=config.params, prefix=config.dedup_key_prefix, title_format=config.title_format,
                    version=digest.hexdigest()[:12], files=tuple(d.filename for d in docs),
                    warnings=tuple(p for p in problems if p.warning))
+
+
+class RuleCache:
+    """Compiled rule files kept by content, for a caller that loads the same folder again (the daemon's reload).
+
+    A file is recompiled only when its text, its name, the params or the event types changed; the checks
+    across files (duplicate ids, recoveries that can select something, lint) always run again, so a load
+    through the cache finds every problem a fresh load finds. Files no longer loaded are forgotten.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[tuple[str, str], Mapping[str, EventType], CompiledFile]] = {}
+        self.compiled = 0  # files compiled (not taken from the cache) by the last load
+
+    def load(self, config: Config, rules_dir: str | None = None) -> RuleSet:
+        """As `load_ruleset`, recompiling only the files that changed since the last load."""
+        texts, unreadable = read_rule_texts(config, rules_dir)
+        return self.load_text(texts, config, unreadable)
+
+    def load_text(self, texts: Mapping[str, str], config: Config, problems: list[Problem] | None = None) -> RuleSet:
+        """As `load_ruleset_text`, through the cache."""
+        event_types = load_event_types()
+        params = json.dumps(config.params, sort_keys=True, default=repr)
+        files: list[CompiledFile] = []
+        kept: dict[str, tuple[tuple[str, str], Mapping[str, EventType], CompiledFile]] = {}
+        self.compiled = 0
+        for filename, text in texts.items():
+            key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(), params)
+            entry = self._files.get(filename)
+            if entry is None or entry[0] != key or entry[1] is not event_types:
+                entry = (key, event_types, _compile_text(filename, text, config.params, event_types))
+                self.compiled += 1
+            kept[filename] = entry
+            files.append(entry[2])
+        self._files = kept
+        return assemble(files, config, event_types, problems or ())
+
+
+def _compile_text(filename: str, text: str, params: Mapping[str, Any], event_types: Mapping[str, EventType]
+                  ) -> CompiledFile:
+    doc, found = load_yaml_text(text, filename)
+    return compile_document(doc, params, event_types, [_in_rule(p, _namer(doc)) for p in found])
 
 
 def _build_all(raws: Any, section: str, build: Callable[[int, Any], RuleT], broken: set[tuple[Any, ...]]
@@ -252,8 +323,8 @@ def rule_folders(config: Config) -> list[str]:
     return [config.rules_dir] + [str(packs[name]) for name in config.packs if name in packs]
 
 
-def load_ruleset(config: Config, rules_dir: str | None = None) -> RuleSet:
-    """Read and compile the rule files in force for ``config``."""
+def read_rule_texts(config: Config, rules_dir: str | None = None) -> tuple[dict[str, str], list[Problem]]:
+    """{display name: text} of the rule files in force, and a problem for each one that cannot be read."""
     texts: dict[str, str] = {}
     unreadable: list[Problem] = []  # a folder named x.yaml, bad bytes: reported with the others, never raised
     for path in rule_files(config, rules_dir):
@@ -261,18 +332,20 @@ def load_ruleset(config: Config, rules_dir: str | None = None) -> RuleSet:
         unreadable += found
         if text is not None:
             texts[display(path)] = text
+    return texts, unreadable
+
+
+def load_ruleset(config: Config, rules_dir: str | None = None) -> RuleSet:
+    """Read and compile the rule files in force for ``config``."""
+    texts, unreadable = read_rule_texts(config, rules_dir)
     return load_ruleset_text(texts, config, unreadable)
 
 
 def load_ruleset_text(texts: Mapping[str, str], config: Config, problems: list[Problem] | None = None) -> RuleSet:
     """Compile rules given as {filename: YAML text}: the text loader the file loader uses."""
-    docs: list[Document] = []
-    problems = list(problems or [])
-    for filename, text in texts.items():
-        doc, found = load_yaml_text(text, filename)
-        docs.append(doc)
-        problems.extend(_in_rule(p, _namer(doc)) for p in found)
-    return compile_documents(docs, config, load_event_types(), problems)
+    event_types = load_event_types()
+    files = [_compile_text(filename, text, config.params, event_types) for filename, text in texts.items()]
+    return assemble(files, config, event_types, problems or ())
 
 
 def display(path: Path) -> str:
