@@ -42,8 +42,11 @@ class _Builder:
     """Compiles one document's rules, collecting Problems instead of stopping at the first."""
 
     def __init__(self, doc: Document, event_types: Mapping[str, EventType], params: Mapping[str, Any],
-                 problems: list[Problem]):
+                 problems: list[Problem], templates: dict[tuple[str, bool], Compiled | TemplateError] | None = None):
         self.doc, self.event_types, self.params, self.problems = doc, event_types, params, problems
+        # One load's compiled templates by (text, is expression): a Compiled is immutable, so rules whose
+        # keys or titles read the same share it (a rule per repository often does).
+        self.templates = {} if templates is None else templates
         self.rule_id: str | None = None
         self.names: set[str] = set()
         self.fields: dict[str, str] = {}
@@ -57,7 +60,16 @@ class _Builder:
                  ) -> Compiled | None:
         try:
             text = str(source).lower() if isinstance(source, bool) else str(source)
-            compiled = compile_expression(text) if expression else compile_template(text)
+            known = self.templates.get((text, expression))
+            if known is None:
+                try:
+                    known = compile_expression(text) if expression else compile_template(text)
+                except TemplateError as exc:
+                    known = exc
+                self.templates[(text, expression)] = known
+            if isinstance(known, TemplateError):
+                raise known
+            compiled = known
         except TemplateError as exc:
             self.problem(path, str(exc), inner)
             return None
@@ -176,7 +188,8 @@ class CompiledFile:
 
 
 def compile_document(doc: Document, params: Mapping[str, Any], event_types: Mapping[str, EventType],
-                     problems: Iterable[Problem] = ()) -> CompiledFile:
+                     problems: Iterable[Problem] = (),
+                     templates: dict[tuple[str, bool], Compiled | TemplateError] | None = None) -> CompiledFile:
     """Compile one parsed document; every problem it has on its own is collected, nothing is raised."""
     found_all = list(problems)
     if doc.data is None and doc.lines:  # an empty file: nothing to check
@@ -186,7 +199,7 @@ def compile_document(doc: Document, params: Mapping[str, Any], event_types: Mapp
     if not isinstance(doc.data, dict) or any(len(p.path) < 2 for p in found):
         return CompiledFile(doc, (), (), tuple(found_all))
     broken = {p.path[:2] for p in found}
-    builder = _Builder(doc, event_types, params, found_all)
+    builder = _Builder(doc, event_types, params, found_all, templates)
     triggers = _build_all(doc.data.get("triggers"), "triggers", builder.trigger, broken)
     recoveries = _build_all(doc.data.get("recoveries"), "recoveries", builder.recovery, broken)
     return CompiledFile(doc, tuple(triggers), tuple(recoveries), tuple(found_all))
@@ -195,7 +208,8 @@ def compile_document(doc: Document, params: Mapping[str, Any], event_types: Mapp
 def compile_documents(docs: list[Document], config: Config, event_types: Mapping[str, EventType],
                       problems: list[Problem] | None = None) -> RuleSet:
     """Compile parsed rule documents; raises InvalidFiles with every problem found (``problems`` first)."""
-    files = [compile_document(doc, config.params, event_types) for doc in docs]
+    templates: dict[tuple[str, bool], Compiled | TemplateError] = {}
+    files = [compile_document(doc, config.params, event_types, (), templates) for doc in docs]
     return assemble(files, config, event_types, problems or ())
 
 
@@ -248,11 +262,12 @@ class RuleCache:
         files: list[CompiledFile] = []
         kept: dict[str, tuple[tuple[str, str], Mapping[str, EventType], CompiledFile]] = {}
         self.compiled = 0
+        templates: dict[tuple[str, bool], Compiled | TemplateError] = {}  # this load's only
         for filename, text in texts.items():
             key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(), params)
             entry = self._files.get(filename)
             if entry is None or entry[0] != key or entry[1] is not event_types:
-                entry = (key, event_types, _compile_text(filename, text, config.params, event_types))
+                entry = (key, event_types, _compile_text(filename, text, config.params, event_types, templates))
                 self.compiled += 1
             kept[filename] = entry
             files.append(entry[2])
@@ -260,10 +275,10 @@ class RuleCache:
         return assemble(files, config, event_types, problems or ())
 
 
-def _compile_text(filename: str, text: str, params: Mapping[str, Any], event_types: Mapping[str, EventType]
-                  ) -> CompiledFile:
+def _compile_text(filename: str, text: str, params: Mapping[str, Any], event_types: Mapping[str, EventType],
+                  templates: dict[tuple[str, bool], Compiled | TemplateError]) -> CompiledFile:
     doc, found = load_yaml_text(text, filename)
-    return compile_document(doc, params, event_types, [_in_rule(p, _namer(doc)) for p in found])
+    return compile_document(doc, params, event_types, [_in_rule(p, _namer(doc)) for p in found], templates)
 
 
 def _build_all(raws: Any, section: str, build: Callable[[int, Any], RuleT], broken: set[tuple[Any, ...]]
@@ -344,7 +359,9 @@ def load_ruleset(config: Config, rules_dir: str | None = None) -> RuleSet:
 def load_ruleset_text(texts: Mapping[str, str], config: Config, problems: list[Problem] | None = None) -> RuleSet:
     """Compile rules given as {filename: YAML text}: the text loader the file loader uses."""
     event_types = load_event_types()
-    files = [_compile_text(filename, text, config.params, event_types) for filename, text in texts.items()]
+    templates: dict[tuple[str, bool], Compiled | TemplateError] = {}
+    files = [_compile_text(filename, text, config.params, event_types, templates)
+             for filename, text in texts.items()]
     return assemble(files, config, event_types, problems or ())
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import (
@@ -100,6 +100,7 @@ class Compiled:
     _fast: Callable[[dict[str, Any]], Any] | None = None
     # Reads only ``event`` and ``params``, so its value is the same for every rule of one event.
     pure: bool = False
+    _ast: nodes.Template | None = field(default=None, compare=False, repr=False)  # for attribute_paths
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pure", self.names <= {"event", "params"})
@@ -140,7 +141,7 @@ def compile_template(source: str) -> Compiled:
     _check_names(ast)
     _check_refusal(ast)
     return Compiled(source, "template", frozenset(meta.find_undeclared_variables(ast)), code.root_render_func,
-                    template_reader(ast, ENV.filters, multiply))
+                    template_reader(ast, ENV.filters, multiply), _ast=ast)
 
 
 def compile_expression(source: str) -> Compiled:
@@ -159,13 +160,16 @@ def compile_expression(source: str) -> Compiled:
     _check_names(ast)
     _check_refusal(ast)
     names = frozenset(meta.find_undeclared_variables(ast)) - {_RESULT}
-    return Compiled(source, "expression", names, code.root_render_func, expression_reader(expr, ENV.filters, multiply))
+    return Compiled(source, "expression", names, code.root_render_func, expression_reader(expr, ENV.filters, multiply),
+                    _ast=ast)
 
 
 def attribute_paths(compiled: Compiled, root: str) -> set[tuple[str, ...]]:
     """Constant attribute paths read from ``root``: ``params.build_branches`` -> ("build_branches",)."""
-    ast = ENV.parse(compiled.source) if compiled.kind == "template" else \
-        ENV.parse("{{ " + compiled.source + " }}")
+    ast = compiled._ast  # the tree it was compiled from: parsing again costs more than the rest of the check
+    if ast is None:
+        ast = ENV.parse(compiled.source) if compiled.kind == "template" else \
+            ENV.parse("{{ " + compiled.source + " }}")
     found: set[tuple[str, ...]] = set()
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
         path = _path_from(node, root)
