@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pg_server as servers
 import pytest
 from conftest import ROOT, make_config, shipped_rules
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
@@ -22,9 +23,11 @@ from engine.dispatch.pipeline import Tally, run
 from engine.events.stream import read_events
 from engine.pagerduty.backend import Live, live_backend
 from engine.pagerduty.client import PagerDutyError
+from engine.pagerduty.pgstate import PgState
 from engine.pagerduty.state import State
 
 SECRET = TOKEN
+pg_server, pg_url = servers.pg_server, servers.pg_url  # the session's PostgreSQL, a fresh schema per test
 
 
 def live_env(fake: FakePagerDuty, **more: str) -> dict[str, str]:
@@ -98,6 +101,20 @@ def test_a_storm_within_the_window_makes_one_create_call(fake: FakePagerDuty, tm
     assert [o["status"] for o in lines] == ["created"] + ["deduplicated"] * 49
     assert len(fake.calls("POST", "/incidents")) == 1 and len(fake.calls()) == 1
     assert {o["incident_id"] for o in lines} == {"PINC0001"}
+
+
+def test_state_url_takes_effect_the_incident_is_recorded_in_postgresql_not_in_a_file(
+        fake: FakePagerDuty, tmp_path: Path, pg_url: str) -> None:
+    sqlite = tmp_path / "state.db"
+    config = make_config(env=live_env(fake, PAGERULES_STATE_URL=pg_url), state_path=str(sqlite))
+    backend = live_backend(config)
+    [line] = process([build(349)], config, backend)
+    assert line["status"] == "created"
+    assert isinstance(backend.state, PgState) and not sqlite.exists()
+    backend.state.close()
+    stored = PgState(pg_url)
+    assert stored.get(line["incident_key"]).incident_id == line["incident_id"]  # type: ignore[union-attr]
+    stored.close()
 
 
 def test_dedup_across_runs_and_against_an_incident_opened_elsewhere(fake: FakePagerDuty, tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def state_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--state", "state_path", type=click.Path(dir_okay=False),
-                        help="State file (default: state_path from the config, PAGERULES_STATE).")(func)
+                        help="State: a file or a postgresql:// URL "
+                             "(default: state_url, else state_path, from the config).")(func)
 
 
 def load_all(config_path: str | None, rules_dir: str | None, packs: str | None) -> tuple[Config, RuleSet]:

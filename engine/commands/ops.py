@@ -170,10 +170,14 @@ def audit(limit: int, as_json: bool, config_path: str | None, state_path: str | 
 
     Example: pagerules audit --limit 20
     """
-    from engine.pagerduty.state import State
+    from engine.pagerduty.store import open_state
 
     config = load_config(config_path)
-    entries = State(state_path or config.state_path).recent_audit(limit)
+    state = open_state(config, state_path)
+    try:
+        entries = state.recent_audit(limit)
+    finally:
+        state.close()
     human = "\n".join(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(e['at']))}Z {e['actor']:<14} "
                        f"{e['action']:<12} {e['incident_key'] or ''} {e['incident_id'] or ''}".rstrip()
                        for e in entries) or "no audit entries"

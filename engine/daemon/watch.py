@@ -28,7 +28,7 @@ from engine.dispatch.pipeline import Pipeline
 from engine.errors import InvalidFiles, PageRulesError
 from engine.language.rules import load_ruleset
 from engine.pagerduty.backend import Live, make_client
-from engine.pagerduty.state import State
+from engine.pagerduty.store import open_state
 
 log = logging.getLogger("pagerules.watch")
 STABLE_SECONDS = 0.3      # a file written in place is read once its size holds this long
@@ -43,7 +43,7 @@ class Daemon:
         config = load_config(config_path, overrides=overrides)
         self.events = Path(events_dir or config.events_dir).resolve()
         self.events.mkdir(parents=True, exist_ok=True)
-        self.state = State(state_path or config.state_path)
+        self.state = open_state(config, state_path)
         self.requests: queue.Queue[Request] = queue.Queue()
         self.stop_at: float | None = None
         self.pending: dict[Path, Pending] = {}

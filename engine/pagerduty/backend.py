@@ -27,6 +27,7 @@ from engine.pagerduty.client import (
     build_create_body,
 )
 from engine.pagerduty.state import State, StateView
+from engine.pagerduty.store import open_state
 
 log = logging.getLogger("pagerules")
 RULES_ACTOR = "rules"
@@ -232,4 +233,4 @@ def make_client(config: Config) -> Client:
 
 def live_backend(config: Config, state_path: str | None = None, actor: str = RULES_ACTOR) -> Live:
     """A Live backend from config (call ``config.require_live()`` first)."""
-    return Live(config, make_client(config), State(state_path or config.state_path), actor=actor)
+    return Live(config, make_client(config), open_state(config, state_path), actor=actor)
