@@ -135,13 +135,13 @@ def compile_template(source: str) -> Compiled:
     """Compile a template such as ``{{ event.repo | slug }}-build-{{ event.build_number }}``."""
     try:
         ast = ENV.parse(source)
-        code = ENV.from_string(ast)
+        _check_names(ast)
+        reader = template_reader(ast, ENV.filters, multiply)
+        root = _lazy_root(ast) if reader is not None else ENV.from_string(ast).root_render_func
     except (TemplateSyntaxError, TemplateAssertionError) as exc:
         raise TemplateError(_syntax_message(exc), exc.lineno or 1) from None
-    _check_names(ast)
     _check_refusal(ast)
-    return Compiled(source, "template", frozenset(meta.find_undeclared_variables(ast)), code.root_render_func,
-                    template_reader(ast, ENV.filters, multiply), _ast=ast)
+    return Compiled(source, "template", frozenset(meta.find_undeclared_variables(ast)), root, reader, _ast=ast)
 
 
 def compile_expression(source: str) -> Compiled:
@@ -154,14 +154,29 @@ def compile_expression(source: str) -> Compiled:
             raise TemplateSyntaxError(f"unexpected '{token.value}' after the expression", token.lineno)
         ast = nodes.Template([nodes.Assign(nodes.Name(_RESULT, "store"), expr, lineno=1)], lineno=1)
         ast.set_environment(ENV)
-        code = ENV.from_string(ast)
+        _check_names(ast)
+        reader = expression_reader(expr, ENV.filters, multiply)
+        root = _lazy_root(ast) if reader is not None else ENV.from_string(ast).root_render_func
     except (TemplateSyntaxError, TemplateAssertionError) as exc:
         raise TemplateError(_syntax_message(exc), exc.lineno or 1) from None
-    _check_names(ast)
     _check_refusal(ast)
     names = frozenset(meta.find_undeclared_variables(ast)) - {_RESULT}
-    return Compiled(source, "expression", names, code.root_render_func, expression_reader(expr, ENV.filters, multiply),
-                    _ast=ast)
+    return Compiled(source, "expression", names, root, reader, _ast=ast)
+
+
+def _lazy_root(ast: nodes.Template) -> Callable[[Context], Iterable[str]]:
+    """Jinja's compiled template, made the first time the sandbox must answer (a fast reader raised).
+
+    Only for a template with a fast reader: it is made of expressions alone, whose one compile-time
+    failure (an unknown filter or test) `_check_names` has already reported at load. Compiling a
+    template's Python costs more than the rest of loading its rule, and most never need it."""
+    made: list[Callable[[Context], Iterable[str]]] = []
+
+    def root(context: Context) -> Iterable[str]:
+        if not made:
+            made.append(ENV.from_string(ast).root_render_func)
+        return made[0](context)
+    return root
 
 
 def attribute_paths(compiled: Compiled, root: str) -> set[tuple[str, ...]]:
