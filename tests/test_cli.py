@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 from conftest import ROOT
@@ -12,6 +13,8 @@ from test_config import LIVE_ENV
 
 from cli import main
 from engine.events.types import load_event_types
+from engine.pagerduty.migrations import MIGRATIONS, Migration
+from engine.pagerduty.state import State
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
 
@@ -200,3 +203,23 @@ def test_alertmanager_pack_plans_triggers_without_a_false_no_rules_warning() -> 
                     payload.read_text())
     assert any(o["action"] == "trigger" for o in lines(result.stdout)), result.output
     assert "no rules handle event type" not in result.stderr
+
+
+def test_migrate_says_what_it_did_to_a_sqlite_state(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    State(str(path), MIGRATIONS[:1]).close()  # a state written by a release that knew migration 1 only
+    first = invoke(["migrate", "--state", str(path)])
+    assert (first.exit_code, first.stdout) == (0, f"state {path}: schema version 1 -> 2 (applied 2)\n")
+    again = invoke(["migrate", "--state", str(path)])
+    assert (again.exit_code, again.stdout) == (0, f"state {path}: schema version 2, up to date\n")
+    assert "a file or a postgresql:// URL" in invoke(["migrate", "--help"]).stdout
+
+
+def test_migrate_refuses_a_state_newer_than_this_release_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    future = Migration(3, "from the future", ("CREATE TABLE future (x TEXT)",), ("DROP TABLE future",))
+    State(str(path), (*MIGRATIONS, future)).close()
+    result = invoke(["migrate", "--state", str(path)])
+    assert result.exit_code == 2
+    assert "has schema version 3, newer than this pagerules knows (2)" in result.stderr
+    assert "Traceback" not in result.output

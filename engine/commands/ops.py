@@ -184,6 +184,22 @@ def audit(limit: int, as_json: bool, config_path: str | None, state_path: str | 
     emit(entries, as_json, human)
 
 
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--state", "state_path", help="a file or a postgresql:// URL")
+@fail_cleanly
+def migrate(config_path: str | None, state_path: str | None) -> None:
+    """Bring the state's schema up to this release (a newer one is refused, exit 2), and say what was done.
+
+    Every command applies missing migrations when it opens the state; this does it ahead of a deploy.
+
+    Example: pagerules migrate --state postgresql://pagerules@db/pagerules
+    """
+    from engine.pagerduty.store import migrate_state
+
+    click.echo(migrate_state(load_config(config_path), state_path).line())
+
+
 def _json_object(text: str | None, option: str) -> dict[str, Any] | None:
     if text is None:
         return None
@@ -200,4 +216,4 @@ def _error_suffix(line: dict[str, Any]) -> str:
     return f": {line['error']}" if line.get("error") else ""
 
 
-COMMANDS = [trigger, resolve, ack, oncall, check, status, audit]
+COMMANDS = [trigger, resolve, ack, oncall, check, status, audit, migrate]
