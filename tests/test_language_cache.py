@@ -80,3 +80,23 @@ def test_a_removed_file_is_forgotten():
     texts["rules/r1.yaml"] = rule_file(1)
     cache.load_text(texts, config)
     assert cache.compiled == 1
+
+
+def test_the_file_loader_recompiles_only_the_edited_file(tmp_path):  # type: ignore[no-untyped-def]
+    for name, text in files(4).items():
+        (tmp_path / name.split("/")[1]).write_text(text)
+    cache, config = RuleCache(), make_config(rules_dir=str(tmp_path))
+    cache.load(config)
+    assert cache.compiled == 4
+    (tmp_path / "r2.yaml").write_text(rule_file(2, title="two {{ event.repo }}"))
+    ruleset = cache.load(config)
+    assert cache.compiled == 1
+    assert [r.title.source for r in ruleset.triggers["build"]][2] == "two {{ event.repo }}"  # type: ignore[union-attr]
+
+
+def test_a_template_compiled_lazily_still_gives_the_sandboxs_error_and_answer():
+    from engine.language.templates import Scope, compile_template
+    compiled = compile_template("{{ event.repo | slug }}")
+    assert compiled.render(Scope({"event": {"repo": "Acme/X"}, "params": {}})) == "Acme-X"
+    with pytest.raises(Exception, match="repo"):  # no fast answer: Jinja's template is made now, and says why
+        compiled.render(Scope({"event": {}, "params": {}}))
