@@ -35,10 +35,10 @@ from engine.language.rules import RuleCache, load_ruleset  # noqa: E402
 FILES = 100
 
 
-def rule_file(first: int, count: int, title: str = "x{{ event.repo }} failed") -> str:
+def rule_file(first: int, count: int, title: str = "x{n} failed: build {{{{ event.build_number }}}}") -> str:
     return "triggers:\n" + "".join(
         f"  - id: extra-{n}\n    on: build\n    match: {{status: failed, repo: acme/x{n}}}\n"
-        f"    severity: low\n    title: '{title}'\n    incident_key: 'x-{{{{ event.repo }}}}'\n"
+        f"    severity: low\n    title: '{title.format(n=n)}'\n    incident_key: 'x-{{{{ event.repo }}}}'\n"
         for n in range(first, first + count))
 
 
@@ -115,7 +115,7 @@ def main() -> None:
         edited = folders[1_000] / "zz-extra-042.yaml"
         reloads = []
         for number in range(args.repeat):
-            edited.write_text(rule_file(420, 10, title=f"edit {number} {{{{ event.repo }}}}"))
+            edited.write_text(rule_file(420, 10, title=f"edit {number}: " + "x{n} {{{{ event.repo }}}}"))
             start = time.perf_counter()
             cache.load(configs[1_000])
             reloads.append(time.perf_counter() - start)
