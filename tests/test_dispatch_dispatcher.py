@@ -10,6 +10,7 @@ from conftest import make_config
 from engine.dispatch.dispatcher import Dispatcher, DryRun, MemoryView, SilentNotifier
 from engine.dispatch.outcomes import Result, Status
 from engine.evaluation.actions import ErrorAction, Extras, OpenIncident, ResolveAction, TriggerAction
+from engine.language.routes import Route
 
 KEY = "codespar-acme-api-build-349"
 
@@ -32,7 +33,7 @@ class Answering:
     notifier: SilentNotifier = field(default_factory=SilentNotifier)
     calls: list[str] = field(default_factory=list)
 
-    def create(self, action: TriggerAction) -> Result:
+    def create(self, action: TriggerAction, route: Route | None = None) -> Result:
         self.calls.append("create")
         return self.result
 

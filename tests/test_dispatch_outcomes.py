@@ -12,9 +12,9 @@ TRIGGER = TriggerAction("build-failed", "e3", "codespar-acme-api-build-349", "[C
                         "high")
 RESOLVE = ResolveAction("build-fixed", "e7", "codespar-acme-api-build-349", "fixed in #350")
 TRIGGER_FIELDS = {"incident_key": "codespar-acme-api-build-349", "title": "[CodeSpar] High: build #349 failed",
-                  "severity": "high", "rule": "build-failed", "event_id": "e3"}
+                  "severity": "high", "rule": "build-failed", "event_id": "e3", "route": "default"}
 RESOLVE_FIELDS = {"incident_key": "codespar-acme-api-build-349", "rule": "build-fixed", "event_id": "e7",
-                  "message": "fixed in #350"}
+                  "message": "fixed in #350", "route": "default"}
 
 
 def _line(action: str, status: str, fields: dict[str, Any], **extra: Any) -> list[tuple[str, Any]]:
@@ -63,7 +63,13 @@ def test_a_resolve_line_carries_the_resolve_fields_then_what_pagerduty_said(resu
 def test_a_resolve_that_found_nothing_open_keeps_its_null_key() -> None:
     line = resolved(ResolveAction("build-fixed", "e7", None, "fixed"), Result(Status.NOTHING_OPEN)).to_line()
     assert line == {"action": "resolve", "status": "nothing_open", "incident_key": None, "rule": "build-fixed",
-                    "event_id": "e7", "message": "fixed"}
+                    "event_id": "e7", "message": "fixed", "route": "default"}
+
+
+def test_trigger_and_resolve_lines_name_the_route_taken_and_an_ack_line_none() -> None:
+    assert triggered(TRIGGER, Result(Status.CREATED, "P1"), 2).to_line()["route"] == 2
+    assert resolved(RESOLVE, Result(Status.RESOLVED, "P1"), 0).to_line()["route"] == 0
+    assert "route" not in acknowledged("k", Result(Status.ACKNOWLEDGED, "P1")).to_line()
 
 
 ACKS = [

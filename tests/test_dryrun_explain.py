@@ -40,7 +40,8 @@ def test_a_failed_build_names_the_rule_that_matched_and_why_the_recovery_did_not
          "reason": 'match.status: expected "passed", got "failed"'}]
     assert report["outcomes"] == [{"action": "trigger", "status": "planned", "incident_key": KEY,
                                    "title": "[CodeSpar] High: acme/backend-api CI build #349 failed on main",
-                                   "severity": "high", "rule": "build-failed", "event_id": "b349"}]
+                                   "severity": "high", "rule": "build-failed", "event_id": "b349",
+                                   "route": "default"}]
 
 
 def test_open_incidents_carry_to_the_next_event_as_in_a_dry_run(pipeline: Pipeline) -> None:
@@ -48,7 +49,8 @@ def test_open_incidents_carry_to_the_next_event_as_in_a_dry_run(pipeline: Pipeli
                                                                                     (350, "passed"))))
     assert [o["status"] for o in first["outcomes"]] == ["planned"]
     assert second["outcomes"] == [{"action": "resolve", "status": "planned", "incident_key": KEY,
-                                   "rule": "build-fixed", "event_id": "b350", "message": "Build #350 passed on main"}]
+                                   "rule": "build-fixed", "event_id": "b350", "message": "Build #350 passed on main",
+                                   "route": "default"}]
     assert format_report(second).splitlines()[-1] == f"  -> resolve planned: {KEY}: Build #350 passed on main"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pg_server as servers
 import pytest
-from conftest import ROOT, make_config, shipped_rules
+from conftest import ROOT, dry_run, make_config, shipped_rules
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 from pd_spec import body_errors, required_headers
 from test_shipped_rules import GOLDEN, RECOVERIES, build, deploy
@@ -20,6 +20,7 @@ from test_shipped_rules import GOLDEN, RECOVERIES, build, deploy
 from engine.config import Config
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.pipeline import Tally, run
+from engine.errors import InvalidFiles
 from engine.events.stream import read_events
 from engine.pagerduty.backend import Live, live_backend
 from engine.pagerduty.client import PagerDutyError
@@ -276,3 +277,50 @@ def test_an_outage_still_ends_a_reconcile_at_once(fake: FakePagerDuty, tmp_path:
     with pytest.raises(PagerDutyError):
         backend.reconcile()
     assert len(fake.calls("GET")) == before + 1  # the second incident would only meet the same refusal
+
+
+ROUTES = """routes:
+  - match: {repo: acme/payments}
+    service_id: PPAY001
+    escalation_policy_id: PEPPAY1
+  - match: {repo: acme/web}
+    service_id: PWEB001
+"""
+ROUTED = [build(349, repo="acme/payments", eid="p1"), build(7, repo="acme/web", eid="w1"), build(349, eid="d1"),
+          build(350, "passed", repo="acme/payments", eid="p2"), build(8, "passed", repo="acme/web", eid="w2")]
+
+
+def test_each_incident_goes_to_the_service_and_policy_of_the_route_its_labels_pick(fake: FakePagerDuty,
+                                                                                   tmp_path: Path) -> None:
+    config, backend = live(fake, tmp_path, ROUTES)
+    lines = process(ROUTED, config, backend)
+    assert [(o["action"], o["status"], o["route"]) for o in lines] == [
+        ("trigger", "created", 0), ("trigger", "created", 1), ("trigger", "created", "default"),
+        ("resolve", "resolved", 0), ("resolve", "resolved", 1)]
+    sent = [(c["body"]["incident"]["incident_key"], c["body"]["incident"]["service"]["id"],
+             c["body"]["incident"]["escalation_policy"]["id"]) for c in fake.calls("POST", "/incidents")]
+    assert sent == [(lines[0]["incident_key"], "PPAY001", "PEPPAY1"),
+                    (lines[1]["incident_key"], "PWEB001", POLICY),  # no escalation_policy_id: the global one
+                    (lines[2]["incident_key"], SERVICE, POLICY)]    # no route matches: the global settings
+    assert_spec_valid(fake)
+
+
+def test_a_dry_run_picks_the_same_routes_and_says_so(fake: FakePagerDuty, tmp_path: Path) -> None:
+    config, backend = live(fake, tmp_path, ROUTES)
+    live_lines = process(ROUTED, config, backend)
+    planned = dry_run(ROUTED, config=make_config(ROUTES))
+    assert [o["route"] for o in planned] == [o["route"] for o in live_lines] == [0, 1, "default", 0, 1]
+    assert [o["status"] for o in planned] == ["planned"] * 5
+    assert [o["route"] for o in dry_run([build(349)])] == ["default"]  # no routes: every line says default
+
+
+def test_an_events_api_route_is_refused_at_start_in_live_mode_naming_its_line(fake: FakePagerDuty,
+                                                                              tmp_path: Path) -> None:
+    yaml = ROUTES + "  - match: {kind: sentry-issue}\n    routing_key_env: PAGERULES_SENTRY_ROUTING_KEY\n"
+    with pytest.raises(InvalidFiles) as caught:
+        live(fake, tmp_path, yaml, PAGERULES_SENTRY_ROUTING_KEY="k" * 32)
+    assert str(caught.value).endswith("pagerduty.yaml:7: routes[2]: Events API routes are not supported by this "
+                                      "release yet; use service_id")
+    assert caught.value.exit_code == 2 and "k" * 32 not in str(caught.value)
+    assert fake.calls() == []  # nothing was sent anywhere, the default service least of all
+    assert [o["route"] for o in dry_run([build(349, repo="acme/payments")], config=make_config(yaml))] == [0]

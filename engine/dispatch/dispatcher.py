@@ -27,6 +27,7 @@ from engine.dispatch.outcomes import (
     triggered,
 )
 from engine.evaluation.actions import Action, IncidentView, OpenIncident, ResolveAction, TriggerAction
+from engine.language.routes import Route, load_routes, pick_route, route_name
 
 _BELOW_THRESHOLD, _DISABLED = Result(Status.BELOW_THRESHOLD), Result(Status.DISABLED)
 _AUTO_RESOLVE_OFF = Result(Status.AUTO_RESOLVE_OFF)
@@ -114,8 +115,9 @@ class Backend(Protocol):
     @property
     def notifier(self) -> Announcer: ...
 
-    def create(self, action: TriggerAction) -> Result:
-        """Open the incident (or find it open): planned/created, deduplicated, or failed."""
+    def create(self, action: TriggerAction, route: Route | None = None) -> Result:
+        """Open the incident (or find it open) on ``route``'s target (None: the global settings):
+        planned/created, deduplicated, or failed."""
         ...
 
     def resolve(self, action: ResolveAction) -> Result:
@@ -154,7 +156,7 @@ class DryRun:
     view: MemoryView = field(default_factory=MemoryView)
     notifier: SilentNotifier = field(default_factory=SilentNotifier)
 
-    def create(self, action: TriggerAction) -> Result:
+    def create(self, action: TriggerAction, route: Route | None = None) -> Result:
         if self.view.get(action.incident_key) is not None:
             return DEDUPLICATED
         self.view.open(OpenIncident(action.incident_key, dict(action.labels), action.rule, action.severity,
@@ -177,6 +179,22 @@ class DryRun:
         return self  # a dry run writes no audit trail
 
 
+def trigger_route(routes: tuple[Route, ...], action: TriggerAction) -> Route | None:
+    """The route a trigger takes (README "Routes"): the first whose match holds for its labels; None: the
+    global settings. The one place a route is chosen, for a dry run and a live one alike; with no routes
+    the labels are not even rendered."""
+    return pick_route(routes, action.labels) if routes else None
+
+
+def resolve_route(routes: tuple[Route, ...], view: IncidentView, incident_key: str | None) -> Route | None:
+    """The route of the open incident a resolve closes, chosen by the labels it was opened with; None
+    (``default``) when no route is configured or the incident is not known open."""
+    if not routes or incident_key is None:
+        return None
+    incident = view.get(incident_key)
+    return pick_route(routes, incident.labels) if incident is not None else None
+
+
 class Dispatcher:
     """Turns actions into outcomes, applying the config's gates."""
 
@@ -184,6 +202,7 @@ class Dispatcher:
         self.config = config
         self.backend = backend
         self.view = backend.view
+        self.routes = load_routes(config)
         self._threshold = sev.rank(config.severity_threshold)
 
     def handle(self, action: Action) -> list[Outcome]:
@@ -197,15 +216,18 @@ class Dispatcher:
         return [errored(action)]
 
     def _trigger(self, action: TriggerAction) -> Outcome:
+        route = trigger_route(self.routes, action) if self.routes else None  # no routes: no call (a hot path)
+        name = route_name(route) if route else "default"
         if sev.rank(action.severity) < self._threshold:
-            return triggered(action, _BELOW_THRESHOLD)
+            return triggered(action, _BELOW_THRESHOLD, name)
         if not self.config.enabled:
-            return triggered(action, _DISABLED)
-        return triggered(action, self.backend.create(action))  # created/planned, deduplicated or failed
+            return triggered(action, _DISABLED, name)
+        return triggered(action, self.backend.create(action, route), name)  # created/planned, deduplicated, failed
 
     def _resolve(self, action: ResolveAction) -> Outcome:
+        name = route_name(resolve_route(self.routes, self.view, action.incident_key)) if self.routes else "default"
         if not self.config.auto_resolve:
-            return resolved(action, _AUTO_RESOLVE_OFF)
+            return resolved(action, _AUTO_RESOLVE_OFF, name)
         if not self.config.enabled:
-            return resolved(action, _DISABLED)
-        return resolved(action, self.backend.resolve(action))
+            return resolved(action, _DISABLED, name)
+        return resolved(action, self.backend.resolve(action), name)

@@ -75,6 +75,7 @@ class Outcome:
 
     cause: Cause
     result: Result
+    route: int | str = "default"  # trigger and resolve lines: the index of the route taken, or "default"
 
     @property
     def action(self) -> Kind:
@@ -136,9 +137,10 @@ class Outcome:
         line = {"action": cause.kind, "status": _TEXT[result.status], "incident_key": cause.incident_key}
         if isinstance(cause, TriggerAction):
             line["title"], line["severity"] = cause.title, cause.severity
-            line["rule"], line["event_id"] = cause.rule, cause.event_id
+            line["rule"], line["event_id"], line["route"] = cause.rule, cause.event_id, self.route
         elif isinstance(cause, ResolveAction):
             line["rule"], line["event_id"], line["message"] = cause.rule, cause.event_id, cause.message
+            line["route"] = self.route
         if result is PLANNED or result is DEDUPLICATED or result is NOTHING_OPEN:
             return line  # a dry run's answer: nothing more to say
         if result.incident_id:
@@ -152,14 +154,14 @@ class Outcome:
         return line
 
 
-def triggered(action: TriggerAction, result: Result) -> Outcome:
-    """The outcome of a trigger: the backend's (or a gate's) answer to it."""
-    return Outcome(action, result)
+def triggered(action: TriggerAction, result: Result, route: int | str = "default") -> Outcome:
+    """The outcome of a trigger: the backend's (or a gate's) answer to it, and the route it took."""
+    return Outcome(action, result, route)
 
 
-def resolved(action: ResolveAction, result: Result) -> Outcome:
-    """The outcome of a resolve (a recovery's, or one by hand)."""
-    return Outcome(action, result)
+def resolved(action: ResolveAction, result: Result, route: int | str = "default") -> Outcome:
+    """The outcome of a resolve (a recovery's, or one by hand), and the route of the incident it closes."""
+    return Outcome(action, result, route)
 
 
 def acknowledged(incident_key: str, result: Result) -> Outcome:

@@ -16,7 +16,9 @@ from typing import Any
 from engine import severity as sev
 from engine.config import Config
 from engine.dispatch.outcomes import NOTHING_OPEN, Result, Status
+from engine.errors import InvalidFiles, Problem
 from engine.evaluation.actions import OpenIncident, ResolveAction, TriggerAction
+from engine.language.routes import Route, load_routes
 from engine.pagerduty.channels import Notifier
 from engine.pagerduty.client import (
     Client,
@@ -41,6 +43,7 @@ class Live:
     def __init__(self, config: Config, client: Client, state: State, clock: Callable[[], float] = time.time,
                  actor: str = RULES_ACTOR, notifier: Notifier | None = None):
         self.config, self.client, self.state, self.clock, self.actor = config, client, state, clock, actor
+        refuse_events_api_routes(load_routes(config))
         self.view = StateView(state)
         self.notifier = notifier or Notifier(config.channels)
 
@@ -48,15 +51,20 @@ class Live:
         """The same PagerDuty, state and channels, recording its actions as ``actor`` (``api``, ``dashboard``)."""
         return Live(self.config, self.client, self.state, self.clock, actor, self.notifier)
 
-    def create(self, action: TriggerAction) -> Result:
+    def create(self, action: TriggerAction, route: Route | None = None) -> Result:
+        """Create on the route's service (its escalation policy, else the global one); no route: the
+        global service and policy."""
         now = self.clock()
         known = self.state.get(action.incident_key)
         detail = {"rule": action.rule, "event_id": action.event_id, "title": action.title}
         if known is not None and now - known.confirmed_at < self.config.dedup_window_seconds:
             self.state.audit(now, self.actor, "deduplicate", action.incident_key, known.incident_id, detail)
             return Result(Status.DEDUPLICATED, known.incident_id)
+        service_id, policy_id = self.config.service_id, self.config.escalation_policy_id
+        if route is not None:
+            service_id, policy_id = route.service_id, route.escalation_policy_id or policy_id
         body = build_create_body(action.title, sev.urgency(action.severity), action.incident_key,
-                                 str(self.config.service_id), str(self.config.escalation_policy_id), action.details)
+                                 str(service_id), str(policy_id), action.details)
         try:
             incident = self.client.create_incident(body)
         except DuplicateKey:
@@ -216,6 +224,15 @@ class Refresher:
         finally:
             self._lock.release()
         return self.last_error
+
+
+def refuse_events_api_routes(routes: tuple[Route, ...]) -> None:
+    """Live mode sends incidents through the REST API only: a route to an Events API v2 integration is
+    refused when the backend starts, never sent to the default service instead."""
+    problems = [Problem(route.filename, route.line, f"routes[{route.index}]: Events API routes are not supported "
+                        "by this release yet; use service_id") for route in routes if route.events_api]
+    if problems:
+        raise InvalidFiles(problems)
 
 
 def _failed(exc: PagerDutyError) -> Result:

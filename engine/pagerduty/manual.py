@@ -13,10 +13,11 @@ from typing import Any
 
 from engine import severity as sev
 from engine.config import Config
-from engine.dispatch.dispatcher import Backend, Dispatcher
+from engine.dispatch.dispatcher import Backend, Dispatcher, resolve_route
 from engine.dispatch.outcomes import Result, Status, acknowledged, resolved
 from engine.errors import ConfigError
 from engine.evaluation.actions import Extras, ResolveAction, TriggerAction, full_key, full_title
+from engine.language.routes import load_routes, route_name
 from engine.language.templates import slug
 from engine.pagerduty.client import Client, PagerDutyError
 
@@ -50,7 +51,8 @@ def resolve(config: Config, backend: Backend, key: str, message: str | None = No
     """Resolve by key (with or without the prefix); asks PagerDuty when the state does not know it."""
     text = message or "Resolved by hand with pagerules"
     action = ResolveAction(MANUAL_RULE, None, manual_key(config, "", "", key), text)
-    return resolved(action, backend.resolve(action) if config.enabled else _DISABLED).to_line()
+    route = route_name(resolve_route(load_routes(config), backend.view, action.incident_key))  # before it closes
+    return resolved(action, backend.resolve(action) if config.enabled else _DISABLED, route).to_line()
 
 
 def acknowledge(config: Config, backend: Backend, key: str) -> dict[str, Any]:
