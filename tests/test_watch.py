@@ -12,11 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pg_server as servers
 from conftest import ROOT
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 from test_shipped_rules import build
 
 from engine.daemon.inbox import move, type_from_name
+from engine.pagerduty.pgstate import PgState
+
+pg_server, pg_url = servers.pg_server, servers.pg_url  # the session's PostgreSQL, a fresh schema per test
 
 
 class Daemon:
@@ -92,6 +96,17 @@ def replace_file(path: Path, text: str) -> None:
 
 def titles(fake: FakePagerDuty) -> list[str]:
     return [i["title"] for i in fake.incidents.values()]
+
+
+def test_the_daemon_keeps_its_state_where_state_url_says(fake: FakePagerDuty, tmp_path: Path, pg_url: str) -> None:
+    daemon = Daemon(tmp_path, fake, PAGERULES_STATE_URL=pg_url)
+    daemon.drop("1.json", [build(349)])
+    result = daemon.once()
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "state.db").exists()  # the config's state_path is not used when state_url is set
+    state = PgState(pg_url)
+    assert state.get("codespar-acme-backend-api-build-349") is not None
+    state.close()
 
 
 def test_the_backlog_is_handled_oldest_first_and_sorted(fake: FakePagerDuty, tmp_path: Path) -> None:
