@@ -88,3 +88,18 @@ def test_a_type_no_rule_handles_says_so_once(caplog: pytest.LogCaptureFixture) -
     assert format_report(found[0]).splitlines()[1] == "  no rules for event type build"
     assert [r.getMessage() for r in caplog.records].count(
         "no rules handle event type build: nothing will page for it (is its rule pack on? --packs build)") == 1
+
+
+def test_rules_the_index_skips_are_still_listed_with_the_matcher_that_ruled_them_out() -> None:
+    text = "triggers:\n" + "".join(
+        f"  - id: x{n}\n    on: build\n    match: {{repo: acme/x{n}, status: failed}}\n    severity: high\n"
+        f"    title: \"x{n} failed\"\n    incident_key: \"x{n}-{{{{ event.build_number }}}}\"\n" for n in range(1, 4))
+    config = make_config()
+    ruleset = rules_from(text, config)
+    event = {"type": "build", "id": "b1", "repo": "acme/x2", "branch": "main", "build_number": 7, "status": "failed"}
+    assert set(ruleset.ruled_out(event)) == {"x1", "x3"}  # the index keeps this event from meeting them
+    report = explain_event(event, Pipeline(ruleset, Dispatcher(config, DryRun())))
+    assert report["rules"] == [
+        {"rule": "x1", "kind": "trigger", "verdict": "no match", "reason": 'match.repo: expected "acme/x1", got "acme/x2"'},
+        {"rule": "x2", "kind": "trigger", "verdict": "matched", "reason": None},
+        {"rule": "x3", "kind": "trigger", "verdict": "no match", "reason": 'match.repo: expected "acme/x3", got "acme/x2"'}]

@@ -1,12 +1,18 @@
 """The Prometheus metrics: names as README "Metrics" lists them, and values that move with what happens."""
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 import requests
 import responses
+from conftest import ROOT
 from test_pagerduty import URL, client
 
 from engine import metrics
+from engine.daemon.watch import Daemon
 from engine.pagerduty.client import PagerDutyError
 
 NAMES = ("pagerules_events_total", "pagerules_pagerduty_requests_total", "pagerules_pagerduty_request_duration_seconds",
@@ -62,3 +68,25 @@ def test_a_failed_reload_keeps_the_last_success_time_and_rule_count() -> None:
     assert metrics.value("pagerules_config_last_reload_successful") == 0
     assert metrics.value("pagerules_config_last_reload_success_timestamp_seconds") == 1_700_000_000.0
     assert metrics.value("pagerules_rules_loaded") == 12
+
+
+def test_the_daemon_feeds_the_reload_gauges_and_the_backlog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [k for k in os.environ if k.startswith(("PAGERDUTY_", "PAGERULES_"))]:
+        monkeypatch.delenv(name)
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    (tmp_path / "pd.yaml").write_text("enabled: false\nrules_dir: rules\nstate_path: state.db\nevents_dir: events\n")
+    clock = [1_800_000_000.0]
+    daemon = Daemon(str(tmp_path / "pd.yaml"), {}, str(tmp_path / "events"), once=True, clock=lambda: clock[0])
+    assert metrics.value("pagerules_config_last_reload_successful") == 1
+    assert metrics.value("pagerules_config_last_reload_success_timestamp_seconds") == 1_800_000_000.0
+    assert metrics.value("pagerules_rules_loaded") == len(daemon.loaded.ruleset.all_rules())
+
+    (tmp_path / "rules" / "build.yaml").write_text("triggers: [{id: broken}]\n")
+    clock[0] += 60
+    daemon.reload()
+    assert metrics.value("pagerules_config_last_reload_successful") == 0  # and the last good rules still run
+    assert metrics.value("pagerules_config_last_reload_success_timestamp_seconds") == 1_800_000_000.0
+
+    daemon.status.update(files_pending=3)
+    assert metrics.value("pagerules_events_pending") == 3
+    daemon.state.close()

@@ -146,7 +146,7 @@ def test_rollback_that_failed_resolves_nothing() -> None:
 def test_recovery_with_nothing_open_says_so() -> None:
     [line] = dry_run([build(350, "passed")])
     assert line == {"action": "resolve", "status": "nothing_open", "incident_key": None, "rule": "build-fixed",
-                    "event_id": "b1", "message": "Build #350 passed on main"}
+                    "event_id": "b1", "message": "Build #350 passed on main", "route": "default"}
 
 
 def test_repeated_failure_of_one_build_is_deduplicated() -> None:

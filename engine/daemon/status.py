@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine import metrics
+
 WRITE_EVERY_SECONDS = 1.0
 STATUS_NAME = ".pagerules-status.json"  # inside the events folder; hidden, so the daemon never reads it as events
 
@@ -36,6 +38,8 @@ class StatusFile:
     def update(self, **values: Any) -> None:
         changed = any(self.data.get(k) != v for k, v in values.items())
         self.data.update(values)
+        if "files_pending" in values:  # /metrics and `pagerules status` read the same figure
+            metrics.EVENTS_PENDING.set(values["files_pending"])
         if changed:
             self._write(force="state" in values or "last_reload_error" in values)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine import metrics
 from engine.config import load_config
 from engine.daemon.files import FileWork, Loaded, Pending, identity
 from engine.daemon.inbox import backlog, is_event_file
@@ -26,7 +27,7 @@ from engine.daemon.status import StatusFile, status_path
 from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
 from engine.dispatch.pipeline import Pipeline
 from engine.errors import InvalidFiles, PageRulesError
-from engine.language.rules import load_ruleset
+from engine.language.rules import RuleCache
 from engine.pagerduty.backend import Live, make_client
 from engine.pagerduty.store import open_state
 
@@ -49,6 +50,7 @@ class Daemon:
         self.pending: dict[Path, Pending] = {}
         self.status = StatusFile(status_path(self.events), clock)
         self.warned: set[str] = set()  # event types warned about: once per daemon, not per reload
+        self.rule_cache = RuleCache()  # a reload recompiles only the rule files that changed
         self.loaded = self._load()  # a config or rules that do not validate at start: exit 2
         self.reload_due: float | None = None
         self.next_reconcile = 0.0
@@ -58,12 +60,13 @@ class Daemon:
     # ---- loading -----------------------------------------------------------
     def _load(self) -> Loaded:
         config = load_config(self.config_path, overrides=self.overrides)
-        ruleset = load_ruleset(config)
+        ruleset = self.rule_cache.load(config)
         backend: Backend = DryRun()
         if config.enabled:
             config.require_live()
             backend = Live(config, make_client(config), self.state)
         self.status.update(ruleset_version=ruleset.version, rules_loaded_at=self.clock(), last_reload_error=None)
+        metrics.observe_reload(True, self.clock(), rules=len(ruleset.all_rules()))
         dispatcher = Dispatcher(config, backend)
         return Loaded(config, ruleset, dispatcher, Pipeline(ruleset, dispatcher, on_unhandled=self._count_unhandled,
                                                             warned=self.warned))
@@ -76,6 +79,7 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - nothing in a rules folder may stop the daemon
             lines = [str(p) for p in exc.problems] if isinstance(exc, InvalidFiles) else \
                 [str(exc) if isinstance(exc, PageRulesError) else f"{type(exc).__name__}: {exc}"]
+            metrics.observe_reload(False, self.clock())
             for line in lines:
                 log.error("reload refused, keeping ruleset %s: %s", self.loaded.ruleset.version, line)
             self.status.update(last_reload_error="; ".join(lines))

@@ -34,8 +34,12 @@ def explain_event(event: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
         report["rejected"] = rejected
         return report
     rules: list[dict[str, Any]] = []
+    skipped = ruleset.ruled_out(event)  # rules the index never lets this event meet, with the matcher why
     for kind, group in (("trigger", ruleset.triggers), ("recovery", ruleset.recoveries)):
         for rule in group.get(event["type"], ()):
+            if rule.id in skipped:
+                rules.append({"rule": rule.id, "kind": kind, "verdict": "no match", "reason": skipped[rule.id]})
+                continue
             scope, missed, error = judge(rule, event, ruleset.params)
             if error:
                 rules.append({"rule": rule.id, "kind": kind, "verdict": "error", "reason": error})
