@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT, make_config
+from builders import LIVE_ENV, ROOT, make_config
 
 from engine.config import load_config, load_config_text, parse_bool
 from engine.errors import ConfigError, InvalidFiles
-
-LIVE_ENV = {"PAGERDUTY_API_TOKEN": "tok-secret-123", "PAGERDUTY_FROM_EMAIL": "oncall@example.com",
-            "PAGERDUTY_SERVICE_ID": "PSVC1", "PAGERDUTY_ESCALATION_POLICY_ID": "PEP1"}
 
 
 def test_defaults_match_the_contract() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from builders import ROOT
 from click.testing import CliRunner
-from conftest import ROOT
 
 from cli import main
 from engine import resources

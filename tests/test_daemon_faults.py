@@ -1,6 +1,6 @@
 """The watch daemon under faults, after b138840's per-delivery progress record (issues 11.3 and 12.1).
 
-Each test runs `pagerules watch` as a subprocess (the harness of test_watch.py) against the fake PagerDuty
+Each test runs `pagerules watch` as a subprocess (the harness of test_daemon_watch.py) against the fake PagerDuty
 and asserts on the incidents and calls the fake received.
 """
 from __future__ import annotations
@@ -9,10 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from conftest import ROOT
+from builders import ROOT, Daemon, build, wait_for
 from fake_pagerduty import FakePagerDuty
-from test_shipped_rules import build
-from test_watch import Daemon, wait_for
 
 KEY = "codespar-acme-backend-api-build-{}"
 

@@ -8,10 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT
+from builders import ROOT, Daemon, build, titles, wait_for
 from fake_pagerduty import FakePagerDuty
-from test_shipped_rules import build
-from test_watch import Daemon, titles, wait_for
 
 from engine.daemon.status import StatusFile
 

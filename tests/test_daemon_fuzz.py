@@ -5,11 +5,10 @@ import json
 import shutil
 from pathlib import Path
 
+from builders import Daemon, build
 from fake_pagerduty import FakePagerDuty
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_shipped_rules import build
-from test_watch import Daemon
 
 POISON = [b"[" * 1000, b'{"build_number": ' + b"9" * 5000 + b"}", b'{"x": NaN}', b'{"repo": "\\ud800"}', b"\xff\xfe",
           b'{"type": ["build"]}', b'{"type": "build"}', b"[1, 2", b"{}", b"null", b'"text"', b"\x00"]

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import make_config
+from builders import make_config
 
 from engine.dispatch.dispatcher import Dispatcher, DryRun, MemoryView, SilentNotifier
 from engine.dispatch.outcomes import Result, Status

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import make_config, rules_from, shipped_rules
+from builders import make_config, rules_from, shipped_rules
 
 from engine.dispatch.dispatcher import Dispatcher, DryRun
 from engine.dispatch.pipeline import Pipeline

@@ -1,7 +1,7 @@
 """The README documents every command, matcher, filter and setting."""
 from __future__ import annotations
 
-from conftest import ROOT
+from builders import ROOT
 
 from cli import main
 from engine.config import setting_names
@@ -42,7 +42,7 @@ def test_the_readme_test_command_is_what_ci_runs() -> None:
 
 
 def test_the_readme_rule_example_compiles_and_behaves() -> None:
-    from conftest import dry_run, rules_from
+    from builders import dry_run, rules_from
     example = next(block.split("```", 1)[0] for block in README.split("```yaml\n")[1:]
                    if block.startswith("triggers:"))
     rules = rules_from(example)

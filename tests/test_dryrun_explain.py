@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import make_config, rules_from, shipped_rules
+from builders import make_config, rules_from, shipped_rules
 
 from engine.dispatch.dispatcher import Dispatcher, DryRun
 from engine.dispatch.pipeline import Pipeline
@@ -99,7 +99,8 @@ def test_rules_the_index_skips_are_still_listed_with_the_matcher_that_ruled_them
     event = {"type": "build", "id": "b1", "repo": "acme/x2", "branch": "main", "build_number": 7, "status": "failed"}
     assert set(ruleset.ruled_out(event)) == {"x1", "x3"}  # the index keeps this event from meeting them
     report = explain_event(event, Pipeline(ruleset, Dispatcher(config, DryRun())))
+    no_match = {"kind": "trigger", "verdict": "no match"}
     assert report["rules"] == [
-        {"rule": "x1", "kind": "trigger", "verdict": "no match", "reason": 'match.repo: expected "acme/x1", got "acme/x2"'},
+        {"rule": "x1", **no_match, "reason": 'match.repo: expected "acme/x1", got "acme/x2"'},
         {"rule": "x2", "kind": "trigger", "verdict": "matched", "reason": None},
-        {"rule": "x3", "kind": "trigger", "verdict": "no match", "reason": 'match.repo: expected "acme/x3", got "acme/x2"'}]
+        {"rule": "x3", **no_match, "reason": 'match.repo: expected "acme/x3", got "acme/x2"'}]

@@ -3,7 +3,7 @@ every problem a fresh load finds."""
 from __future__ import annotations
 
 import pytest
-from conftest import make_config
+from builders import make_config
 
 from engine.errors import InvalidFiles
 from engine.language.rules import RuleCache, load_ruleset_text

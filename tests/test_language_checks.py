@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_config
+from builders import make_config
 
 from engine.errors import InvalidFiles
 from engine.language.checks import duplicate_ids

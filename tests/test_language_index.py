@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import make_config
+from builders import build, deploy, escalation, make_config, sentry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_shipped_rules import build, deploy, escalation, sentry
 
 from engine.dispatch.dispatcher import MemoryView
 from engine.evaluation.evaluate import evaluate

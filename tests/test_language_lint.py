@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import rules_from
+from builders import rules_from
 
 
 def trigger(rule_id: str, on: str, key: str, extra: str = "") -> str:

@@ -6,7 +6,7 @@ from string import Template
 from typing import Any
 
 import pytest
-from conftest import dry_run, rules_from
+from builders import dry_run, rules_from
 
 from engine.errors import InvalidFiles
 

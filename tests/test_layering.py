@@ -101,3 +101,17 @@ def test_the_checker_sees_imports_inside_functions_and_type_checking_blocks(tmp_
     source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from engine.config import Config\n"
                       "def f():\n    from engine.dryrun import replay\n", encoding="utf-8")
     assert _imports(source) == {"engine.config", "engine.dryrun.replay"}
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared builders live in tests/builders.py (and fixtures in conftest.py), so a test module can be
+    moved or deleted without breaking the others."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("test_", "conftest")):
+                offenders.append(f"{path.name} imports {node.module}")
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path.name} imports {a.name}" for a in node.names if a.name.startswith("test_")]
+    assert offenders == []

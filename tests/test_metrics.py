@@ -8,12 +8,19 @@ from pathlib import Path
 import pytest
 import requests
 import responses
-from conftest import ROOT
-from test_pagerduty import URL, client
+from builders import ROOT
 
 from engine import metrics
 from engine.daemon.watch import Daemon
-from engine.pagerduty.client import PagerDutyError
+from engine.pagerduty.client import Client, PagerDutyError, RetryPolicy
+
+URL = "https://pd.test"
+
+
+def client() -> Client:
+    return Client(URL, "metrics-test-token", "bot@example.com", timeout=2,
+                  retry=RetryPolicy(total=1, backoff_factor=0.01))
+
 
 NAMES = ("pagerules_events_total", "pagerules_pagerduty_requests_total", "pagerules_pagerduty_request_duration_seconds",
          "pagerules_events_pending", "pagerules_rules_loaded", "pagerules_config_last_reload_successful",

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from builders import ROOT
 
 pytestmark = pytest.mark.packaging
 

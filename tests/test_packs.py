@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
+from builders import ROOT, Daemon, dry_run, make_config, shipped_rules
 from click.testing import CliRunner
-from conftest import ROOT, dry_run, make_config, shipped_rules
 from fake_pagerduty import FakePagerDuty
-from test_watch import Daemon
 
 from cli import main
 from engine.events.types import load_event_types

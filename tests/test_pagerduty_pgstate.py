@@ -1,6 +1,6 @@
 """The PostgreSQL state's own behaviour: choosing it from the config, connection errors without the
 password, a broken connection opened again, replicas migrating at once. The State API itself is
-tested on both backends in tests/test_state.py."""
+tested on both backends in tests/test_pagerduty_state.py."""
 from __future__ import annotations
 
 import socket
@@ -10,7 +10,7 @@ from pathlib import Path
 import pg_server as servers
 import psycopg
 import pytest
-from conftest import make_config
+from builders import make_config
 from pg_server import PgServer
 
 from engine.config import ConfigError

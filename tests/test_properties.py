@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from conftest import dry_run, make_config, shipped_rules
+from builders import dry_run, make_config, shipped_rules
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jinja2 import Undefined

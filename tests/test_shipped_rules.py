@@ -4,61 +4,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import dry_run, make_config, shipped_rules
-
-
-def deploy(version: str = "v2.4.1", rate: float = 0.058, base: float = 0.010, minutes: int = 0,
-           passed: int = 3, total: int = 10, repo: str = "acme/backend-api", eid: str = "d1") -> dict[str, Any]:
-    return {"type": "deploy.health", "id": eid, "repo": repo,
-            "deploy": {"version": version, "environment": "production"},
-            "error_rate": rate, "baseline_error_rate": base, "sustained_minutes": minutes,
-            "checks": {"passed": passed, "total": total}}
-
-
-def sentry(level: str = "fatal", count: int = 3, post: bool = True, issue: str = "ISSUE-123",
-           version: str = "v2.4.1", eid: str = "s1") -> dict[str, Any]:
-    return {"type": "sentry.errors", "id": eid, "repo": "acme/backend-api", "deploy": {"version": version},
-            "level": level, "new_count": count, "issue_id": issue, "post_deploy": post}
-
-
-def build(number: int = 349, status: str = "failed", branch: str = "main", repo: str = "acme/backend-api",
-          eid: str = "b1") -> dict[str, Any]:
-    return {"type": "build", "id": eid, "repo": repo, "branch": branch, "build_number": number,
-            "status": status, "url": f"https://ci.example.com/b/{number}"}
-
-
-def rollback(version: str = "v2.4.1", status: str = "succeeded", health: bool = True, eid: str = "r1"
-             ) -> dict[str, Any]:
-    return {"type": "rollback", "id": eid, "repo": "acme/backend-api", "deploy": {"version": version},
-            "rolled_back_to": "v2.4.0", "status": status, "health_passed": health}
-
-
-def escalation(severity: str = "critical", eid: str = "i1") -> dict[str, Any]:
-    return {"type": "incident.escalation", "id": eid, "repo": "acme/backend-api", "incident_id": "INC-42",
-            "severity": severity, "summary": "checkout p99 latency above 4s for 15 minutes"}
-
-
-def triggers(lines: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-    return [(o["rule"], o["severity"], o["title"], o["incident_key"]) for o in lines if o["action"] == "trigger"]
-
-
-GOLDEN = [
-    ("deploy-critical-spike", deploy(),
-     "critical", "[CodeSpar] Critical: acme/backend-api deploy v2.4.1 — error rate 5.8x baseline",
-     "codespar-acme-backend-api-deploy-v2.4.1"),
-    ("deploy-sustained-increase", deploy(rate=0.032, minutes=10),
-     "high", "[CodeSpar] High: acme/backend-api deploy v2.4.1 — sustained error rate 3.2x baseline",
-     "codespar-acme-backend-api-deploy-v2.4.1"),
-    ("sentry-new-fatal", sentry(),
-     "critical", "[CodeSpar] Critical: acme/backend-api — 3 new fatal Sentry errors post-deploy",
-     "codespar-acme-backend-api-sentry-ISSUE-123"),
-    ("build-failed", build(),
-     "high", "[CodeSpar] High: acme/backend-api CI build #349 failed on main",
-     "codespar-acme-backend-api-build-349"),
-    ("incident-escalation", escalation(),
-     "critical", "[CodeSpar] Critical: acme/backend-api — checkout p99 latency above 4s for 15 minutes",
-     "codespar-acme-backend-api-incident-INC-42"),
-]
+from builders import (
+    GOLDEN,
+    RECOVERIES,
+    build,
+    deploy,
+    dry_run,
+    escalation,
+    make_config,
+    rollback,
+    sentry,
+    shipped_rules,
+    triggers,
+)
 
 
 @pytest.mark.parametrize("rule, event, severity, title, key", GOLDEN, ids=[g[0] for g in GOLDEN])
@@ -68,19 +26,6 @@ def test_trigger_row_of_the_contract(rule: str, event: dict[str, Any], severity:
     assert lines[0]["status"] == "planned" and lines[0]["event_id"] == event["id"]
 
 
-RECOVERIES = [
-    # (rule, events that open incidents, the recovery event, keys it resolves)
-    ("deploy-healthy", [deploy()], deploy(passed=10, total=10, rate=0.01, eid="d2"),
-     ["codespar-acme-backend-api-deploy-v2.4.1"], "Deploy v2.4.1 confirmed healthy (10/10 checks passed)"),
-    ("rollback-recovered", [deploy(), sentry()], rollback(),
-     ["codespar-acme-backend-api-deploy-v2.4.1", "codespar-acme-backend-api-sentry-ISSUE-123"],
-     "Rolled back v2.4.1 to v2.4.0; health checks passed"),
-    ("build-fixed", [build(349), build(350, eid="b2")], build(351, "passed", eid="b3"),
-     ["codespar-acme-backend-api-build-349", "codespar-acme-backend-api-build-350"], "Build #351 passed on main"),
-    ("incident-closed", [escalation()],
-     {"type": "incident.resolved", "id": "i2", "repo": "acme/backend-api", "incident_id": "INC-42"},
-     ["codespar-acme-backend-api-incident-INC-42"], "Incident INC-42 closed by the incident agent"),
-]
 
 
 @pytest.mark.parametrize("rule, opening, recovery, keys, message", RECOVERIES, ids=[r[0] for r in RECOVERIES])

@@ -7,8 +7,8 @@ from typing import Any
 
 import fake_pagerduty
 import pytest
+from builders import API_TOKEN, AUTH, Clock, app_for, open_one
 from fake_pagerduty import FakePagerDuty
-from test_web_app import API_TOKEN, AUTH, Clock, app_for, open_one
 
 
 @pytest.mark.parametrize("method, path", [("GET", "/api/oncall"), ("GET", "/api/incidents"), ("GET", "/api/audit"),

@@ -14,53 +14,24 @@ from typing import Any
 
 import pytest
 import responses
-from conftest import make_config
-from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
+from builders import API_TOKEN, AUTH, app_for, live_config, open_one
+from fake_pagerduty import TOKEN, FakePagerDuty
 
-from engine.config import Config
 from engine.errors import PageRulesError
 from engine.pagerduty import channels
 from engine.pagerduty.backend import live_backend
 from engine.pagerduty.channels import Notifier, payload
 from engine.web.app import create_app, serve
 
-API_TOKEN = "api-token-for-tests-7f3a"
-AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 SLACK = "https://hooks.slack.test/services/T000/B000/secretpath"
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
-def live_config(fake: FakePagerDuty, channels: str = "channels: []", **env: str) -> Config:
-    """The config of a live app on the fake PagerDuty; ``env`` adds or overrides variables."""
-    return make_config(channels, env={
-        "PAGERDUTY_API_TOKEN": TOKEN, "PAGERDUTY_FROM_EMAIL": FROM_EMAIL, "PAGERDUTY_SERVICE_ID": SERVICE,
-        "PAGERDUTY_ESCALATION_POLICY_ID": POLICY, "PAGERDUTY_API_URL": fake.url,  # type: ignore[attr-defined]
-        "PAGERULES_API_TOKEN": API_TOKEN, "PAGERULES_RETRY_BACKOFF": "0.01", **env})
 
 
-def app_for(fake: FakePagerDuty, tmp_path: Path, channels: str = "channels: []", clock: Clock | None = None,
-            **env: str) -> Any:
-    config = live_config(fake, channels, **env)
-    backend = live_backend(config, str(tmp_path / "state.db"), "api")
-    backend.notifier.synchronous = True
-    app = create_app(config, backend, str(tmp_path / "events"), **({"clock": clock} if clock else {}))
-    app.testing = True
-    return app
 
 
-def open_one(client: Any) -> dict[str, Any]:
-    """Trigger "db down" (high, acme/db) through the API; its outcome line."""
-    return client.post("/api/incidents", headers=AUTH, json={"title": "db down", "severity": "high",  # type: ignore[no-any-return]
-                                                             "repo": "acme/db"}).get_json()
 
 
 def test_request_bodies_are_capped(fake: FakePagerDuty, tmp_path: Path) -> None:

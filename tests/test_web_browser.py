@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT
+from builders import API_TOKEN, AUTH, ROOT, app_for
 from fake_pagerduty import FakePagerDuty
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -20,7 +20,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from test_web_app import API_TOKEN, AUTH, app_for
 from waitress.server import create_server
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import API_TOKEN, AUTH, Clock, app_for, open_one
 from fake_pagerduty import POLICY, FakePagerDuty
-from test_web_app import API_TOKEN, AUTH, Clock, app_for, open_one
 
 from engine.pagerduty.state import StoredIncident
 from engine.web.dashboard import short_title

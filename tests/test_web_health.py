@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from builders import AUTH, app_for
 from fake_pagerduty import FakePagerDuty
-from test_web_app import AUTH, app_for
 
 
 def test_healthz_needs_no_token_and_shows_the_daemon(fake: FakePagerDuty, tmp_path: Path) -> None:

@@ -13,11 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from builders import AUTH, ROOT, Daemon, app_for, build
 from fake_pagerduty import FakePagerDuty
-from test_shipped_rules import build
-from test_watch import Daemon
-from test_web_app import AUTH, app_for
 
 from engine.events.types import load_event_types
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from builders import API_TOKEN, AUTH, app_for, open_one
 from fake_pagerduty import FakePagerDuty
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
-from test_web_app import API_TOKEN, AUTH, app_for, open_one
 
 from engine import metrics
 

@@ -5,8 +5,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from builders import ROOT, make_config, rules_from
 from click.testing import CliRunner
-from conftest import ROOT, make_config, rules_from
 
 from cli import main
 from engine.errors import InvalidFiles

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
-from conftest import dry_run, make_config, rules_from
-from test_shipped_rules import build, deploy, escalation, sentry
+from builders import build, deploy, dry_run, escalation, make_config, rules_from, sentry
 
 from engine.dispatch.dispatcher import MemoryView
 from engine.evaluation.actions import MAX_INCIDENT_KEY, full_key

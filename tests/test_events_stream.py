@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from conftest import dry_run
+from builders import dry_run
 
 from engine.events.stream import read_events
 from engine.events.types import event_id, load_event_types

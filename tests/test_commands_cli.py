@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from builders import LIVE_ENV, ROOT
 from click.testing import CliRunner
-from conftest import ROOT
-from test_config import LIVE_ENV
 
 from cli import main
 from engine.events.types import load_event_types

@@ -12,10 +12,9 @@ from typing import Any
 
 import pg_server as servers
 import pytest
-from conftest import ROOT, dry_run, make_config, shipped_rules
+from builders import GOLDEN, RECOVERIES, ROOT, build, deploy, dry_run, make_config, shipped_rules
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 from pd_spec import body_errors, required_headers
-from test_shipped_rules import GOLDEN, RECOVERIES, build, deploy
 
 from engine.config import Config
 from engine.dispatch.dispatcher import Dispatcher

@@ -77,7 +77,7 @@ def test_a_5xx_is_retried_then_succeeds() -> None:
 @responses.activate
 def test_a_429_is_retried_and_its_retry_after_is_honoured() -> None:
     # responses replays retries without sleeping; the real wait is measured against the fake
-    # PagerDuty in test_live.py::test_a_429_is_waited_out_end_to_end.
+    # PagerDuty in test_pagerduty_backend.py::test_a_429_is_waited_out_end_to_end.
     responses.get(f"{URL}/users/me", status=429, headers={"Retry-After": "1"}, json={"error": {"code": 2020}})
     responses.get(f"{URL}/users/me", json={"user": {"name": "Ada"}})
     assert client().me() == {"name": "Ada"} and len(responses.calls) == 2

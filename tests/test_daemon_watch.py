@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -13,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pg_server as servers
-from conftest import ROOT
-from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
-from test_shipped_rules import build
+from builders import ROOT, Daemon, build, replace_file, titles, wait_for
+from fake_pagerduty import FakePagerDuty
 
 from engine.daemon.inbox import move, type_from_name
 from engine.pagerduty.pgstate import PgState
@@ -23,79 +20,12 @@ from engine.pagerduty.pgstate import PgState
 pg_server, pg_url = servers.pg_server, servers.pg_url  # the session's PostgreSQL, a fresh schema per test
 
 
-class Daemon:
-    """`pagerules watch` in a folder of its own: rules copied, state and events inside it."""
-
-    def __init__(self, tmp: Path, fake: FakePagerDuty, **env: str):
-        self.tmp, self.events, self.rules = tmp, tmp / "events", tmp / "rules"
-        if not self.rules.exists():
-            shutil.copytree(ROOT / "rules", self.rules)
-            (tmp / "pd.yaml").write_text("rules_dir: rules\nstate_path: state.db\nevents_dir: events\n")
-        self.events.mkdir(exist_ok=True)
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
-        self.env = {**clean, "PAGERDUTY_API_TOKEN": TOKEN, "PAGERDUTY_FROM_EMAIL": FROM_EMAIL,
-                    "PAGERDUTY_SERVICE_ID": SERVICE, "PAGERDUTY_ESCALATION_POLICY_ID": POLICY,
-                    "PAGERDUTY_API_URL": fake.url, "PAGERULES_RETRIES": "0",  # type: ignore[attr-defined]
-                    "PAGERULES_WATCH_RETRY_MAX": "1", **env}
-        self.proc: subprocess.Popen[str] | None = None
-        self.log = tmp / "daemon.log"
-
-    def args(self, *extra: str) -> list[str]:
-        return [sys.executable, str(ROOT / "cli.py"), "watch", "--config", str(self.tmp / "pd.yaml"), *extra]
-
-    def start(self, *extra: str) -> Daemon:
-        self.proc = subprocess.Popen(self.args(*extra), stdout=subprocess.PIPE, stderr=self.log.open("a"),
-                                     text=True, env=self.env)
-        wait_for(lambda: "watching" in self.log.read_text(), 15, "the daemon to start")
-        return self
-
-    def once(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.args("--once"), capture_output=True, text=True, env=self.env, timeout=120)
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=15)
-
-    def drop(self, name: str, events: list[dict[str, Any]] | str) -> Path:
-        """Write then rename, as producers should."""
-        text = events if isinstance(events, str) else "\n".join(json.dumps(e) for e in events) + "\n"
-        temp = self.events / f".{name}.part"
-        temp.write_text(text)
-        temp.rename(self.events / name)
-        return self.events / name
-
-    def status(self) -> dict[str, Any]:
-        """The daemon's status file, or {} before its first write."""
-        try:
-            data: dict[str, Any] = json.loads((self.events / ".pagerules-status.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return data
-
-    def done(self, *names: str) -> bool:
-        return all((self.events / "processed" / n).exists() or (self.events / "failed" / n).exists()
-                   for n in names)
 
 
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
-def replace_file(path: Path, text: str) -> None:
-    """Write beside, then rename over: the daemon sees the whole new file in one change, never half of it."""
-    temp = path.parent.parent / f"{path.name}.new"
-    temp.write_text(text)
-    os.replace(temp, path)
 
 
-def titles(fake: FakePagerDuty) -> list[str]:
-    return [i["title"] for i in fake.incidents.values()]
 
 
 def test_the_daemon_keeps_its_state_where_state_url_says(fake: FakePagerDuty, tmp_path: Path, pg_url: str) -> None:

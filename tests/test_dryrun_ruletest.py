@@ -5,8 +5,8 @@ import shutil
 from pathlib import Path
 
 import yaml
+from builders import ROOT, rules_from
 from click.testing import CliRunner
-from conftest import ROOT, rules_from
 
 from cli import main
 
