@@ -15,7 +15,7 @@ suppresses a page PagerDuty would accept).
 Every query a live run makes is an index search, so its cost does not grow with
 the number of incidents open: the dedup lookup is a primary-key search, a label
 selector walks the open incidents carrying its most selective label and checks
-the others by primary key (tests/test_state.py checks each query's plan).
+the others by primary key (tests/test_pagerduty_state.py checks each query's plan).
 """
 from __future__ import annotations
 
