@@ -22,9 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from fakectl import control
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -72,13 +73,6 @@ def mix(count: int) -> tuple[str, int, int]:
         lines.append(json.dumps({"type": "build", "id": f"e{n}", "branch": "main", **event}))
     return "\n".join(lines) + "\n", creates, resolves
 
-
-def control(url: str, path: str, body: object | None = None) -> dict:  # type: ignore[type-arg]
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url + path, data=data, method="POST" if data else "GET",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
 
 
 def seed(url: str, path: Path, count: int) -> float:

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from fakectl import control
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS, KEYS = 10_000, 10
@@ -30,13 +31,6 @@ def storm() -> str:
                                  "branch": "main", "build_number": 500, "status": "failed"}))
     return "\n".join(lines) + "\n"
 
-
-def control(url: str, path: str, body: object | None = None) -> dict:  # type: ignore[type-arg]
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url + path, data=data, method="POST" if data else "GET",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
 
 
 def run(args: list[str], stdin: str, env: dict[str, str]) -> float:

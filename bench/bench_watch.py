@@ -20,15 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from fakectl import control
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def control(url: str, path: str) -> dict:  # type: ignore[type-arg]
-    with urllib.request.urlopen(url + path, timeout=30) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
 
 
 def build(n: int, repo: str = "acme/bench", status: str = "failed") -> dict:  # type: ignore[type-arg]

@@ -300,42 +300,12 @@ def test_a_state_file_from_the_previous_release_opens_and_gets_the_new_index(tmp
 
 # Migrations (issue 18): the schema is versioned, each migration applied once, in order, on open.
 
-# The schema exactly as release 0.1 (the last one before schema_version) wrote it.
-RELEASE_0_1_SCHEMA = """
-CREATE TABLE IF NOT EXISTS incidents (
-    incident_key TEXT PRIMARY KEY,
-    incident_id  TEXT,
-    rule         TEXT NOT NULL,
-    severity     TEXT NOT NULL,
-    title        TEXT NOT NULL,
-    labels       TEXT NOT NULL,
-    status       TEXT NOT NULL DEFAULT 'triggered',
-    opened_at    REAL NOT NULL,
-    confirmed_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS incident_labels (
-    name TEXT NOT NULL, value TEXT NOT NULL, incident_key TEXT NOT NULL,
-    PRIMARY KEY (name, value, incident_key)
-);
-CREATE INDEX IF NOT EXISTS incident_labels_key ON incident_labels (incident_key);
-CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at, incident_key);
-DROP TABLE IF EXISTS events_done;
-CREATE TABLE IF NOT EXISTS files_in_progress (
-    file     TEXT PRIMARY KEY,
-    units    INTEGER NOT NULL,
-    problems TEXT NOT NULL,
-    at       REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    at           REAL NOT NULL,
-    actor        TEXT NOT NULL,
-    action       TEXT NOT NULL,
-    incident_key TEXT,
-    incident_id  TEXT,
-    detail       TEXT NOT NULL DEFAULT '{}'
-);
-"""
+# The schema as the last version before schema_version wrote it: the previous release's plus the incidents_opened index.
+_LABELS_INDEX = "CREATE INDEX IF NOT EXISTS incident_labels_key ON incident_labels (incident_key);\n"
+RELEASE_0_1_SCHEMA = PREVIOUS_SCHEMA.replace(_LABELS_INDEX, _LABELS_INDEX + (
+    "CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at, incident_key);\n"
+    "DROP TABLE IF EXISTS events_done;\n"))
+assert RELEASE_0_1_SCHEMA != PREVIOUS_SCHEMA
 
 
 def versions(state: State) -> list[int]:
