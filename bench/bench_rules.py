@@ -29,8 +29,8 @@ from bench_process import events  # noqa: E402
 from engine.config import Config, load_config_text  # noqa: E402
 from engine.dispatch.dispatcher import MemoryView  # noqa: E402
 from engine.evaluation.evaluate import evaluate  # noqa: E402
+from engine.language.loading import RuleCache, load_ruleset  # noqa: E402
 from engine.language.model import RuleSet  # noqa: E402
-from engine.language.rules import RuleCache, load_ruleset  # noqa: E402
 
 FILES = 100
 

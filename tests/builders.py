@@ -22,8 +22,9 @@ from engine.config import Config, load_config_text
 from engine.dispatch.dispatcher import Dispatcher, DryRun
 from engine.dispatch.pipeline import Tally, run
 from engine.events.stream import read_events
+from engine.language.loading import load_ruleset
 from engine.language.model import RuleSet
-from engine.language.rules import load_ruleset, load_ruleset_text
+from engine.language.rules import load_ruleset_text
 from engine.pagerduty.backend import live_backend
 from engine.web.app import create_app
 

@@ -6,7 +6,8 @@ import pytest
 from builders import make_config
 
 from engine.errors import InvalidFiles
-from engine.language.rules import RuleCache, load_ruleset_text
+from engine.language.loading import RuleCache
+from engine.language.rules import load_ruleset_text
 
 
 def rule_file(n: int, title: str = "x{{ event.repo }} failed", rule_id: str | None = None) -> str:

@@ -14,8 +14,8 @@ import click
 from engine.config import Config, load_config
 from engine.dispatch.dispatcher import Backend, DryRun
 from engine.errors import PageRulesError
+from engine.language.loading import load_ruleset
 from engine.language.model import RuleSet
-from engine.language.rules import load_ruleset
 
 log = logging.getLogger("pagerules")
 

@@ -13,7 +13,7 @@ from engine.dispatch.dispatcher import Dispatcher, DryRun
 from engine.dispatch.pipeline import Pipeline
 from engine.dryrun.explain import explain_all, format_report
 from engine.events.stream import read_events
-from engine.language.rules import load_ruleset
+from engine.language.loading import load_ruleset
 
 log = logging.getLogger("pagerules")
 

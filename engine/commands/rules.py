@@ -9,7 +9,7 @@ import click
 from engine.commands.common import config_options, fail_cleanly
 from engine.config import load_config
 from engine.errors import InvalidFiles, PageRulesError, Problem
-from engine.language.rules import load_ruleset, rule_folders
+from engine.language.loading import load_ruleset, rule_folders
 
 
 @click.command()

@@ -27,7 +27,7 @@ from engine.daemon.status import StatusFile, status_path
 from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
 from engine.dispatch.pipeline import Pipeline
 from engine.errors import InvalidFiles, PageRulesError
-from engine.language.rules import RuleCache
+from engine.language.loading import RuleCache
 from engine.pagerduty.backend import Live, make_client
 from engine.pagerduty.store import open_state
 

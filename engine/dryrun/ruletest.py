@@ -21,8 +21,8 @@ from engine.documents.source import Document, load_yaml_text
 from engine.errors import InvalidFiles, Problem
 from engine.evaluation.actions import MAX_INCIDENT_KEY, MAX_TITLE, is_shortened_key
 from engine.events.stream import Parsed, read_events
+from engine.language.loading import display, load_ruleset
 from engine.language.model import RuleSet
-from engine.language.rules import display, load_ruleset
 
 DEFAULT_TESTS = "tests"  # inside the rules folder: rules/tests/*.yaml
 
