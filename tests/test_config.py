@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 from builders import LIVE_ENV, ROOT, make_config
 
-from engine.config import load_config, load_config_text, parse_bool
+from engine.config import load_config, load_config_text
 from engine.errors import ConfigError, InvalidFiles
+from engine.settings import parse_bool
 
 
 def test_defaults_match_the_contract() -> None:

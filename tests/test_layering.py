@@ -14,7 +14,7 @@ ENGINE = Path(__file__).resolve().parent.parent / "engine"
 LAYERS = [
     ("engine.errors", "engine.resources", "engine.severity", "engine.names", "engine.metrics"),
     ("engine.documents",),
-    ("engine.config",),
+    ("engine.config", "engine.settings"),
     ("engine.events",),
     ("engine.language",),
     ("engine.evaluation",),
