@@ -11,7 +11,7 @@ import pytest
 from builders import API_TOKEN, AUTH, Clock, app_for, open_one
 from fake_pagerduty import POLICY, FakePagerDuty
 
-from engine.pagerduty.state import StoredIncident
+from engine.pagerduty.records import StoredIncident
 from engine.web.dashboard import short_title
 
 

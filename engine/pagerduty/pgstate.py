@@ -22,7 +22,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from engine.pagerduty.migrations import MIGRATIONS, Migration
-from engine.pagerduty.state import Db, Rows, State, StateError
+from engine.pagerduty.records import Db, Rows
+from engine.pagerduty.state import State, StateError
 
 CONNECT_TIMEOUT_SECONDS = 10
 # pg_advisory_xact_lock key for migrations: any constant that nothing else uses ("pagerules" in ASCII, cut).

@@ -25,67 +25,31 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from engine.errors import PageRulesError
 from engine.evaluation.actions import OpenIncident
 from engine.pagerduty.migrations import MIGRATIONS, VERSION_TABLE, Migration
+from engine.pagerduty.records import (
+    COLUMN_LIST,
+    I_COLUMNS,
+    Db,
+    Migrated,
+    StoredIncident,
+    incident_from_row,
+    put_incident,
+    write_audit,
+)
 
 BUSY_TIMEOUT_MS = 10_000
 # A selector's labels are counted up to a bound that grows by a factor while every label
 # reaches it, so choosing the label to walk costs about what walking the smallest one does.
 PROBE_FIRST, PROBE_GROWTH, PROBE_MAX = 64, 8, 32_768
-COLUMNS = ("incident_key", "incident_id", "rule", "severity", "title", "labels", "status", "opened_at",
-           "confirmed_at")
-_COLUMNS = ", ".join(COLUMNS)
-_I_COLUMNS = ", ".join(f"i.{c}" for c in COLUMNS)
-
-
 class StateError(PageRulesError):
     """The state cannot be used (unreadable, locked too long, corrupt, unreachable, too new)."""
 
     exit_code = 2
-
-
-class Rows(Protocol):
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
-class Db(Protocol):
-    """What a transaction hands out: sqlite3.Connection, or pgstate's adapter (``?`` placeholders both)."""
-
-    def execute(self, sql: str, parameters: Any = ..., /) -> Rows: ...
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
-
-
-def is_postgresql_url(target: str) -> bool:
-    return target.startswith(("postgresql://", "postgres://"))
-
-
-@dataclass(frozen=True)
-class Migrated:
-    """What opening a state did to its schema (``pagerules migrate`` prints it)."""
-
-    location: str
-    before: int
-    after: int
-    applied: tuple[int, ...]
-
-    def line(self) -> str:
-        if not self.applied:
-            return f"state {self.location}: schema version {self.after}, up to date"
-        return (f"state {self.location}: schema version {self.before} -> {self.after} "
-                f"(applied {', '.join(map(str, self.applied))})")
-
-
-@dataclass(frozen=True)
-class StoredIncident(OpenIncident):
-    status: str = "triggered"
-    opened_at: float = 0.0
-    confirmed_at: float = 0.0
 
 
 class State:
@@ -193,22 +157,22 @@ class State:
 
     # incidents
     def get(self, incident_key: str) -> StoredIncident | None:
-        rows = self._read(f"SELECT {_COLUMNS} FROM incidents WHERE incident_key = ?", (incident_key,))
-        return _incident(rows[0]) if rows else None
+        rows = self._read(f"SELECT {COLUMN_LIST} FROM incidents WHERE incident_key = ?", (incident_key,))
+        return incident_from_row(rows[0]) if rows else None
 
     def open_incidents(self, repo: str | None = None, limit: int | None = None) -> list[StoredIncident]:
         """Open incidents, oldest first; with ``repo``, those whose ``repo`` label is it; at most ``limit``."""
         args: tuple[Any, ...] = ()
         if repo is None:
-            sql = f"SELECT {_COLUMNS} FROM incidents ORDER BY opened_at, incident_key"
+            sql = f"SELECT {COLUMN_LIST} FROM incidents ORDER BY opened_at, incident_key"
         else:
-            sql = (f"SELECT {_I_COLUMNS} FROM incident_labels AS l CROSS JOIN incidents AS i "
+            sql = (f"SELECT {I_COLUMNS} FROM incident_labels AS l CROSS JOIN incidents AS i "
                    "WHERE l.name = 'repo' AND l.value = ? AND i.incident_key = l.incident_key "
                    "ORDER BY i.opened_at, i.incident_key")
             args = (repo,)
         if limit is not None:
             sql, args = sql + " LIMIT ?", (*args, limit)
-        return [_incident(r) for r in self._read(sql, args)]
+        return [incident_from_row(r) for r in self._read(sql, args)]
 
     def has_label(self, name: str, values: tuple[str, ...]) -> bool:
         """Whether any open incident has label ``name`` set to one of ``values``: one index probe."""
@@ -243,9 +207,9 @@ class State:
             where.append(f"l{n}.name = ? AND l{n}.value IN ({','.join('?' * len(wanted[name]))})"
                          + (f" AND l{n}.incident_key = l0.incident_key" if n else ""))
             args += (name, *wanted[name])
-        sql = (f"SELECT {_I_COLUMNS} FROM incident_labels AS l0{joins} CROSS JOIN incidents AS i "
+        sql = (f"SELECT {I_COLUMNS} FROM incident_labels AS l0{joins} CROSS JOIN incidents AS i "
                f"WHERE {' AND '.join(where)} AND i.incident_key = l0.incident_key")
-        return sorted((_incident(r) for r in self._read(sql, tuple(args))), key=lambda i: i.incident_key)
+        return sorted((incident_from_row(r) for r in self._read(sql, tuple(args))), key=lambda i: i.incident_key)
 
     def _most_selective_first(self, labels: Mapping[str, tuple[str, ...]]) -> list[str]:
         names = list(labels)
@@ -268,14 +232,14 @@ class State:
                     detail: Mapping[str, Any] | None = None) -> None:
         """Remember an incident as open (new, or confirmed by PagerDuty) and audit it, atomically."""
         with self.transaction() as db:
-            _put(db, incident, now, actor, action, detail)
+            put_incident(db, incident, now, actor, action, detail)
 
     def record_open_many(self, incidents: Iterable[OpenIncident], now: float, actor: str, action: str) -> int:
         """record_open for many incidents in one transaction (an import, a benchmark's seed); how many."""
         count = 0
         with self.transaction() as db:
             for incident in incidents:
-                _put(db, incident, now, actor, action, None)
+                put_incident(db, incident, now, actor, action, None)
                 count += 1
         return count
 
@@ -289,7 +253,8 @@ class State:
             else:
                 db.execute("UPDATE incidents SET status = ?, confirmed_at = ? WHERE incident_key = ?",
                            (status, now, incident_key))
-            _audit(db, now, actor, status if status != "triggered" else "reopen", incident_key, incident_id, detail)
+            action = status if status != "triggered" else "reopen"
+            write_audit(db, now, actor, action, incident_key, incident_id, detail)
 
     # the daemon's progress through the file in hand: one record per delivery, gone when the file moves
     def progress(self, file: str) -> tuple[int, list[str]]:
@@ -314,7 +279,7 @@ class State:
     def audit(self, now: float, actor: str, action: str, incident_key: str | None = None,
               incident_id: str | None = None, detail: Mapping[str, Any] | None = None) -> None:
         with self.transaction() as db:
-            _audit(db, now, actor, action, incident_key, incident_id, detail)
+            write_audit(db, now, actor, action, incident_key, incident_id, detail)
 
     def recent_audit(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._read("SELECT at, actor, action, incident_key, incident_id, detail FROM audit "
@@ -339,30 +304,3 @@ class StateView:
         return list(self.state.select(labels))
 
 
-# The incident's row first: the upsert takes its row lock, so two PostgreSQL transactions writing one
-# key take turns before either touches its labels; a reopen keeps the first opened_at.
-_UPSERT = (f"INSERT INTO incidents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'triggered', ?, ?) "
-           "ON CONFLICT (incident_key) DO UPDATE SET "
-           + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in ("incident_key", "opened_at")))
-
-
-def _put(db: Db, incident: OpenIncident, now: float, actor: str, action: str,
-         detail: Mapping[str, Any] | None) -> None:
-    db.execute(_UPSERT, (incident.incident_key, incident.incident_id, incident.rule, incident.severity,
-                         incident.title, json.dumps(dict(incident.labels)), now, now))
-    db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident.incident_key,))
-    db.executemany("INSERT INTO incident_labels (name, value, incident_key) VALUES (?, ?, ?)",
-                   [(k, str(v), incident.incident_key) for k, v in incident.labels.items()])
-    _audit(db, now, actor, action, incident.incident_key, incident.incident_id, detail)
-
-
-def _audit(db: Db, now: float, actor: str, action: str, incident_key: str | None,
-           incident_id: str | None, detail: Mapping[str, Any] | None) -> None:
-    db.execute("INSERT INTO audit (at, actor, action, incident_key, incident_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
-               (now, actor, action, incident_key, incident_id, json.dumps(dict(detail or {}), default=str)))
-
-
-def _incident(row: tuple[Any, ...]) -> StoredIncident:
-    key, incident_id, rule, severity, title, labels, status, opened_at, confirmed_at = row
-    return StoredIncident(key, json.loads(labels), rule, severity, title, incident_id, status, opened_at,
-                          confirmed_at)

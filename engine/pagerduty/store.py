@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from engine.config import Config
-from engine.pagerduty.state import Migrated, State, is_postgresql_url
+from engine.pagerduty.records import Migrated, is_postgresql_url
+from engine.pagerduty.state import State
 
 
 def open_state(config: Config, override: str | None = None) -> State:

@@ -15,7 +15,7 @@ from flask import Flask, Response, current_app, jsonify, request
 
 from engine.config import Config
 from engine.pagerduty.backend import Live, Refresher
-from engine.pagerduty.state import StoredIncident
+from engine.pagerduty.records import StoredIncident
 from engine.web.auth import LoginLimiter
 from engine.web.intake import Intake
 

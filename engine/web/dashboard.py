@@ -22,7 +22,7 @@ from engine.dispatch.outcomes import Status
 from engine.errors import PageRulesError
 from engine.language.routes import load_routes, pick_route
 from engine.pagerduty import manual
-from engine.pagerduty.state import StoredIncident
+from engine.pagerduty.records import StoredIncident
 from engine.web.auth import client_address, cross_origin
 from engine.web.context import incident_view, web
 
