@@ -60,3 +60,11 @@ def test_every_event_type_a_pack_handles_is_in_the_readmes_pack_section() -> Non
                for part in ("triggers", "recoveries") for rule in yaml.safe_load(path.read_text()).get(part) or []}
     assert {"github.workflow_job", "sentry.event_alert", "alertmanager.alert"} <= handled
     assert sorted(t for t in handled if f"`{t}`" not in section) == []
+
+
+def test_the_layout_names_every_module() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):]
+    modules = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "engine").rglob("*.py")
+                     if p.name != "__init__.py" and "shipped" not in p.parts and "migrations" not in p.parts)
+    assert [m for m in modules if m not in layout] == []
