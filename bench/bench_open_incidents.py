@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fakectl import control
+from fakectl import control, live_env, start_fake
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -141,15 +140,9 @@ def main() -> None:
 
 def measure(size: int, events: str, creates: int, resolves: int) -> float:
     """One run against a fresh fake and state holding ``size`` open incidents; its events/s."""
-    fake = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_pagerduty.py")], stdout=subprocess.PIPE,
-                            text=True)
+    fake, url = start_fake(ROOT)
     try:
-        url = fake.stdout.readline().strip()  # type: ignore[union-attr]
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
-        env = {**clean, "PAGERDUTY_API_TOKEN": "fake-token-0123456789",
-               "PAGERDUTY_FROM_EMAIL": "oncall-bot@example.com", "PAGERDUTY_SERVICE_ID": "PSVC001",
-               "PAGERDUTY_ESCALATION_POLICY_ID": "PEP0001", "PAGERDUTY_API_URL": url,
-               "PAGERDUTY_DEDUP_KEY_PREFIX": PREFIX}
+        env = live_env(url, PAGERDUTY_DEDUP_KEY_PREFIX=PREFIX)
         with tempfile.TemporaryDirectory() as tmp:
             state = Path(tmp) / "state.db"
             seeding = seed(url, state, size)

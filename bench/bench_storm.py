@@ -11,14 +11,13 @@ through `process --dry-run` in the same run are the baseline for the rate.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from fakectl import control
+from fakectl import control, live_env, start_fake
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS, KEYS = 10_000, 10
@@ -45,15 +44,9 @@ def run(args: list[str], stdin: str, env: dict[str, str]) -> float:
 
 def main() -> None:
     events = storm()
-    fake = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_pagerduty.py")], stdout=subprocess.PIPE,
-                            text=True)
+    fake, url = start_fake(ROOT)
     try:
-        url = fake.stdout.readline().strip()  # type: ignore[union-attr]
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
-        env = {**clean, "PAGERDUTY_API_TOKEN": "fake-token-0123456789",
-               "PAGERDUTY_FROM_EMAIL": "oncall-bot@example.com",
-               "PAGERDUTY_SERVICE_ID": "PSVC001", "PAGERDUTY_ESCALATION_POLICY_ID": "PEP0001",
-               "PAGERDUTY_API_URL": url}
+        env = live_env(url)
         dry = run(["process", "--dry-run"], events, env)
         print(f"storm: {EVENTS:,} events over {KEYS} keys")
         print(f"  baseline, --dry-run            : {EVENTS / dry:>8,.0f} events/s  {dry:6.2f} s")

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 
 def control(url: str, path: str, body: object | None = None, timeout: float = 60) -> dict:  # type: ignore[type-arg]
@@ -12,3 +16,18 @@ def control(url: str, path: str, body: object | None = None, timeout: float = 60
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def start_fake(root: Path) -> tuple[subprocess.Popen[str], str]:
+    """The project's fake PagerDuty in a process of its own, and its base URL."""
+    fake = subprocess.Popen([sys.executable, str(root / "tests" / "fake_pagerduty.py")], stdout=subprocess.PIPE,
+                            text=True)
+    return fake, fake.stdout.readline().strip()  # type: ignore[union-attr]
+
+
+def live_env(url: str, **more: str) -> dict[str, str]:
+    """This environment without any PAGERDUTY_/PAGERULES_ setting, plus a live configuration aimed at ``url``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
+    return {**clean, "PAGERDUTY_API_TOKEN": "fake-token-0123456789", "PAGERDUTY_FROM_EMAIL": "oncall-bot@example.com",
+            "PAGERDUTY_SERVICE_ID": "PSVC001", "PAGERDUTY_ESCALATION_POLICY_ID": "PEP0001",
+            "PAGERDUTY_API_URL": url, **more}
