@@ -60,6 +60,11 @@ def observe_pagerduty(method: str, path: str, status: int | None, seconds: float
     PAGERDUTY_DURATION.labels(name).observe(seconds)
 
 
+def count_outcome(event_type: str, outcome: str) -> None:
+    """One outcome of a handled event (``build``, ``created``)."""
+    EVENTS.labels(event_type, outcome).inc()
+
+
 def observe_reload(ok: bool, at: float, rules: int | None = None) -> None:
     """A load of the rules and config: success (with the number of rules now in force) or failure."""
     RELOAD_OK.set(1 if ok else 0)

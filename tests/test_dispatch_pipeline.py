@@ -73,3 +73,13 @@ def test_a_daemon_passes_its_own_set_so_a_reload_does_not_warn_again(caplog: pyt
 def test_outcomes_of_one_event_are_the_same_as_a_run_gives() -> None:
     one = dry().outcomes(build(7))
     assert [o.to_line() for o in one] == list(dry().lines(items(build(7))))
+
+
+def test_a_meter_hears_every_outcome_with_its_event_type_and_unreadable_input_as_unknown() -> None:
+    config = make_config()
+    heard: list[tuple[str, str]] = []
+    pipeline = Pipeline(shipped_rules(config), Dispatcher(config, DryRun()), meter=lambda t, o: heard.append((t, o)))
+    text = ('{"type": "build", "id": "b1", "repo": "acme/api", "branch": "main", "build_number": 1, '
+            '"status": "failed"}\n{"type": "build", "id": "b2"}\n{not json\n')
+    list(pipeline.run(read_events(io.StringIO(text), "stdin")))
+    assert heard == [("build", "planned"), ("build", "rejected"), ("unknown", "rejected")]

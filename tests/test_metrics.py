@@ -97,3 +97,23 @@ def test_the_daemon_feeds_the_reload_gauges_and_the_backlog(tmp_path: Path, monk
     daemon.status.update(files_pending=3)
     assert metrics.value("pagerules_events_pending") == 3
     daemon.state.close()
+
+
+def test_the_daemon_counts_each_outcome_by_event_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [k for k in os.environ if k.startswith(("PAGERDUTY_", "PAGERULES_"))]:
+        monkeypatch.delenv(name)
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    (tmp_path / "pd.yaml").write_text("enabled: false\nrules_dir: rules\nstate_path: state.db\nevents_dir: events\n")
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "b.json").write_text(
+        '{"type": "build", "id": "b1", "repo": "acme/api", "branch": "main", "build_number": 1, "status": "failed"}')
+    (tmp_path / "events" / "c.ndjson").write_text('{"type": "build", "id": "b2"}\n{not json\n')
+    disabled = dict(name="pagerules_events_total", type="build", outcome="disabled")
+    rejected = dict(name="pagerules_events_total", type="build", outcome="rejected")
+    unreadable = dict(name="pagerules_events_total", type="unknown", outcome="rejected")
+    before = [metrics.value(**disabled), metrics.value(**rejected), metrics.value(**unreadable)]
+    daemon = Daemon(str(tmp_path / "pd.yaml"), {}, str(tmp_path / "events"), once=True)
+    daemon.run()
+    daemon.state.close()
+    after = [metrics.value(**disabled), metrics.value(**rejected), metrics.value(**unreadable)]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import metrics
 from engine.config import Config
 from engine.daemon.inbox import FAILED, PROCESSED, move, type_from_name
 from engine.daemon.status import StatusFile
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outcomes import Outcome, Status
-from engine.dispatch.pipeline import Pipeline
+from engine.dispatch.pipeline import UNKNOWN_TYPE, Pipeline
 from engine.events.stream import read_events
 from engine.events.types import event_id
 from engine.language.model import RuleSet
@@ -103,8 +104,9 @@ class FileWork:
                     unit += 1
                     if unit <= done:
                         continue
-                    if event is None:
+                    if event is None:  # unreadable: an error of the file, and a rejected outcome for /metrics
                         unsaved.append(item.error or item.where)
+                        metrics.count_outcome(UNKNOWN_TYPE, Status.REJECTED.value)
                         continue
                     acted = self._event(event, item.where, loaded, unsaved, counts)
                     if acted is None:

@@ -68,8 +68,9 @@ class Daemon:
         self.status.update(ruleset_version=ruleset.version, rules_loaded_at=self.clock(), last_reload_error=None)
         metrics.observe_reload(True, self.clock(), rules=len(ruleset.all_rules()))
         dispatcher = Dispatcher(config, backend)
-        return Loaded(config, ruleset, dispatcher, Pipeline(ruleset, dispatcher, on_unhandled=self._count_unhandled,
-                                                            warned=self.warned))
+        pipeline = Pipeline(ruleset, dispatcher, on_unhandled=self._count_unhandled, warned=self.warned,
+                            meter=metrics.count_outcome)
+        return Loaded(config, ruleset, dispatcher, pipeline)
 
     def reload(self) -> None:
         """Swap in new rules and config only if they validate; otherwise keep the last good ones."""

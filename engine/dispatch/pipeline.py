@@ -24,6 +24,7 @@ from engine.events.types import events_of
 from engine.language.model import RuleSet
 
 log = logging.getLogger("pagerules")
+UNKNOWN_TYPE = "unknown"  # the type label of an input that has no (text) type
 
 
 @dataclass
@@ -56,8 +57,10 @@ class Pipeline:
     ``on_unhandled`` hears of every event of a type no rule handles."""
 
     def __init__(self, ruleset: RuleSet, dispatcher: Dispatcher, tally: Tally | None = None,
-                 on_unhandled: Callable[[str], None] | None = None, warned: set[str] | None = None):
+                 on_unhandled: Callable[[str], None] | None = None, warned: set[str] | None = None,
+                 meter: Callable[[str, str], None] | None = None):
         self.ruleset, self.dispatcher = ruleset, dispatcher
+        self.meter = meter  # hears (event type, outcome status) of every outcome: the daemon's /metrics
         self.tally = tally if tally is not None else Tally()
         self.on_unhandled = on_unhandled
         self.warned = warned if warned is not None else set()
@@ -73,8 +76,12 @@ class Pipeline:
         if type(kind) is str and kind in self._unhandled:
             self._note_unhandled(kind)
         handle = self.dispatcher.handle
-        return [outcome for action in evaluate(event, self.ruleset, self.dispatcher.view)
-                for outcome in handle(action)]
+        found = [outcome for action in evaluate(event, self.ruleset, self.dispatcher.view)
+                 for outcome in handle(action)]
+        if self.meter is not None:
+            for outcome in found:
+                self.meter(kind if type(kind) is str else UNKNOWN_TYPE, _TEXT[outcome.result.status])
+        return found
 
     def item(self, item: Parsed, default_type: str | None = None) -> Iterator[Outcome]:
         """The outcomes of one parsed input (an event, or the error of one that could not be read), counted."""
@@ -91,6 +98,8 @@ class Pipeline:
             if item.event is None:
                 error = errored(ErrorAction(None, item.error or f"{item.where}: unreadable"))
                 count[("error", _TEXT[error.result.status])] += 1
+                if self.meter is not None:
+                    self.meter(UNKNOWN_TYPE, _TEXT[error.result.status])
                 yield error
                 continue
             for event in events_of(item.event, types, default_type):

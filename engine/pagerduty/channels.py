@@ -19,6 +19,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from engine import metrics
+
 log = logging.getLogger("pagerules.channels")
 EMOJI = {"triggered": ":rotating_light:", "acknowledged": ":eyes:", "resolved": ":white_check_mark:"}
 
@@ -91,5 +93,6 @@ class Notifier:
         except Exception as exc:  # delivery must never break paging: record and go on
             reason = str(exc) if isinstance(exc, RuntimeError) else type(exc).__name__
             log.warning("channel %s: announcement not delivered after retries: %s", channel["name"], reason)
+            metrics.CHANNEL_FAILURES.labels(channel["name"]).inc()  # the name only: the URL is a credential
             self.failures.appendleft({"at": time.time(), "channel": channel["name"], "error": reason,
                                       "event": body.get("event") or body.get("text", "")[:80]})
