@@ -35,7 +35,7 @@ def closed_port() -> int:
 
 def test_state_url_chooses_postgresql_and_the_default_stays_sqlite(pg_url: str, tmp_path: Path) -> None:
     chosen = open_state(make_config(env={"PAGERULES_STATE_URL": pg_url}))
-    assert isinstance(chosen, PgState) and chosen.schema_version == 2
+    assert isinstance(chosen, PgState) and chosen.schema_version == 3
     chosen.record_open(incident("a"), 1.0, "rules", "create")
     chosen.close()
     sqlite = open_state(make_config(state_path=str(tmp_path / "s.db")))
@@ -100,20 +100,20 @@ def test_replicas_opening_a_new_database_together_apply_each_migration_once(pg_u
     for thread in threads:
         thread.join()
     assert errors == []
-    # Each migration is its own transaction, so one replica may apply 1 and another 2: once each, in order.
-    assert sorted(v for s in states for v in s.migrated.applied) == [1, 2]
+    # Each migration is its own transaction, so one replica may apply 1 and another 2 and 3: once each, in order.
+    assert sorted(v for s in states for v in s.migrated.applied) == [1, 2, 3]
     with states[0].transaction() as db:
-        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,)]
+        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,)]
 
 
 def test_pagerules_migrate_reports_what_it_applied(pg_url: str, tmp_path: Path) -> None:
     config = make_config(env={"PAGERULES_STATE_URL": pg_url})
     first, second = migrate_state(config), migrate_state(config)
     assert first.line().startswith("state postgresql://postgres@127.0.0.1:")
-    assert first.line().endswith("/postgres: schema version 0 -> 2 (applied 1, 2)")
-    assert second.line().endswith(": schema version 2, up to date")
+    assert first.line().endswith("/postgres: schema version 0 -> 3 (applied 1, 2, 3)")
+    assert second.line().endswith(": schema version 3, up to date")
     path = tmp_path / "s.db"
-    assert migrate_state(config, str(path)).line() == f"state {path}: schema version 0 -> 2 (applied 1, 2)"
+    assert migrate_state(config, str(path)).line() == f"state {path}: schema version 0 -> 3 (applied 1, 2, 3)"
 
 
 def test_two_writers_of_one_incident_take_turns(pg_url: str) -> None:

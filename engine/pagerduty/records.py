@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from engine.evaluation.actions import OpenIncident
 
 COLUMNS = ("incident_key", "incident_id", "rule", "severity", "title", "labels", "status", "opened_at",
-           "confirmed_at")
+           "confirmed_at", "html_url")
 COLUMN_LIST = ", ".join(COLUMNS)
 I_COLUMNS = ", ".join(f"i.{c}" for c in COLUMNS)
 
@@ -52,19 +52,21 @@ class StoredIncident(OpenIncident):
     status: str = "triggered"
     opened_at: float = 0.0
     confirmed_at: float = 0.0
+    html_url: str | None = None  # the incident's page in PagerDuty, when PagerDuty gave an http(s) one
 
 
 # The incident's row first: the upsert takes its row lock, so two PostgreSQL transactions writing one
 # key take turns before either touches its labels; a reopen keeps the first opened_at.
-UPSERT = (f"INSERT INTO incidents ({COLUMN_LIST}) VALUES (?, ?, ?, ?, ?, ?, 'triggered', ?, ?) "
+UPSERT = (f"INSERT INTO incidents ({COLUMN_LIST}) VALUES (?, ?, ?, ?, ?, ?, 'triggered', ?, ?, ?) "
            "ON CONFLICT (incident_key) DO UPDATE SET "
            + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in ("incident_key", "opened_at")))
 
 
 def put_incident(db: Db, incident: OpenIncident, now: float, actor: str, action: str,
          detail: Mapping[str, Any] | None) -> None:
+    html_url = incident.html_url if isinstance(incident, StoredIncident) else None
     db.execute(UPSERT, (incident.incident_key, incident.incident_id, incident.rule, incident.severity,
-                         incident.title, json.dumps(dict(incident.labels)), now, now))
+                         incident.title, json.dumps(dict(incident.labels)), now, now, html_url))
     db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident.incident_key,))
     db.executemany("INSERT INTO incident_labels (name, value, incident_key) VALUES (?, ?, ?)",
                    [(k, str(v), incident.incident_key) for k, v in incident.labels.items()])
@@ -78,6 +80,6 @@ def write_audit(db: Db, now: float, actor: str, action: str, incident_key: str |
 
 
 def incident_from_row(row: tuple[Any, ...]) -> StoredIncident:
-    key, incident_id, rule, severity, title, labels, status, opened_at, confirmed_at = row
+    key, incident_id, rule, severity, title, labels, status, opened_at, confirmed_at, html_url = row
     return StoredIncident(key, json.loads(labels), rule, severity, title, incident_id, status, opened_at,
-                          confirmed_at)
+                          confirmed_at, html_url)

@@ -3,8 +3,10 @@
 Each migration is applied once, in order, in its own transaction, and recorded in
 ``schema_version``; a state opened by pagerules applies what it lacks. A state written
 before versioning (no ``schema_version`` table) was created by the CREATE statements
-of migrations 1 and 2, so every statement here is ``IF NOT EXISTS``: applying them
-to such a state changes nothing it has and adds what it lacks.
+of migrations 1 and 2, so every statement of those is ``IF NOT EXISTS``: applying them
+to such a state changes nothing it has and adds what it lacks. Later migrations run only
+on a state recorded below their version, so they need no such guard (SQLite has no
+``ADD COLUMN IF NOT EXISTS``).
 
 Add a migration by appending to MIGRATIONS; never edit one that has shipped (a state
 that applied it would not apply the change).
@@ -63,6 +65,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         2, "open incidents listed oldest first from an index (issue 17)",
         sqlite=("CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at, incident_key)",),
         postgresql=("CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at, incident_key)",),
+    ),
+    Migration(
+        3, "each incident keeps its page in PagerDuty, html_url (issue 14)",
+        sqlite=("ALTER TABLE incidents ADD COLUMN html_url TEXT",),
+        postgresql=("ALTER TABLE incidents ADD COLUMN html_url TEXT",),
     ),
 )
 
