@@ -26,6 +26,11 @@ TRIGGERS = [
     (Result(Status.CREATED, "PABC123"), {"incident_id": "PABC123"}),
     (Result(Status.DEDUPLICATED, "PABC123"), {"incident_id": "PABC123"}),
     (Result(Status.DEDUPLICATED), {}),  # PagerDuty had it open, its id unknown
+    (Result(Status.CREATED, "PABC123", incident_url="https://acme.pagerduty.com/incidents/PABC123"),
+     {"incident_id": "PABC123", "incident_url": "https://acme.pagerduty.com/incidents/PABC123"}),
+    (Result(Status.DEDUPLICATED, "PABC123", incident_url="https://acme.pagerduty.com/incidents/PABC123"),
+     {"incident_id": "PABC123", "incident_url": "https://acme.pagerduty.com/incidents/PABC123"}),
+    (Result(Status.CREATED, "PABC123", incident_url=""), {"incident_id": "PABC123"}),  # never an empty value
     (Result(Status.BELOW_THRESHOLD), {}),
     (Result(Status.DISABLED), {}),
     (Result(Status.FAILED, error="PagerDuty: 500", retry=True), {"error": "PagerDuty: 500", "retry": True}),

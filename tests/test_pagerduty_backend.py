@@ -323,3 +323,56 @@ def test_an_events_api_route_is_refused_at_start_in_live_mode_naming_its_line(fa
     assert caught.value.exit_code == 2 and "k" * 32 not in str(caught.value)
     assert fake.calls() == []  # nothing was sent anywhere, the default service least of all
     assert [o["route"] for o in dry_run([build(349, repo="acme/payments")], config=make_config(yaml))] == [0]
+
+
+# Links back (issue 14): PagerDuty's html_url is kept with the incident and printed as incident_url.
+
+def test_a_created_incident_s_page_is_on_its_line_in_the_state_and_on_every_dedup(fake: FakePagerDuty,
+                                                                                  tmp_path: Path) -> None:
+    config, backend = live(fake, tmp_path)
+    first, repeat = process([build(349), build(349, eid="b2")], config, backend)
+    [incident] = fake.incidents.values()
+    assert incident["html_url"].startswith("https://fake.pagerduty.local/incidents/")
+    assert (first["status"], first["incident_url"]) == ("created", incident["html_url"])
+    assert list(first)[-2:] == ["incident_id", "incident_url"]  # after incident_id, as README shows it
+    assert (repeat["status"], repeat["incident_url"]) == ("deduplicated", incident["html_url"])
+    assert len(fake.calls("POST", "/incidents")) == 1  # the repeat was answered from the state
+    stored = backend.state.get(first["incident_key"])
+    assert stored is not None and stored.html_url == incident["html_url"]
+    backend.state.close()
+    _, again = live(fake, tmp_path)  # another run on the same state file
+    [later] = process([build(349, eid="b3")], config, again)
+    assert (later["status"], later["incident_url"]) == ("deduplicated", incident["html_url"])
+
+
+def test_an_incident_opened_elsewhere_keeps_the_page_pagerduty_lists_for_it(fake: FakePagerDuty,
+                                                                             tmp_path: Path) -> None:
+    elsewhere = fake.open_incident("codespar-acme-backend-api-build-349")
+    config, backend = live(fake, tmp_path)
+    [line] = process([build(349)], config, backend)
+    assert (line["status"], line["incident_id"], line["incident_url"]) == \
+        ("deduplicated", elsewhere["id"], elsewhere["html_url"])
+    assert backend.state.get(line["incident_key"]).html_url == elsewhere["html_url"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "", "ftp://fake.pagerduty.local/x", "https://", None, 7])
+def test_a_page_that_is_not_an_http_url_is_neither_stored_nor_printed(fake: FakePagerDuty, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       url: Any) -> None:
+    create = fake._create
+    monkeypatch.setattr(fake, "_create", lambda body: {**create(body), "html_url": url})
+    config, backend = live(fake, tmp_path, "dedup_window_seconds: 0")
+    [created] = process([build(349)], config, backend)
+    assert created["status"] == "created" and "incident_url" not in created
+    assert backend.state.get(created["incident_key"]).html_url is None  # type: ignore[union-attr]
+    opened = fake.open_incident("codespar-acme-backend-api-build-7")  # found through GET /incidents
+    fake.incidents[opened["id"]]["html_url"] = url
+    [found] = process([build(7, eid="b7")], config, backend)
+    assert (found["status"], found["incident_id"]) == ("deduplicated", opened["id"]) and "incident_url" not in found
+    assert backend.state.get(found["incident_key"]).html_url is None  # type: ignore[union-attr]
+
+
+def test_a_dry_run_line_never_carries_an_incident_url() -> None:
+    lines = dry_run([build(349), build(349, eid="b2"), build(350, "passed", eid="b3")])
+    assert [o["status"] for o in lines] == ["planned", "deduplicated", "planned"]
+    assert all("incident_url" not in o for o in lines)

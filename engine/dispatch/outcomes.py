@@ -37,7 +37,7 @@ class Status(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """A backend's answer: the status, and what PagerDuty said (an id, or why it failed).
+    """A backend's answer: the status, and what PagerDuty said (an id and its page, or why it failed).
 
     ``retry`` is set on a failure only: whether trying again later can help."""
 
@@ -46,6 +46,7 @@ class Result:
     error: str | None = None
     retry: bool | None = None
     note_error: str | None = None
+    incident_url: str | None = None  # the incident's page in PagerDuty, when PagerDuty gave one
 
 
 # A dry run answers with one of these for every action: no allocation per event.
@@ -145,6 +146,8 @@ class Outcome:
             return line  # a dry run's answer: nothing more to say
         if result.incident_id:
             line["incident_id"] = result.incident_id
+        if result.incident_url:
+            line["incident_url"] = result.incident_url
         if result.error is not None:
             line["error"] = result.error
         if result.retry is not None:

@@ -12,12 +12,13 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine import severity as sev
 from engine.config import Config
 from engine.dispatch.outcomes import NOTHING_OPEN, Result, Status
 from engine.errors import InvalidFiles, Problem
-from engine.evaluation.actions import OpenIncident, ResolveAction, TriggerAction
+from engine.evaluation.actions import ResolveAction, TriggerAction
 from engine.language.routes import Route, load_routes
 from engine.pagerduty.channels import Notifier
 from engine.pagerduty.client import (
@@ -28,6 +29,7 @@ from engine.pagerduty.client import (
     RetryPolicy,
     build_create_body,
 )
+from engine.pagerduty.records import StoredIncident
 from engine.pagerduty.state import State, StateView
 from engine.pagerduty.store import open_state
 
@@ -59,7 +61,7 @@ class Live:
         detail = {"rule": action.rule, "event_id": action.event_id, "title": action.title}
         if known is not None and now - known.confirmed_at < self.config.dedup_window_seconds:
             self.state.audit(now, self.actor, "deduplicate", action.incident_key, known.incident_id, detail)
-            return Result(Status.DEDUPLICATED, known.incident_id)
+            return Result(Status.DEDUPLICATED, known.incident_id, incident_url=known.html_url)
         service_id, policy_id = self.config.service_id, self.config.escalation_policy_id
         if route is not None:
             service_id, policy_id = route.service_id, route.escalation_policy_id or policy_id
@@ -72,11 +74,11 @@ class Live:
         except PagerDutyError as exc:
             self.state.audit(now, self.actor, "create_failed", action.incident_key, None, {**detail, "error": str(exc)})
             return _failed(exc)
-        incident_id = incident.get("id")
-        self.state.record_open(self._open(action, incident_id), now, self.actor, "create", detail)
+        incident_id, url = incident.get("id"), page_url(incident)
+        self.state.record_open(self._open(action, incident_id, url), now, self.actor, "create", detail)
         self.notifier.announce("triggered", {"incident_key": action.incident_key, "incident_id": incident_id,
                                              "title": action.title, "severity": action.severity, "actor": self.actor})
-        return Result(Status.CREATED, incident_id)
+        return Result(Status.CREATED, incident_id, incident_url=url)
 
     def _opened_elsewhere(self, action: TriggerAction, now: float, detail: dict[str, Any]) -> Result:
         """PagerDuty already has it open (opened by another process, or before our state knew)."""
@@ -86,12 +88,13 @@ class Live:
             log.warning("deduplicated %s but could not look up its id: %s", action.incident_key, exc)
             found = []
         incident_id = found[0].get("id") if found else None
-        self.state.record_open(self._open(action, incident_id), now, self.actor, "deduplicate", detail)
-        return Result(Status.DEDUPLICATED, incident_id)
+        url = page_url(found[0]) if found else None
+        self.state.record_open(self._open(action, incident_id, url), now, self.actor, "deduplicate", detail)
+        return Result(Status.DEDUPLICATED, incident_id, incident_url=url)
 
-    def _open(self, action: TriggerAction, incident_id: str | None) -> OpenIncident:
-        return OpenIncident(action.incident_key, dict(action.labels), action.rule, action.severity, action.title,
-                            incident_id)
+    def _open(self, action: TriggerAction, incident_id: str | None, url: str | None) -> StoredIncident:
+        return StoredIncident(action.incident_key, dict(action.labels), action.rule, action.severity, action.title,
+                              incident_id, html_url=url)
 
     def resolve(self, action: ResolveAction) -> Result:
         if action.incident_key is None:
@@ -233,6 +236,15 @@ def refuse_events_api_routes(routes: tuple[Route, ...]) -> None:
                         "by this release yet; use service_id") for route in routes if route.events_api]
     if problems:
         raise InvalidFiles(problems)
+
+
+def page_url(incident: dict[str, Any]) -> str | None:
+    """The incident's ``html_url`` (its page in PagerDuty) when it is an http(s) URL; anything else is
+    not kept, so no output line or dashboard link carries a ``javascript:`` or empty URL."""
+    url = incident.get("html_url")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")) or not urlsplit(url).netloc:
+        return None
+    return url
 
 
 def _failed(exc: PagerDutyError) -> Result:
