@@ -12,7 +12,7 @@ ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
 # Low to high: a module may import its own layer and the layers below it, never one above.
 LAYERS = [
-    ("engine.errors", "engine.resources", "engine.severity", "engine.names", "engine.metrics"),
+    ("engine.errors", "engine.resources", "engine.severity", "engine.names", "engine.metrics", "engine.logs"),
     ("engine.documents",),
     ("engine.config", "engine.settings"),
     ("engine.events",),

@@ -5,7 +5,6 @@ Flask and watchdog.
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
@@ -13,6 +12,7 @@ from typing import Any
 
 import click
 
+from engine import logs
 from engine.commands.common import config_options, fail_cleanly, state_option
 from engine.config import Config, load_config
 
@@ -42,7 +42,7 @@ def watch(config_path: str | None, rules_dir: str | None, packs: str | None, eve
     from engine.web import app as server
 
     if log_format == "json":
-        _json_logs()
+        logs.use_json()
     daemon = Daemon(config_path, {"rules_dir": rules_dir, "packs": packs}, events_dir, once, state_path)
     if http_bind:
         app = _app(daemon.loaded.config, state_path, str(daemon.events))
@@ -77,15 +77,6 @@ def _app(config: Config, state_path: str | None, events_dir: str | None) -> Any:
     from engine.web import app as server
 
     return server.create_app(config, live_backend(config, state_path, "api"), events_dir)
-
-
-def _json_logs() -> None:
-    class JsonFormatter(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            return json.dumps({"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                               "message": record.getMessage()}, ensure_ascii=False)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(JsonFormatter())
 
 
 COMMANDS = [watch, serve]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine import metrics
+from engine import logs, metrics
 from engine.config import Config
 from engine.daemon.inbox import FAILED, PROCESSED, move, type_from_name
 from engine.daemon.status import StatusFile
@@ -139,8 +139,10 @@ class FileWork:
         self.status.bump("files_failed" if problems else "files_processed")
         self.failures += bool(problems)
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no actions"
-        log.info("%s -> %s/%s: %s (%.0f ms)", path.name, folder.name, target.name, summary,
-                 (self.clock() - started) * 1000)
+        elapsed_ms = (self.clock() - started) * 1000
+        log.info("%s -> %s/%s: %s (%.0f ms)", path.name, folder.name, target.name, summary, elapsed_ms,
+                 extra=logs.fields(event="file_handled", file=path.name, folder=folder.name, moved_to=target.name,
+                                   outcomes=dict(counts), problems=len(problems), duration_ms=round(elapsed_ms, 1)))
 
     def _event(self, event: dict[str, Any], where: str, loaded: Loaded, problems: list[str],
                counts: dict[str, int]) -> bool | None:
@@ -149,6 +151,7 @@ class FileWork:
         acted = False
         try:
             for outcome in loaded.pipeline.outcomes(event):
+                _log_outcome(outcome, where)
                 key = f"{outcome.action} {outcome.status.value}"
                 counts[key] = counts.get(key, 0) + 1
                 if outcome.status is Status.FAILED and outcome.retry:
@@ -170,6 +173,15 @@ class FileWork:
         entry.ready_at = self.clock() + delay
         log.warning("%s stays in %s: %s (try %d); next try in %.0f s",
                     entry.path.name, self.events.name, why, entry.attempts, delay)
+
+
+def _log_outcome(outcome: Outcome, where: str) -> None:
+    """One line per outcome: the daemon has no stdout, so this is where its outcome lines go (README "Logs")."""
+    line = outcome.to_line()
+    target = line.get("incident_key") or line.get("error")
+    facts = {("resolution" if name == "message" else name): value for name, value in line.items()}  # message: the log's
+    log.info("%s %s: %s (%s)", line["action"], line["status"], target, where,
+             extra=logs.fields(event="outcome", where=where, **facts))
 
 
 def open_regular(path: Path) -> tuple[int, str] | str:

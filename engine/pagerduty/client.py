@@ -18,7 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from engine import metrics
+from engine import logs, metrics
 from engine.errors import PageRulesError
 
 log = logging.getLogger("pagerduty")
@@ -156,13 +156,16 @@ class Client:
             raise ConfigurationError("PAGERDUTY_API_TOKEN or PAGERDUTY_FROM_EMAIL cannot be sent in an HTTP "
                                      "header (a line break or a character outside Latin-1); copy it again") from None
         except requests.RequestException as exc:
-            metrics.observe_pagerduty(method, path, None, time.monotonic() - started)
-            log.warning("%s %s failed after retries: %s", method, path, type(exc).__name__)
+            elapsed = time.monotonic() - started
+            metrics.observe_pagerduty(method, path, None, elapsed)
+            log.warning("%s %s failed after retries: %s", method, path, type(exc).__name__,
+                        extra=_call_fields(method, path, None, elapsed, type(exc).__name__))
             raise PagerDutyError(f"PagerDuty unreachable at {self.api_url} ({type(exc).__name__}); "
                                  "will need to be retried", transient=True) from None
         elapsed = time.monotonic() - started
         metrics.observe_pagerduty(method, path, response.status_code, elapsed)
-        log.info("%s %s %s %.0fms", method, path, response.status_code, elapsed * 1000)
+        log.info("%s %s %s %.0fms", method, path, response.status_code, elapsed * 1000,
+                 extra=_call_fields(method, path, response.status_code, elapsed))
         if response.status_code >= 400:
             raise _error(method, path, response)
         return response.json() if response.content else {}
@@ -206,6 +209,14 @@ class Client:
 
     def escalation_policy(self, policy_id: str) -> dict[str, Any]:
         return self.call("GET", f"/escalation_policies/{policy_id}").get("escalation_policy", {})  # type: ignore[no-any-return]
+
+
+def _call_fields(method: str, path: str, status: int | None, seconds: float, error: str | None = None
+                 ) -> dict[str, Any]:
+    """The structured fields of one call's log line (README "Logs"); the path, never a header."""
+    return logs.fields(event="pagerduty_call", method=method, path=path.split("?", 1)[0],
+                       endpoint=metrics.endpoint(method, path), status=status,
+                       duration_ms=round(seconds * 1000, 1), **({"error": error} if error else {}))
 
 
 def _error(method: str, path: str, response: requests.Response) -> PagerDutyError:
