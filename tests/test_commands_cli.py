@@ -208,19 +208,19 @@ def test_migrate_says_what_it_did_to_a_sqlite_state(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     State(str(path), MIGRATIONS[:1]).close()  # a state written by a release that knew migration 1 only
     first = invoke(["migrate", "--state", str(path)])
-    assert (first.exit_code, first.stdout) == (0, f"state {path}: schema version 1 -> 2 (applied 2)\n")
+    assert (first.exit_code, first.stdout) == (0, f"state {path}: schema version 1 -> 3 (applied 2, 3)\n")
     again = invoke(["migrate", "--state", str(path)])
-    assert (again.exit_code, again.stdout) == (0, f"state {path}: schema version 2, up to date\n")
+    assert (again.exit_code, again.stdout) == (0, f"state {path}: schema version 3, up to date\n")
     assert "a file or a postgresql:// URL" in invoke(["migrate", "--help"]).stdout
 
 
 def test_migrate_refuses_a_state_newer_than_this_release_with_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    future = Migration(3, "from the future", ("CREATE TABLE future (x TEXT)",), ("DROP TABLE future",))
+    future = Migration(4, "from the future", ("CREATE TABLE future (x TEXT)",), ("DROP TABLE future",))
     State(str(path), (*MIGRATIONS, future)).close()
     result = invoke(["migrate", "--state", str(path)])
     assert result.exit_code == 2
-    assert "has schema version 3, newer than this pagerules knows (2)" in result.stderr
+    assert "has schema version 4, newer than this pagerules knows (3)" in result.stderr
     assert "Traceback" not in result.output
 
 

@@ -44,6 +44,7 @@ def test_trigger_list_acknowledge_resolve_and_audit(fake: FakePagerDuty, tmp_pat
     assert (again.status_code, again.get_json()["status"]) == (200, "deduplicated")
     listed = client.get("/api/incidents?repo=acme/shop", headers=AUTH).get_json()["incidents"]
     assert [i["incident_key"] for i in listed] == [line["incident_key"]]
+    assert listed[0]["incident_url"] == line["incident_url"] and line["incident_url"].startswith("https://")
     assert client.get("/api/incidents?repo=other/repo", headers=AUTH).get_json() == {"incidents": []}
     key = line["incident_key"]
     ack = client.post(f"/api/incidents/{key}/acknowledge", headers=AUTH)

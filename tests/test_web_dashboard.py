@@ -11,7 +11,6 @@ import pytest
 from builders import API_TOKEN, AUTH, Clock, app_for, open_one
 from fake_pagerduty import POLICY, FakePagerDuty
 
-from engine.pagerduty.records import StoredIncident
 from engine.web.dashboard import short_title
 
 
@@ -268,21 +267,17 @@ def test_short_title_strips_only_the_exact_prefix(title_format: str, severity: s
 def test_the_pagerduty_link_comes_from_the_stored_html_url(fake: FakePagerDuty, tmp_path: Path) -> None:
     client, _ = clocked(fake, tmp_path)
     open_one(client)
-    assert "Open in PagerDuty" not in client.get("/").get_data(as_text=True)  # the state keeps no URL: no link
+    [incident] = fake.incidents.values()
+    assert f'<a class="pd-link" href="{incident["html_url"]}"' in client.get("/").get_data(as_text=True)
     state = client.application.extensions["pagerules"].backend.state
     kept = state.open_incidents()[0]
-    for url, shown in (("https://acme.pagerduty.com/incidents/PINC0001", True), ("javascript:void(0)", False)):
-        with_url = WithUrl(**{f.name: getattr(kept, f.name) for f in dataclasses.fields(kept)}, html_url=url)
+    for url, shown in (("https://acme.pagerduty.com/incidents/PINC0001", True), ("javascript:void(0)", False),
+                       (None, False)):
+        with_url = dataclasses.replace(kept, html_url=url)
         state.open_incidents = lambda *a, _i=with_url, **k: [_i]
         page = client.get("/").get_data(as_text=True)
         assert (f'<a class="pd-link" href="{url}"' in page) is shown and "javascript:" not in page
-
-
-@dataclasses.dataclass(frozen=True)
-class WithUrl(StoredIncident):
-    """An incident as a state that keeps PagerDuty's html_url would return it."""
-
-    html_url: str | None = None
+        assert ("Open in PagerDuty" in page) is shown
 
 
 def test_resolve_with_a_message_from_the_dashboard(fake: FakePagerDuty, tmp_path: Path) -> None:

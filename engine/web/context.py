@@ -70,4 +70,4 @@ def incident_view(incident: StoredIncident) -> dict[str, Any]:
     """An open incident as the API lists it and the dashboard shows it."""
     return {"incident_key": incident.incident_key, "incident_id": incident.incident_id, "title": incident.title,
             "severity": incident.severity, "status": incident.status, "rule": incident.rule,
-            "repo": incident.labels.get("repo"), "opened_at": incident.opened_at}
+            "repo": incident.labels.get("repo"), "opened_at": incident.opened_at, "incident_url": incident.html_url}
