@@ -137,7 +137,7 @@ def compile_template(source: str) -> Compiled:
         ast = ENV.parse(source)
         _check_names(ast)
         reader = template_reader(ast, ENV.filters, multiply)
-        root = _lazy_root(ast) if reader is not None else ENV.from_string(ast).root_render_func
+        root = _root(ast, reader is not None)
     except (TemplateSyntaxError, TemplateAssertionError) as exc:
         raise TemplateError(_syntax_message(exc), exc.lineno or 1) from None
     _check_refusal(ast)
@@ -156,12 +156,17 @@ def compile_expression(source: str) -> Compiled:
         ast.set_environment(ENV)
         _check_names(ast)
         reader = expression_reader(expr, ENV.filters, multiply)
-        root = _lazy_root(ast) if reader is not None else ENV.from_string(ast).root_render_func
+        root = _root(ast, reader is not None)
     except (TemplateSyntaxError, TemplateAssertionError) as exc:
         raise TemplateError(_syntax_message(exc), exc.lineno or 1) from None
     _check_refusal(ast)
     names = frozenset(meta.find_undeclared_variables(ast)) - {_RESULT}
     return Compiled(source, "expression", names, root, reader, _ast=ast)
+
+
+def _root(ast: nodes.Template, has_reader: bool) -> Callable[[Context], Iterable[str]]:
+    """The sandbox's render function: compiled now, or on first use when a fast reader answers first."""
+    return _lazy_root(ast) if has_reader else ENV.from_string(ast).root_render_func
 
 
 def _lazy_root(ast: nodes.Template) -> Callable[[Context], Iterable[str]]:
