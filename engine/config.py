@@ -89,6 +89,7 @@ class Config:
     watch_retry_max_seconds: float = 60.0
     reconcile_interval_seconds: float = 300.0
     server_api_token: str | None = field(default=None, repr=False)
+    tokens_file: str | None = None  # named API tokens, stored as hashes (README: People and tokens)
     github_webhook_secret: str | None = field(default=None, repr=False)
     sentry_client_secret: str | None = field(default=None, repr=False)
     alertmanager_token: str | None = field(default=None, repr=False)
@@ -149,7 +150,7 @@ def load_config_text(text: str, filename: str, env: Mapping[str, str] | None = N
     # A path written in a config file is taken from that file's folder; one from a flag, the
     # environment or a default (and the packaged default config's) from the working directory.
     file_base = base_dir or Path(filename).resolve().parent
-    for name in ("rules_dir", "state_path", "events_dir"):
+    for name in ("rules_dir", "state_path", "events_dir", "tokens_file"):
         if values[name] is None:
             continue
         values[name] = str(((file_base if name in from_file else Path.cwd()) / values[name]).resolve())

@@ -158,6 +158,7 @@ SETTINGS = (
     Setting("watch_retry_max_seconds", "PAGERULES_WATCH_RETRY_MAX", _seconds, 60.0),
     Setting("reconcile_interval_seconds", "PAGERULES_RECONCILE_INTERVAL", _seconds, 300.0),
     Setting("server_api_token", "PAGERULES_API_TOKEN", _optional_text, None, secret=True),
+    Setting("tokens_file", "PAGERULES_TOKENS_FILE", _optional_text, None),
     Setting("github_webhook_secret", "PAGERULES_GITHUB_WEBHOOK_SECRET", _optional_text, None, secret=True),
     Setting("sentry_client_secret", "PAGERULES_SENTRY_CLIENT_SECRET", _optional_text, None, secret=True),
     Setting("alertmanager_token", "PAGERULES_ALERTMANAGER_TOKEN", _optional_text, None, secret=True),

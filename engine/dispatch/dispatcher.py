@@ -22,11 +22,12 @@ from engine.dispatch.outcomes import (
     Outcome,
     Result,
     Status,
+    changed,
     errored,
     resolved,
     triggered,
 )
-from engine.evaluation.actions import Action, IncidentView, OpenIncident, ResolveAction, TriggerAction
+from engine.evaluation.actions import Action, ChangeAction, IncidentView, OpenIncident, ResolveAction, TriggerAction
 from engine.language.routes import Route, load_routes, pick_route, route_name
 
 _BELOW_THRESHOLD, _DISABLED = Result(Status.BELOW_THRESHOLD), Result(Status.DISABLED)
@@ -124,6 +125,11 @@ class Backend(Protocol):
         """Resolve the incident: planned/resolved, nothing_open, or failed."""
         ...
 
+    def change(self, action: ChangeAction, route: Route | None = None) -> Result:
+        """Send a change event to the route's routing key (None, or a REST route: the change routing key):
+        planned/sent, disabled (no routing key for it, ``error`` says which setting), or failed."""
+        ...
+
     def acknowledge(self, incident_key: str) -> Result:
         """Acknowledge the incident: planned/acknowledged, nothing_open, already_resolved, or failed."""
         ...
@@ -169,6 +175,9 @@ class DryRun:
         self.view.close(action.incident_key)
         return PLANNED
 
+    def change(self, action: ChangeAction, route: Route | None = None) -> Result:
+        return PLANNED  # a dry run sends nothing, so there is nothing to remember
+
     def acknowledge(self, incident_key: str) -> Result:
         return PLANNED if self.view.get(incident_key) is not None else NOTHING_OPEN
 
@@ -213,6 +222,8 @@ class Dispatcher:
             return [*map(errored, errors), outcome] if errors else [outcome]
         if isinstance(action, ResolveAction):
             return [self._resolve(action)]
+        if isinstance(action, ChangeAction):
+            return [self._change(action)]
         return [errored(action)]
 
     def _trigger(self, action: TriggerAction) -> Outcome:
@@ -223,6 +234,14 @@ class Dispatcher:
         if not self.config.enabled:
             return triggered(action, _DISABLED, name)
         return triggered(action, self.backend.create(action, route), name)  # created/planned, deduplicated, failed
+
+    def _change(self, action: ChangeAction) -> Outcome:
+        """A change event never pages, so no severity threshold; PAGERDUTY_ENABLED=false still holds it."""
+        route = pick_route(self.routes, action.labels) if self.routes else None
+        name = route_name(route) if route else "default"
+        if not self.config.enabled:
+            return changed(action, _DISABLED, name)
+        return changed(action, self.backend.change(action, route), name)
 
     def _resolve(self, action: ResolveAction) -> Outcome:
         name = route_name(resolve_route(self.routes, self.view, action.incident_key)) if self.routes else "default"

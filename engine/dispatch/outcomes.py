@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
-from engine.evaluation.actions import ErrorAction, ResolveAction, TriggerAction
+from engine.evaluation.actions import ChangeAction, ErrorAction, ResolveAction, TriggerAction
 
-Kind = Literal["trigger", "resolve", "ack", "error"]
+Kind = Literal["trigger", "resolve", "change", "ack", "error"]
 
 
 class Status(str, Enum):
@@ -31,6 +31,7 @@ class Status(str, Enum):
     AUTO_RESOLVE_OFF = "auto_resolve_off"
     ACKNOWLEDGED = "acknowledged"
     ALREADY_RESOLVED = "already_resolved"  # ack refused: acknowledging would re-open it
+    SENT = "sent"                          # a change event PagerDuty accepted
     REJECTED = "rejected"                  # error line: the event is not valid
     RULE_ERROR = "rule_error"              # error line: a rule could not be evaluated or rendered
 
@@ -63,7 +64,7 @@ class Acknowledge:
     kind: str = "ack"
 
 
-Cause = TriggerAction | ResolveAction | ErrorAction | Acknowledge
+Cause = TriggerAction | ResolveAction | ChangeAction | ErrorAction | Acknowledge
 STATUS_TEXT = _TEXT = {status: status.value for status in Status}  # Enum.value is a slow property
 _REJECTED, _RULE_ERROR = Result(Status.REJECTED), Result(Status.RULE_ERROR)
 
@@ -135,6 +136,14 @@ class Outcome:
                 line["rule"] = cause.rule
             line["error"] = cause.error
             return line
+        if isinstance(cause, ChangeAction):
+            line = {"action": "change", "status": _TEXT[result.status], "rule": cause.rule,
+                    "event_id": cause.event_id, "summary": cause.summary, "route": self.route}
+            if result.error is not None:
+                line["error"] = result.error
+            if result.retry is not None:
+                line["retry"] = result.retry
+            return line
         line = {"action": cause.kind, "status": _TEXT[result.status], "incident_key": cause.incident_key}
         if isinstance(cause, TriggerAction):
             line["title"], line["severity"] = cause.title, cause.severity
@@ -170,6 +179,11 @@ def resolved(action: ResolveAction, result: Result, route: int | str = "default"
 def acknowledged(incident_key: str, result: Result) -> Outcome:
     """The outcome of an acknowledge by hand."""
     return Outcome(Acknowledge(incident_key), result)
+
+
+def changed(action: ChangeAction, result: Result, route: int | str = "default") -> Outcome:
+    """The outcome of a change event, and the route whose routing key it went to."""
+    return Outcome(action, result, route)
 
 
 def errored(action: ErrorAction) -> Outcome:

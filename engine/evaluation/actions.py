@@ -77,6 +77,8 @@ class TriggerAction:
     severity: str
     render_extras: Callable[[], Extras] | None = field(default=None, repr=False, compare=False)
     also_matched: tuple[str, ...] = ()
+    links: tuple[Mapping[str, str], ...] = ()  # [{href, text?}] rendered from the rule's links:
+    at: float | None = None  # the event's own time (its ``time`` field, epoch seconds), when it gave one
     kind: str = "trigger"
     _extras: Extras | None = field(default=None, repr=False, compare=False)
 
@@ -107,10 +109,27 @@ class ResolveAction:
     event_id: Any
     incident_key: str | None
     message: str
+    at: float | None = None  # the event's own time, when it gave one
     kind: str = "resolve"
 
 
-Action = TriggerAction | ResolveAction | ErrorAction
+@dataclass(slots=True)
+class ChangeAction:
+    """Send a change event (a deploy, a rollback) to PagerDuty's Events API: shown beside incidents,
+    never paging. ``labels`` choose the route; ``details`` and ``links`` travel in the body."""
+
+    rule: str
+    event_id: Any
+    summary: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
+    links: tuple[Mapping[str, str], ...] = ()
+    source: str | None = None
+    timestamp: str | None = None  # ISO 8601, the event's time when it has one
+    kind: str = "change"
+
+
+Action = TriggerAction | ResolveAction | ChangeAction | ErrorAction
 
 
 def full_key(prefix: str, rendered: str) -> str:

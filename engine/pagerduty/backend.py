@@ -8,6 +8,7 @@ tests/fixtures/pagerduty-api/REFERENCE.md.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +19,8 @@ from engine import severity as sev
 from engine.config import Config
 from engine.dispatch.outcomes import NOTHING_OPEN, Result, Status
 from engine.errors import InvalidFiles, Problem
-from engine.evaluation.actions import ResolveAction, TriggerAction
-from engine.language.routes import Route, load_routes
+from engine.evaluation.actions import ChangeAction, ResolveAction, TriggerAction
+from engine.language.routes import Route, load_routes, resolve_routing_key
 from engine.pagerduty.channels import Notifier
 from engine.pagerduty.client import (
     Client,
@@ -29,6 +30,7 @@ from engine.pagerduty.client import (
     RetryPolicy,
     build_create_body,
 )
+from engine.pagerduty.events_api import EventsClient, build_change_body
 from engine.pagerduty.records import StoredIncident
 from engine.pagerduty.state import State, StateView
 from engine.pagerduty.store import open_state
@@ -43,15 +45,16 @@ class Live:
     """Backend that talks to PagerDuty (see engine.dispatch.dispatcher.Backend)."""
 
     def __init__(self, config: Config, client: Client, state: State, clock: Callable[[], float] = time.time,
-                 actor: str = RULES_ACTOR, notifier: Notifier | None = None):
+                 actor: str = RULES_ACTOR, notifier: Notifier | None = None, events: EventsClient | None = None):
         self.config, self.client, self.state, self.clock, self.actor = config, client, state, clock, actor
+        self.events = events or make_events_client(config)
         refuse_events_api_routes(load_routes(config))
         self.view = StateView(state)
         self.notifier = notifier or Notifier(config.channels)
 
     def with_actor(self, actor: str) -> Live:
         """The same PagerDuty, state and channels, recording its actions as ``actor`` (``api``, ``dashboard``)."""
-        return Live(self.config, self.client, self.state, self.clock, actor, self.notifier)
+        return Live(self.config, self.client, self.state, self.clock, actor, self.notifier, self.events)
 
     def create(self, action: TriggerAction, route: Route | None = None) -> Result:
         """Create on the route's service (its escalation policy, else the global one); no route: the
@@ -140,6 +143,24 @@ class Live:
         self.notifier.announce("resolved", {"incident_key": action.incident_key, "incident_id": incident_ids[0],
                                             "message": action.message, "actor": self.actor})
         return Result(Status.RESOLVED, incident_ids[0], note_error=note_error)
+
+    def change(self, action: ChangeAction, route: Route | None = None) -> Result:
+        """Send a change event to the route's routing key; no route, or a REST one: the change routing key
+        (PAGERDUTY_CHANGE_ROUTING_KEY). No key for it: ``disabled``, saying which setting to give."""
+        key = resolve_routing_key(route, os.environ) if route is not None and route.events_api else None
+        key = key or self.config.change_routing_key
+        if not key:
+            return Result(Status.DISABLED, error="no routing key for change events: set "
+                          "PAGERDUTY_CHANGE_ROUTING_KEY or route them to an Events API v2 route")
+        body = build_change_body(key, action.summary, action.source, action.details, action.links,
+                                 action.timestamp)
+        try:
+            self.events.change(body)
+        except PagerDutyError as exc:
+            return _failed(exc)
+        self.state.audit(self.clock(), self.actor, "change", None, None,
+                         {"rule": action.rule, "event_id": action.event_id, "summary": action.summary})
+        return Result(Status.SENT)
 
     def acknowledge(self, incident_key: str) -> Result:
         """Acknowledge every open incident with the key; the state and the audit trail record it.
@@ -258,6 +279,12 @@ def make_client(config: Config) -> Client:
     """A PagerDuty client with the config's URL, token, timeout and retries."""
     return Client(config.api_url, str(config.api_token), config.from_email, config.request_timeout_seconds,
                   RetryPolicy(total=config.retries, backoff_factor=config.retry_backoff_seconds))
+
+
+def make_events_client(config: Config) -> EventsClient:
+    """An Events API v2 client with the config's URL, timeout and retries."""
+    return EventsClient(config.events_url, config.request_timeout_seconds,
+                        RetryPolicy(total=config.retries, backoff_factor=config.retry_backoff_seconds))
 
 
 def live_backend(config: Config, state_path: str | None = None, actor: str = RULES_ACTOR) -> Live:
