@@ -1,8 +1,8 @@
 """pagerules command line: the `pagerules` group. The commands live beside it, grouped: rules.py
-(validate, init, test), events.py (process, explain, replay), serving.py (watch, serve) and ops.py
-(trigger, resolve, ack, oncall, check, status, audit). Each parses options, calls the engine, and
-turns its errors into a message and an exit status: 0 all handled, 1 an event or action failed,
-2 usage or configuration error.
+(validate, init, test), events.py (process, explain, replay), serving.py (watch, serve), ops.py
+(trigger, resolve, ack, oncall, check, status, audit), silences.py (silence) and tokens.py (token).
+Each parses options, calls the engine, and turns its errors into a message and an exit status:
+0 all handled, 1 an event or action failed, 2 usage or configuration error.
 
 The live layer, the daemon and the web server are imported inside the commands that use them:
 `process --dry-run` starts in half the time without Flask, requests and watchdog.
@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from engine.commands import events, ops, rules, serving
+from engine.commands import events, ops, rules, serving, silences, tokens
 
 
 @click.group()
@@ -35,7 +35,7 @@ def main(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for _module in (rules, events, serving, ops):
+for _module in (rules, events, serving, ops, silences, tokens):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

@@ -30,6 +30,7 @@ from engine.web.health import health
 from engine.web.hooks import hooks
 from engine.web.intake import Intake
 from engine.web.prometheus import prometheus
+from engine.web.silences import silences
 
 log = logging.getLogger("pagerules.server")
 MAX_BODY = 1024 * 1024  # bytes; webhook payloads are far smaller
@@ -49,7 +50,7 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
     events = Path(events_dir or config.events_dir)
     install(app, WebContext(config, backend, events, Refresher(backend, clock),
                             Intake(config, events, load_event_types()), LoginLimiter(clock)))
-    for blueprint in (api, hooks, dashboard, health, prometheus):
+    for blueprint in (api, hooks, dashboard, health, prometheus, silences):
         app.register_blueprint(blueprint)
     _add_error_handlers(app)
     return app
