@@ -3,11 +3,15 @@
 Manual triggers go through the same Dispatcher as events, so the prefix, the
 severity threshold and dedup apply alike. A manual resolve is not a recovery:
 PAGERDUTY_AUTO_RESOLVE does not gate it, PAGERDUTY_ENABLED does.
+
+On-call per project (README "Routes: page the right team"): a repo's incidents take the first
+route that matches the labels ``{"repo": R}`` alone; an earlier route that also needs another
+label (kind, severity) and whose repo condition holds for R takes some of them, and is named.
 """
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +21,8 @@ from engine.dispatch.dispatcher import Backend, Dispatcher, resolve_route
 from engine.dispatch.outcomes import Result, Status, acknowledged, resolved
 from engine.errors import ConfigError
 from engine.evaluation.actions import Extras, ResolveAction, TriggerAction, full_key, full_title
-from engine.language.routes import load_routes, route_name
+from engine.language.matchers import ConditionError
+from engine.language.routes import Route, load_routes, pick_route, route_name
 from engine.language.templates import slug
 from engine.pagerduty.client import Client, PagerDutyError
 
@@ -77,6 +82,90 @@ def oncall(client: Client, escalation_policy_id: str) -> list[OnCall]:
                    email=str(o.get("user", {}).get("email") or ""),
                    escalation_level=int(o.get("escalation_level") or 0),
                    schedule=(o.get("schedule") or {}).get("summary"), until=o.get("end")) for o in rows]
+
+
+REPO_LABEL = "repo"
+
+
+@dataclass(frozen=True)
+class ProjectTarget:
+    """Whose on-call a repo's incidents reach. ``escalation_policy_id`` is None only for an Events API
+    route that names none; ``unknown`` then says why and what to add. Holds no routing key."""
+
+    repo: str
+    route: int | str  # the route's index, or "default"
+    why: str  # which route, and why that one
+    escalation_policy_id: str | None
+    unknown: str | None = None
+    also_routes: tuple[int, ...] = ()  # earlier routes that take those of its incidents with other labels
+    also: str | None = None  # the same, said for a person
+
+
+@dataclass(frozen=True)
+class ProjectOnCall:
+    target: ProjectTarget
+    people: list[OnCall]
+
+
+def project_target(config: Config, repo: str, routes: Sequence[Route] | None = None) -> ProjectTarget:
+    """The route an incident of ``repo`` takes and its escalation policy; pure (``routes``: the config's,
+    compiled once by the caller, else here; a bad route config raises InvalidFiles naming FILE:LINE)."""
+    routes = load_routes(config) if routes is None else routes
+    route = pick_route(routes, {REPO_LABEL: repo})
+    earlier = [r for r in routes if (route is None or r.index < route.index) and _may_take(r, repo)]
+    also = "; ".join(f"{r.where} takes those of its incidents that match on {', '.join(_other_labels(r))}"
+                     for r in earlier) or None
+    if route is None:
+        why = (f"no route matches repo={repo}: the global settings" if routes else
+               "no routes are configured: the global settings")
+        return ProjectTarget(repo, "default", why + " (PAGERDUTY_ESCALATION_POLICY_ID)",
+                             config.escalation_policy_id, None, tuple(r.index for r in earlier), also)
+    why = f"{route.where} is the first route that matches repo={repo}"
+    policy, unknown = route.escalation_policy_id, None
+    if policy is None and not route.events_api:
+        policy = config.escalation_policy_id
+        why += "; it names no escalation_policy_id: the global one (PAGERDUTY_ESCALATION_POLICY_ID)"
+    elif policy is None:
+        unknown = (f"{route.where} sends to an Events API v2 integration ({_key_place(config, route)}); "
+                   "the service behind a routing key, and so its on-call, is unknown to pagerules: add "
+                   f"escalation_policy_id to routes[{route.index}] to name whose on-call to show")
+    return ProjectTarget(repo, route.index, why, policy, unknown, tuple(r.index for r in earlier), also)
+
+
+def project_oncall(config: Config, client: Client, repo: str, routes: Sequence[Route] | None = None
+                   ) -> ProjectOnCall:
+    """Who is on call for ``repo``: its route's escalation policy asked (nobody asked when it is unknown)."""
+    target = project_target(config, repo, routes)
+    people = oncall(client, target.escalation_policy_id) if target.escalation_policy_id else []
+    return ProjectOnCall(target, people)
+
+
+def _may_take(route: Route, repo: str) -> bool:
+    """Whether the route (which does not match repo=R alone) can take an incident of R that carries
+    other labels: every condition on repo holds for R and some condition is on another label."""
+    if not _other_labels(route):
+        return False
+    for condition in route.conditions:
+        if condition.path[:1] == (REPO_LABEL,):
+            try:
+                holds = condition.check({REPO_LABEL: repo})[0]
+            except ConditionError:
+                holds = False
+            if not holds:
+                return False
+    return True
+
+
+def _other_labels(route: Route) -> list[str]:
+    return sorted({c.field for c in route.conditions if c.path[:1] != (REPO_LABEL,)})
+
+
+def _key_place(config: Config, route: Route) -> str:
+    """Where the route's routing key comes from, never the key."""
+    if route.routing_key_env is not None:
+        return f"routing key in ${route.routing_key_env}"
+    filename, line = config.written_routes.where((route.index, "routing_key"))
+    return f"the routing key written at {filename}:{line}"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,140 @@
+"""engine.pagerduty.manual: whose on-call a repo's incidents reach (the route picked and why) and `check`
+per route, with PagerDuty mocked by `responses`."""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+from builders import ROOT, make_config
+
+from engine.config import Config
+from engine.errors import InvalidFiles
+from engine.pagerduty import manual
+from engine.pagerduty.backend import make_client
+
+URL = "https://pd.test"
+FILE = str(ROOT / "pagerduty.yaml")
+WRITTEN_KEY = "writtenkey0123456789abcdef012345"  # 32 characters
+ENV_KEY = "envroutingkey0123456789abcdef012"
+ROUTES = f"""routes:
+  - match: {{kind: sentry-issue}}
+    routing_key_env: SENTRY_ROUTING_KEY
+  - match: {{repo: [acme/payments, acme/billing]}}
+    service_id: PPAY001
+    escalation_policy_id: PEPPAY1
+  - match: {{repo: acme/web}}
+    service_id: PWEB001
+  - match: {{repo: acme/mobile}}
+    routing_key: {WRITTEN_KEY}
+  - match: {{repo: acme/ios}}
+    routing_key_env: IOS_ROUTING_KEY
+    escalation_policy_id: PEPIOS1
+  - match: {{repo: acme/payments, severity: critical}}
+    service_id: PPAYCRIT
+"""
+GLOBAL = {"PAGERDUTY_API_TOKEN": "tok-secret-123", "PAGERDUTY_FROM_EMAIL": "bot@example.com",
+          "PAGERDUTY_SERVICE_ID": "PSVC001", "PAGERDUTY_ESCALATION_POLICY_ID": "PEPGLOB", "PAGERDUTY_API_URL": URL,
+          "PAGERULES_RETRIES": "0"}
+
+
+def config(yaml: str = ROUTES, **env: str) -> Config:
+    return make_config(yaml, env={**GLOBAL, **env})
+
+
+SENTRY_TAKES_SOME = f"{FILE}:2: routes[0] takes those of its incidents that match on kind"
+
+
+@pytest.mark.parametrize("repo, route, policy, why", [
+    ("acme/payments", 1, "PEPPAY1", f"{FILE}:4: routes[1] is the first route that matches repo=acme/payments"),
+    ("acme/billing", 1, "PEPPAY1", f"{FILE}:4: routes[1] is the first route that matches repo=acme/billing"),
+    ("acme/web", 2, "PEPGLOB", f"{FILE}:7: routes[2] is the first route that matches repo=acme/web; it names no "
+                               "escalation_policy_id: the global one (PAGERDUTY_ESCALATION_POLICY_ID)"),
+    ("acme/ios", 4, "PEPIOS1", f"{FILE}:11: routes[4] is the first route that matches repo=acme/ios"),
+    ("someone/else", "default", "PEPGLOB", "no route matches repo=someone/else: the global settings "
+                                           "(PAGERDUTY_ESCALATION_POLICY_ID)"),
+])
+def test_a_repo_takes_the_first_route_its_repo_label_alone_matches(repo: str, route: int | str, policy: str,
+                                                                   why: str) -> None:
+    target = manual.project_target(config(), repo)
+    assert (target.repo, target.route, target.escalation_policy_id, target.why, target.unknown) == \
+        (repo, route, policy, why, None)
+    # the sentry route matches on kind only: it takes this repo's Sentry incidents, and the answer says so
+    assert (target.also_routes, target.also) == ((0,), SENTRY_TAKES_SOME)
+
+
+def test_an_earlier_route_that_also_needs_another_label_is_named_not_taken() -> None:
+    yaml = """routes:
+  - match: {repo: acme/payments, severity: critical}
+    service_id: PPAYCRIT
+    escalation_policy_id: PEPCRIT
+  - match: {repo: acme/billing, kind: build-failed}
+    service_id: PBILL
+  - match: {repo: acme/payments}
+    service_id: PPAY001
+    escalation_policy_id: PEPPAY1
+"""
+    target = manual.project_target(config(yaml), "acme/payments")
+    assert (target.route, target.escalation_policy_id, target.also_routes) == (2, "PEPPAY1", (0,))
+    assert target.also == f"{FILE}:2: routes[0] takes those of its incidents that match on severity"
+    other = manual.project_target(config(yaml), "acme/shop")  # no repo condition holds: nothing else to say
+    assert (other.route, other.also_routes, other.also) == ("default", (), None)
+
+
+def test_no_routes_is_the_global_policy() -> None:
+    target = manual.project_target(config(""), "acme/shop")
+    assert (target.route, target.escalation_policy_id, target.why, target.also) == (
+        "default", "PEPGLOB", "no routes are configured: the global settings (PAGERDUTY_ESCALATION_POLICY_ID)", None)
+
+
+def test_an_events_api_route_without_a_policy_says_which_key_never_the_key() -> None:
+    written = manual.project_target(config(), "acme/mobile")
+    assert (written.route, written.escalation_policy_id) == (3, None)
+    assert written.unknown == (
+        f"{FILE}:9: routes[3] sends to an Events API v2 integration (the routing key written at {FILE}:10); "
+        "the service behind a routing key, and so its on-call, is unknown to pagerules: add escalation_policy_id "
+        "to routes[3] to name whose on-call to show")
+    yaml = "routes:\n  - match: {repo: acme/mobile}\n    routing_key_env: MOBILE_ROUTING_KEY\n"
+    by_env = manual.project_target(config(yaml, MOBILE_ROUTING_KEY=ENV_KEY), "acme/mobile")
+    assert by_env.unknown == (
+        f"{FILE}:2: routes[0] sends to an Events API v2 integration (routing key in $MOBILE_ROUTING_KEY); the "
+        "service behind a routing key, and so its on-call, is unknown to pagerules: add escalation_policy_id to "
+        "routes[0] to name whose on-call to show")
+    assert WRITTEN_KEY not in repr(written) + repr(manual.project_target(config(), "acme/ios"))
+    assert ENV_KEY not in repr(by_env)
+
+
+def test_a_bad_route_config_is_refused_at_its_line() -> None:
+    bad = make_config("routes:\n  - match: {repo: acme/x}\n    service_id: P1\n    routing_key_env: K\n", env=GLOBAL)
+    with pytest.raises(InvalidFiles) as caught:
+        manual.project_target(bad, "acme/x")
+    assert str(caught.value) == (f"{FILE}:2: routes[0]: names a REST target (service_id) and an Events API v2 "
+                                 "target (routing_key_env); give one")
+
+
+def _oncalls(policy: str, name: str) -> None:
+    responses.get(f"{URL}/oncalls", match=[responses.matchers.query_param_matcher(
+        {"escalation_policy_ids[]": policy, "include[]": "users", "earliest": "true"})],
+        json={"oncalls": [{"escalation_level": 1, "user": {"name": name, "email": f"{name.lower()}@example.com"},
+                           "schedule": {"summary": "Primary"}, "end": "2026-12-04T00:00:00Z"}]})
+
+
+@responses.activate
+def test_project_oncall_asks_for_the_routes_policy() -> None:
+    _oncalls("PEPPAY1", "Pat")
+    _oncalls("PEPGLOB", "Gil")
+    cfg = config()
+    client = make_client(cfg)
+    pay, other = (manual.project_oncall(cfg, client, repo) for repo in ("acme/payments", "acme/shop"))
+    assert [(p.name, p.email) for p in pay.people] == [("Pat", "pat@example.com")]
+    assert (pay.target.route, other.target.route) == (1, "default")
+    assert [p.name for p in other.people] == ["Gil"]
+    asked = [parse_qs(urlsplit(c.request.url).query)["escalation_policy_ids[]"] for c in responses.calls]
+    assert asked == [["PEPPAY1"], ["PEPGLOB"]]
+
+
+@responses.activate
+def test_project_oncall_of_an_unknown_policy_asks_nobody() -> None:
+    answer = manual.project_oncall(config(), make_client(config()), "acme/mobile")
+    assert (answer.people, answer.target.escalation_policy_id) == ([], None)
+    assert len(responses.calls) == 0
