@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.documents import source
 from engine.documents.source import load_yaml_text, read_text_file
 
 
@@ -82,3 +83,75 @@ def test_a_folder_bad_bytes_and_a_fifo_are_problems_naming_the_file(tmp_path: Pa
     }
     (tmp_path / "ok.yaml").write_text("a: é\n", encoding="utf-8")
     assert read_text_file(tmp_path / "ok.yaml", "ok.yaml") == ("a: é\n", [])
+
+
+# Issue 17: libyaml's C parser reads the text (start-up with 1,000 rules was 3.6x the shipped rules', mostly
+# PyYAML's pure-Python scanner); PyYAML's own parser words every error. Both must give the same Document.
+TRICKY = [
+    "triggers:\n  - id: a\n    on: build\n    match: {status: failed, repo: 'acme/x'}\n",
+    "\ufeffa: 1\n",  # a byte-order mark
+    "a: |\n  two\n  lines\nb: >-\n  folded\n  text\nc: \"esc\\taped \\u00e9\"\n",
+    "? complex\n: key\n'quoted: key': 1\n\"3\": three\n4: four\non: x\n",
+    "a: [1, 2.5, -3, 0x1f, 1e3, .inf, null, ~, '', yes, No, TRUE]\n",
+    "a: 2026-12-03\nb: 2026-12-03T14:00:00Z\n",
+    "a: 1\n---\nb: 2\n",  # two documents
+    "a: &x 1\nb: *x\n",
+    "a: !!python/object:os.system x\n",
+    "a: !custom x\n",
+    "a:\n\t- b\n",  # a tab as indentation
+    "a: 1\n a: 2\n",
+    "a: [1, 2\n",
+    "a: b: c\n",
+    "- a\nb: 1\n",
+    "%YAML 1.1\n---\na: 1\n",
+    "%YAML 2.0\n---\na: 1\n",
+    "a: 'unterminated\n",
+    "a: 1\na: 2\nb: {x: 1, x: 2}\n",
+    "[" * 300 + "]" * 300,
+    "[" * 5000 + "]" * 5000,
+    "a: " + "9" * 5000 + "\n",
+    "emoji: \U0001F600\n",
+    "a: \x85b\n",
+    "",
+    "# only a comment\n",
+    "---\n...\n",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_the_c_parser_and_the_python_parser_give_the_same_document(text: str) -> None:
+    assert load_yaml_text(text, "f.yaml") == load_yaml_text(text, "f.yaml", fast=False)
+
+
+def test_every_yaml_file_of_the_project_loads_the_same_with_either_parser() -> None:
+    root = Path(__file__).resolve().parent.parent
+    files = [path for folder in ("rules", "tests", "examples") if (root / folder).is_dir()
+             for path in sorted((root / folder).rglob("*.y*ml"))] + [root / "pagerduty.yaml"]
+    assert len(files) > 10
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        assert load_yaml_text(text, path.name) == load_yaml_text(text, path.name, fast=False), path
+
+
+def test_a_valid_file_is_parsed_by_libyaml_and_an_invalid_one_worded_by_pyyaml(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pure: list[str] = []
+
+    class Counting(source._Loader):
+        def __init__(self, stream: str) -> None:
+            pure.append(stream)
+            super().__init__(stream)
+
+    monkeypatch.setattr(source, "_Loader", Counting)
+    assert load_yaml_text("a: 1\n", "f.yaml")[0].data == {"a": 1}
+    assert pure == ([] if source._CParser is not None else ["a: 1\n"])
+    _, problems = load_yaml_text("a: 1\nb: [1\n", "rules/f.yaml")
+    assert [str(p).split(": invalid YAML")[0] for p in problems] == ["rules/f.yaml:3"]
+    assert pure[-1] == "a: 1\nb: [1\n"
+
+
+def test_without_libyaml_the_pure_python_parser_does_it_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(source, "_CParser", None)
+    doc, problems = load_yaml_text("a: 1\nb:\n  - x\n", "f.yaml")
+    assert (doc.data, doc.line(("b", 0)), problems) == ({"a": 1, "b": ["x"]}, 3, [])
+    assert [p.line for p in load_yaml_text("a: 1\nb: *x\n", "f.yaml")[1]] == [2]
