@@ -99,12 +99,25 @@ class Config:
     source: str = "(defaults)"
     found_by: str = "(given)"  # how the config file was chosen, for `validate`
 
-    def missing_for_live(self) -> list[str]:
-        """Environment variable names of the required settings that are unset."""
-        return [str(BY_NAME[name].env) for name in REQUIRED_LIVE if not getattr(self, name)]
+    def missing_for_live(self, rest: bool = False) -> list[str]:
+        """Environment variable names of the settings live mode needs that are unset. The REST settings
+        are needed only where an incident can go through REST: a route with ``service_id`` (token and
+        From; the global policy too when such a route names none), or the default when
+        PAGERDUTY_ROUTING_KEY is unset (all four). ``rest``: all four anyway, for a command that
+        calls the REST API itself (`check`, `oncall`)."""
+        entries = self.written_routes.entries if isinstance(self.written_routes.entries, list) else []
+        rest_routes = [e for e in entries if isinstance(e, Mapping) and "service_id" in e]
+        needed: tuple[str, ...] = ()
+        if rest or not self.routing_key:
+            needed = REQUIRED_LIVE
+        elif rest_routes:
+            own_policy = all(e.get("escalation_policy_id") for e in rest_routes)
+            needed = ("api_token", "from_email") + (() if own_policy else ("escalation_policy_id",))
+        return [str(BY_NAME[name].env) for name in needed if not getattr(self, name)]
 
     def require_live(self) -> None:
-        """Raise ConfigError naming every required variable that is missing."""
+        """Raise ConfigError naming every required variable that is missing (the routes' routing_key_env
+        variables are checked where routes are compiled, engine/pagerduty/backend.py, at their lines)."""
         missing = self.missing_for_live()
         if missing:
             raise ConfigError(

@@ -19,7 +19,6 @@ from pd_spec import body_errors, required_headers
 from engine.config import Config
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.pipeline import Tally, run
-from engine.errors import InvalidFiles
 from engine.events.stream import read_events
 from engine.pagerduty.backend import Live, live_backend
 from engine.pagerduty.client import PagerDutyError
@@ -311,18 +310,6 @@ def test_a_dry_run_picks_the_same_routes_and_says_so(fake: FakePagerDuty, tmp_pa
     assert [o["route"] for o in planned] == [o["route"] for o in live_lines] == [0, 1, "default", 0, 1]
     assert [o["status"] for o in planned] == ["planned"] * 5
     assert [o["route"] for o in dry_run([build(349)])] == ["default"]  # no routes: every line says default
-
-
-def test_an_events_api_route_is_refused_at_start_in_live_mode_naming_its_line(fake: FakePagerDuty,
-                                                                              tmp_path: Path) -> None:
-    yaml = ROUTES + "  - match: {kind: sentry-issue}\n    routing_key_env: PAGERULES_SENTRY_ROUTING_KEY\n"
-    with pytest.raises(InvalidFiles) as caught:
-        live(fake, tmp_path, yaml, PAGERULES_SENTRY_ROUTING_KEY="k" * 32)
-    assert str(caught.value).endswith("pagerduty.yaml:7: routes[2]: Events API routes are not supported by this "
-                                      "release yet; use service_id")
-    assert caught.value.exit_code == 2 and "k" * 32 not in str(caught.value)
-    assert fake.calls() == []  # nothing was sent anywhere, the default service least of all
-    assert [o["route"] for o in dry_run([build(349, repo="acme/payments")], config=make_config(yaml))] == [0]
 
 
 # Links back (issue 14): PagerDuty's html_url is kept with the incident and printed as incident_url.

@@ -4,23 +4,31 @@ PagerDuty is the authority on what is open. The state only saves calls: a
 repeat trigger within the dedup window of PagerDuty's last word on that key
 makes no call; after the window PagerDuty is asked again. "REFERENCE §N" is
 tests/fixtures/pagerduty-api/REFERENCE.md.
+
+Two ways in (README "Routes: page the right team"): an incident whose route is an
+Events API v2 integration, or that no route takes while PAGERDUTY_ROUTING_KEY is set,
+goes to /v2/enqueue with its incident_key as the dedup_key; every other one to the
+REST API. Either way the state, the dedup window, the audit trail and the channels
+are the same; an Events API incident has no REST id (incident_id None), so its
+resolve and acknowledge go by dedup_key to the route its labels pick again.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from engine import severity as sev
 from engine.config import Config
 from engine.dispatch.outcomes import NOTHING_OPEN, Result, Status
-from engine.errors import InvalidFiles, Problem
+from engine.errors import InvalidFiles
 from engine.evaluation.actions import ChangeAction, ResolveAction, TriggerAction
-from engine.language.routes import Route, load_routes, resolve_routing_key
+from engine.language.routes import Route, load_routes, missing_routing_keys, pick_route, resolve_routing_key
 from engine.pagerduty.channels import Notifier
 from engine.pagerduty.client import (
     Client,
@@ -30,7 +38,13 @@ from engine.pagerduty.client import (
     RetryPolicy,
     build_create_body,
 )
-from engine.pagerduty.events_api import EventsClient, build_change_body
+from engine.pagerduty.events_api import (
+    EventsClient,
+    build_acknowledge_body,
+    build_change_body,
+    build_resolve_body,
+    build_trigger_body,
+)
 from engine.pagerduty.records import StoredIncident
 from engine.pagerduty.state import State, StateView
 from engine.pagerduty.store import open_state
@@ -39,6 +53,8 @@ log = logging.getLogger("pagerules")
 RULES_ACTOR = "rules"
 ALREADY_RESOLVED = "already resolved"  # PagerDuty error 1001 "Incident Already Resolved" (REFERENCE §4)
 REFRESH_SECONDS = 30.0  # `serve`: open incidents are asked of PagerDuty at most this often
+DEFAULT_SOURCE = "pagerules"  # payload.source of an Events API trigger whose incident has no repo label
+EVENTS_API = "events_api"  # audit detail "via": the incident went through the Events API v2
 
 
 class Live:
@@ -48,13 +64,30 @@ class Live:
                  actor: str = RULES_ACTOR, notifier: Notifier | None = None, events: EventsClient | None = None):
         self.config, self.client, self.state, self.clock, self.actor = config, client, state, clock, actor
         self.events = events or make_events_client(config)
-        refuse_events_api_routes(load_routes(config))
+        self.routes = load_routes(config)
+        self.routing_keys = route_routing_keys(self.routes, os.environ)
+        self.rest_ready = not config.missing_for_live(rest=True)
         self.view = StateView(state)
         self.notifier = notifier or Notifier(config.channels)
 
     def with_actor(self, actor: str) -> Live:
         """The same PagerDuty, state and channels, recording its actions as ``actor`` (``api``, ``dashboard``)."""
-        return Live(self.config, self.client, self.state, self.clock, actor, self.notifier, self.events)
+        twin = copy.copy(self)
+        twin.actor = actor
+        return twin
+
+    def events_key(self, route: Route | None) -> str | None:
+        """The routing key an incident on ``route`` goes to (None: the default), or None for the REST API."""
+        if route is None:
+            return self.config.routing_key
+        return self.routing_keys.get(route.index) if route.events_api else None
+
+    def _known_events_key(self, known: StoredIncident | None) -> str | None:
+        """The routing key of a stored incident opened through the Events API, picked again from its labels;
+        None when it went through REST (it has a REST id) or the state does not know it."""
+        if known is None or known.incident_id:
+            return None
+        return self.events_key(pick_route(self.routes, known.labels) if self.routes else None)
 
     def create(self, action: TriggerAction, route: Route | None = None) -> Result:
         """Create on the route's service (its escalation policy, else the global one); no route: the
@@ -65,6 +98,9 @@ class Live:
         if known is not None and now - known.confirmed_at < self.config.dedup_window_seconds:
             self.state.audit(now, self.actor, "deduplicate", action.incident_key, known.incident_id, detail)
             return Result(Status.DEDUPLICATED, known.incident_id, incident_url=known.html_url)
+        routing_key = self.events_key(route)
+        if routing_key is not None:
+            return self._trigger_event(action, routing_key, known is not None, now, detail)
         service_id, policy_id = self.config.service_id, self.config.escalation_policy_id
         if route is not None:
             service_id, policy_id = route.service_id, route.escalation_policy_id or policy_id
@@ -82,6 +118,26 @@ class Live:
         self.notifier.announce("triggered", {"incident_key": action.incident_key, "incident_id": incident_id,
                                              "title": action.title, "severity": action.severity, "actor": self.actor})
         return Result(Status.CREATED, incident_id, incident_url=url)
+
+    def _trigger_event(self, action: TriggerAction, routing_key: str, known: bool, now: float,
+                       detail: dict[str, Any]) -> Result:
+        """Send a trigger to the Events API. PagerDuty folds it into the open alert with this dedup_key
+        if there is one and does not say which it did: one the state holds open is ``deduplicated``."""
+        body = build_trigger_body(routing_key, action.incident_key, action.title, action.severity,
+                                  trigger_source(action.labels), action.details, action.links)
+        detail = {**detail, "via": EVENTS_API}
+        try:
+            self.events.enqueue(body)
+        except PagerDutyError as exc:
+            self.state.audit(now, self.actor, "create_failed", action.incident_key, None, {**detail, "error": str(exc)})
+            return _failed(exc)
+        self.state.record_open(self._open(action, None, None), now, self.actor,
+                               "deduplicate" if known else "create", detail)
+        if known:
+            return Result(Status.DEDUPLICATED)
+        self.notifier.announce("triggered", {"incident_key": action.incident_key, "incident_id": None,
+                                             "title": action.title, "severity": action.severity, "actor": self.actor})
+        return Result(Status.CREATED)
 
     def _opened_elsewhere(self, action: TriggerAction, now: float, detail: dict[str, Any]) -> Result:
         """PagerDuty already has it open (opened by another process, or before our state knew)."""
@@ -104,6 +160,11 @@ class Live:
             return NOTHING_OPEN
         now = self.clock()
         known = self.state.get(action.incident_key)
+        routing_key = self._known_events_key(known)
+        if routing_key is not None:
+            return self._resolve_event(action, routing_key, now)
+        if not (known and known.incident_id) and not self.rest_ready:
+            return NOTHING_OPEN  # Events API only, and the state does not know it: see _resolve_event
         try:
             targets = [known.incident_id] if known and known.incident_id else \
                 [i["id"] for i in self.client.find_open(action.incident_key)]
@@ -117,6 +178,22 @@ class Live:
             self.state.audit(now, self.actor, "resolve_failed", action.incident_key, None,
                              {"rule": action.rule, "error": str(exc)})
             return _failed(exc)
+
+    def _resolve_event(self, action: ResolveAction, routing_key: str, now: float) -> Result:
+        """Resolve by dedup_key. Only an incident the state holds open is resolved this way: the Events
+        API cannot say whether an alert is open, and Alertmanager too sends a resolve only for an alert
+        it sent firing; PagerDuty drops a resolve for a dedup_key it holds no open alert for."""
+        key = action.incident_key or ""
+        detail = {"rule": action.rule, "event_id": action.event_id, "message": action.message, "via": EVENTS_API}
+        try:
+            self.events.enqueue(build_resolve_body(routing_key, key))
+        except PagerDutyError as exc:
+            self.state.audit(now, self.actor, "resolve_failed", key, None, {**detail, "error": str(exc)})
+            return _failed(exc)
+        self.state.record_status(key, "resolved", now, self.actor, None, detail)
+        self.notifier.announce("resolved", {"incident_key": key, "incident_id": None, "message": action.message,
+                                            "actor": self.actor})
+        return Result(Status.RESOLVED)
 
     def _resolve_ids(self, action: ResolveAction, incident_ids: list[str], now: float) -> Result:
         note_error = None
@@ -147,7 +224,7 @@ class Live:
     def change(self, action: ChangeAction, route: Route | None = None) -> Result:
         """Send a change event to the route's routing key; no route, or a REST one: the change routing key
         (PAGERDUTY_CHANGE_ROUTING_KEY). No key for it: ``disabled``, saying which setting to give."""
-        key = resolve_routing_key(route, os.environ) if route is not None and route.events_api else None
+        key = self.routing_keys.get(route.index) if route is not None and route.events_api else None
         key = key or self.config.change_routing_key
         if not key:
             return Result(Status.DISABLED, error="no routing key for change events: set "
@@ -168,6 +245,11 @@ class Live:
         incident it says is resolved is recorded as such and not touched: ``already_resolved``."""
         now = self.clock()
         known = self.state.get(incident_key)
+        routing_key = self._known_events_key(known)
+        if known is not None and routing_key is not None:
+            return self._acknowledge_event(known, routing_key, now)
+        if not (known and known.incident_id) and not self.rest_ready:
+            return NOTHING_OPEN  # Events API only, and the state does not know it (as for a resolve)
         try:
             if known and known.incident_id:
                 if self.client.get_incident(known.incident_id).get("status") == "resolved":
@@ -190,6 +272,20 @@ class Live:
                                                 "title": known.title if known else None, "actor": self.actor})
         return Result(Status.ACKNOWLEDGED, targets[0])
 
+    def _acknowledge_event(self, known: StoredIncident, routing_key: str, now: float) -> Result:
+        """Acknowledge by dedup_key. PagerDuty drops an acknowledge for an alert that is not open, so
+        unlike REST it cannot re-open a resolved one."""
+        key = known.incident_key
+        try:
+            self.events.enqueue(build_acknowledge_body(routing_key, key))
+        except PagerDutyError as exc:
+            self.state.audit(now, self.actor, "acknowledge_failed", key, None, {"error": str(exc), "via": EVENTS_API})
+            return _failed(exc)
+        self.state.record_status(key, "acknowledged", now, self.actor, None, {"via": EVENTS_API})
+        self.notifier.announce("acknowledged", {"incident_key": key, "incident_id": None, "title": known.title,
+                                                "actor": self.actor})
+        return Result(Status.ACKNOWLEDGED)
+
     def _resolved_elsewhere(self, incident_key: str, incident_id: str, now: float) -> Result:
         self.state.record_status(incident_key, "resolved", now, self.actor, incident_id,
                                  {"note": "already resolved in PagerDuty; not acknowledged"})
@@ -203,7 +299,7 @@ class Live:
         call would meet (outage, token) ends the round, since the rest would only wait it out too."""
         counts = {"checked": 0, "resolved": 0, "acknowledged": 0, "failed": 0}
         for incident in self.state.open_incidents():
-            if not incident.incident_id:
+            if not incident.incident_id:  # an Events API incident has no REST id: REST cannot answer for it
                 continue
             try:
                 status = self.client.get_incident(incident.incident_id).get("status")
@@ -250,13 +346,19 @@ class Refresher:
         return self.last_error
 
 
-def refuse_events_api_routes(routes: tuple[Route, ...]) -> None:
-    """Live mode sends incidents through the REST API only: a route to an Events API v2 integration is
-    refused when the backend starts, never sent to the default service instead."""
-    problems = [Problem(route.filename, route.line, f"routes[{route.index}]: Events API routes are not supported "
-                        "by this release yet; use service_id") for route in routes if route.events_api]
+def route_routing_keys(routes: tuple[Route, ...], env: Mapping[str, str]) -> dict[int, str]:
+    """Each Events API route's routing key by route index, read once at start. A routing_key_env
+    naming an unset variable is refused then, at its line, never sent to the default instead."""
+    problems = missing_routing_keys(routes, env)
     if problems:
         raise InvalidFiles(problems)
+    return {route.index: str(resolve_routing_key(route, env)) for route in routes if route.events_api}
+
+
+def trigger_source(labels: Mapping[str, Any]) -> str:
+    """An Events API trigger's ``payload.source``: the incident's repo label, else ``pagerules``."""
+    repo = labels.get("repo")
+    return str(repo) if repo else DEFAULT_SOURCE
 
 
 def page_url(incident: dict[str, Any]) -> str | None:
