@@ -15,6 +15,7 @@ from pg_server import PgServer
 
 from engine.config import ConfigError
 from engine.evaluation.actions import OpenIncident
+from engine.pagerduty.migrations import LATEST, MIGRATIONS
 from engine.pagerduty.pgstate import PgState, describe
 from engine.pagerduty.state import State, StateError
 from engine.pagerduty.store import migrate_state, open_state
@@ -35,7 +36,7 @@ def closed_port() -> int:
 
 def test_state_url_chooses_postgresql_and_the_default_stays_sqlite(pg_url: str, tmp_path: Path) -> None:
     chosen = open_state(make_config(env={"PAGERULES_STATE_URL": pg_url}))
-    assert isinstance(chosen, PgState) and chosen.schema_version == 3
+    assert isinstance(chosen, PgState) and chosen.schema_version == LATEST
     chosen.record_open(incident("a"), 1.0, "rules", "create")
     chosen.close()
     sqlite = open_state(make_config(state_path=str(tmp_path / "s.db")))
@@ -101,19 +102,19 @@ def test_replicas_opening_a_new_database_together_apply_each_migration_once(pg_u
         thread.join()
     assert errors == []
     # Each migration is its own transaction, so one replica may apply 1 and another 2 and 3: once each, in order.
-    assert sorted(v for s in states for v in s.migrated.applied) == [1, 2, 3]
+    assert sorted(v for s in states for v in s.migrated.applied) == [1, 2, 3, 4]
     with states[0].transaction() as db:
-        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,)]
+        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,)]
 
 
 def test_pagerules_migrate_reports_what_it_applied(pg_url: str, tmp_path: Path) -> None:
     config = make_config(env={"PAGERULES_STATE_URL": pg_url})
     first, second = migrate_state(config), migrate_state(config)
     assert first.line().startswith("state postgresql://postgres@127.0.0.1:")
-    assert first.line().endswith("/postgres: schema version 0 -> 3 (applied 1, 2, 3)")
-    assert second.line().endswith(": schema version 3, up to date")
+    assert first.line().endswith("/postgres: schema version 0 -> 4 (applied 1, 2, 3, 4)")
+    assert second.line().endswith(": schema version 4, up to date")
     path = tmp_path / "s.db"
-    assert migrate_state(config, str(path)).line() == f"state {path}: schema version 0 -> 3 (applied 1, 2, 3)"
+    assert migrate_state(config, str(path)).line() == f"state {path}: schema version 0 -> 4 (applied 1, 2, 3, 4)"
 
 
 def test_two_writers_of_one_incident_take_turns(pg_url: str) -> None:
@@ -152,3 +153,17 @@ def test_missing_postgresql_binaries_fail_with_the_reason(monkeypatch: pytest.Mo
     monkeypatch.setattr(servers.glob, "glob", lambda pattern: [])
     reason = servers.find_binaries()
     assert isinstance(reason, str) and "install Debian's postgresql package" in reason
+
+
+def test_a_database_written_by_the_previous_release_gains_silences(pg_url: str) -> None:
+    from engine.language.silences import make_silence
+    old = PgState(pg_url, MIGRATIONS[:3])
+    old.record_open(incident("a"), 1.0, "rules", "create")
+    old.close()
+    state = PgState(pg_url)
+    assert (state.migrated.before, state.migrated.applied) == (3, (4,)) and state.get("a") is not None
+    state.add_silence(make_silence({"kind": "build"}, created_by="ada", comment="upgrade", starts_at=1.0,
+                                   ends_at=10.0, created_at=1.0, silence_id="s1"))
+    replica = PgState(pg_url)
+    assert [s.id for s in replica.silences(5.0)] == ["s1"] and replica.silences(10.0) == []
+    assert replica.expire_silence("s1", 6.0, "ada").ends_at == 6.0 and state.silences(6.0) == []

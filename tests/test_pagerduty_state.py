@@ -11,6 +11,7 @@ import pytest
 from pg_server import PgServer, pg_server  # noqa: F401  (the session's PostgreSQL cluster)
 
 from engine.evaluation.actions import OpenIncident
+from engine.language.silences import Silence, SilenceError, Weekly, make_silence, make_weekly
 from engine.pagerduty.migrations import LATEST, MIGRATIONS, Migration
 from engine.pagerduty.records import StoredIncident
 from engine.pagerduty.state import State, StateError, StateView
@@ -327,8 +328,8 @@ def test_a_state_file_written_before_versioning_is_brought_to_the_current_versio
     db.commit()
     db.close()
     state = State(str(path))
-    assert (state.migrated.before, state.migrated.after, state.migrated.applied) == (0, 3, (1, 2, 3))
-    assert versions(state) == [1, 2, 3]
+    assert (state.migrated.before, state.migrated.after, state.migrated.applied) == (0, LATEST, (1, 2, 3, 4))
+    assert versions(state) == [1, 2, 3, 4]
     assert [i.incident_key for i in state.select({"kind": ("build",)})] == ["k1"]
     assert state.get("k1").html_url is None  # type: ignore[union-attr]  # kept from before: no page known
     assert state.progress("/events/a.jsonl") == (2, [])
@@ -336,7 +337,7 @@ def test_a_state_file_written_before_versioning_is_brought_to_the_current_versio
     assert [e["action"] for e in state.recent_audit()] == ["note", "create"]
     state.close()
     again = State(str(path))
-    assert again.migrated.applied == () and versions(again) == [1, 2, 3]
+    assert again.migrated.applied == () and versions(again) == [1, 2, 3, 4]
 
 
 def test_migrations_apply_in_order_each_once(make_state: MakeState) -> None:
@@ -388,7 +389,7 @@ def test_a_state_at_version_2_gains_the_html_url_column_and_keeps_its_incidents(
         db.execute("INSERT INTO incident_labels VALUES ('kind', 'build', 'a')")
     assert versions(old) == [1, 2]
     state = make_state("v2")
-    assert (state.migrated.before, state.migrated.after, state.migrated.applied) == (2, 3, (3,))
+    assert (state.migrated.before, state.migrated.after, state.migrated.applied) == (2, LATEST, (3, 4))
     kept = state.get("a")
     assert kept is not None and (kept.incident_id, kept.html_url) == ("id-a", None)
     url = "https://acme.pagerduty.com/incidents/PABC123"
@@ -410,3 +411,107 @@ def test_html_url_follows_the_latest_write_of_the_incident(state: State) -> None
     assert (state.get("k").incident_id, state.get("k").html_url) == ("P2", url + "2")  # type: ignore[union-attr]
     state.record_open(incident("k", repo="r"), 4.0, "rules", "create")  # an OpenIncident carries no page
     assert state.get("k").html_url is None  # type: ignore[union-attr]
+
+
+def test_a_state_at_version_3_gains_silences_and_keeps_its_incidents(make_state: MakeState) -> None:
+    old = make_state("v3", MIGRATIONS[:3])
+    url = "https://acme.pagerduty.com/incidents/PABC123"
+    old.record_open(StoredIncident("a", {"kind": "build"}, "rule", "high", "t", "PABC123", html_url=url),
+                    1.0, "rules", "create")
+    assert versions(old) == [1, 2, 3]
+    state = make_state("v3")
+    assert (state.migrated.before, state.migrated.after, state.migrated.applied) == (3, 4, (4,))
+    assert state.get("a").html_url == url and state.silences(1.0) == []  # type: ignore[union-attr]
+    state.add_silence(make_silence({"kind": "build"}, created_by="ada", comment="upgrade", starts_at=1.0,
+                                   ends_at=10.0, created_at=1.0, silence_id="s1"))
+    assert [s.id for s in make_state("v3").silences(2.0)] == ["s1"]  # a second connection sees it
+
+
+# Silences (issue 15): stored, listed active or all, expired now; each change audited.
+
+def silence(silence_id: str, starts_at: float, ends_at: float, weekly: Weekly | None = None, **match: Any
+            ) -> Silence:
+    return make_silence(match or {"repo": "acme/api"}, created_by="ada", comment=f"maintenance {silence_id}",
+                        starts_at=starts_at, ends_at=ends_at, created_at=starts_at - 1, weekly=weekly,
+                        silence_id=silence_id)
+
+
+def test_silences_are_stored_listed_and_expired(make_state: MakeState) -> None:
+    state = make_state("s")
+    window = make_weekly("sat,sun", "00:00-24:00", "Europe/Berlin")
+    state.add_silence(silence("later", 200.0, 300.0, repo={"regex": "^acme/"}))
+    state.add_silence(silence("now", 100.0, 150.0, weekly=window))
+    state.add_silence(silence("over", 10.0, 20.0))
+    assert [s.id for s in state.silences(120.0)] == ["now", "later"]  # not ended, soonest first
+    assert [s.id for s in state.silences(120.0, include_ended=True)] == ["later", "now", "over"]  # newest first
+    back = state.get_silence("later")
+    assert back is not None and back.matches({"repo": "acme/web"}) and not back.matches({"repo": "other/x"})
+    assert state.get_silence("now") == silence("now", 100.0, 150.0, weekly=window)
+    expired = state.expire_silence("later", 130.0, "cli:bob")  # not started yet: ends before it begins
+    assert (expired.starts_at, expired.ends_at) == (130.0, 130.0)
+    assert [s.id for s in make_state("s").silences(130.0)] == ["now"]
+    audit = state.recent_audit()
+    assert [(e["actor"], e["action"], e["detail"]["silence_id"]) for e in audit] == [
+        ("cli:bob", "silence_expire", "later"), ("ada", "silence", "over"), ("ada", "silence", "now"),
+        ("ada", "silence", "later")]
+    assert audit[2]["detail"] == {"silence_id": "now", "match": {"repo": "acme/api"}, "comment": "maintenance now",
+                                  "starts_at": "1970-01-01T00:01:40Z", "ends_at": "1970-01-01T00:02:30Z",
+                                  "weekly": "sat,sun 00:00-24:00 Europe/Berlin"}
+
+
+def test_expiring_an_unknown_or_ended_silence_is_a_clear_error(state: State) -> None:
+    state.add_silence(silence("s1", 10.0, 20.0))
+    with pytest.raises(SilenceError, match=r"^id: no silence 'nope' \(pagerules silence list --all shows them\)$"):
+        state.expire_silence("nope", 15.0, "ada")
+    with pytest.raises(SilenceError, match=r"^id: silence s1 already ended at 1970-01-01T00:00:20Z$"):
+        state.expire_silence("s1", 25.0, "ada")
+    assert [e["action"] for e in state.recent_audit()] == ["silence"]  # nothing written by the refusals
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_view_reads_silences_at_most_once_a_second_and_sees_another_processes_within_it(
+        make_state: MakeState) -> None:
+    daemon, other = make_state("c"), make_state("c")
+    clock = Clock(100.0)
+    view = StateView(daemon, clock)
+    reads: list[float] = []
+    real = daemon.silences
+    daemon.silences = lambda at, include_ended=False: reads.append(at) or real(at, include_ended)  # type: ignore
+    assert view.active_silences(100.0) == () and reads == [100.0]
+    other.add_silence(silence("s1", 50.0, 500.0))
+    clock.now = 100.9
+    assert view.active_silences(100.9) == () and reads == [100.0]  # the read of 0.9 s ago still stands
+    clock.now = 101.0
+    assert [s.id for s in view.active_silences(101.0)] == ["s1"] and reads == [100.0, 101.0]
+    assert view.active_silences(600.0) == ()  # past its end: filtered without a read
+    daemon.expire_silence("s1", 101.2, "ada")  # this process's own change is seen at once
+    assert view.active_silences(101.2) == () and len(reads) == 3
+
+
+def test_a_muted_trigger_is_audited_as_the_silences_creator(state: State) -> None:
+    from engine.evaluation.actions import TriggerAction
+    made = silence("s1", 10.0, 20.0)
+    StateView(state).record_silenced(TriggerAction("build-failed", "e1", "k1", "CI red", "high"), made, 12.0)
+    entry = state.recent_audit()[0]
+    assert (entry["at"], entry["actor"], entry["action"], entry["incident_key"]) == (12.0, "ada", "silenced", "k1")
+    assert entry["detail"] == {"silence_id": "s1", "rule": "build-failed", "event_id": "e1", "title": "CI red"}
+
+
+def test_reading_active_silences_walks_the_index_and_not_the_ended(tmp_path: Path) -> None:
+    small, large = State(str(tmp_path / "small.db")), State(str(tmp_path / "large.db"))
+    for state, ended in ((small, 10), (large, 2000)):
+        for n in range(ended):
+            state.add_silence(silence(f"old{n}", 1.0, 2.0))
+        state.add_silence(silence("live", 1.0, 1e10))
+    plan = [row[3] for row in small._db.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM silences WHERE ends_at > ? ORDER BY starts_at, id", (5.0,))]
+    assert any("USING INDEX silences_ending" in step for step in plan), plan
+    cost = [vm_steps(s, lambda s=s: s.silences(5.0)) for s in (small, large)]  # type: ignore[misc]
+    assert cost[1] <= cost[0] * 1.2 + 10, cost

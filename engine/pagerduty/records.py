@@ -1,5 +1,5 @@
-"""The state's rows: what a stored incident is, the connection protocol both backends hand out, and
-the SQL writes they share (engine/pagerduty/state.py for SQLite, pgstate.py for PostgreSQL)."""
+"""The state's rows: what a stored incident and a stored silence are, the connection protocol both
+backends hand out, and the SQL writes they share (engine/pagerduty/state.py for SQLite, pgstate.py for PostgreSQL)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.evaluation.actions import OpenIncident
+from engine.language.silences import Silence, iso, silence_from_stored
 
 COLUMNS = ("incident_key", "incident_id", "rule", "severity", "title", "labels", "status", "opened_at",
            "confirmed_at", "html_url")
@@ -83,3 +84,31 @@ def incident_from_row(row: tuple[Any, ...]) -> StoredIncident:
     key, incident_id, rule, severity, title, labels, status, opened_at, confirmed_at, html_url = row
     return StoredIncident(key, json.loads(labels), rule, severity, title, incident_id, status, opened_at,
                           confirmed_at, html_url)
+
+
+SILENCE_COLUMNS = "id, matchers, created_by, comment, starts_at, ends_at, created_at, weekly"
+
+
+def put_silence(db: Db, silence: Silence) -> None:
+    """Store a new silence and audit its making, as its creator."""
+    weekly = json.dumps(silence.weekly.to_json()) if silence.weekly else None
+    db.execute(f"INSERT INTO silences ({SILENCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (silence.id, json.dumps(dict(silence.match)), silence.created_by, silence.comment,
+                silence.starts_at, silence.ends_at, silence.created_at, weekly))
+    write_audit(db, silence.created_at, silence.created_by, "silence", None, None, silence_detail(silence))
+
+
+def silence_detail(silence: Silence) -> dict[str, Any]:
+    """What the audit trail keeps of a silence."""
+    detail: dict[str, Any] = {"silence_id": silence.id, "match": dict(silence.match), "comment": silence.comment,
+                              "starts_at": iso(silence.starts_at), "ends_at": iso(silence.ends_at)}
+    if silence.weekly:
+        detail["weekly"] = silence.weekly.describe()
+    return detail
+
+
+def silence_from_row(row: tuple[Any, ...]) -> Silence:
+    silence_id, matchers, created_by, comment, starts_at, ends_at, created_at, weekly = row
+    return silence_from_stored({"id": silence_id, "match": json.loads(matchers), "created_by": created_by,
+                                "comment": comment, "starts_at": starts_at, "ends_at": ends_at,
+                                "created_at": created_at, "weekly": json.loads(weekly) if weekly else None})

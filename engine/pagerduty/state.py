@@ -23,22 +23,28 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from engine.errors import PageRulesError
-from engine.evaluation.actions import OpenIncident
+from engine.evaluation.actions import OpenIncident, TriggerAction
+from engine.language.silences import Silence, SilenceError, iso
 from engine.pagerduty.migrations import MIGRATIONS, VERSION_TABLE, Migration
 from engine.pagerduty.records import (
     COLUMN_LIST,
     I_COLUMNS,
+    SILENCE_COLUMNS,
     Db,
     Migrated,
     StoredIncident,
     incident_from_row,
     put_incident,
+    put_silence,
+    silence_detail,
+    silence_from_row,
     write_audit,
 )
 
@@ -46,6 +52,9 @@ BUSY_TIMEOUT_MS = 10_000
 # A selector's labels are counted up to a bound that grows by a factor while every label
 # reaches it, so choosing the label to walk costs about what walking the smallest one does.
 PROBE_FIRST, PROBE_GROWTH, PROBE_MAX = 64, 8, 32_768
+SILENCE_READ_SECONDS = 1.0  # a running daemon sees another process's new silence within this (README: Silences)
+
+
 class StateError(PageRulesError):
     """The state cannot be used (unreadable, locked too long, corrupt, unreachable, too new)."""
 
@@ -57,6 +66,7 @@ class State:
 
     dialect = "sqlite"
     migrated: Migrated
+    silences_changed = 0  # bumped by this object's silence writes, so its views read them again at once
 
     def __init__(self, path: str, migrations: Sequence[Migration] = MIGRATIONS):
         if path != ":memory:":
@@ -281,6 +291,44 @@ class State:
         with self.transaction() as db:
             write_audit(db, now, actor, action, incident_key, incident_id, detail)
 
+    # silences (README "Silences and maintenance windows")
+    def add_silence(self, silence: Silence) -> None:
+        """Store a new silence, audited as made by its creator."""
+        with self.transaction() as db:
+            put_silence(db, silence)
+        self.silences_changed += 1
+
+    def silences(self, at: float, include_ended: bool = False) -> list[Silence]:
+        """Silences not ended at ``at`` (active, waiting for their window, or not yet started), soonest
+        first; with ``include_ended``, every silence ever made, newest first. The first is an index range
+        on ends_at: ended silences are not read, however many there are."""
+        if include_ended:
+            rows = self._read(f"SELECT {SILENCE_COLUMNS} FROM silences ORDER BY created_at DESC, id")
+        else:
+            rows = self._read(f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > ? ORDER BY starts_at, id",
+                              (at,))
+        return [silence_from_row(r) for r in rows]
+
+    def get_silence(self, silence_id: str) -> Silence | None:
+        rows = self._read(f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?", (silence_id,))
+        return silence_from_row(rows[0]) if rows else None
+
+    def expire_silence(self, silence_id: str, at: float, actor: str) -> Silence:
+        """End a silence now (one not started yet ends before it begins), audited as ``actor``. Raises
+        SilenceError for an unknown id or one already ended."""
+        with self.transaction() as db:
+            rows = db.execute(f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?", (silence_id,)).fetchall()
+            if not rows:
+                raise SilenceError("id", f"no silence {silence_id!r} (pagerules silence list --all shows them)")
+            silence = silence_from_row(rows[0])
+            if silence.ends_at <= at:
+                raise SilenceError("id", f"silence {silence_id} already ended at {iso(silence.ends_at)}")
+            starts_at = min(silence.starts_at, at)
+            db.execute("UPDATE silences SET starts_at = ?, ends_at = ? WHERE id = ?", (starts_at, at, silence_id))
+            write_audit(db, at, actor, "silence_expire", None, None, silence_detail(silence))
+        self.silences_changed += 1
+        return replace(silence, starts_at=starts_at, ends_at=at)
+
     def recent_audit(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._read("SELECT at, actor, action, incident_key, incident_id, detail FROM audit "
                           "ORDER BY id DESC LIMIT ?", (limit,))
@@ -289,10 +337,33 @@ class State:
 
 
 class StateView:
-    """The state as evaluation sees it (engine.evaluation.actions.IncidentView)."""
+    """The state as evaluation sees it (engine.evaluation.actions.IncidentView), and the silences the
+    dispatcher asks of it (engine.dispatch.dispatcher.SilenceView).
 
-    def __init__(self, state: State):
-        self.state = state
+    Silences are read at most once per SILENCE_READ_SECONDS of ``clock`` (a silence made by another
+    process takes effect within that), and at once after this process changed one."""
+
+    event_time = False  # live: the clock says what time it is, not the event
+
+    def __init__(self, state: State, clock: Callable[[], float] = time.time):
+        self.state, self.clock = state, clock
+        self._silences: tuple[Silence, ...] = ()
+        self._silences_read: tuple[float, int] | None = None  # (when, state.silences_changed then)
+
+    def active_silences(self, at: float) -> tuple[Silence, ...]:
+        """The silences muting at ``at``, from the last read when it is recent enough."""
+        now, changed = self.clock(), self.state.silences_changed
+        last = self._silences_read
+        if last is None or changed != last[1] or not 0 <= now - last[0] < SILENCE_READ_SECONDS:
+            self._silences = tuple(self.state.silences(now))
+            self._silences_read = (now, changed)
+        return tuple(s for s in self._silences if s.active_at(at)) if self._silences else ()
+
+    def record_silenced(self, action: TriggerAction, silence: Silence, at: float) -> None:
+        """Audit a muted trigger, as the silence's creator: who chose that it not page."""
+        self.state.audit(at, silence.created_by, "silenced", action.incident_key, None,
+                         {"silence_id": silence.id, "rule": action.rule, "event_id": action.event_id,
+                          "title": action.title})
 
     def get(self, incident_key: str) -> OpenIncident | None:
         return self.state.get(incident_key)

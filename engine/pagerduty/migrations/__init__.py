@@ -53,6 +53,16 @@ def _audit(real: str, key: str) -> str:
             " incident_key TEXT, incident_id TEXT, detail TEXT NOT NULL DEFAULT '{}')")
 
 
+def _silences(real: str) -> str:
+    return ("CREATE TABLE silences ("
+            " id TEXT PRIMARY KEY, matchers TEXT NOT NULL, created_by TEXT NOT NULL, comment TEXT NOT NULL,"
+            f" starts_at {real} NOT NULL, ends_at {real} NOT NULL, created_at {real} NOT NULL, weekly TEXT)")
+
+
+# A running daemon reads the silences not yet ended: an index range, so expired ones cost nothing.
+_SILENCES_ENDING = "CREATE INDEX silences_ending ON silences (ends_at)"
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "incidents, their labels, the daemon's progress and the audit trail",
@@ -70,6 +80,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         3, "each incident keeps its page in PagerDuty, html_url (issue 14)",
         sqlite=("ALTER TABLE incidents ADD COLUMN html_url TEXT",),
         postgresql=("ALTER TABLE incidents ADD COLUMN html_url TEXT",),
+    ),
+    Migration(
+        4, "silences: matchers, who and why, when, and a weekly window (issue 15)",
+        sqlite=(_silences("REAL"), _SILENCES_ENDING),
+        postgresql=(_silences("DOUBLE PRECISION"), _SILENCES_ENDING),
     ),
 )
 
