@@ -138,3 +138,84 @@ def test_project_oncall_of_an_unknown_policy_asks_nobody() -> None:
     answer = manual.project_oncall(config(), make_client(config()), "acme/mobile")
     assert (answer.people, answer.target.escalation_policy_id) == ([], None)
     assert len(responses.calls) == 0
+
+
+CHECKED = f"""routes:
+  - match: {{repo: acme/payments}}
+    service_id: PPAY001
+    escalation_policy_id: PEPPAY1
+  - match: {{repo: acme/web}}
+    service_id: PNOPE
+  - match: {{kind: sentry-issue}}
+    routing_key_env: SENTRY_ROUTING_KEY
+    escalation_policy_id: PEPPAY1
+  - match: {{repo: acme/mobile}}
+    routing_key: {WRITTEN_KEY}
+  - match: {{repo: acme/ios}}
+    routing_key_env: IOS_ROUTING_KEY
+  - match: {{repo: acme/tv}}
+    routing_key_env: TV_ROUTING_KEY
+"""
+UNVERIFIABLE = "PagerDuty has no API to verify a routing key without sending an event, so check sends none"
+SHORT_KEY = "short-key-9"
+
+
+def _pagerduty_answers() -> None:
+    responses.get(f"{URL}/users/me", json={"user": {"name": "Bot", "email": "bot@example.com"}})
+    responses.get(f"{URL}/users", json={"users": [{"name": "Bot", "email": "bot@example.com"}]})
+    responses.get(f"{URL}/services/PSVC001", json={"service": {"id": "PSVC001", "name": "Backend API"}})
+    responses.get(f"{URL}/services/PPAY001", json={"service": {"id": "PPAY001", "name": "Payments"}})
+    responses.get(f"{URL}/services/PNOPE", status=404, json={"error": {"message": "Not Found", "code": 2100}})
+    responses.get(f"{URL}/escalation_policies/PEPGLOB", json={"escalation_policy": {"name": "Backend"}})
+    responses.get(f"{URL}/escalation_policies/PEPPAY1", json={"escalation_policy": {"name": "Payments rota"}})
+
+
+@responses.activate
+def test_check_verifies_every_routes_target_and_says_what_to_fix() -> None:
+    _pagerduty_answers()
+    cfg = config(CHECKED, PAGERDUTY_ROUTING_KEY=SHORT_KEY)
+    env = {"SENTRY_ROUTING_KEY": ENV_KEY, "IOS_ROUTING_KEY": SHORT_KEY}
+    results = [(c.name, c.ok, c.message) for c in manual.check(cfg, make_client(cfg), env)]
+    assert results == [
+        ("token", True, "user token of Bot <bot@example.com>"),
+        ("from email", True, "bot@example.com is Bot"),
+        ("service", True, "PSVC001 is Backend API"),
+        ("escalation policy", True, "PEPGLOB is Backend"),
+        ("routes[0] service PPAY001", True, "Payments"),
+        ("routes[0] escalation policy PEPPAY1", True, "Payments rota"),
+        ("routes[1] service PNOPE", False, f"{FILE}:6: routes[1].service_id: no service PNOPE in this account, or "
+                                           "the token cannot see it: fix service_id in routes[1]"),
+        ("routes[2] routing key $SENTRY_ROUTING_KEY", True, f"set, 32 characters ({UNVERIFIABLE})"),
+        ("routes[2] escalation policy PEPPAY1", True, "Payments rota"),
+        (f"routes[3] routing key written at {FILE}:11", True, f"set, 32 characters ({UNVERIFIABLE})"),
+        ("routes[4] routing key $IOS_ROUTING_KEY", False, f"{FILE}:13: routes[4].routing_key_env: is 11 characters; "
+         "an Events API v2 integration key has 32: copy the Integration Key of the service's Events API v2 "
+         "integration"),
+        ("routes[5] routing key $TV_ROUTING_KEY", False, f"{FILE}:15: routes[5].routing_key_env: TV_ROUTING_KEY is "
+         "not set: export it with the Events API v2 integration key (copy the Integration Key of the service's "
+         "Events API v2 integration)"),
+        ("default routing key PAGERDUTY_ROUTING_KEY", False, "PAGERDUTY_ROUTING_KEY: is 11 characters; an Events "
+         "API v2 integration key has 32: copy the Integration Key of the service's Events API v2 integration")]
+    # each id is asked once, however many lines name it
+    asked = [c.request.url.removeprefix(URL) for c in responses.calls]
+    assert asked.count("/escalation_policies/PEPPAY1") == 1
+    text = repr(results)
+    assert all(secret not in text for secret in (WRITTEN_KEY, ENV_KEY, SHORT_KEY, "tok-secret-123"))
+
+
+def test_check_without_settings_still_checks_the_routing_keys() -> None:
+    cfg = make_config(CHECKED, env={"PAGERDUTY_API_URL": URL})
+    results = [(c.name, c.ok) for c in manual.check(cfg, None, {"SENTRY_ROUTING_KEY": ENV_KEY})]
+    assert results == [("settings", False), ("routes[2] routing key $SENTRY_ROUTING_KEY", True),
+                       (f"routes[3] routing key written at {FILE}:11", True),
+                       ("routes[4] routing key $IOS_ROUTING_KEY", False),
+                       ("routes[5] routing key $TV_ROUTING_KEY", False)]
+
+
+def test_check_refuses_a_bad_route_config_at_its_line() -> None:
+    bad = make_config("routes:\n  - service_id: P1\n  - match: {repo: acme/x}\n    escalation_policy_id: P2\n",
+                      env=GLOBAL)
+    with pytest.raises(InvalidFiles) as caught:
+        manual.check(bad, None, {})
+    assert str(caught.value) == (f"{FILE}:3: routes[1]: names no target: give service_id (REST API) or "
+                                 "routing_key / routing_key_env (Events API v2)")

@@ -10,6 +10,7 @@ label (kind, severity) and whose repo condition holds for R takes some of them, 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from engine.dispatch.outcomes import Result, Status, acknowledged, resolved
 from engine.errors import ConfigError
 from engine.evaluation.actions import Extras, ResolveAction, TriggerAction, full_key, full_title
 from engine.language.matchers import ConditionError
-from engine.language.routes import Route, load_routes, pick_route, route_name
+from engine.language.routes import ROUTING_KEY_LENGTH, Route, load_routes, pick_route, resolve_routing_key, route_name
 from engine.language.templates import slug
 from engine.pagerduty.client import Client, PagerDutyError
 
@@ -140,6 +141,13 @@ def project_oncall(config: Config, client: Client, repo: str, routes: Sequence[R
     return ProjectOnCall(target, people)
 
 
+def project_view(target: ProjectTarget, people: list[OnCall]) -> dict[str, Any]:
+    """The JSON answer for a repo, as `oncall --repo R --json` and GET /api/oncall?repo=R give it."""
+    return {"repo": target.repo, "route": target.route, "escalation_policy_id": target.escalation_policy_id,
+            "why": target.why, "also_routes": list(target.also_routes), "also": target.also,
+            "unknown": target.unknown, "levels": [p.__dict__ for p in people]}
+
+
 def _may_take(route: Route, repo: str) -> bool:
     """Whether the route (which does not match repo=R alone) can take an incident of R that carries
     other labels: every condition on repo holds for R and some condition is on another label."""
@@ -175,23 +183,93 @@ class Check:
     message: str
 
 
-def check(config: Config, client: Client | None) -> list[Check]:
-    """Token, From user, service and escalation policy: each ok, or what is wrong and how to fix it."""
+def check(config: Config, client: Client | None, env: Mapping[str, str] | None = None) -> list[Check]:
+    """Token, From user, service and escalation policy, then every route's target: each ok, or what is
+    wrong and how to fix it. ``env`` holds the variables routes name in routing_key_env.
+    A bad route config raises InvalidFiles naming FILE:LINE."""
+    routes = load_routes(config)
+    env = env or {}
     missing = config.missing_for_live()
     if missing or client is None:
-        return [Check("settings", False, f"{', '.join(missing)} not set: export them or put them in {config.source}")]
+        return [Check("settings", False, f"{', '.join(missing)} not set: export them or put them in {config.source}"),
+                *_key_checks(config, routes, env)]
+    # one call per id, however many routes name it (a refusal is not kept: each route naming it asks again)
+    service, policy = functools.cache(client.service), functools.cache(client.escalation_policy)
     results = [_check_token(client)]
     results.append(_probe("from email", lambda: client.users_by_email(str(config.from_email)),
                           lambda users: (bool(users), f"{config.from_email} is {users[0].get('name')}" if users else
                                          f"no PagerDuty user has the email {config.from_email}: set "
                                          "PAGERDUTY_FROM_EMAIL to a user's login email")))
-    results.append(_probe("service", lambda: client.service(str(config.service_id)),
-                          lambda s: (True, f"{config.service_id} is {s.get('name') or s.get('summary')}"),
+    results.append(_probe("service", lambda: service(str(config.service_id)),
+                          lambda s: (True, f"{config.service_id} is {_named(s)}"),
                           f"PAGERDUTY_SERVICE_ID={config.service_id}"))
-    results.append(_probe("escalation policy", lambda: client.escalation_policy(str(config.escalation_policy_id)),
-                          lambda p: (True, f"{config.escalation_policy_id} is {p.get('name') or p.get('summary')}"),
+    results.append(_probe("escalation policy", lambda: policy(str(config.escalation_policy_id)),
+                          lambda p: (True, f"{config.escalation_policy_id} is {_named(p)}"),
                           f"PAGERDUTY_ESCALATION_POLICY_ID={config.escalation_policy_id}"))
-    return results
+    for route in routes:
+        if route.service_id is not None:
+            results.append(_route_probe(config, route, "service_id", service))
+        else:
+            results.append(_route_key_check(config, route, env))
+        if route.escalation_policy_id is not None:
+            results.append(_route_probe(config, route, "escalation_policy_id", policy))
+    return results + _key_checks(config, (), env)
+
+
+# What `check` can say of a routing key: PagerDuty has no API that verifies one without sending an event.
+UNVERIFIABLE = "PagerDuty has no API to verify a routing key without sending an event, so check sends none"
+KEY_FIX = "copy the Integration Key of the service's Events API v2 integration"
+
+
+def _key_checks(config: Config, routes: Sequence[Route], env: Mapping[str, str]) -> list[Check]:
+    """The routing keys of Events API routes and the global ones: present and 32 characters."""
+    checks = [_route_key_check(config, route, env) for route in routes if route.events_api]
+    for name, key in (("PAGERDUTY_ROUTING_KEY", config.routing_key),
+                      ("PAGERDUTY_CHANGE_ROUTING_KEY", config.change_routing_key)):
+        if key is not None:
+            checks.append(_key_length(f"default routing key {name}", key, f"{name}: "))
+    return checks
+
+
+def _route_key_check(config: Config, route: Route, env: Mapping[str, str]) -> Check:
+    if route.routing_key_env is not None:
+        name = f"routes[{route.index}] routing key ${route.routing_key_env}"
+        filename, line = config.written_routes.where((route.index, "routing_key_env"))
+        where = f"{filename}:{line}: routes[{route.index}].routing_key_env: "
+        key = resolve_routing_key(route, env)
+        if key is None:
+            return Check(name, False, f"{where}{route.routing_key_env} is not set: export it with the "
+                                      f"Events API v2 integration key ({KEY_FIX})")
+        return _key_length(name, key, where)
+    filename, line = config.written_routes.where((route.index, "routing_key"))
+    return _key_length(f"routes[{route.index}] routing key written at {filename}:{line}", str(route.routing_key),
+                       f"{filename}:{line}: routes[{route.index}].routing_key: ")
+
+
+def _key_length(name: str, key: str, where: str) -> Check:
+    """Never the key itself: only its length is said."""
+    if len(key) != ROUTING_KEY_LENGTH:
+        return Check(name, False, f"{where}is {len(key)} characters; an Events API v2 integration key has "
+                                  f"{ROUTING_KEY_LENGTH}: {KEY_FIX}")
+    return Check(name, True, f"set, {ROUTING_KEY_LENGTH} characters ({UNVERIFIABLE})")
+
+
+def _route_probe(config: Config, route: Route, key: str, call: Any) -> Check:
+    target = str(getattr(route, key))
+    kind = "service" if key == "service_id" else "escalation policy"
+    name = f"routes[{route.index}] {kind} {target}"
+    try:
+        return Check(name, True, _named(call(target)))
+    except PagerDutyError as exc:
+        filename, line = config.written_routes.where((route.index, key))
+        problem = f"no {kind} {target} in this account, or the token cannot see it" if exc.status == 404 \
+            else str(exc)
+        return Check(name, False, f"{filename}:{line}: routes[{route.index}].{key}: {problem}: fix {key} in "
+                                  f"routes[{route.index}]")
+
+
+def _named(thing: Mapping[str, Any]) -> str:
+    return str(thing.get("name") or thing.get("summary") or "?")
 
 
 def _check_token(client: Client) -> Check:
