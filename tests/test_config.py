@@ -70,6 +70,43 @@ def test_live_mode_names_every_missing_variable() -> None:
     make_config(env=LIVE_ENV).require_live()
 
 
+ROUTING_KEY = "routingkeyforthedefault000000002"
+EVENTS_ROUTE = "routes:\n  - match: {repo: acme/api}\n    routing_key_env: API_KEY\n"
+REST_ROUTE = "  - match: {repo: acme/web}\n    service_id: PWEB001\n"
+
+
+@pytest.mark.parametrize(("yaml", "env", "missing"), [
+    # no PAGERDUTY_ROUTING_KEY: the default is the REST service, so all four (with routes or not)
+    ("", {}, ["PAGERDUTY_API_TOKEN", "PAGERDUTY_FROM_EMAIL", "PAGERDUTY_SERVICE_ID",
+              "PAGERDUTY_ESCALATION_POLICY_ID"]),
+    (EVENTS_ROUTE, {"PAGERDUTY_API_TOKEN": "t"}, ["PAGERDUTY_FROM_EMAIL", "PAGERDUTY_SERVICE_ID",
+                                                 "PAGERDUTY_ESCALATION_POLICY_ID"]),
+    # the default goes to the Events API: nothing of REST unless a route names a service
+    ("", {"PAGERDUTY_ROUTING_KEY": ROUTING_KEY}, []),
+    (EVENTS_ROUTE, {"PAGERDUTY_ROUTING_KEY": ROUTING_KEY}, []),
+    # a REST route: token and From, and the global policy when the route names none
+    (EVENTS_ROUTE + REST_ROUTE, {"PAGERDUTY_ROUTING_KEY": ROUTING_KEY},
+     ["PAGERDUTY_API_TOKEN", "PAGERDUTY_FROM_EMAIL", "PAGERDUTY_ESCALATION_POLICY_ID"]),
+    (EVENTS_ROUTE + REST_ROUTE + "    escalation_policy_id: PEPWEB1\n", {"PAGERDUTY_ROUTING_KEY": ROUTING_KEY},
+     ["PAGERDUTY_API_TOKEN", "PAGERDUTY_FROM_EMAIL"]),
+])
+def test_live_mode_needs_the_rest_settings_only_where_an_incident_can_go_through_rest(
+        yaml: str, env: dict[str, str], missing: list[str]) -> None:
+    assert make_config(yaml, env=env).missing_for_live() == missing
+
+
+def test_an_events_api_only_config_starts_live_and_rest_commands_still_name_what_they_need() -> None:
+    config = make_config(EVENTS_ROUTE, env={"PAGERDUTY_ROUTING_KEY": ROUTING_KEY})
+    config.require_live()  # nothing raised
+    assert config.missing_for_live(rest=True) == ["PAGERDUTY_API_TOKEN", "PAGERDUTY_FROM_EMAIL",
+                                                  "PAGERDUTY_SERVICE_ID", "PAGERDUTY_ESCALATION_POLICY_ID"]
+    with pytest.raises(ConfigError) as caught:
+        make_config(EVENTS_ROUTE + REST_ROUTE, env={"PAGERDUTY_ROUTING_KEY": ROUTING_KEY}).require_live()
+    assert str(caught.value).startswith("live mode needs PAGERDUTY_API_TOKEN, PAGERDUTY_FROM_EMAIL, "
+                                        "PAGERDUTY_ESCALATION_POLICY_ID: set them in the environment or in ")
+    assert ROUTING_KEY not in str(caught.value)
+
+
 def test_dry_run_and_validate_need_no_pagerduty_values() -> None:
     assert make_config().missing_for_live()  # nothing raised while loading
 
