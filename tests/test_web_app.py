@@ -21,6 +21,7 @@ from engine.errors import PageRulesError
 from engine.pagerduty import channels
 from engine.pagerduty.backend import live_backend
 from engine.pagerduty.channels import Notifier, payload
+from engine.web import tokens
 from engine.web.app import create_app, serve
 
 SLACK = "https://hooks.slack.test/services/T000/B000/secretpath"
@@ -52,11 +53,33 @@ NOT_FOUND = ("The requested URL was not found on the server. If you entered the 
              "spelling and try again.")
 
 
-def test_the_app_needs_the_api_token_set(fake: FakePagerDuty, tmp_path: Path) -> None:
+def test_the_app_needs_the_api_token_or_a_named_token(fake: FakePagerDuty, tmp_path: Path) -> None:
     config = dataclasses.replace(live_config(fake), server_api_token=None)
+    backend = live_backend(config, str(tmp_path / "state.db"), "api")
     with pytest.raises(PageRulesError) as caught:
-        create_app(config, live_backend(config, str(tmp_path / "state.db"), "api"), str(tmp_path / "events"))
-    assert str(caught.value) == "PAGERULES_API_TOKEN is not set: the API and dashboard need it to sign callers in"
+        create_app(config, backend, str(tmp_path / "events"))
+    assert str(caught.value) == ("PAGERULES_API_TOKEN is not set and no tokens_file (PAGERULES_TOKENS_FILE) is set: "
+                                 "the API and dashboard need one of them to sign callers in (pagerules token add NAME)")
+    people = tmp_path / "people.tokens"
+    with_file = dataclasses.replace(config, tokens_file=str(people))
+    with pytest.raises(PageRulesError) as caught:  # no file yet, or every token revoked: nobody could sign in
+        create_app(with_file, backend, str(tmp_path / "events"))
+    assert f"the tokens file {people} holds no active token" in str(caught.value)
+    alice = tokens.add(people, "alice", 1000.0)
+    client = create_app(with_file, backend, str(tmp_path / "events")).test_client()
+    assert client.get("/api/incidents", headers={"Authorization": f"Bearer {alice}"}).status_code == 200
+    for unset in ("None", "", "Bearer"):  # an unset PAGERULES_API_TOKEN matches nothing
+        assert client.get("/api/incidents", headers={"Authorization": f"Bearer {unset}"}).status_code == 401
+        assert client.post("/login", data={"token": unset}).status_code == 401
+
+
+def test_a_broken_tokens_file_stops_the_app_from_starting_and_names_the_line(fake: FakePagerDuty,
+                                                                            tmp_path: Path) -> None:
+    people = tmp_path / "people.tokens"
+    people.write_text("# people\nalice sha256:abc 2026-12-03T14:29:33Z\n")
+    with pytest.raises(PageRulesError) as caught:
+        app_for(fake, tmp_path, PAGERULES_TOKENS_FILE=str(people))
+    assert str(caught.value).startswith(f"{people}:2: alice: the second field must be sha256:")
 
 
 @pytest.mark.parametrize("bind", ["8080", "localhost", "localhost:http", ":8080"])

@@ -31,6 +31,7 @@ from engine.web.hooks import hooks
 from engine.web.intake import Intake
 from engine.web.prometheus import prometheus
 from engine.web.silences import silences
+from engine.web.tokens import Tokens
 
 log = logging.getLogger("pagerules.server")
 MAX_BODY = 1024 * 1024  # bytes; webhook payloads are far smaller
@@ -41,15 +42,19 @@ def create_app(config: Config, backend: Live, events_dir: str | None = None,
                clock: Callable[[], float] = time.monotonic) -> Flask:
     """The WSGI app. ``backend`` holds the PagerDuty client, the state and the channel notifier;
     ``clock`` paces the login limit and the refresh from PagerDuty."""
-    if not config.server_api_token:
-        raise PageRulesError("PAGERULES_API_TOKEN is not set: the API and dashboard need it to sign callers in")
+    tokens = Tokens(config.tokens_file)  # a broken file refuses to start, naming the line
+    if not config.server_api_token and not any(e.active for e in tokens.entries()):
+        where = f"the tokens file {config.tokens_file} holds no active token" if config.tokens_file \
+            else "no tokens_file (PAGERULES_TOKENS_FILE) is set"
+        raise PageRulesError(f"PAGERULES_API_TOKEN is not set and {where}: the API and dashboard need one of "
+                             "them to sign callers in (pagerules token add NAME)")
     app = Flask(__name__, template_folder=str(Path(__file__).parent / "templates"))
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, SECRET_KEY=secrets.token_hex(32), SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_NAME="pagerules_session")
     app.session_interface = SessionInterface()
     events = Path(events_dir or config.events_dir)
     install(app, WebContext(config, backend, events, Refresher(backend, clock),
-                            Intake(config, events, load_event_types()), LoginLimiter(clock)))
+                            Intake(config, events, load_event_types()), LoginLimiter(clock), tokens))
     for blueprint in (api, hooks, dashboard, health, prometheus, silences):
         app.register_blueprint(blueprint)
     _add_error_handlers(app)

@@ -11,16 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 
 from engine.config import Config
 from engine.pagerduty.backend import Live, Refresher
 from engine.pagerduty.records import StoredIncident
 from engine.web.auth import LoginLimiter
 from engine.web.intake import Intake
+from engine.web.tokens import Entry, Tokens
 
 EXTENSION = "pagerules"
 BEARER_PROBLEM = "missing or wrong bearer token (Authorization: Bearer <PAGERULES_API_TOKEN>)"
+PERSON = "pagerules_person"  # flask.g: the named person this request signed in as
 
 
 @dataclass(frozen=True)
@@ -33,15 +35,29 @@ class WebContext:
     refresher: Refresher
     intake: Intake
     limiter: LoginLimiter
+    tokens: Tokens
 
     def token_ok(self, given: str | None) -> bool:
-        """``given`` is PAGERULES_API_TOKEN (constant-time; odd bytes never raise)."""
-        expected = str(self.config.server_api_token).encode()
-        return bool(given) and hmac.compare_digest(str(given).encode("utf-8", "replace"), expected)
+        """``given`` is PAGERULES_API_TOKEN (constant-time; odd bytes never raise); False when it is unset."""
+        expected = self.config.server_api_token
+        return bool(given) and bool(expected) and hmac.compare_digest(
+            str(given).encode("utf-8", "replace"), str(expected).encode("utf-8", "replace"))
+
+    def sign_in(self, given: str | None) -> Entry | bool:
+        """Whose token ``given`` is: a person's active named token (their entry), PAGERULES_API_TOKEN
+        (True), or neither (False)."""
+        return self.tokens.person(given) or self.token_ok(given)
 
     def acting_as(self, actor: str) -> Live:
-        """The same backend acting for ``actor`` (recorded in the audit trail)."""
-        return self.backend.with_actor(actor)
+        """The same backend acting for the person this request signed in as (a named token's name),
+        else for ``actor`` (``api`` or ``dashboard`` for PAGERULES_API_TOKEN); the audit trail and the
+        channels' messages name it."""
+        return self.backend.with_actor(str(g.get(PERSON) or actor))
+
+
+def act_for(person: str) -> None:
+    """Record that this request acts for ``person`` (``WebContext.acting_as`` then names them)."""
+    setattr(g, PERSON, person)
 
 
 def install(app: Flask, context: WebContext) -> None:
@@ -54,9 +70,15 @@ def web() -> WebContext:
 
 
 def bearer_ok() -> bool:
-    """The request carries ``Authorization: Bearer <PAGERULES_API_TOKEN>``."""
+    """The request carries ``Authorization: Bearer <token>``: a person's active named token (then the
+    request acts for them) or PAGERULES_API_TOKEN."""
     header = request.headers.get("Authorization", "")
-    return header.startswith("Bearer ") and web().token_ok(header[len("Bearer "):])
+    if not header.startswith("Bearer "):
+        return False
+    who = web().sign_in(header[len("Bearer "):])
+    if isinstance(who, Entry):
+        act_for(who.name)
+    return bool(who)
 
 
 def json_error(status: int, message: str, **extra: Any) -> Response:
