@@ -3,11 +3,19 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from builders import build, deploy, dry_run, escalation, make_config, rules_from, sentry
 
 from engine.dispatch.dispatcher import MemoryView
-from engine.evaluation.actions import MAX_INCIDENT_KEY, full_key
-from engine.evaluation.evaluate import evaluate
+from engine.evaluation.actions import (
+    MAX_INCIDENT_KEY,
+    ChangeAction,
+    ErrorAction,
+    ResolveAction,
+    TriggerAction,
+    full_key,
+)
+from engine.evaluation.evaluate import evaluate, event_time
 
 TEMPLATE_RULE = """
 triggers:
@@ -179,3 +187,93 @@ def test_evaluate_is_pure_and_does_not_touch_the_view() -> None:
 def test_events_only_meet_the_rules_of_their_type(ruleset) -> None:  # type: ignore[no-untyped-def]
     assert set(ruleset.triggers) == {"build", "deploy.health", "sentry.errors", "incident.escalation"}
     assert [r.id for r in ruleset.triggers["build"]] == ["build-failed"]
+
+
+CHANGE_RULES = """
+triggers:
+  - id: t
+    on: build
+    match: {status: failed}
+    severity: high
+    title: "{{ event.repo }} failed"
+    incident_key: "k-{{ event.build_number }}"
+    links:
+      - {href: "{{ event.url }}", text: "build #{{ event.build_number }}"}
+      - {href: "{{ event.get('docs', '') }}"}
+      - {href: "{{ event.get('other', '') }}", text: "{{ event.nope }}"}
+changes:
+  - id: c
+    on: build
+    match: {status: passed}
+    summary: "{{ event.repo }} #{{ event.build_number }} passed{{ '' if 1 / event.get('n', 1) else '' }}"
+    details: {branch: "{{ event.branch }}"}
+    links:
+      - {href: "{{ event.url }}"}
+"""
+
+
+def _actions(event: dict[str, object]) -> list[object]:
+    return evaluate(event, rules_from(CHANGE_RULES), MemoryView())
+
+
+def test_a_matching_change_rule_makes_a_change_action_with_the_event_time() -> None:
+    (change,) = _actions({**build(status="passed"), "time": "2026-12-03T15:00:00+01:00"})
+    assert change == ChangeAction("c", "b1", "acme/backend-api #349 passed", {"repo": "acme/backend-api"},
+                                  {"branch": "main"}, ({"href": "https://ci.example.com/b/349"},),
+                                  source="acme/backend-api", timestamp="2026-12-03T14:00:00Z")
+
+
+def test_a_change_summary_that_fails_still_sends_the_change_with_a_fallback_naming_rule_and_error() -> None:
+    error, change = _actions({**build(status="passed"), "n": 0, "time": "nonsense"})
+    assert isinstance(error, ErrorAction) and isinstance(change, ChangeAction)
+    assert (error.rule, error.error) == ("c", "rule c: summary: division by zero")
+    assert change.summary == f"rule c matched but its summary failed: {error.error}"
+    assert change.timestamp is None  # a time that does not parse is as if the event gave none
+
+
+def test_trigger_links_keep_web_urls_and_drop_the_rest_with_an_error_line() -> None:
+    actions = _actions({**build(), "docs": "file:///etc/passwd", "other": "https://wiki.example.com/x"})
+    errors = [a.error for a in actions if isinstance(a, ErrorAction)]
+    (trigger,) = [a for a in actions if isinstance(a, TriggerAction)]
+    assert errors == ["rule t: links[1].href: not an http(s) URL (its scheme is 'file'); the link is left out",
+                      "rule t: links[2].text: missing field 'nope'"]
+    assert trigger.links == ({"href": "https://ci.example.com/b/349", "text": "build #349"},
+                             {"href": "https://wiki.example.com/x"})
+    assert trigger.title == "[CodeSpar] High: acme/backend-api failed"  # the page goes out
+
+
+def test_an_empty_href_is_no_link_and_no_error() -> None:
+    (trigger,) = _actions(build())
+    assert isinstance(trigger, TriggerAction) and len(trigger.links) == 1
+
+
+def test_trigger_and_resolve_carry_the_event_time_naive_means_utc() -> None:
+    rules = rules_from("""
+triggers:
+  - id: t
+    on: build
+    match: {status: failed}
+    severity: high
+    title: x
+    incident_key: k
+recoveries:
+  - id: r
+    on: build
+    match: {status: passed}
+    resolves: [{incident_key: k}]
+    message: m
+""")
+    (trigger,) = evaluate({**build(), "time": "2026-12-03T14:00:00"}, rules, MemoryView())
+    (resolve,) = evaluate({**build(status="passed"), "time": "2026-12-03T14:00:00Z"}, rules, MemoryView())
+    assert isinstance(trigger, TriggerAction) and isinstance(resolve, ResolveAction)
+    assert trigger.at == resolve.at == 1796306400.0
+    (untimed,) = evaluate(build(), rules, MemoryView())
+    assert isinstance(untimed, TriggerAction) and untimed.at is None
+
+
+@pytest.mark.parametrize("written, expected", [
+    ("2026-12-03T14:00:00Z", 1796306400.0), ("2026-12-03T16:00:00+02:00", 1796306400.0),
+    ("2026-12-03 14:00:00", 1796306400.0), ("2026-12-03T14:00:00.5Z", 1796306400.5),
+    ("yesterday", None), ("", None), (1796306400, None), (None, None), (True, None)])
+def test_event_time_reads_iso_8601_and_nothing_else(written: object, expected: float | None) -> None:
+    assert event_time(written) == expected

@@ -39,7 +39,7 @@ def problems(text: str, filename: str = "rules/x.yaml") -> list[str]:
      f"rules/x.yaml:7: rule t: on: unknown event type 'buidl' (did you mean 'build'? known: {KNOWN_TYPES})"),
     ("    tittle: x\n",
      "rules/x.yaml:7: rule t: tittle: unknown key 'tittle' (did you mean 'title'? known: description, details, id, "
-     "incident_key, labels, match, on, severity, title, vars, when)"),
+     "incident_key, labels, links, match, on, severity, title, vars, when)"),
     ("    match:\n      branch: {eqq: main}\n",
      "rules/x.yaml:8: rule t: match.branch: unknown matcher 'eqq' (did you mean 'eq'? known: eq, exists, gt, gte, "
      "in, lt, lte, ne, not_in, regex)"),
@@ -206,9 +206,10 @@ triggers:
     assert trigger.conditions[0].arg == "no"
 
 
-def test_top_level_must_be_triggers_and_recoveries() -> None:
+def test_top_level_must_be_triggers_recoveries_and_changes() -> None:
     assert problems("trigers: []\n") == [
-        "rules/x.yaml:1: trigers: unknown key 'trigers' (did you mean 'triggers'? known: recoveries, triggers)"]
+        "rules/x.yaml:1: trigers: unknown key 'trigers' (did you mean 'triggers'? known: changes, recoveries, "
+        "triggers)"]
 
 
 def test_the_shipped_rules_validate(ruleset) -> None:  # type: ignore[no-untyped-def]
@@ -231,3 +232,69 @@ def test_validate_names_each_unreadable_rule_file_and_its_line(tmp_path: Path) -
         "rules/nul.yaml:2: invalid YAML: the character U+0000 is not allowed in YAML text (a control character or "
         "a lone surrogate); remove it",
     ]
+
+
+CHANGE = """
+changes:
+  - id: deployed
+    on: deploy.health
+    when: event.checks.passed == event.checks.total
+    summary: "{{ event.repo }} {{ event.deploy.version }} deployed"
+"""
+
+
+def test_a_change_rule_compiles_with_the_event_repo_as_its_default_label() -> None:
+    ruleset = rules_from(CHANGE)
+    (change,) = ruleset.changes["deploy.health"]
+    assert [(name, t.source) for name, t in change.labels] == [("repo", "{{ event.repo }}")]
+    assert change.line == 3 and change.filename == "rules/test.yaml"
+    assert [r.id for r in ruleset.all_rules()] == ["deployed"] and ruleset.has_rules("deploy.health")
+
+
+def test_a_change_rule_with_labels_keeps_only_its_own() -> None:
+    ruleset = rules_from(CHANGE + '    labels: {team: payments}\n')
+    assert [(n, t.source) for n, t in ruleset.changes["deploy.health"][0].labels] == [("team", "payments")]
+
+
+def test_change_rule_mistakes_name_file_line_rule_and_field_all_at_once() -> None:
+    assert problems("""changes:
+  - id: c
+    on: deploy.health
+    summary: "{{ event.repo"
+    labels: {team: "{{ nope }}"}
+    links:
+      - {href: "ftp://example.com/x", txt: deploy}
+    severity: high
+""") == [
+        "rules/x.yaml:4: rule c: summary: template syntax error: unexpected end of template, expected 'end of print "
+        "statement'.",
+        "rules/x.yaml:5: rule c: labels.team: unknown name 'nope' (known: event, params)",
+        "rules/x.yaml:7: rule c: links[0].txt: unknown key 'txt' (did you mean 'text'? known: href, text)",
+        "rules/x.yaml:7: rule c: links[0].href: not an http(s) URL (its scheme is 'ftp')",
+        "rules/x.yaml:8: rule c: severity: unknown key 'severity' (known: description, details, id, labels, links, "
+        "match, on, summary, vars, when)",
+    ]
+
+
+def test_a_change_needs_a_summary() -> None:
+    assert problems("changes:\n  - id: c\n    on: deploy.health\n") == [
+        "rules/x.yaml:2: rule c: 'summary' is a required property"]
+
+
+def test_rule_ids_are_unique_across_triggers_recoveries_and_changes() -> None:
+    found = problems("triggers:" + GOOD_TRIGGER + """
+changes:
+  - id: build-failed
+    on: build
+    summary: x
+""")
+    assert found == ["rules/x.yaml:10: rule build-failed: duplicate rule id (first defined at rules/x.yaml:2)"]
+
+
+def test_trigger_links_compile_and_a_constant_non_web_href_is_refused() -> None:
+    ruleset = rules_from("triggers:" + GOOD_TRIGGER + '    links:\n      - {href: "{{ event.url }}", text: CI}\n')
+    (trigger,) = ruleset.triggers["build"]
+    assert [(link.href.source, link.text.source if link.text else None) for link in trigger.links] == [
+        ("{{ event.url }}", "CI")]
+    assert problems("triggers:" + GOOD_TRIGGER + "    links:\n      - {href: 'javascript:alert(1)'}\n") == [
+        "rules/x.yaml:9: rule build-failed: links[0].href: not an http(s) URL (its scheme is 'javascript')"]

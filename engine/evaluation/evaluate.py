@@ -3,16 +3,20 @@
 A rule that cannot be evaluated gives an ErrorAction naming it and the event;
 the other rules go on. A trigger whose conditions hold always yields a
 TriggerAction: a template that fails at run time gets a fallback value and an
-ErrorAction beside it, so a page is never lost to a template bug.
+ErrorAction beside it, so a page is never lost to a template bug. A change rule
+likewise always yields its ChangeAction. Actions carry the event's own time (its
+``time`` field, ISO 8601) when it gives one that parses.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from engine import severity as sev
 from engine.evaluation.actions import (
     Action,
+    ChangeAction,
     ErrorAction,
     Extras,
     IncidentView,
@@ -24,7 +28,7 @@ from engine.evaluation.actions import (
 )
 from engine.events.types import event_id
 from engine.language.matchers import Condition, ConditionError
-from engine.language.model import Recovery, Rule, RuleSet, Selector, Trigger
+from engine.language.model import Change, Link, Recovery, Rule, RuleSet, Selector, Trigger, link_problem
 from engine.language.templates import Compiled, Scope, describe_failure
 from engine.names import dotted, unknown_name
 
@@ -82,12 +86,26 @@ def judge(rule: Rule, event: Mapping[str, Any], params: Mapping[str, Any],
     return scope, None, None
 
 
+def event_time(value: Any) -> float | None:
+    """An event's ``time`` as epoch seconds: ISO 8601 text, with an offset or ``Z`` (none: UTC).
+    Anything else is None, as if the event gave no time: the time it is handled stands in for it."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def evaluate(event: Mapping[str, Any], ruleset: RuleSet, view: IncidentView) -> list[Action]:
     """The actions one event calls for, given the incidents currently open."""
     eid = event_id(event)
     rejected = check_event(event, ruleset)
     if rejected:
         return [ErrorAction(eid, rejected)]
+    written = event.get("time")
+    at = None if written is None else event_time(written)  # an event without time pays one lookup
     actions: list[Action] = []
     triggers: dict[str, TriggerAction] = {}
     memo: dict[str, Any] = {}
@@ -97,7 +115,7 @@ def evaluate(event: Mapping[str, Any], ruleset: RuleSet, view: IncidentView) -> 
         if error:
             actions.append(ErrorAction(eid, f"rule {trigger.id}: {error}", trigger.id))
         elif scope is not None:
-            action = _fire(trigger, scope, eid, ruleset, errors)
+            action = _fire(trigger, scope, eid, ruleset, errors, at)
             triggers[action.incident_key] = _merge(triggers.get(action.incident_key), action)
             actions.extend(errors)
             errors.clear()
@@ -108,10 +126,19 @@ def evaluate(event: Mapping[str, Any], ruleset: RuleSet, view: IncidentView) -> 
         if error:
             actions.append(ErrorAction(eid, f"rule {recovery.id}: {error}", recovery.id))
         elif scope is not None:
-            found = _recover(recovery, scope, eid, ruleset, view, resolved, errors)
+            found = _recover(recovery, scope, eid, ruleset, view, resolved, errors, at)
             actions.extend(errors)
             errors.clear()
             actions.extend(found)
+    for change in ruleset.changes_for(event):
+        scope, _, error = judge(change, event, ruleset.params, memo)
+        if error:
+            actions.append(ErrorAction(eid, f"rule {change.id}: {error}", change.id))
+        elif scope is not None:
+            made = _change(change, scope, eid, event, errors, at)
+            actions.extend(errors)
+            errors.clear()
+            actions.append(made)
     return actions
 
 
@@ -128,7 +155,8 @@ def _render(template: Compiled, scope: Scope, rule: Rule, eid: Any, where: tuple
         return None
 
 
-def _fire(rule: Trigger, scope: Scope, eid: Any, ruleset: RuleSet, errors: list[ErrorAction]) -> TriggerAction:
+def _fire(rule: Trigger, scope: Scope, eid: Any, ruleset: RuleSet, errors: list[ErrorAction],
+          at: float | None = None) -> TriggerAction:
     severity = rule.severity
     if not isinstance(severity, str):
         rendered = _render(severity, scope, rule, eid, ("severity",), errors)
@@ -141,8 +169,51 @@ def _fire(rule: Trigger, scope: Scope, eid: Any, ruleset: RuleSet, errors: list[
     title = _render(rule.title, scope, rule, eid, ("title",), errors) if rule.title else None
     if title is None:
         title = f"rule {rule.id} fired but its title failed: {errors[-1].error if errors else 'no title'}"
+    links = _links(rule.links, scope, rule, eid, errors) if rule.links else ()
     return TriggerAction(rule.id, eid, full_key(ruleset.prefix, key or f"{rule.id}-template-error"),
-                         title, severity, lambda: _extras(rule, scope, eid))
+                         title, severity, lambda: _extras(rule, scope, eid), links=links, at=at)
+
+
+def _links(links: tuple[Link, ...], scope: Scope, rule: Rule, eid: Any, errors: list[ErrorAction]
+           ) -> tuple[dict[str, str], ...]:
+    """The rendered links: an empty href is no link; one that is not http(s) is an error line and left out."""
+    out = []
+    for number, link in enumerate(links):
+        href = _render(link.href, scope, rule, eid, ("links", number, "href"), errors)
+        href = (href or "").strip()
+        if not href:
+            continue
+        problem = link_problem(href)
+        if problem:
+            errors.append(ErrorAction(eid, f"rule {rule.id}: links[{number}].href: {problem}; the link is left out",
+                                      rule.id))
+            continue
+        item = {"href": href}
+        text = _render(link.text, scope, rule, eid, ("links", number, "text"), errors) if link.text else None
+        if text:
+            item["text"] = text
+        out.append(item)
+    return tuple(out)
+
+
+def _change(rule: Change, scope: Scope, eid: Any, event: Mapping[str, Any], errors: list[ErrorAction],
+            at: float | None) -> ChangeAction:
+    """A change event, always: a summary that fails gets a fallback naming the rule and the error."""
+    summary = _render(rule.summary, scope, rule, eid, ("summary",), errors) if rule.summary else None
+    if summary is None:
+        summary = f"rule {rule.id} matched but its summary failed: {errors[-1].error if errors else 'no summary'}"
+    labels = {name: _render(t, scope, rule, eid, ("labels", name), errors) or "" for name, t in rule.labels}
+    details = {name: _value(_render(t, scope, rule, eid, ("details", name), errors)) for name, t in rule.details}
+    links = _links(rule.links, scope, rule, eid, errors) if rule.links else ()
+    repo = event.get("repo")
+    return ChangeAction(rule.id, eid, summary, labels, details, links,
+                        source=repo if isinstance(repo, str) and repo else None,
+                        timestamp=None if at is None else iso_time(at))
+
+
+def iso_time(at: float) -> str:
+    """Epoch seconds as ISO 8601 in UTC (``2026-12-03T14:00:00Z``), the form PagerDuty's timestamps take."""
+    return datetime.fromtimestamp(at, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _extras(rule: Trigger, scope: Scope, eid: Any) -> Extras:
@@ -165,8 +236,10 @@ def _merge(current: TriggerAction | None, new: TriggerAction) -> TriggerAction:
     def merged() -> Extras:
         a, b = low.extras(), high.extras()
         return Extras({**a.labels, **b.labels}, {**a.details, **b.details}, a.errors + b.errors)
+    hrefs = {link["href"] for link in high.links}
+    links = high.links + tuple(link for link in low.links if link["href"] not in hrefs)
     return TriggerAction(high.rule, high.event_id, high.incident_key, high.title, high.severity, merged,
-                         high.also_matched + (low.rule,) + low.also_matched)
+                         high.also_matched + (low.rule,) + low.also_matched, links, high.at)
 
 
 def _finish(action: TriggerAction, ruleset: RuleSet) -> TriggerAction:
@@ -175,7 +248,7 @@ def _finish(action: TriggerAction, ruleset: RuleSet) -> TriggerAction:
 
 
 def _recover(rule: Recovery, scope: Scope, eid: Any, ruleset: RuleSet, view: IncidentView,
-             resolved: set[str], errors: list[ErrorAction]) -> list[Action]:
+             resolved: set[str], errors: list[ErrorAction], at: float | None = None) -> list[Action]:
     message = _render(rule.message, scope, rule, eid, ("message",), errors) if rule.message else None
     if message is None:
         message = f"resolved by rule {rule.id} (its message template failed)"
@@ -188,14 +261,14 @@ def _recover(rule: Recovery, scope: Scope, eid: Any, ruleset: RuleSet, view: Inc
             key = full_key(ruleset.prefix, rendered)
             if key not in resolved:
                 resolved.add(key)
-                out.append(ResolveAction(rule.id, eid, key, message))  # the backend looks it up
+                out.append(ResolveAction(rule.id, eid, key, message, at))  # the backend looks it up
             continue
         for incident in _select(selector, scope, rule, eid, number, view, errors):
             if incident.incident_key not in resolved:
                 resolved.add(incident.incident_key)
-                out.append(ResolveAction(rule.id, eid, incident.incident_key, message))
+                out.append(ResolveAction(rule.id, eid, incident.incident_key, message, at))
     if not out:
-        out.append(ResolveAction(rule.id, eid, None, message))
+        out.append(ResolveAction(rule.id, eid, None, message, at))
     return out
 
 

@@ -22,7 +22,7 @@ from engine.events.types import EventType, load_event_types
 from engine.language.checks import check_ruleset, duplicate_ids
 from engine.language.lint import lint_keys
 from engine.language.matchers import MatcherError, compile_match
-from engine.language.model import Recovery, RuleSet, Selector, Trigger
+from engine.language.model import Change, Link, Recovery, RuleSet, Selector, Trigger, link_problem
 from engine.language.templates import (
     Compiled,
     TemplateError,
@@ -33,6 +33,7 @@ from engine.language.templates import (
 from engine.names import dotted, unknown_name
 
 RULE_SUFFIXES = (".yaml", ".yml")
+SECTIONS = ("triggers", "recoveries", "changes")
 RuleT = TypeVar("RuleT")
 
 
@@ -117,6 +118,20 @@ class _Builder:
                 out.append((key, compiled))
         return tuple(out)
 
+    def links(self, path: tuple[Any, ...], raw: list[Mapping[str, Any]] | None) -> tuple[Link, ...]:
+        out = []
+        for number, entry in enumerate(raw or []):
+            where = path + ("links", number)
+            href = self.template(where + ("href",), entry["href"], ("links", number, "href"))
+            problem = None if "{" in str(entry["href"]) else link_problem(str(entry["href"]))
+            if problem:  # a constant href is checked now, not on every event
+                self.problem(where + ("href",), problem, ("links", number, "href"))
+            text = self.template(where + ("text",), entry["text"], ("links", number, "text")) \
+                if "text" in entry else None
+            if href:
+                out.append(Link(href, text))
+        return tuple(out)
+
     def trigger(self, index: int, raw: Mapping[str, Any]) -> Trigger:
         path = ("triggers", index)
         common = self.common(path, raw)
@@ -130,7 +145,19 @@ class _Builder:
                        title=self.template(path + ("title",), raw["title"], ("title",)),
                        incident_key=self.template(path + ("incident_key",), raw["incident_key"], ("incident_key",)),
                        labels=self.mapping(path, raw.get("labels"), "labels"),
-                       details=self.mapping(path, raw.get("details"), "details"))
+                       details=self.mapping(path, raw.get("details"), "details"),
+                       links=self.links(path, raw.get("links")))
+
+    def change(self, index: int, raw: Mapping[str, Any]) -> Change:
+        path = ("changes", index)
+        common = self.common(path, raw)
+        labels = raw.get("labels")
+        if labels is None and "repo" in self.fields:  # no labels: the repo, which routes most often match
+            labels = {"repo": "{{ event.repo }}"}
+        return Change(**common, summary=self.template(path + ("summary",), raw["summary"], ("summary",)),
+                      labels=self.mapping(path, labels, "labels"),
+                      details=self.mapping(path, raw.get("details"), "details"),
+                      links=self.links(path, raw.get("links")))
 
     def recovery(self, index: int, raw: Mapping[str, Any]) -> Recovery:
         path = ("recoveries", index)
@@ -156,7 +183,7 @@ class _Builder:
 
 def _namer(doc: Document) -> RuleNamer:
     def name(path: tuple[Any, ...]) -> tuple[str | None, tuple[Any, ...]]:
-        if len(path) >= 2 and path[0] in ("triggers", "recoveries") and isinstance(path[1], int):
+        if len(path) >= 2 and path[0] in SECTIONS and isinstance(path[1], int):
             try:
                 rule_id = doc.data[path[0]][path[1]].get("id")
             except (KeyError, IndexError, AttributeError, TypeError):
@@ -183,6 +210,7 @@ class CompiledFile:
     triggers: tuple[Trigger, ...]
     recoveries: tuple[Recovery, ...]
     problems: tuple[Problem, ...]  # this file's own: loader, schema, matchers, templates
+    changes: tuple[Change, ...] = ()
 
 
 def compile_document(doc: Document, params: Mapping[str, Any], event_types: Mapping[str, EventType],
@@ -200,7 +228,8 @@ def compile_document(doc: Document, params: Mapping[str, Any], event_types: Mapp
     builder = _Builder(doc, event_types, params, found_all, templates)
     triggers = _build_all(doc.data.get("triggers"), "triggers", builder.trigger, broken)
     recoveries = _build_all(doc.data.get("recoveries"), "recoveries", builder.recovery, broken)
-    return CompiledFile(doc, tuple(triggers), tuple(recoveries), tuple(found_all))
+    changes = _build_all(doc.data.get("changes"), "changes", builder.change, broken)
+    return CompiledFile(doc, tuple(triggers), tuple(recoveries), tuple(found_all), tuple(changes))
 
 
 def compile_documents(docs: list[Document], config: Config, event_types: Mapping[str, EventType],
@@ -217,10 +246,12 @@ def assemble(files: Sequence[CompiledFile], config: Config, event_types: Mapping
     problems = list(problems)
     triggers: list[Trigger] = []
     recoveries: list[Recovery] = []
+    changes: list[Change] = []
     for compiled in files:
         problems.extend(compiled.problems)
         triggers += compiled.triggers
         recoveries += compiled.recoveries
+        changes += compiled.changes
     docs = [compiled.doc for compiled in files]
     problems.extend(check_ruleset(triggers, recoveries))
     problems.extend(duplicate_ids(_rule_ids(docs)))
@@ -233,9 +264,7 @@ def assemble(files: Sequence[CompiledFile], config: Config, event_types: Mapping
     return RuleSet(triggers=_by_type(triggers), recoveries=_by_type(recoveries), event_types=event_types,
                    params=config.params, prefix=config.dedup_key_prefix, title_format=config.title_format,
                    version=digest.hexdigest()[:12], files=tuple(d.filename for d in docs),
-                   warnings=tuple(p for p in problems if p.warning))
-
-
+                   warnings=tuple(p for p in problems if p.warning), changes=_by_type(changes))
 
 
 def compile_text(filename: str, text: str, params: Mapping[str, Any], event_types: Mapping[str, EventType],
@@ -264,7 +293,7 @@ def _build_all(raws: Any, section: str, build: Callable[[int, Any], RuleT], brok
 def _rule_ids(docs: list[Document]) -> list[tuple[str, str, int]]:
     entries = []
     for doc in docs:
-        for section in ("triggers", "recoveries"):
+        for section in SECTIONS:
             rules = doc.data.get(section) if isinstance(doc.data, dict) else None
             for index, raw in enumerate(rules if isinstance(rules, list) else []):
                 if isinstance(raw, dict) and isinstance(raw.get("id"), str):
@@ -277,14 +306,6 @@ def _by_type(rules: list[Any]) -> dict[str, tuple[Any, ...]]:
     for rule in rules:
         out.setdefault(rule.on, []).append(rule)
     return {name: tuple(group) for name, group in out.items()}
-
-
-
-
-
-
-
-
 
 
 def load_ruleset_text(texts: Mapping[str, str], config: Config, problems: list[Problem] | None = None) -> RuleSet:
