@@ -6,6 +6,7 @@ and prints human-readable text or `--json`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -89,24 +90,44 @@ def ack(key: str, as_json: bool, config_path: str | None, state_path: str | None
 
 
 @click.command()
+@click.option("--repo", help="A repository (owner/name): the on-call of the route its incidents take.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
 @fail_cleanly
-def oncall(as_json: bool, config_path: str | None) -> None:
-    """Who is on call now for the escalation policy, lowest level first.
+def oncall(repo: str | None, as_json: bool, config_path: str | None) -> None:
+    """Who is on call now, lowest level first: for the escalation policy, or with --repo for the route
+    that repository's incidents take (its policy; the global one when no route takes them).
 
-    Example: pagerules oncall --json
+    Exits 1 when the route is an Events API route that names no escalation_policy_id (whose on-call
+    is then unknown), saying what to add.
+
+    Example: pagerules oncall --repo acme/payments --json
     """
     from engine.pagerduty import manual
     from engine.pagerduty.backend import make_client
 
     config = load_config(config_path)
-    config.require_live()
-    people = manual.oncall(make_client(config), str(config.escalation_policy_id))
-    human = "\n".join(f"level {p.escalation_level}: {p.name} <{p.email}>"
-                       + (f", {p.schedule}" if p.schedule else "") + (f", until {p.until}" if p.until else "")
-                       for p in people) or "nobody is on call for this escalation policy"
-    emit([p.__dict__ for p in people], as_json, human)
+    if repo is None:
+        config.require_live()
+        people = manual.oncall(make_client(config), str(config.escalation_policy_id))
+        emit([p.__dict__ for p in people], as_json, _people(people, "nobody is on call for this escalation policy"))
+        return
+    target = manual.project_target(config, repo)  # a bad route config stops here: exit 2, FILE:LINE
+    people = []
+    if target.escalation_policy_id is not None:
+        config.require_live()
+        people = manual.oncall(make_client(config), target.escalation_policy_id)
+    lines = [f"{repo}: {target.why}" + (f", escalation policy {target.escalation_policy_id}"
+                                        if target.escalation_policy_id else "")]
+    lines += [f"also: {target.also}"] if target.also else []
+    lines.append(target.unknown or _people(people, f"nobody is on call for {target.escalation_policy_id}"))
+    emit(manual.project_view(target, people), as_json, "\n".join(lines))
+    sys.exit(1 if target.unknown else 0)
+
+
+def _people(people: list[Any], nobody: str) -> str:
+    return "\n".join(f"level {p.escalation_level}: {p.name} <{p.email}>" + (f", {p.schedule}" if p.schedule else "")
+                     + (f", until {p.until}" if p.until else "") for p in people) or nobody
 
 
 @click.command()
@@ -114,7 +135,9 @@ def oncall(as_json: bool, config_path: str | None) -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
 @fail_cleanly
 def check(as_json: bool, config_path: str | None) -> None:
-    """Verify the token, the From user, the service and the escalation policy.
+    """Verify the token, the From user, the service and the escalation policy, then every route's:
+    a REST route's service_id and escalation_policy_id are asked of PagerDuty; an Events API route's
+    routing key is checked to be set and 32 characters (PagerDuty cannot verify one without an event).
 
     Exits 1 and says what to fix when any of them is wrong.
 
@@ -124,7 +147,7 @@ def check(as_json: bool, config_path: str | None) -> None:
     from engine.pagerduty.backend import make_client
 
     config = load_config(config_path)
-    results = manual.check(config, None if config.missing_for_live() else make_client(config))
+    results = manual.check(config, None if config.missing_for_live() else make_client(config), os.environ)
     emit([r.__dict__ for r in results], as_json,
           "\n".join(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.message}" for r in results))
     sys.exit(0 if all(r.ok for r in results) else 1)
