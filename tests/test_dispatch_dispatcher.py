@@ -9,8 +9,9 @@ from builders import make_config
 
 from engine.dispatch.dispatcher import Dispatcher, DryRun, MemoryView, SilentNotifier
 from engine.dispatch.outcomes import Result, Status
-from engine.evaluation.actions import ErrorAction, Extras, OpenIncident, ResolveAction, TriggerAction
+from engine.evaluation.actions import ChangeAction, ErrorAction, Extras, OpenIncident, ResolveAction, TriggerAction
 from engine.language.routes import Route
+from engine.language.silences import Silence, make_silence
 
 KEY = "codespar-acme-api-build-349"
 
@@ -135,3 +136,107 @@ def test_a_dry_run_acknowledges_only_what_it_has_open_and_reconciles_nothing() -
     backend.notifier.announce("triggered", {"incident_key": KEY})
     backend.notifier.flush()
     assert list(backend.notifier.failures) == []
+
+
+# Silences (README "Silences and maintenance windows"): after the threshold, before everything else.
+
+def silence(starts_at: float = 100.0, ends_at: float = 200.0, silence_id: str = "s1", **match: Any) -> Silence:
+    return make_silence(match or {"repo": "acme/api"}, created_by="ada", comment="db upgrade", starts_at=starts_at,
+                        ends_at=ends_at, created_at=starts_at, silence_id=silence_id)
+
+
+@dataclass
+class LiveLikeView(MemoryView):
+    """A view that, like the state's, goes by the clock and records what it muted."""
+
+    event_time = False  # type: ignore[assignment]
+    muted: list[tuple[str, str, float]] = field(default_factory=list)
+
+    def __init__(self, silences: tuple[Silence, ...]):
+        MemoryView.__init__(self, silences=silences)
+        self.muted = []
+
+    def record_silenced(self, action: TriggerAction, silence: Silence, at: float) -> None:
+        self.muted.append((action.incident_key, silence.id, at))
+
+
+def at(when: float | None, severity: str = "high") -> TriggerAction:
+    action = trigger(severity)
+    action.at = when
+    return action
+
+
+SILENCE_GATED = [  # (settings, severity, status, whether the backend was asked)
+    ({}, "high", Status.SILENCED, False),
+    ({"severity_threshold": "high"}, "medium", Status.BELOW_THRESHOLD, False),  # below threshold stays so
+    ({"enabled": False}, "critical", Status.SILENCED, False),  # silenced says more than disabled
+]
+
+
+@pytest.mark.parametrize(("settings", "severity", "status", "asked"), SILENCE_GATED)
+def test_a_matching_silence_mutes_after_the_threshold(settings: dict[str, Any], severity: str, status: Status,
+                                                      asked: bool) -> None:
+    backend = Answering(Result(Status.CREATED), view=MemoryView(silences=[silence()]))
+    [outcome] = Dispatcher(make_config(**{"enabled": True, **settings}), backend).handle(at(150.0, severity))
+    assert (outcome.status, backend.calls) == (status, [])
+    assert outcome.to_line().get("silence_id") == ("s1" if status is Status.SILENCED else None)
+
+
+def test_resolves_and_change_events_are_never_muted() -> None:
+    backend = Answering(Result(Status.RESOLVED), view=MemoryView(silences=[silence(0.0, 1e10)]))
+    dispatcher = Dispatcher(make_config(enabled=True, auto_resolve=True), backend)
+    [outcome] = dispatcher.handle(ResolveAction("build-fixed", "e2", KEY, "fixed", at=150.0))
+    assert (outcome.status, backend.calls) == (Status.RESOLVED, ["resolve"])
+    change = ChangeAction("deploy", "e3", "deployed v2", labels={"repo": "acme/api"})
+    [sent] = Dispatcher(make_config(enabled=True), DryRun(MemoryView(silences=[silence(0.0, 1e10)]))).handle(change)
+    assert sent.status is Status.PLANNED
+
+
+def test_a_silence_that_does_not_match_the_labels_lets_the_page_through() -> None:
+    backend = Answering(Result(Status.CREATED), view=MemoryView(silences=[silence(repo="acme/web")]))
+    [outcome] = Dispatcher(make_config(enabled=True), backend).handle(at(150.0))
+    assert (outcome.status, backend.calls) == (Status.CREATED, ["create"])
+
+
+def test_a_dry_run_goes_by_the_events_time_and_the_clock_when_it_has_none() -> None:
+    dispatcher = Dispatcher(make_config(), DryRun(MemoryView(silences=[silence()])), clock=lambda: 250.0)
+    statuses = [dispatcher.handle(at(when))[0].status for when in (99.0, 150.0, None)]
+    assert statuses == [Status.PLANNED, Status.SILENCED, Status.DEDUPLICATED]  # None: the clock's 250, after it
+
+
+def test_a_live_run_goes_by_its_clock_and_records_what_it_muted() -> None:
+    view = LiveLikeView((silence(),))
+    backend = Answering(Result(Status.CREATED), view=view)
+    now = [150.0]
+    dispatcher = Dispatcher(make_config(enabled=True), backend, clock=lambda: now[0])
+    assert dispatcher.handle(at(999.0))[0].status is Status.SILENCED  # the event's own time is not asked
+    assert view.muted == [(KEY, "s1", 150.0)] and backend.calls == []
+
+
+def test_when_a_silence_ends_the_next_repeat_pages_and_nothing_pages_before_it() -> None:
+    backend = Answering(Result(Status.CREATED), view=LiveLikeView((silence(),)))
+    now = [120.0]
+    dispatcher = Dispatcher(make_config(enabled=True), backend, clock=lambda: now[0])
+    assert dispatcher.handle(trigger())[0].status is Status.SILENCED
+    now[0] = 250.0  # the silence is over; no event yet: nothing is sent on its own
+    assert backend.calls == []
+    assert dispatcher.handle(trigger())[0].status is Status.CREATED and backend.calls == ["create"]
+
+
+def test_with_no_silence_active_a_trigger_renders_no_labels() -> None:
+    rendered: list[str] = []
+
+    def extras() -> Extras:
+        rendered.append("labels")
+        return Extras({"repo": "acme/api"}, {}, [])
+    view = MemoryView([OpenIncident(KEY, {}, "build-failed", "high", "t")], silences=[silence(500.0, 600.0)])
+    action = TriggerAction("build-failed", "e1", KEY, "t", "high", extras, at=150.0)
+    assert Dispatcher(make_config(), DryRun(view)).handle(action)[0].status is Status.DEDUPLICATED
+    assert rendered == []
+
+
+def test_the_first_matching_silence_is_named() -> None:
+    view = MemoryView(silences=[silence(silence_id="a", repo="acme/web"), silence(silence_id="b"),
+                                silence(silence_id="c", kind={"exists": False})])
+    [outcome] = Dispatcher(make_config(), DryRun(view)).handle(at(150.0))
+    assert outcome.to_line()["silence_id"] == "b"

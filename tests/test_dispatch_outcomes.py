@@ -120,3 +120,9 @@ def test_an_outcome_cannot_be_changed() -> None:
     outcome = triggered(TRIGGER, Result(Status.PLANNED))
     with pytest.raises(AttributeError):
         outcome.result = Result(Status.CREATED)  # type: ignore[misc]
+
+
+def test_a_silenced_trigger_line_names_the_silence() -> None:
+    line = triggered(TRIGGER, Result(Status.SILENCED, silence_id="5f1c")).to_line()
+    assert (line["status"], line["silence_id"]) == ("silenced", "5f1c")
+    assert list(line)[-1] == "silence_id" and "silence_id" not in triggered(TRIGGER, Result(Status.CREATED)).to_line()

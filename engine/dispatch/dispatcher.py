@@ -2,16 +2,21 @@
 the Backend: the protocol every caller uses, and DryRun, the backend of a dry run.
 
 The gates are the same for a dry run and a live run, in this order:
-trigger: below the severity threshold -> disabled -> backend (already open: deduplicated; else create);
+trigger: below the severity threshold -> silenced -> disabled -> backend (already open: deduplicated; else create);
 resolve: auto-resolve off -> disabled -> backend (nothing open; else resolve).
 A dry run differs only in its backend: it plans, and remembers what it planned;
 the live one (engine/pagerduty/backend.py) asks the state and PagerDuty.
+
+Silences are read through the backend's view (SilenceView): the state's when live, the silences a dry
+run was given otherwise. A silenced trigger calls nothing; resolves and change events are never muted,
+so an incident opened before a silence still closes (alertmanager#226).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from engine import severity as sev
 from engine.config import Config
@@ -29,19 +34,45 @@ from engine.dispatch.outcomes import (
 )
 from engine.evaluation.actions import Action, ChangeAction, IncidentView, OpenIncident, ResolveAction, TriggerAction
 from engine.language.routes import Route, load_routes, pick_route, route_name
+from engine.language.silences import Silence
 
 _BELOW_THRESHOLD, _DISABLED = Result(Status.BELOW_THRESHOLD), Result(Status.DISABLED)
 _AUTO_RESOLVE_OFF = Result(Status.AUTO_RESOLVE_OFF)
 
 
-class MemoryView:
-    """Open incidents in memory, indexed by key and by label value, for dry runs and tests."""
+@runtime_checkable
+class SilenceView(Protocol):
+    """What the silence gate asks of a backend's view (MemoryView; engine/pagerduty/state.py StateView)."""
 
-    def __init__(self, incidents: Iterable[OpenIncident] = ()):
+    event_time: bool  # True: a trigger's own time (its event's ``time``) decides, as in a dry run and rule tests
+
+    def active_silences(self, at: float) -> tuple[Silence, ...]:
+        """The silences muting at ``at`` (none: the gate renders no labels); cheap, called per trigger."""
+        ...
+
+    def record_silenced(self, action: TriggerAction, silence: Silence, at: float) -> None:
+        """Remember that ``silence`` muted ``action`` (live: the audit trail, as the silence's creator)."""
+        ...
+
+
+class MemoryView:
+    """Open incidents in memory, indexed by key and by label value, for dry runs and tests; and the
+    silences a dry run was given (none unless given)."""
+
+    event_time = True
+
+    def __init__(self, incidents: Iterable[OpenIncident] = (), silences: Iterable[Silence] = ()):
         self._open: dict[str, OpenIncident] = {}
         self._by_label: dict[tuple[str, str], set[str]] = {}
+        self.silences = tuple(silences)
         for incident in incidents:
             self.open(incident)
+
+    def active_silences(self, at: float) -> tuple[Silence, ...]:
+        return tuple(s for s in self.silences if s.active_at(at)) if self.silences else ()
+
+    def record_silenced(self, action: TriggerAction, silence: Silence, at: float) -> None:
+        return None  # a dry run writes no audit trail: its output line says it
 
     def get(self, incident_key: str) -> OpenIncident | None:
         return self._open.get(incident_key)
@@ -204,15 +235,23 @@ def resolve_route(routes: tuple[Route, ...], view: IncidentView, incident_key: s
     return pick_route(routes, incident.labels) if incident is not None else None
 
 
-class Dispatcher:
-    """Turns actions into outcomes, applying the config's gates."""
+def matching_silence(silences: Iterable[Silence], labels: Mapping[str, str]) -> Silence | None:
+    """The first of these silences whose matchers hold for the labels (they come soonest-started first)."""
+    return next((s for s in silences if s.matches(labels)), None)
 
-    def __init__(self, config: Config, backend: Backend):
+
+class Dispatcher:
+    """Turns actions into outcomes, applying the config's gates. ``clock`` is the time of a live run's
+    silences; a dry run's is each trigger's own (its event's ``time``), the clock when it has none."""
+
+    def __init__(self, config: Config, backend: Backend, clock: Callable[[], float] = time.time):
         self.config = config
         self.backend = backend
         self.view = backend.view
+        self.clock = clock
         self.routes = load_routes(config)
         self._threshold = sev.rank(config.severity_threshold)
+        self._silences = backend.view if isinstance(backend.view, SilenceView) else None
 
     def handle(self, action: Action) -> list[Outcome]:
         """The outcome of an action, after the error outcomes of any template it rendered on the way."""
@@ -231,9 +270,25 @@ class Dispatcher:
         name = route_name(route) if route else "default"
         if sev.rank(action.severity) < self._threshold:
             return triggered(action, _BELOW_THRESHOLD, name)
+        muted = self._silenced(action) if self._silences is not None else None
+        if muted is not None:
+            return triggered(action, muted, name)
         if not self.config.enabled:
             return triggered(action, _DISABLED, name)
         return triggered(action, self.backend.create(action, route), name)  # created/planned, deduplicated, failed
+
+    def _silenced(self, action: TriggerAction) -> Result | None:
+        """``silenced`` (recorded by the view) when an active silence matches the trigger's labels; else None.
+        The labels are rendered only when some silence is active."""
+        view = self._silences
+        assert view is not None
+        at = action.at if view.event_time and action.at is not None else self.clock()
+        active = view.active_silences(at)
+        silence = matching_silence(active, action.labels) if active else None
+        if silence is None:
+            return None
+        view.record_silenced(action, silence, at)
+        return Result(Status.SILENCED, silence_id=silence.id)
 
     def _change(self, action: ChangeAction) -> Outcome:
         """A change event never pages, so no severity threshold; PAGERDUTY_ENABLED=false still holds it."""

@@ -32,6 +32,7 @@ class Status(str, Enum):
     ACKNOWLEDGED = "acknowledged"
     ALREADY_RESOLVED = "already_resolved"  # ack refused: acknowledging would re-open it
     SENT = "sent"                          # a change event PagerDuty accepted
+    SILENCED = "silenced"                  # a trigger a silence muted: nothing sent (README: Silences)
     REJECTED = "rejected"                  # error line: the event is not valid
     RULE_ERROR = "rule_error"              # error line: a rule could not be evaluated or rendered
 
@@ -48,6 +49,7 @@ class Result:
     retry: bool | None = None
     note_error: str | None = None
     incident_url: str | None = None  # the incident's page in PagerDuty, when PagerDuty gave one
+    silence_id: str | None = None  # a silenced trigger: the silence that muted it
 
 
 # A dry run answers with one of these for every action: no allocation per event.
@@ -163,6 +165,8 @@ class Outcome:
             line["retry"] = result.retry
         if result.note_error is not None:
             line["note_error"] = result.note_error
+        if result.silence_id is not None:
+            line["silence_id"] = result.silence_id
         return line
 
 
