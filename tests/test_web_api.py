@@ -187,3 +187,58 @@ def test_the_api_acts_as_api_in_the_audit_trail_whatever_the_backend_actor(fake:
     client = app.test_client()
     open_one(client)
     assert [e["actor"] for e in client.get("/api/audit", headers=AUTH).get_json()["entries"]] == ["api"]
+
+
+WRITTEN_KEY = "writtenkey0123456789abcdef012345"
+ROUTES = f"""channels: []
+routes:
+  - match: {{kind: sentry-issue}}
+    routing_key: {WRITTEN_KEY}
+  - match: {{repo: acme/payments}}
+    service_id: {fake_pagerduty.SERVICE}
+    escalation_policy_id: PEPPAY1
+  - match: {{repo: acme/mobile}}
+    routing_key: {WRITTEN_KEY}
+"""
+
+
+def test_oncall_for_a_repo_answers_for_its_route(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path, ROUTES).test_client()
+    pay = client.get("/api/oncall?repo=acme/payments", headers=AUTH)
+    shop = client.get("/api/oncall?repo=acme/shop", headers=AUTH)
+    assert (pay.status_code, shop.status_code) == (200, 200)
+    body = pay.get_json()
+    assert {k: body[k] for k in ("name", "repo", "route", "escalation_policy_id", "also_routes")} == {
+        "name": "Ada Oncall", "repo": "acme/payments", "route": 1, "escalation_policy_id": "PEPPAY1",
+        "also_routes": [0]}
+    assert body["why"].endswith(":5: routes[1] is the first route that matches repo=acme/payments")
+    assert [p["name"] for p in body["levels"]] == ["Ada Oncall", "Bo Backup"]
+    assert {k: shop.get_json()[k] for k in ("route", "escalation_policy_id")} == {
+        "route": "default", "escalation_policy_id": fake_pagerduty.POLICY}
+    asked = [[v for k, v in c["query"] if k == "escalation_policy_ids[]"] for c in fake.calls("GET", "/oncalls")]
+    assert asked == [["PEPPAY1"], [fake_pagerduty.POLICY]]
+
+
+def test_oncall_for_a_repo_on_an_events_api_route_without_a_policy_is_404_saying_what_to_add(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    response = app_for(fake, tmp_path, ROUTES).test_client().get("/api/oncall?repo=acme/mobile", headers=AUTH)
+    body = response.get_json()
+    assert (response.status_code, body["route"], body["escalation_policy_id"], body["levels"]) == (404, 2, None, [])
+    assert body["error"] == body["unknown"]
+    assert body["error"].endswith(":9); the service behind a routing key, and so its on-call, is unknown to "
+                                  "pagerules: add escalation_policy_id to routes[2] to name whose on-call to show")
+    assert WRITTEN_KEY not in response.get_data(as_text=True)
+    assert fake.calls("GET", "/oncalls") == []
+
+
+def test_oncall_for_an_empty_repo_is_400(fake: FakePagerDuty, tmp_path: Path) -> None:
+    response = app_for(fake, tmp_path).test_client().get("/api/oncall?repo=", headers=AUTH)
+    assert (response.status_code, response.get_json()) == (400, {
+        "error": "repo: expected a repository (owner/name), got empty text"})
+
+
+def test_oncall_for_a_repo_is_404_when_nobody_is_on_call(fake: FakePagerDuty, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fake_pagerduty, "ONCALL", [])
+    response = app_for(fake, tmp_path, ROUTES).test_client().get("/api/oncall?repo=acme/payments", headers=AUTH)
+    assert (response.status_code, response.get_json()["error"]) == (404, "nobody is on call for PEPPAY1")

@@ -36,10 +36,22 @@ def _require_token() -> Response | None:
 
 @api.get("/oncall")
 def oncall() -> Any:
-    people = manual.oncall(web().backend.client, str(web().config.escalation_policy_id))
+    """Who is on call: the first of the lowest level, and ``levels``; ``?repo=R``: for the route R's
+    incidents take, with ``route``, ``escalation_policy_id`` and ``why`` (README "Routes")."""
+    repo = request.args.get("repo")
+    if repo is None:
+        people = manual.oncall(web().backend.client, str(web().config.escalation_policy_id))
+        if not people:
+            return json_error(404, "nobody is on call for this escalation policy")
+        return jsonify({**people[0].__dict__, "levels": [p.__dict__ for p in people]})
+    if not repo.strip():
+        return json_error(400, "repo: expected a repository (owner/name), got empty text")
+    target = manual.project_target(web().config, repo)
+    people = manual.oncall(web().backend.client, target.escalation_policy_id) if target.escalation_policy_id else []
+    view = manual.project_view(target, people)
     if not people:
-        return json_error(404, "nobody is on call for this escalation policy")
-    return jsonify({**people[0].__dict__, "levels": [p.__dict__ for p in people]})
+        return json_error(404, target.unknown or f"nobody is on call for {target.escalation_policy_id}", **view)
+    return jsonify({**people[0].__dict__, **view})
 
 
 @api.post("/incidents")
