@@ -155,7 +155,7 @@ class FakePagerDuty:
         incident = {"id": f"PINC{number:04d}", "type": "incident", "incident_number": number,
                     "title": body.get("title"), "incident_key": body.get("incident_key"),
                     "status": "triggered", "urgency": body.get("urgency", "high"),
-                    "service": {"id": SERVICE, "type": "service_reference"},
+                    "service": {"id": (body.get("service") or {}).get("id") or SERVICE, "type": "service_reference"},
                     "body": body.get("body"), "notes": [], "resolution": None,
                     "html_url": f"https://fake.pagerduty.local/incidents/PINC{number:04d}"}
         self.incidents[incident["id"]] = incident
