@@ -238,3 +238,22 @@ def test_no_secret_appears_in_any_response_log_line_or_audit_row(fake: FakePager
     for secret in (*secrets.values(), API_TOKEN, TOKEN):
         assert all(secret not in body for body in bodies), secret
         assert secret not in logged and secret not in state, secret
+
+
+@responses.activate
+def test_channels_name_the_person_who_acknowledged_and_resolved(fake: FakePagerDuty, tmp_path: Path) -> None:
+    responses.add_passthru(fake.url)  # type: ignore[attr-defined]
+    responses.post(SLACK, json={"ok": True})
+    people = tmp_path / "people.tokens"
+    alice = tokens.add(people, "alice", 1000.0)
+    bearer = {"Authorization": f"Bearer {alice}"}
+    client = app_for(fake, tmp_path, f"channels: [{{name: ops, url: '{SLACK}', kind: slack}}]",
+                     PAGERULES_TOKENS_FILE=str(people)).test_client()
+    line = open_one(client)
+    client.post(f"/api/incidents/{line['incident_key']}/acknowledge", headers=bearer)
+    client.post(f"/api/incidents/{line['incident_key']}/resolve", headers=bearer, json={"message": "failed over"})
+    assert [json.loads(c.request.body)["text"] for c in responses.calls if c.request.url == SLACK] == [
+        ":rotating_light: Triggered by api: [CodeSpar] High: db down",
+        ":eyes: Acknowledged by alice: [CodeSpar] High: db down",
+        f":white_check_mark: Resolved by alice: {line['incident_key']} (failed over)"]
+    assert all(alice not in str(c.request.body) for c in responses.calls)

@@ -2,8 +2,13 @@
 session cookie, the CSRF token on every button, and the page refreshed from PagerDuty on load."""
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import json
+import logging
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +16,7 @@ import pytest
 from builders import API_TOKEN, AUTH, Clock, app_for, open_one
 from fake_pagerduty import POLICY, FakePagerDuty
 
+from engine.web import tokens
 from engine.web.dashboard import short_title
 
 
@@ -168,8 +174,8 @@ def test_a_wrong_token_says_so_and_sets_no_session(fake: FakePagerDuty, tmp_path
     client = app_for(fake, tmp_path).test_client()
     response = client.post("/login", data={"token": "guess"}, environ_base={"REMOTE_ADDR": "10.2.3.4"})
     assert response.status_code == 401 and "Set-Cookie" not in response.headers
-    assert "That token is not right." in response.get_data(as_text=True)
-    assert "dashboard sign-in with a wrong token from 10.2.3.4" in caplog.text and "guess" not in caplog.text
+    assert "That token is not right (or it was revoked)." in response.get_data(as_text=True)
+    assert "dashboard sign-in with a wrong or revoked token from 10.2.3.4" in caplog.text and "guess" not in caplog.text
 
 
 def test_the_sign_in_form_is_served(fake: FakePagerDuty, tmp_path: Path) -> None:
@@ -372,3 +378,97 @@ def test_the_buttons_refuse_a_post_from_another_site_even_with_the_form_token(fa
     assert fake.calls("PUT") == []
     done = client.post(path, data={"csrf": csrf}, headers={"Origin": "http://localhost"})
     assert done.status_code == 302 and len(fake.calls("PUT")) == 1
+
+
+def people_app(fake: FakePagerDuty, tmp_path: Path, channels: str = "channels: []") -> tuple[Any, Path]:
+    people = tmp_path / "people.tokens"
+    return app_for(fake, tmp_path, channels, PAGERULES_TOKENS_FILE=str(people)), people
+
+
+def test_a_named_token_signs_in_the_header_names_the_person_and_the_audit_trail_records_them(
+        fake: FakePagerDuty, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    people = tmp_path / "people.tokens"
+    alice = tokens.add(people, "alice", 1000.0)
+    app, _ = people_app(fake, tmp_path)
+    client = app.test_client()
+    signed = client.post("/login", data={"token": alice})
+    assert signed.status_code == 302
+    page = client.get("/").get_data(as_text=True)
+    assert '<strong id="signed-in-as">alice</strong>' in page and "shared PAGERULES_API_TOKEN" not in page
+    assert '<strong id="signed-in-as">alice</strong>' in client.get("/history").get_data(as_text=True)
+    line = open_one(client)
+    acked = client.post(f"/ui/incidents/{line['incident_key']}/acknowledge", data={"csrf": csrf_of(page)})
+    assert acked.status_code == 302
+    resolved = client.post(f"/ui/incidents/{line['incident_key']}/resolve",
+                           data={"csrf": csrf_of(page), "message": "failed over"})
+    assert resolved.status_code == 302
+    audit = client.get("/api/audit", headers=AUTH).get_json()["entries"]
+    assert [(e["actor"], e["action"]) for e in audit][:3] == [("alice", "resolved"), ("alice", "acknowledged"),
+                                                                ("api", "create")]
+    history = client.get("/history").get_data(as_text=True)
+    assert '<td class="resolved-by">alice</td>' in history
+    digest = hashlib.sha256(alice.encode()).hexdigest()
+    cookie = signed.headers["Set-Cookie"]
+    assert '"person":"alice"' in _decoded_session(cookie)  # who, and when their token was made; nothing secret
+    for shown in (page, history, json.dumps(audit), caplog.text, cookie, _decoded_session(cookie)):
+        assert alice not in shown and digest not in shown
+    assert "dashboard sign-in by alice from" in caplog.text
+
+
+def _decoded_session(cookie: str) -> str:
+    """The session cookie's payload (signed, not encrypted: a reader of the cookie sees it)."""
+    value = cookie.split("=", 1)[1].split(";", 1)[0]
+    payload = value.lstrip(".").split(".")[0]
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    return (zlib.decompress(raw) if value.startswith(".") else raw).decode()
+
+
+def test_the_shared_token_still_signs_in_as_dashboard(fake: FakePagerDuty, tmp_path: Path) -> None:
+    tokens.add(tmp_path / "people.tokens", "alice", 1000.0)
+    client = people_app(fake, tmp_path)[0].test_client()
+    assert client.post("/login", data={"token": API_TOKEN}).status_code == 302
+    page = client.get("/").get_data(as_text=True)
+    assert '<strong id="signed-in-as">dashboard</strong> <span class="shared">(the shared PAGERULES_API_TOKEN)' \
+        in page
+    line = open_one(client)
+    client.post(f"/ui/incidents/{line['incident_key']}/acknowledge", data={"csrf": csrf_of(page)})
+    assert client.get("/api/audit", headers=AUTH).get_json()["entries"][0]["actor"] == "dashboard"
+
+
+def test_revoking_a_token_ends_its_open_session_and_its_api_use_at_once(fake: FakePagerDuty, tmp_path: Path) -> None:
+    people = tmp_path / "people.tokens"
+    alice, bob = tokens.add(people, "alice", 1000.0), tokens.add(people, "bob", 1000.0)
+    app = people_app(fake, tmp_path)[0]
+    client, other = app.test_client(), app.test_client()
+    assert client.post("/login", data={"token": alice}).status_code == 302
+    assert other.post("/login", data={"token": bob}).status_code == 302
+    csrf = csrf_of(client.get("/").get_data(as_text=True))
+    line = open_one(client)
+    bearer = {"Authorization": f"Bearer {alice}"}
+    assert client.get("/api/incidents", headers=bearer).status_code == 200
+
+    tokens.revoke(people, "alice", 2000.0)  # another process, as `pagerules token revoke alice`
+    assert client.get("/api/incidents", headers=bearer).status_code == 401
+    button = client.post(f"/ui/incidents/{line['incident_key']}/acknowledge", data={"csrf": csrf})
+    assert button.status_code == 401 and fake.calls("PUT") == []
+    assert client.get("/").headers["Location"] == "/login"
+    assert client.post("/login", data={"token": alice}).status_code == 401
+    assert other.get("/").status_code == 200  # bob's session is untouched
+
+    new = tokens.add(people, "alice", 3000.0)  # a new token for alice: the old session stays ended
+    assert client.post("/login", data={"token": alice}).status_code == 401
+    assert client.post("/login", data={"token": new}).status_code == 302 and client.get("/").status_code == 200
+
+
+def test_a_person_added_to_the_file_on_disk_signs_in_without_a_restart(fake: FakePagerDuty, tmp_path: Path) -> None:
+    people = tmp_path / "people.tokens"
+    tokens.add(people, "alice", 1000.0)
+    client = people_app(fake, tmp_path)[0].test_client()
+    carol = "pgr_" + "c" * 43
+    with people.open("a") as file:  # edited by hand, in place
+        file.write(f"carol sha256:{hashlib.sha256(carol.encode()).hexdigest()} 2026-12-03T14:29:33Z\n")
+    made = client.post("/api/incidents", headers={"Authorization": f"Bearer {carol}"},
+                       json={"title": "disk full", "severity": "high", "repo": "acme/db"})
+    assert made.status_code == 201
+    assert client.get("/api/audit", headers=AUTH).get_json()["entries"][0]["actor"] == "carol"

@@ -22,18 +22,21 @@ from urllib3.util.retry import Retry
 from engine import metrics
 
 log = logging.getLogger("pagerules.channels")
+MAX_MESSAGE = 500  # characters of a resolution message quoted in a chat line (the JSON kind carries it whole)
 EMOJI = {"triggered": ":rotating_light:", "acknowledged": ":eyes:", "resolved": ":white_check_mark:"}
 
 
 def payload(kind: str, channel_kind: str, incident: Mapping[str, Any]) -> dict[str, Any]:
-    """The body for one announcement: Slack's ``{"text": ...}``, or the plain facts as JSON."""
+    """The body for one announcement: Slack's ``{"text": ...}``, or the plain facts as JSON; both name the
+    actor (the person who signed in with a named token, ``api``/``dashboard`` for the shared one, ``rules``)."""
     facts = {"event": kind, **{k: incident.get(k) for k in ("incident_key", "incident_id", "title", "severity",
                                                             "actor", "message") if incident.get(k) is not None}}
     if channel_kind == "json":
         return facts
     title = incident.get("title") or incident.get("incident_key")
-    who = f" by {incident['actor']}" if incident.get("actor") else ""
-    return {"text": f"{EMOJI.get(kind, '')} {kind.capitalize()}{who}: {title}".strip()}
+    who = f" by {incident['actor']}" if incident.get("actor") else ""  # the person, with a named token
+    said = f" ({str(incident['message'])[:MAX_MESSAGE]})" if incident.get("message") else ""
+    return {"text": f"{EMOJI.get(kind, '')} {kind.capitalize()}{who}: {title}{said}".strip()}
 
 
 class Notifier:

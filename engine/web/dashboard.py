@@ -1,9 +1,10 @@
 """The dashboard: the sign-in form, the incidents across projects with their Acknowledge and Resolve
 buttons, a filter, and the history of resolutions (README "HTTP API, dashboard and webhook intake").
 
-Sign-in takes PAGERULES_API_TOKEN through a form (rate limited per client address, same-origin
-only) and then holds a session cookie (HttpOnly, SameSite=Strict, Secure over https); every form
-that changes something carries the session's CSRF token. Pages are server-rendered; the filter is
+Sign-in takes a person's named token (README "People and tokens") or PAGERULES_API_TOKEN through
+a form (rate limited per client address, same-origin only) and then holds a session cookie (HttpOnly,
+SameSite=Strict, Secure over https) naming the person, checked against the tokens file on every
+request; every form that changes something carries the session's CSRF token. Pages are server-rendered; the filter is
 a GET form, so everything works without JavaScript (the script only refreshes the page).
 """
 from __future__ import annotations
@@ -24,10 +25,12 @@ from engine.language.routes import load_routes, pick_route
 from engine.pagerduty import manual
 from engine.pagerduty.records import StoredIncident
 from engine.web.auth import client_address, cross_origin
-from engine.web.context import incident_view, web
+from engine.web.context import act_for, incident_view, web
+from engine.web.tokens import Entry
 
 log = logging.getLogger("pagerules.server")
 NO_REPO = "(no repo)"
+SHARED_PERSON = "dashboard"  # who signed in with PAGERULES_API_TOKEN, in the audit trail
 UI_NOTICE = {Status.ALREADY_RESOLVED.value: "Not acknowledged: {key} is already resolved in PagerDuty "
                                             "(acknowledging would re-open it). The list is now up to date."}
 AUDIT_SCAN = 2000  # audit rows read for "who acknowledged" and the history (the newest first)
@@ -79,6 +82,14 @@ def pagerduty_link(incident: Any) -> str | None:
     return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
+@dashboard.app_context_processor
+def _who() -> dict[str, Any]:
+    """Every page's header says who is signed in (the view checked the session first)."""
+    person = session.get("person")
+    return {"signed_in_as": person if isinstance(person, str) else None,
+            "signed_in_shared": "person" in session and "token_created" not in session}
+
+
 @dashboard.get("/login")
 def login_form() -> Any:
     return render_template("login.html", error=None)
@@ -90,14 +101,37 @@ def login() -> Any:
     refused = _login_refused(client)
     if refused:
         return refused
-    if not web().token_ok(request.form.get("token")):
+    who = web().sign_in(request.form.get("token"))
+    if not who:
         web().limiter.failed(client)
-        log.warning("dashboard sign-in with a wrong token from %s", client)
-        return render_template("login.html", error="That token is not right."), 401
+        log.warning("dashboard sign-in with a wrong or revoked token from %s", client)
+        return render_template("login.html", error="That token is not right (or it was revoked)."), 401
     web().limiter.succeeded(client)
     session.clear()
-    session["signed_in"], session["csrf"] = True, secrets.token_urlsafe(24)
+    # The session holds who and which of their tokens (its creation time), never the token or its hash,
+    # so revoking or replacing that token signs the session out at its next request.
+    if isinstance(who, Entry):
+        session["person"], session["token_created"] = who.name, who.created
+        log.info("dashboard sign-in by %s from %s", who.name, client)
+    else:
+        session["person"] = SHARED_PERSON
+    session["csrf"] = secrets.token_urlsafe(24)
     return redirect(url_for("dashboard.page"))
+
+
+def signed_in_person() -> str | None:
+    """Who this session signed in as, checked against the tokens file on every request (a revoked
+    token ends its sessions at once); None, with the session cleared, when nobody or no longer."""
+    person = session.get("person")
+    if not isinstance(person, str):
+        return None
+    if "token_created" in session:
+        if not web().tokens.still_active(person, float(session["token_created"])):
+            log.info("dashboard session of %s ended: its token was revoked or replaced", person)
+            session.clear()
+            return None
+        act_for(person)
+    return person
 
 
 def _login_refused(client: str) -> tuple[str, int, dict[str, str]] | None:
@@ -121,7 +155,8 @@ def logout() -> Any:
 
 @dashboard.get("/")
 def page() -> Any:
-    if not session.get("signed_in"):
+    person = signed_in_person()
+    if person is None:
         return redirect(url_for("dashboard.login_form"))
     oncall, oncall_error = _oncall()
     refresh_error = web().refresher.maybe()
@@ -139,7 +174,8 @@ def page() -> Any:
 
 @dashboard.get("/history")
 def history() -> Any:
-    if not session.get("signed_in"):
+    person = signed_in_person()
+    if person is None:
         return redirect(url_for("dashboard.login_form"))
     audit = web().backend.state.recent_audit(AUDIT_SCAN)
     return render_template("history.html", resolutions=_resolutions(audit)[:HISTORY_ROWS], csrf=session["csrf"],
@@ -149,7 +185,7 @@ def history() -> Any:
 @dashboard.post("/ui/incidents/<path:key>/acknowledge")
 def acknowledge(key: str) -> Any:
     _signed_in_form()
-    line = manual.acknowledge(web().config, web().acting_as("dashboard"), key)
+    line = manual.acknowledge(web().config, web().acting_as(SHARED_PERSON), key)
     notice = UI_NOTICE.get(line["status"], "{status}: {key}").format(status=line["status"], key=key)
     if line.get("error") and line["status"] != Status.ALREADY_RESOLVED.value:
         notice += f" ({line['error']})"
@@ -162,7 +198,7 @@ def resolve(key: str) -> Any:
     message = str(request.form.get("message", "")).strip()
     if len(message) > MAX_MESSAGE:
         abort(400, f"the resolution message has {len(message)} characters; at most {MAX_MESSAGE}")
-    line = manual.resolve(web().config, web().acting_as("dashboard"), key, message or None)
+    line = manual.resolve(web().config, web().acting_as(SHARED_PERSON), key, message or None)
     notice = f"{line['status']}: {key}"
     if line.get("error"):
         notice += f" ({line['error']})"
@@ -171,7 +207,7 @@ def resolve(key: str) -> Any:
 
 def _signed_in_form() -> None:
     """A button's post: a signed-in session, from this site (Origin/Referer), with the session's form token."""
-    if not session.get("signed_in"):
+    if signed_in_person() is None:
         abort(401)
     foreign = cross_origin(request)
     if foreign:
