@@ -109,6 +109,9 @@ def test_oncall_with_a_bad_route_config_exits_2_at_its_line(fake: FakePagerDuty,
     assert result.stderr == (f"pagerules: {config}:2: routes[0]: names a REST target (service_id) and an Events API "
                              "v2 target (routing_key_env); give one\n")
     assert fake.calls() == []
+    empty = cli(fake, "oncall", "--repo", " ", "--config", config)
+    assert (empty.returncode, empty.stderr) == (2, "pagerules: --repo: expected a repository (owner/name), got "
+                                                   "empty text\n")
 
 
 def test_check_fails_naming_the_route_whose_service_does_not_exist(fake: FakePagerDuty, tmp_path: Path) -> None:

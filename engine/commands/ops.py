@@ -112,6 +112,8 @@ def oncall(repo: str | None, as_json: bool, config_path: str | None) -> None:
         people = manual.oncall(make_client(config), str(config.escalation_policy_id))
         emit([p.__dict__ for p in people], as_json, _people(people, "nobody is on call for this escalation policy"))
         return
+    if not repo.strip():
+        raise ConfigError("--repo: expected a repository (owner/name), got empty text")
     target = manual.project_target(config, repo)  # a bad route config stops here: exit 2, FILE:LINE
     people = []
     if target.escalation_policy_id is not None:
