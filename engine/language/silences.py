@@ -22,6 +22,7 @@ from engine.language.matchers import Condition, ConditionError, MatcherError, co
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_COMMENT = 1000
+LAST_TIME = 253402300800.0  # 10000-01-01T00:00:00Z: the first moment ISO 8601's four-digit years cannot say
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^(?:(\d+)([smhdw]))+$")
 _PART = re.compile(r"(\d+)([smhdw])")
@@ -37,7 +38,7 @@ class SilenceError(ConfigError):
 
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
-        self.field = field
+        self.field, self.reason = field, message
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,9 @@ def make_silence(match: Any, *, created_by: str, comment: Any, starts_at: float,
         raise SilenceError("comment", f"is {len(comment)} characters; at most {MAX_COMMENT}")
     if not created_by.strip():
         raise SilenceError("created_by", "is empty: say who makes the silence")
+    for name, at in (("starts_at", starts_at), ("ends_at", ends_at)):
+        if not 0 <= at < LAST_TIME:
+            raise SilenceError(name, "is outside the years 1970 to 9999")
     if ends_at <= starts_at:
         raise SilenceError("ends_at", f"{iso(ends_at)} is not after starts_at {iso(starts_at)}")
     return Silence(silence_id or str(uuid.uuid4()), dict(match), created_by, comment.strip(), starts_at, ends_at,
@@ -242,3 +246,48 @@ def silence_from_stored(values: Mapping[str, Any]) -> Silence:
     return Silence(values["id"], dict(values["match"]), values["created_by"], values["comment"],
                    float(values["starts_at"]), float(values["ends_at"]), float(values["created_at"]),
                    weekly_from_json(values.get("weekly")), compile_match(values["match"]))
+
+
+REQUEST_KEYS = ("match", "comment", "starts_at", "ends_at", "for", "weekly")
+WEEKLY_KEYS = ("weekdays", "between", "tz")
+
+
+def silence_from_request(data: Any, created_by: str, now: float) -> Silence:
+    """A new silence from what a person asked for, the CLI's options and the API's JSON body alike:
+    ``match``, ``comment``, ``starts_at`` (ISO 8601, default now), one of ``ends_at`` (ISO 8601) and
+    ``for`` (a duration from the start), and optionally ``weekly`` {weekdays, between, tz}. Raises
+    SilenceError naming the field: an unknown key is an error, as a typo would mute the wrong thing."""
+    if not isinstance(data, Mapping):
+        raise SilenceError("body", "expected a JSON object with match, comment and ends_at or for")
+    for key in data:
+        if key not in REQUEST_KEYS:
+            raise SilenceError(str(key), f"unknown field; the fields are {', '.join(REQUEST_KEYS)}")
+    starts_at = now if data.get("starts_at") is None else parse_time(data["starts_at"], "starts_at")
+    ends_at = _end(data, starts_at)
+    return make_silence(data.get("match"), created_by=created_by, comment=data.get("comment"), starts_at=starts_at,
+                        ends_at=ends_at, created_at=now, weekly=_weekly(data.get("weekly")))
+
+
+def _end(data: Mapping[str, Any], starts_at: float) -> float:
+    given = [key for key in ("ends_at", "for") if data.get(key) is not None]
+    if len(given) != 1:
+        raise SilenceError("ends_at", "say how long it lasts: an end (ends_at, --until: an ISO 8601 time) or a "
+                           "duration (for, --for: 30m, 2h)" if not given else "give an end or a duration, not both")
+    if given[0] == "ends_at":
+        return parse_time(data["ends_at"], "ends_at")
+    if not isinstance(data["for"], str):
+        raise SilenceError("for", f"expected a duration such as 2h, got {type(data['for']).__name__}")
+    return starts_at + parse_duration(data["for"])
+
+
+def _weekly(raw: Any) -> Weekly | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise SilenceError("weekly", "expected {weekdays, between, tz}")
+    for key in raw:
+        if key not in WEEKLY_KEYS:
+            raise SilenceError(f"weekly.{key}", f"unknown field; the fields are {', '.join(WEEKLY_KEYS)}")
+    if raw.get("between") is None:
+        raise SilenceError("weekly.between", "give the hours of the window, HH:MM-HH:MM (22:00-23:00)")
+    return make_weekly(raw.get("weekdays", "mon-sun"), raw["between"], raw.get("tz", "UTC"))
