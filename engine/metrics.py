@@ -4,10 +4,17 @@ One process runs one `serve` or `watch`, so the metrics are module-level, as pro
 documentation defines them; they live in a registry of our own (not the library's global one) so that
 `GET /metrics` shows pagerules' figures and the process's, nothing an imported library registered.
 Tests read a value before and after an action (`value()`), never an absolute count.
+
+The daemon's own figures (files handled and pending, rules loaded, the last reload) are kept once, in
+a `Figures` object its status file owns: the status file (`pagerules status`), `/healthz` and
+`/metrics` all read that one object, so the three never disagree (README "Metrics").
 """
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +27,8 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry()
 process_collector.ProcessCollector(registry=REGISTRY)
@@ -34,15 +43,97 @@ PAGERDUTY_REQUESTS = Counter("pagerules_pagerduty_requests_total", "Calls to Pag
 PAGERDUTY_DURATION = Histogram("pagerules_pagerduty_request_duration_seconds", "Time of a PagerDuty call, retries "
                                "included", ["endpoint"], registry=REGISTRY,
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-EVENTS_PENDING = Gauge("pagerules_events_pending", "Event files waiting in the events folder (held for a retry "
-                       "included)", registry=REGISTRY)
-RULES_LOADED = Gauge("pagerules_rules_loaded", "Rules in force (triggers and recoveries)", registry=REGISTRY)
-RELOAD_OK = Gauge("pagerules_config_last_reload_successful", "1 if the last load of rules and config worked, "
-                  "0 if it failed and the previous rules are still in force", registry=REGISTRY)
-RELOAD_OK_AT = Gauge("pagerules_config_last_reload_success_timestamp_seconds", "When rules and config were last "
-                     "loaded successfully (Unix time)", registry=REGISTRY)
 CHANNEL_FAILURES = Counter("pagerules_channel_failures_total", "Announcements a channel could not deliver",
                            ["channel"], registry=REGISTRY)
+
+SILENCES_ACTIVE = Gauge("pagerules_silences_active", "Silences in force now (started, not yet ended or expired)",
+                        registry=REGISTRY)
+
+# The daemon's figures, as its status file names them. Counts start at 0; the reload figures are None
+# until the first load (serve alone has no daemon: they stay None and /metrics shows them as 0).
+FIGURES = {"files_processed": 0, "files_failed": 0, "files_pending": 0, "rules_loaded": None,
+           "last_reload_successful": None, "rules_loaded_at": None}
+
+
+class Figures:
+    """One daemon's figures: its status file writes them, /healthz and /metrics read them (one source).
+
+    ``values`` holds everything the status file shows (FIGURES and the daemon's other facts: state,
+    ruleset version, errors); a copy is taken under a lock, since the web thread reads while the daemon
+    writes. ``on_change(force)`` tells the owner (the status file) to write."""
+
+    def __init__(self, values: dict[str, Any] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, Any] = {**FIGURES, **(values or {})}
+        self.owner: object = None  # what these figures describe: the daemon's events folder
+        self.on_change: Callable[[bool], None] | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._values)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            return self._values.get(key, default)
+
+    def set(self, force: bool = False, notify: bool = True, **values: Any) -> bool:
+        """Set figures; True (and the owner told, unless ``notify`` is False) if one changed."""
+        with self._lock:
+            changed = any(self._values.get(k, _MISSING) != v for k, v in values.items())
+            self._values.update(values)
+        if changed and notify and self.on_change is not None:
+            self.on_change(force)
+        return changed
+
+    def add(self, key: str, amount: int = 1) -> None:
+        with self._lock:
+            self._values[key] = self._values.get(key, 0) + amount
+        if self.on_change is not None:
+            self.on_change(False)
+
+
+_MISSING = object()
+_live = Figures()
+
+
+def live() -> Figures:
+    """The figures of this process's daemon (the last one installed; without a daemon, all at rest)."""
+    return _live
+
+
+def install(figures: Figures) -> None:
+    """Make ``figures`` the ones /metrics shows: one daemon runs in one process."""
+    global _live
+    _live = figures
+
+
+class _DaemonCollector(Collector):
+    """/metrics' view of `live()`: read at each scrape, so it is what the status file and /healthz say."""
+
+    def collect(self) -> Iterator[Metric]:
+        now = live().snapshot()
+
+        def number(key: str) -> float:
+            found = now.get(key)
+            return 0.0 if found is None else float(found)
+
+        yield GaugeMetricFamily("pagerules_events_pending", "Event files waiting in the events folder (held for a "
+                                "retry included)", value=number("files_pending"))
+        yield GaugeMetricFamily("pagerules_rules_loaded", "Rules in force (triggers and recoveries)",
+                                value=number("rules_loaded"))
+        yield GaugeMetricFamily("pagerules_config_last_reload_successful", "1 if the last load of rules and config "
+                                "worked, 0 if it failed and the previous rules are still in force",
+                                value=number("last_reload_successful"))
+        yield GaugeMetricFamily("pagerules_config_last_reload_success_timestamp_seconds", "When rules and config "
+                                "were last loaded successfully (Unix time)", value=number("rules_loaded_at"))
+        files = CounterMetricFamily("pagerules_event_files", "Event files the daemon handled, by the folder they "
+                                    "went to", labels=["folder"])
+        files.add_metric(["processed"], number("files_processed"))
+        files.add_metric(["failed"], number("files_failed"))
+        yield files
+
+
+REGISTRY.register(_DaemonCollector())
 
 # PagerDuty ids in a path become a placeholder, so the endpoint label stays a handful of values.
 _ID = re.compile(r"/(incidents|services|escalation_policies|users)/(?!me\b)[^/]+")
@@ -67,11 +158,23 @@ def count_outcome(event_type: str, outcome: str) -> None:
 
 def observe_reload(ok: bool, at: float, rules: int | None = None) -> None:
     """A load of the rules and config: success (with the number of rules now in force) or failure."""
-    RELOAD_OK.set(1 if ok else 0)
+    values: dict[str, Any] = {"last_reload_successful": ok}
     if ok:
-        RELOAD_OK_AT.set(at)
+        values["rules_loaded_at"] = at
         if rules is not None:
-            RULES_LOADED.set(rules)
+            values["rules_loaded"] = rules
+    live().set(force=True, **values)
+
+
+def observe_silences(active: int) -> None:
+    """How many silences are in force now."""
+    SILENCES_ACTIVE.set(active)
+
+
+def channel_failures() -> int:
+    """Announcements no channel could deliver, all channels together, as /metrics counts them."""
+    return int(sum(sample.value for family in CHANNEL_FAILURES.collect() for sample in family.samples
+                   if sample.name == "pagerules_channel_failures_total"))
 
 
 def exposition() -> tuple[bytes, str]:

@@ -5,7 +5,8 @@ import json
 import os
 from pathlib import Path
 
-from engine.daemon.status import STATUS_NAME, StatusFile, read_status, status_path
+from engine import metrics
+from engine.daemon.status import STATUS_NAME, StatusFile, current_status, read_status, status_path
 
 
 class Clock:
@@ -79,3 +80,33 @@ def _dead_pid() -> int:
         os._exit(0)
     os.waitpid(pid, 0)  # reaped: no process has this id now
     return pid
+
+
+# Issue 16 item 5: the status file's figures are the ones /metrics shows, and /healthz reads them live.
+def test_the_status_files_figures_are_what_metrics_shows(tmp_path: Path) -> None:
+    clock = Clock()
+    status = StatusFile(tmp_path / STATUS_NAME, clock)
+    status.bump("files_processed")
+    status.bump("files_failed")
+    status.update(files_pending=4)
+    metrics.observe_reload(True, 1234.0, rules=17)
+    assert metrics.value("pagerules_event_files_total", folder="processed") == 1
+    assert metrics.value("pagerules_event_files_total", folder="failed") == 1
+    assert metrics.value("pagerules_events_pending") == 4
+    assert (metrics.value("pagerules_rules_loaded"), metrics.value("pagerules_config_last_reload_successful"),
+            metrics.value("pagerules_config_last_reload_success_timestamp_seconds")) == (17, 1, 1234.0)
+    written = _written(tmp_path / STATUS_NAME)  # the reload is written at once, with the counts before it
+    assert (written["files_processed"], written["files_failed"], written["files_pending"], written["rules_loaded"],
+            written["last_reload_successful"], written["rules_loaded_at"]) == (1, 1, 4, 17, True, 1234.0)
+    live = current_status(tmp_path)
+    assert live is not None and live["files_pending"] == 4 and live["running"] is False  # still "starting"
+    status.update(state="running")
+    assert current_status(tmp_path)["running"] is True  # type: ignore[index]
+
+
+def test_current_status_of_a_daemon_in_another_process_reads_its_file(tmp_path: Path) -> None:
+    StatusFile(tmp_path / "mine" / STATUS_NAME, Clock())  # this process's daemon watches another folder
+    (tmp_path / STATUS_NAME).write_text(json.dumps({"state": "running", "pid": _dead_pid(), "files_processed": 9}))
+    found = current_status(tmp_path)
+    assert found is not None and (found["files_processed"], found["running"]) == (9, False)
+    assert current_status(tmp_path / "nowhere") is None

@@ -24,7 +24,8 @@ def client() -> Client:
 
 NAMES = ("pagerules_events_total", "pagerules_pagerduty_requests_total", "pagerules_pagerduty_request_duration_seconds",
          "pagerules_events_pending", "pagerules_rules_loaded", "pagerules_config_last_reload_successful",
-         "pagerules_config_last_reload_success_timestamp_seconds", "pagerules_channel_failures_total")
+         "pagerules_config_last_reload_success_timestamp_seconds", "pagerules_channel_failures_total",
+         "pagerules_event_files_total", "pagerules_silences_active")
 
 
 def test_the_exposition_names_every_documented_metric_with_prometheus_content_type() -> None:
@@ -117,3 +118,10 @@ def test_the_daemon_counts_each_outcome_by_event_type(tmp_path: Path, monkeypatc
     daemon.state.close()
     after = [metrics.value(**disabled), metrics.value(**rejected), metrics.value(**unreadable)]
     assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]
+
+
+def test_the_silences_gauge_shows_what_it_was_last_told() -> None:
+    metrics.observe_silences(3)
+    assert metrics.value("pagerules_silences_active") == 3
+    metrics.observe_silences(0)
+    assert metrics.value("pagerules_silences_active") == 0

@@ -3,6 +3,9 @@
 A change inside that second is not dropped: it is written by the next ``flush()`` once the second
 is over (the daemon calls it on every turn of its loop, at least once a second), so the file never
 stays behind what the daemon knows.
+
+The figures themselves live in an `engine.metrics.Figures` the status file owns and installs as this
+process's: the file, `/healthz` and `/metrics` read that one object (README "Metrics").
 """
 from __future__ import annotations
 
@@ -27,25 +30,26 @@ def status_path(events_dir: Path) -> Path:
 class StatusFile:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time):
         self.path, self.clock = path, clock
-        self.data: dict[str, Any] = {"pid": os.getpid(), "started_at": time.time(), "state": "starting",
-                                     "ruleset_version": None, "rules_loaded_at": None, "last_reload_error": None,
-                                     "files_processed": 0, "files_failed": 0, "files_pending": 0,
-                                     "unhandled_events": {},
-                                     "last_pagerduty_error": None, "last_pagerduty_error_at": None}
+        self.figures = metrics.Figures({"pid": os.getpid(), "started_at": time.time(), "state": "starting",
+                                        "ruleset_version": None, "last_reload_error": None,
+                                        "unhandled_events": {},
+                                        "last_pagerduty_error": None, "last_pagerduty_error_at": None})
+        self.figures.owner = _key(path)
+        self.figures.on_change = self._write
+        metrics.install(self.figures)  # /metrics shows this daemon's figures
         self._written = float("-inf")
         self._dirty = False
 
+    @property
+    def data(self) -> dict[str, Any]:
+        """A copy of the figures, as the next write will put them in the file."""
+        return self.figures.snapshot()
+
     def update(self, **values: Any) -> None:
-        changed = any(self.data.get(k) != v for k, v in values.items())
-        self.data.update(values)
-        if "files_pending" in values:  # /metrics and `pagerules status` read the same figure
-            metrics.EVENTS_PENDING.set(values["files_pending"])
-        if changed:
-            self._write(force="state" in values or "last_reload_error" in values)
+        self.figures.set(force="state" in values or "last_reload_error" in values, **values)
 
     def bump(self, counter: str) -> None:
-        self.data[counter] = self.data.get(counter, 0) + 1
-        self._write()
+        self.figures.add(counter)
 
     def flush(self) -> None:
         """Write a change that was held back by the throttle, once the throttle allows."""
@@ -58,10 +62,28 @@ class StatusFile:
             self._dirty = True
             return
         self._written, self._dirty = now, False
-        self.data["updated_at"] = now
+        self.figures.set(notify=False, updated_at=now)
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps(self.data, indent=2) + "\n", encoding="utf-8")
+        temp.write_text(json.dumps(self.figures.snapshot(), indent=2) + "\n", encoding="utf-8")
         os.replace(temp, self.path)
+
+
+def current_status(events_dir: Path) -> dict[str, Any] | None:
+    """The status of the daemon on ``events_dir``, with ``running``, or None if none has run there.
+
+    When that daemon runs in this process (`watch --http`), its figures are read live, from the
+    object /metrics reads; otherwise from the status file it writes from that same object."""
+    figures = metrics.live()
+    path = status_path(events_dir)
+    if figures.owner is not None and figures.owner == _key(path):
+        data = figures.snapshot()
+        data["running"] = data.get("state") == "running"  # this process is alive: it is answering
+        return data
+    return read_status(path)
+
+
+def _key(path: Path) -> str:
+    return os.path.realpath(path)
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
