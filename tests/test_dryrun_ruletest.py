@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from cli import main
 
 RECORDED = str(ROOT / "tests" / "data" / "recorded.ndjson")
+HEALTHY = "health checks passed"
 
 
 def invoke(args: list[str], stdin: str = ""):  # type: ignore[no-untyped-def]
@@ -85,6 +86,7 @@ def test_events_can_come_from_a_file(tmp_path: Path) -> None:
       - {{action: trigger, incident_key: codespar-acme-api-sentry-I-1}}
       - {{action: resolve, incident_key: codespar-acme-api-deploy-v1}}
       - {{action: resolve, incident_key: codespar-acme-api-sentry-I-1}}
+      - {{action: change, rule: rollback-succeeded-change, summary: "acme/api rolled back from v1 to v0: {HEALTHY}"}}
       - {{action: resolve, incident_key: codespar-acme-api-build-10}}
 """)
     assert invoke(["test", str(case)]).exit_code == 0

@@ -18,14 +18,16 @@ from builders import (
     triggers,
 )
 
+from engine.dispatch.dispatcher import MemoryView
+from engine.evaluation.actions import ChangeAction
+from engine.evaluation.evaluate import evaluate
+
 
 @pytest.mark.parametrize("rule, event, severity, title, key", GOLDEN, ids=[g[0] for g in GOLDEN])
 def test_trigger_row_of_the_contract(rule: str, event: dict[str, Any], severity: str, title: str, key: str) -> None:
     lines = dry_run([event])
     assert triggers(lines) == [(rule, severity, title, key)]
     assert lines[0]["status"] == "planned" and lines[0]["event_id"] == event["id"]
-
-
 
 
 @pytest.mark.parametrize("rule, opening, recovery, keys, message", RECOVERIES, ids=[r[0] for r in RECOVERIES])
@@ -37,8 +39,38 @@ def test_recovery_row_of_the_contract(rule: str, opening: list[dict[str, Any]], 
         [(rule, "planned", key, message) for key in keys]
 
 
+# Change events: (rule, events, summary). A link goes with the change only when the event has a URL.
+CHANGES = [
+    ("deploy-confirmed-change", [deploy(passed=10, total=10, rate=0.011)],
+     "acme/backend-api v2.4.1 deployed to production: confirmed healthy (10/10 checks)"),
+    ("rollback-succeeded-change", [rollback()],
+     "acme/backend-api rolled back from v2.4.1 to v2.4.0: health checks passed"),
+]
+
+
+@pytest.mark.parametrize("rule, events, summary", CHANGES, ids=[c[0] for c in CHANGES])
+def test_change_event_of_the_shipped_rules(rule: str, events: list[dict[str, Any]], summary: str) -> None:
+    lines = dry_run(events)
+    assert [o for o in lines if o["action"] == "change"] == [
+        {"action": "change", "status": "planned", "rule": rule, "event_id": events[-1]["id"], "summary": summary,
+         "route": "default"}]
+
+
+def test_shipped_change_events_link_to_the_event_url_only_when_it_has_one() -> None:
+    ruleset = shipped_rules()
+    url = "https://deploys.example.com/acme/backend-api/42"
+    with_url = [a for a in evaluate({**deploy(passed=10, total=10), "url": url}, ruleset, MemoryView())
+                if isinstance(a, ChangeAction)]
+    without = [a for a in evaluate(rollback(), ruleset, MemoryView()) if isinstance(a, ChangeAction)]
+    assert [c.links for c in with_url] == [({"href": url, "text": "acme/backend-api v2.4.1"},)]
+    assert [c.links for c in without] == [()]
+    assert with_url[0].labels == {"kind": "deploy", "repo": "acme/backend-api", "version": "v2.4.1"}
+    assert with_url[0].details == {"repo": "acme/backend-api", "version": "v2.4.1", "environment": "production",
+                                   "checks": "10/10"}
+
+
 def test_every_shipped_rule_has_a_golden_case() -> None:
-    covered = {g[0] for g in GOLDEN} | {r[0] for r in RECOVERIES}
+    covered = {g[0] for g in GOLDEN} | {r[0] for r in RECOVERIES} | {c[0] for c in CHANGES}
     assert {rule.id for rule in shipped_rules().all_rules()} == covered
 
 
@@ -67,7 +99,7 @@ def test_spike_and_sustained_on_one_deploy_are_one_critical_incident() -> None:
                                 "codespar-acme-backend-api-deploy-v2.4.1")]
 
 
-def test_health_checks_short_of_all_passing_resolve_nothing() -> None:
+def test_health_checks_short_of_all_passing_resolve_nothing_and_send_no_change() -> None:
     lines = dry_run([deploy(), deploy(passed=9, total=10, rate=0.01, eid="d2")])
     assert [o["action"] for o in lines] == ["trigger"]
 
@@ -83,7 +115,7 @@ def test_recovery_leaves_other_repos_versions_and_branches_open() -> None:
     assert resolved == ["codespar-acme-backend-api-deploy-v2.4.1", "codespar-acme-backend-api-build-349"]
 
 
-def test_rollback_that_failed_resolves_nothing() -> None:
+def test_rollback_that_failed_resolves_nothing_and_sends_no_change() -> None:
     lines = dry_run([deploy(), rollback(status="failed", eid="r2"), rollback(health=False, eid="r3")])
     assert [o["action"] for o in lines] == ["trigger"]
 

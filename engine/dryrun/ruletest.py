@@ -131,7 +131,7 @@ def compare(expected: Sequence[Mapping[str, Any]], actual: Sequence[Mapping[str,
 
 
 def _brief(line: Mapping[str, Any]) -> str:
-    keys = ("action", "status", "incident_key", "severity", "title", "rule", "error", "error_contains")
+    keys = ("action", "status", "incident_key", "severity", "title", "summary", "rule", "error", "error_contains")
     return ", ".join(f"{k}={line[k]!r}" for k in keys if k in line)
 
 
@@ -141,6 +141,9 @@ def _limits(lines: Sequence[Mapping[str, Any]], ruleset: RuleSet, case: str) -> 
     found = []
     for line in lines:
         rule = rules.get(line.get("rule", ""))
+        if line["action"] == "change" and rule is not None and len(line["summary"]) > MAX_TITLE:
+            found.append(Problem(rule.filename, rule.line_of("summary"), f"summary over {MAX_TITLE} characters "
+                                 f"in case '{case}': cut", rule.id, warning=True))
         if line["action"] != "trigger" or rule is None:
             continue
         if is_shortened_key(line["incident_key"]):
