@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import html
 import json
 import logging
 import re
@@ -16,7 +17,8 @@ import pytest
 from builders import API_TOKEN, AUTH, Clock, app_for, open_one
 from fake_pagerduty import POLICY, FakePagerDuty
 
-from engine.web import tokens
+from engine.errors import PageRulesError
+from engine.web import dashboard, tokens
 from engine.web.dashboard import short_title
 
 
@@ -472,3 +474,79 @@ def test_a_person_added_to_the_file_on_disk_signs_in_without_a_restart(fake: Fak
                        json={"title": "disk full", "severity": "high", "repo": "acme/db"})
     assert made.status_code == 201
     assert client.get("/api/audit", headers=AUTH).get_json()["entries"][0]["actor"] == "carol"
+
+
+CARD_ROUTES = ("channels: []\nroutes:\n  - match: {repo: acme/pay}\n    service_id: PPAY001\n"
+               "    escalation_policy_id: PEPPAY1\n  - match: {repo: acme/mobile}\n"
+               "    routing_key: mobilekey0123456789abcdef0123456\n")
+
+
+def cards(page: str) -> dict[str, str]:
+    """Each project card's repo and the text it shows, tags dropped."""
+    found = re.findall(r'<article class="project" data-repo="([^"]+)".*?</article>', page, re.S)
+    bodies = re.findall(r'<article class="project".*?</article>', page, re.S)
+    return {repo: html.unescape(" ".join(re.sub(r"<[^>]+>", " ", body).split()))
+            for repo, body in zip(found, bodies, strict=True)}
+
+
+def test_each_project_with_an_open_incident_has_a_card_with_the_oncall_of_its_route(fake: FakePagerDuty,
+                                                                                   tmp_path: Path) -> None:
+    """acme/pay's route names its own policy (Pat Payments on call), acme/db takes the default (Ada Oncall),
+    acme/mobile's Events API route names no policy (unknown, and which key, never the key); each policy is
+    asked once per page load, for the cards, the incidents and the default on-call together."""
+    app = app_for(fake, tmp_path, channels=CARD_ROUTES, PAGERDUTY_EVENTS_URL=fake.url)  # type: ignore[attr-defined]
+    backend = app.extensions["pagerules"].backend
+    asked: list[str] = []
+    real = backend.client.oncalls
+
+    def oncalls(policy: str) -> list[dict[str, Any]]:
+        asked.append(policy)
+        if policy == "PEPPAY1":
+            return [{"escalation_level": 1, "user": {"name": "Pat Payments", "email": "pat@example.com"}}]
+        return real(policy)  # type: ignore[no-any-return]
+    backend.client.oncalls = oncalls
+    client = app.test_client()
+    client.post("/login", data={"token": API_TOKEN})
+    for title, repo in (("pay down", "acme/pay"), ("pay slow", "acme/pay"), ("db down", "acme/db"),
+                        ("app crash", "acme/mobile")):
+        assert trigger(client, title, "high", repo)["status"] == "created"
+    page = client.get("/").get_data(as_text=True)
+    shown = cards(page)
+    assert list(shown) == ["acme/db", "acme/mobile", "acme/pay"]
+    assert shown["acme/pay"].startswith("acme/pay Pat Payments <pat@example.com> level 1 route 0")
+    assert shown["acme/db"].startswith("acme/db Ada Oncall <ada@example.com> level 1, Primary")
+    assert "default route" in shown["acme/db"]
+    assert "no route matches repo=acme/db: the global settings" in shown["acme/db"]
+    assert "sends to an Events API v2 integration (the routing key written at" in shown["acme/mobile"]
+    assert "add escalation_policy_id to routes[1] to name whose on-call to show" in shown["acme/mobile"]
+    assert "mobilekey0123456789abcdef0123456" not in page
+    assert sorted(asked) == [POLICY, "PEPPAY1"]
+
+    asked.clear()
+    filtered = cards(client.get("/?repo=acme/pay").get_data(as_text=True))
+    assert list(filtered) == ["acme/pay"] and sorted(asked) == [POLICY, "PEPPAY1"]
+
+
+def test_a_card_says_when_pagerduty_cannot_answer_for_its_policy(fake: FakePagerDuty, tmp_path: Path) -> None:
+    app = app_for(fake, tmp_path, channels=CARD_ROUTES)
+    client = app.test_client()
+    client.post("/login", data={"token": API_TOKEN})
+    trigger(client, "pay down", "high", "acme/pay")
+    fake.faults = {"count": 100, "status": 403}
+    shown = cards(client.get("/").get_data(as_text=True))
+    assert shown["acme/pay"].startswith("acme/pay Could not ask PagerDuty: the API token may not GET")
+
+
+def test_no_cards_without_open_incidents_and_a_broken_route_is_said(fake: FakePagerDuty, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    client = signed_in(fake, tmp_path)
+    page = client.get("/").get_data(as_text=True)
+    assert 'id="projects"' not in page and 'id="oncall-name">Ada Oncall' in page
+    trigger(client, "db down", "high", "acme/db")
+
+    def broken(config: Any) -> None:
+        raise PageRulesError("pagerduty.yaml:3: routes[0]: names no target")
+    monkeypatch.setattr(dashboard, "load_routes", broken)
+    page = client.get("/").get_data(as_text=True)
+    assert 'id="routes-error">The routes could not be read' in page and "routes[0]: names no target" in page
+    assert "<article" not in page and 'id="oncall-name">Ada Oncall' in page

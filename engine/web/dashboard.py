@@ -13,7 +13,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
@@ -21,7 +21,7 @@ from flask import Blueprint, abort, redirect, render_template, request, session,
 from engine import severity as sev
 from engine.dispatch.outcomes import Status
 from engine.errors import PageRulesError
-from engine.language.routes import load_routes, pick_route
+from engine.language.routes import Route, load_routes, pick_route
 from engine.pagerduty import manual
 from engine.pagerduty.records import StoredIncident
 from engine.web.auth import client_address, cross_origin
@@ -158,14 +158,19 @@ def page() -> Any:
     person = signed_in_person()
     if person is None:
         return redirect(url_for("dashboard.login_form"))
-    oncall, oncall_error = _oncall()
+    asked = OnCallAsked()
+    oncall, oncall_error = asked.people(str(web().config.escalation_policy_id))
+    routes, routes_error = _routes()
     refresh_error = web().refresher.maybe()
     state = web().backend.state
     audit = state.recent_audit(AUDIT_SCAN)
     every = state.open_incidents()
     chosen = _chosen()
-    incidents = _rows(_filtered(every, chosen), audit, _oncall_by_route(oncall, oncall_error))
+    shown = _filtered(every, chosen)
+    incidents = _rows(shown, audit, _oncall_by_route(asked, routes))
+    projects = [] if routes_error else _project_cards(shown, routes, asked)
     return render_template("dashboard.html", oncall=oncall, oncall_error=oncall_error, incidents=incidents,
+                           projects=projects, routes_error=routes_error,
                            total=len(every), repos=sorted({_repo(i) for i in every}), severities=sev.SEVERITIES[::-1],
                            chosen=chosen, audit=audit[:15], failures=list(web().backend.notifier.failures)[:5],
                            csrf=session["csrf"], now=web().backend.clock(), notice=request.args.get("notice"),
@@ -215,13 +220,34 @@ def _signed_in_form() -> None:
     _check_csrf()
 
 
-def _oncall(policy: str | None = None) -> tuple[list[manual.OnCall], str | None]:
-    """Who is on call (for the global escalation policy unless told), or nobody and why PagerDuty could
-    not say: the page shows either."""
+class OnCallAsked:
+    """Who is on call per escalation policy, each policy asked of PagerDuty at most once per page load
+    (the global one, the routes' ones for the incidents and for the project cards alike); a policy
+    PagerDuty could not answer for gives nobody and why, and the page shows either."""
+
+    def __init__(self) -> None:
+        self._answers: dict[str, tuple[list[manual.OnCall], str | None]] = {}
+
+    def people(self, policy: str) -> tuple[list[manual.OnCall], str | None]:
+        if policy not in self._answers:
+            try:
+                self._answers[policy] = manual.oncall(web().backend.client, policy), None
+            except PageRulesError as exc:
+                self._answers[policy] = [], str(exc)
+        return self._answers[policy]
+
+    def name(self, policy: str) -> str:
+        people, error = self.people(policy)
+        return people[0].name if people else ("unknown" if error else "nobody")
+
+
+def _routes() -> tuple[tuple[Route, ...], str | None]:
+    """The config's routes, or none and why: the daemon and `check` report a bad route; the page shows the
+    global on-call and says so."""
     try:
-        return manual.oncall(web().backend.client, policy or str(web().config.escalation_policy_id)), None
+        return tuple(load_routes(web().config)), None
     except PageRulesError as exc:
-        return [], str(exc)
+        return (), str(exc)
 
 
 def _repo(incident: StoredIncident) -> str:
@@ -240,27 +266,32 @@ def _filtered(incidents: Iterable[StoredIncident], chosen: dict[str, str]) -> li
             and (not chosen["severity"] or i.severity == chosen["severity"])]
 
 
-def _oncall_by_route(oncall: list[manual.OnCall], oncall_error: str | None) -> Any:
+def _oncall_by_route(asked: OnCallAsked, routes: Sequence[Route]) -> Callable[[StoredIncident], str]:
     """Who is on call for an incident: the escalation policy of the route its labels take (README "Routes"),
-    else the global one (already asked for the page); each policy is asked once per page."""
+    else the global one."""
     default = str(web().config.escalation_policy_id)
-    names = {default: oncall[0].name if oncall else ("unknown" if oncall_error else "nobody")}
-    try:
-        routes = load_routes(web().config)
-    except PageRulesError:  # the daemon and `check` report a bad route; the page still shows the global one
-        routes = ()
 
     def who(incident: StoredIncident) -> str:
         route = pick_route(routes, incident.labels)
-        policy = route.escalation_policy_id if route and route.escalation_policy_id else default
-        if policy not in names:
-            people, error = _oncall(policy)
-            names[policy] = people[0].name if people else ("unknown" if error else "nobody")
-        return names[policy]
+        return asked.name(route.escalation_policy_id if route and route.escalation_policy_id else default)
     return who
 
 
-def _rows(incidents: list[StoredIncident], audit: list[dict[str, Any]], who: Any) -> list[dict[str, Any]]:
+def _project_cards(incidents: Iterable[StoredIncident], routes: Sequence[Route],
+                   asked: OnCallAsked) -> list[dict[str, Any]]:
+    """One card per project with an open incident shown, by name: whose on-call its incidents reach (the
+    route that repo=R takes, as `pagerules oncall --repo R` says) and who that is now."""
+    cards = []
+    for repo in sorted({i.labels["repo"] for i in incidents if i.labels.get("repo")}):
+        target = manual.project_target(web().config, repo, routes)
+        people, error = asked.people(target.escalation_policy_id) if target.escalation_policy_id else ([], None)
+        cards.append({"repo": repo, "route": target.route, "why": target.why, "also": target.also,
+                      "unknown": target.unknown, "people": people, "error": error})
+    return cards
+
+
+def _rows(incidents: list[StoredIncident], audit: list[dict[str, Any]],
+          who: Callable[[StoredIncident], str]) -> list[dict[str, Any]]:
     """Across projects, the most severe first, then the oldest first; with who acknowledged and when, and
     who is on call for it."""
     acked: dict[str, dict[str, Any]] = {}
