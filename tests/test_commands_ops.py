@@ -151,3 +151,21 @@ def test_check_passes_with_good_routes(fake: FakePagerDuty, tmp_path: Path) -> N
         "ok   default routing key PAGERDUTY_ROUTING_KEY: set, 32 characters (PagerDuty has no API to verify a "
         "routing key without sending an event, so check sends none)"]
     assert no_secret_in(result)
+
+
+def test_oncall_needs_only_the_token_when_the_route_names_its_policy(fake: FakePagerDuty, tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    # an Events API default: no REST service, From user or global policy set
+    bare = {"PAGERDUTY_FROM_EMAIL": "", "PAGERDUTY_SERVICE_ID": "", "PAGERDUTY_ESCALATION_POLICY_ID": "",
+            "PAGERDUTY_ROUTING_KEY": ROUTING_KEY}
+    pay = cli(fake, "oncall", "--repo", "acme/payments", "--json", "--config", config, **bare)
+    assert pay.returncode == 0, pay.stderr
+    assert json.loads(pay.stdout)["escalation_policy_id"] == "PEPPAY1"
+    shop = cli(fake, "oncall", "--repo", "acme/shop", "--config", config, **bare)
+    assert (shop.returncode, shop.stdout.splitlines()[-1]) == (
+        1, "PAGERDUTY_ESCALATION_POLICY_ID is not set: set it to name whose on-call to show")
+    tokenless = cli(fake, "oncall", "--repo", "acme/payments", "--config", config, **bare, PAGERDUTY_API_TOKEN="")
+    assert (tokenless.returncode, tokenless.stderr) == (
+        2, f"pagerules: oncall needs PAGERDUTY_API_TOKEN: set it in the environment or in {config}\n")
+    assert asked_policies(fake) == [["PEPPAY1"]]
+    assert no_secret_in(pay, shop, tokenless)

@@ -219,3 +219,24 @@ def test_check_refuses_a_bad_route_config_at_its_line() -> None:
         manual.check(bad, None, {})
     assert str(caught.value) == (f"{FILE}:3: routes[1]: names no target: give service_id (REST API) or "
                                  "routing_key / routing_key_env (Events API v2)")
+
+
+def test_the_default_without_a_global_policy_says_what_to_set() -> None:
+    events_only = make_config("routes:\n  - match: {repo: acme/web}\n    service_id: PWEB001\n",
+                              env={"PAGERDUTY_ROUTING_KEY": ENV_KEY})
+    default, web = (manual.project_target(events_only, repo) for repo in ("acme/shop", "acme/web"))
+    assert (default.route, default.escalation_policy_id, default.unknown) == (
+        "default", None, "PAGERDUTY_ESCALATION_POLICY_ID is not set: set it to name whose on-call to show")
+    assert (web.route, web.escalation_policy_id, web.unknown) == (0, None, (
+        f"{FILE}:2: routes[0] names no escalation_policy_id and PAGERDUTY_ESCALATION_POLICY_ID is not set: add one "
+        "to name whose on-call to show"))
+
+
+def test_check_needs_the_rest_settings_even_when_the_default_is_an_events_api_key() -> None:
+    cfg = make_config("", env={"PAGERDUTY_ROUTING_KEY": ENV_KEY, "PAGERDUTY_API_URL": URL})
+    results = [(c.name, c.ok, c.message) for c in manual.check(cfg, None, {})]
+    assert results == [
+        ("settings", False, "PAGERDUTY_API_TOKEN, PAGERDUTY_FROM_EMAIL, PAGERDUTY_SERVICE_ID, "
+                            f"PAGERDUTY_ESCALATION_POLICY_ID not set: export them or put them in {FILE}"),
+        ("default routing key PAGERDUTY_ROUTING_KEY", True, f"set, 32 characters ({UNVERIFIABLE})")]
+    assert ENV_KEY not in repr(results)

@@ -242,3 +242,14 @@ def test_oncall_for_a_repo_is_404_when_nobody_is_on_call(fake: FakePagerDuty, tm
     monkeypatch.setattr(fake_pagerduty, "ONCALL", [])
     response = app_for(fake, tmp_path, ROUTES).test_client().get("/api/oncall?repo=acme/payments", headers=AUTH)
     assert (response.status_code, response.get_json()["error"]) == (404, "nobody is on call for PEPPAY1")
+
+
+def test_oncall_without_a_global_policy_says_what_to_set(fake: FakePagerDuty, tmp_path: Path) -> None:
+    app = app_for(fake, tmp_path, PAGERDUTY_ESCALATION_POLICY_ID="", PAGERDUTY_ROUTING_KEY=fake_pagerduty.ROUTING_KEY)
+    client = app.test_client()
+    for path in ("/api/oncall", "/api/oncall?repo=acme/shop"):
+        response = client.get(path, headers=AUTH)
+        assert (response.status_code, response.get_json()["error"]) == (
+            404, "PAGERDUTY_ESCALATION_POLICY_ID is not set: set it to name whose on-call to show")
+        assert fake_pagerduty.ROUTING_KEY not in response.get_data(as_text=True)
+    assert fake.calls() == []

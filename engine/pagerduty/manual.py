@@ -116,21 +116,27 @@ def project_target(config: Config, repo: str, routes: Sequence[Route] | None = N
     earlier = [r for r in routes if (route is None or r.index < route.index) and _may_take(r, repo)]
     also = "; ".join(f"{r.where} takes those of its incidents that match on {', '.join(_other_labels(r))}"
                      for r in earlier) or None
+    also_routes = tuple(r.index for r in earlier)
     if route is None:
         why = (f"no route matches repo={repo}: the global settings" if routes else
                "no routes are configured: the global settings")
+        unknown = None if config.escalation_policy_id else \
+            "PAGERDUTY_ESCALATION_POLICY_ID is not set: set it to name whose on-call to show"
         return ProjectTarget(repo, "default", why + " (PAGERDUTY_ESCALATION_POLICY_ID)",
-                             config.escalation_policy_id, None, tuple(r.index for r in earlier), also)
+                             config.escalation_policy_id, unknown, also_routes, also)
     why = f"{route.where} is the first route that matches repo={repo}"
     policy, unknown = route.escalation_policy_id, None
     if policy is None and not route.events_api:
         policy = config.escalation_policy_id
         why += "; it names no escalation_policy_id: the global one (PAGERDUTY_ESCALATION_POLICY_ID)"
+        unknown = None if policy else (f"{route.where} names no escalation_policy_id and "
+                                       "PAGERDUTY_ESCALATION_POLICY_ID is not set: add one to name whose on-call "
+                                       "to show")
     elif policy is None:
         unknown = (f"{route.where} sends to an Events API v2 integration ({_key_place(config, route)}); "
                    "the service behind a routing key, and so its on-call, is unknown to pagerules: add "
                    f"escalation_policy_id to routes[{route.index}] to name whose on-call to show")
-    return ProjectTarget(repo, route.index, why, policy, unknown, tuple(r.index for r in earlier), also)
+    return ProjectTarget(repo, route.index, why, policy, unknown, also_routes, also)
 
 
 def project_oncall(config: Config, client: Client, repo: str, routes: Sequence[Route] | None = None
@@ -189,7 +195,7 @@ def check(config: Config, client: Client | None, env: Mapping[str, str] | None =
     A bad route config raises InvalidFiles naming FILE:LINE."""
     routes = load_routes(config)
     env = env or {}
-    missing = config.missing_for_live()
+    missing = config.missing_for_live(rest=True)  # check calls the REST API itself
     if missing or client is None:
         return [Check("settings", False, f"{', '.join(missing)} not set: export them or put them in {config.source}"),
                 *_key_checks(config, routes, env)]

@@ -40,7 +40,10 @@ def oncall() -> Any:
     incidents take, with ``route``, ``escalation_policy_id`` and ``why`` (README "Routes")."""
     repo = request.args.get("repo")
     if repo is None:
-        people = manual.oncall(web().backend.client, str(web().config.escalation_policy_id))
+        policy = web().config.escalation_policy_id
+        if not policy:
+            return json_error(404, "PAGERDUTY_ESCALATION_POLICY_ID is not set: set it to name whose on-call to show")
+        people = manual.oncall(web().backend.client, policy)
         if not people:
             return json_error(404, "nobody is on call for this escalation policy")
         return jsonify({**people[0].__dict__, "levels": [p.__dict__ for p in people]})
