@@ -254,3 +254,34 @@ def test_no_routing_key_in_any_line_error_audit_row_state_row_or_log(fake: FakeP
     for key in (KEY, DEFAULT_KEY):
         assert key not in text
     assert len(rows) >= 6 and "POST /v2/enqueue trigger 202" in caplog.text
+
+
+class Recorder:
+    """A notifier that keeps what the backend announces to the channels."""
+
+    def __init__(self) -> None:
+        self.announced: list[tuple[str, dict[str, Any]]] = []
+
+    def announce(self, kind: str, incident: Any) -> None:
+        self.announced.append((kind, dict(incident)))
+
+    def failures(self) -> list[Any]:
+        return []
+
+    def flush(self, timeout: float = 10.0) -> None:
+        pass
+
+
+def test_the_channels_hear_of_an_events_api_incident_as_of_a_rest_one(fake: FakePagerDuty, tmp_path: Path) -> None:
+    config, backend, _ = setup(fake, tmp_path)
+    recorder = Recorder()
+    backend.notifier = recorder  # type: ignore[assignment]
+    opened, _ = process([build(1, repo="acme/payments", eid="p1"), build(1, repo="acme/payments", eid="p2")],
+                        config, backend)
+    backend.with_actor("dashboard").acknowledge(opened["incident_key"])
+    process([build(2, "passed", repo="acme/payments", eid="p3")], config, backend)
+    assert [(kind, i["incident_key"], i["incident_id"], i["actor"]) for kind, i in recorder.announced] == [
+        ("triggered", opened["incident_key"], None, "rules"),  # once: the repeat was deduplicated
+        ("acknowledged", opened["incident_key"], None, "dashboard"),
+        ("resolved", opened["incident_key"], None, "rules")]
+    assert KEY not in json.dumps(recorder.announced)
