@@ -104,3 +104,67 @@ def test_rules_the_index_skips_are_still_listed_with_the_matcher_that_ruled_them
         {"rule": "x1", **no_match, "reason": 'match.repo: expected "acme/x1", got "acme/x2"'},
         {"rule": "x2", "kind": "trigger", "verdict": "matched", "reason": None},
         {"rule": "x3", **no_match, "reason": 'match.repo: expected "acme/x3", got "acme/x2"'}]
+
+
+ROUTES = """routes:
+  - match: {repo: acme/payments}
+    service_id: PPAY001
+  - match: {kind: deploy}
+    routing_key: R0UT1NGKEY0123456789abcdefABCDEF
+"""
+
+
+def routed() -> Pipeline:
+    config = make_config(ROUTES)
+    return Pipeline(shipped_rules(config), Dispatcher(config, DryRun()))
+
+
+def deploy_event(eid: str, passed: int, rate: float, repo: str = "acme/backend-api") -> dict[str, Any]:
+    return {"type": "deploy.health", "id": eid, "repo": repo, "deploy": {"version": "v2.4.1"}, "error_rate": rate,
+            "baseline_error_rate": 0.01, "sustained_minutes": 0, "checks": {"passed": passed, "total": 10}}
+
+
+def test_change_rules_are_explained_like_the_others_with_their_route() -> None:
+    report = explain_event(deploy_event("d2", 10, 0.01), routed())
+    assert report["rules"][-1] == {"rule": "deploy-confirmed-change", "kind": "change", "verdict": "matched",
+                                   "reason": None}
+    assert report["outcomes"][-1] == {
+        "action": "change", "status": "planned", "rule": "deploy-confirmed-change", "event_id": "d2",
+        "summary": "acme/backend-api v2.4.1 deployed: confirmed healthy (10/10 checks)", "route": 1}
+    [trace] = report["routes"]
+    assert (trace["action"], trace["rule"], trace["incident_key"], trace["taken"]) == (
+        "change", "deploy-confirmed-change", None, 1)
+
+
+def test_each_trigger_shows_every_route_tried_why_not_and_the_one_taken() -> None:
+    pipeline = routed()
+    report = explain_event(deploy_event("d1", 3, 0.06), pipeline)
+    where = f"{pipeline.dispatcher.routes[0].filename}:"
+    assert report["routes"] == [{
+        "action": "trigger", "rule": "deploy-critical-spike", "incident_key": "codespar-acme-backend-api-deploy-v2.4.1",
+        "tried": [{"route": 0, "where": where + "2", "target": "service PPAY001",
+                   "reason": 'match.repo: expected "acme/payments", got "acme/backend-api"'},
+                  {"route": 1, "where": where + "4", "target": "Events API v2 (key in the file)", "reason": None}],
+        "taken": 1}]
+    text = format_report(report)
+    assert text.splitlines()[5:8] == [
+        "  route for codespar-acme-backend-api-deploy-v2.4.1:",
+        f'    routes[0] ({where}2, service PPAY001): no match: match.repo: expected "acme/payments", '
+        'got "acme/backend-api"',
+        f"    routes[1] ({where}4, Events API v2 (key in the file)): taken"]
+    assert "R0UT1NGKEY" not in text + json.dumps(report)  # a routing key is a secret
+
+
+def test_an_incident_no_route_takes_says_default() -> None:
+    config = make_config("routes:\n  - match: {repo: acme/payments}\n    service_id: PPAY001\n")
+    pipeline = Pipeline(shipped_rules(config), Dispatcher(config, DryRun()))
+    report = explain_event(deploy_event("d1", 3, 0.06), pipeline)
+    assert [t["taken"] for t in report["routes"]] == ["default"]
+    assert format_report(report).splitlines()[-2] == "    default: no route matched; the global settings"
+
+
+def test_with_no_routes_the_text_has_no_route_lines_and_the_json_says_default(pipeline: Pipeline) -> None:
+    report = explain_event(build(349, "failed"), pipeline)
+    assert report["routes"] == [{"action": "trigger", "rule": "build-failed", "incident_key": KEY, "tried": [],
+                                 "taken": "default"}]
+    assert not any("route" in line for line in format_report(report).splitlines())

@@ -1,13 +1,19 @@
-"""Why each rule did or did not match an event: the same judge() evaluation uses."""
+"""Why each rule did or did not match an event: the same judge() evaluation uses; and, for each
+incident and change it would send, which route takes it and why the routes before it did not."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from engine.dispatch.outcomes import Outcome
 from engine.dispatch.pipeline import Pipeline
+from engine.evaluation.actions import ChangeAction, TriggerAction
 from engine.evaluation.evaluate import check_event, judge
 from engine.events.stream import Parsed
 from engine.events.types import event_id
+from engine.language.routes import Route, route_name, route_trace
+
+KINDS = (("trigger", "triggers"), ("recovery", "recoveries"), ("change", "changes"))
 
 
 def explain_all(items: Iterable[Parsed], pipeline: Pipeline, default_type: str | None = None
@@ -22,7 +28,7 @@ def explain_all(items: Iterable[Parsed], pipeline: Pipeline, default_type: str |
 
 
 def explain_event(event: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
-    """{event_id, type, rejected | rules: [{rule, kind, verdict, reason}], outcomes}.
+    """{event_id, type, rejected | rules: [{rule, kind, verdict, reason}], outcomes, routes}.
 
     The outcomes are the pipeline's, so a dry-run dispatcher carries open incidents
     from one event to the next exactly as `process --dry-run` does.
@@ -35,8 +41,8 @@ def explain_event(event: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
         return report
     rules: list[dict[str, Any]] = []
     skipped = ruleset.ruled_out(event)  # rules the index never lets this event meet, with the matcher why
-    for kind, group in (("trigger", ruleset.triggers), ("recovery", ruleset.recoveries)):
-        for rule in group.get(event["type"], ()):
+    for kind, section in KINDS:
+        for rule in getattr(ruleset, section).get(event["type"], ()):
             if rule.id in skipped:
                 rules.append({"rule": rule.id, "kind": kind, "verdict": "no match", "reason": skipped[rule.id]})
                 continue
@@ -49,8 +55,34 @@ def explain_event(event: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
             else:
                 rules.append({"rule": rule.id, "kind": kind, "verdict": "matched", "reason": None})
     report["rules"] = rules
-    report["outcomes"] = [outcome.to_line() for outcome in pipeline.outcomes(event)]
+    outcomes = pipeline.outcomes(event)
+    report["outcomes"] = [outcome.to_line() for outcome in outcomes]
+    traces = (_route_trace(outcome, pipeline.dispatcher.routes) for outcome in outcomes)
+    report["routes"] = [trace for trace in traces if trace is not None]
     return report
+
+
+def _route_trace(outcome: Outcome, routes: tuple[Route, ...]) -> dict[str, Any] | None:
+    """For a trigger or a change: every route tried with why it did not match, and the one taken
+    (``default``: none matched). Routes are chosen by the labels, as the dispatcher chooses them."""
+    cause = outcome.cause
+    if not isinstance(cause, (TriggerAction, ChangeAction)):
+        return None
+    trace = route_trace(routes, cause.labels)
+    taken = trace[-1][0] if trace and trace[-1][1] is None else None
+    return {"action": cause.kind, "rule": cause.rule, "incident_key": getattr(cause, "incident_key", None),
+            "tried": [{"route": route.index, "where": f"{route.filename}:{route.line}", "target": _target(route),
+                       "reason": reason} for route, reason in trace],
+            "taken": route_name(taken)}
+
+
+def _target(route: Route) -> str:
+    """What a route sends to, never a routing key (a secret)."""
+    if not route.events_api:
+        return f"service {route.service_id}"
+    if route.routing_key_env:
+        return f"Events API v2 (key in {route.routing_key_env})"
+    return "Events API v2 (key in the file)"
 
 
 def _describe(line: Mapping[str, Any]) -> str:
@@ -59,7 +91,21 @@ def _describe(line: Mapping[str, Any]) -> str:
     if line["action"] == "resolve":
         target = line["incident_key"] or f"nothing open matching {line.get('selector')}"
         return f"resolve {line['status']}: {target}: {line['message']}"
+    if line["action"] == "change":
+        error = f" ({line['error']})" if line.get("error") else ""
+        return f"change {line['status']}: {line['summary']}{error}"
     return f"error: {line['error']}"
+
+
+def _describe_routes(trace: Mapping[str, Any]) -> list[str]:
+    about = trace["incident_key"] or f"change from {trace['rule']}"
+    lines = [f"  route for {about}:"]
+    for tried in trace["tried"]:
+        verdict = f"no match: {tried['reason']}" if tried["reason"] is not None else "taken"
+        lines.append(f"    routes[{tried['route']}] ({tried['where']}, {tried['target']}): {verdict}")
+    if trace["taken"] == "default":
+        lines.append("    default: no route matched; the global settings")
+    return lines
 
 
 def format_report(report: Mapping[str, Any]) -> str:
@@ -74,6 +120,9 @@ def format_report(report: Mapping[str, Any]) -> str:
     for row in report["rules"]:
         reason = f": {row['reason']}" if row["reason"] else ""
         lines.append(f"  {row['rule']:<{width}}  {row['kind']:<8}  {row['verdict']}{reason}")
+    for trace in report.get("routes", ()):
+        if trace["tried"]:  # with no routes configured, everything takes the global settings: nothing to say
+            lines.extend(_describe_routes(trace))
     for line in report["outcomes"]:
         lines.append(f"  -> {_describe(line)}")
     return "\n".join(lines)
