@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import ROOT, Daemon, build, wait_for
+from builders import ROOT, Daemon, build, live_config, wait_for
 from click.testing import CliRunner, Result
 from fake_pagerduty import FakePagerDuty
 
 from engine.commands.cli import main
+from engine.dispatch.dispatcher import Dispatcher
+from engine.dispatch.outcomes import Status
+from engine.evaluation.actions import Extras, TriggerAction
+from engine.language.silences import make_silence
+from engine.pagerduty.backend import live_backend
 from engine.pagerduty.state import State
 
 
@@ -132,3 +138,20 @@ def test_a_silence_made_while_watch_runs_mutes_the_next_page_and_lets_the_resolv
     log = daemon.log.read_text()
     assert "trigger silenced: codespar-acme-backend-api-build-350 (2.json line 1)" in log
     assert "resolve resolved: codespar-acme-backend-api-build-349 (3.json line 1)" in log
+
+
+def test_when_a_silence_ends_a_repeated_trigger_pages_at_its_next_event_and_not_before(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    config = live_config(fake)
+    backend = live_backend(config, str(tmp_path / "state.db"))
+    start = time.time()
+    backend.state.add_silence(make_silence({"repo": "acme/api"}, created_by="ada", comment="c", starts_at=start - 60,
+                                           ends_at=start + 600, created_at=start - 60))
+    now = [start]
+    dispatcher = Dispatcher(config, backend, clock=lambda: now[0])
+    action = TriggerAction("build-failed", "e1", "k-1", "CI red", "high", lambda: Extras({"repo": "acme/api"}, {}, []))
+    assert [dispatcher.handle(action)[0].status for _ in range(3)] == [Status.SILENCED] * 3  # repeated, muted
+    assert backend.state.get("k-1") is None  # never recorded open, so nothing to deduplicate against later
+    now[0] = start + 601  # the silence is over: nothing is sent until the trigger comes again
+    assert fake.incidents == {}
+    assert dispatcher.handle(action)[0].status is Status.CREATED and len(fake.incidents) == 1

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pg_server import PgServer, pg_server  # noqa: F401  (the session's PostgreSQL cluster)
 
+from engine import metrics
 from engine.evaluation.actions import OpenIncident
 from engine.language.silences import Silence, SilenceError, Weekly, make_silence, make_weekly
 from engine.pagerduty.migrations import LATEST, MIGRATIONS, Migration
@@ -490,6 +491,7 @@ def test_a_view_reads_silences_at_most_once_a_second_and_sees_another_processes_
     assert view.active_silences(100.9) == () and reads == [100.0]  # the read of 0.9 s ago still stands
     clock.now = 101.0
     assert [s.id for s in view.active_silences(101.0)] == ["s1"] and reads == [100.0, 101.0]
+    assert metrics.value("pagerules_silences_active") == 1  # each read tells the gauge
     assert view.active_silences(600.0) == ()  # past its end: filtered without a read
     daemon.expire_silence("s1", 101.2, "ada")  # this process's own change is seen at once
     assert view.active_silences(101.2) == () and len(reads) == 3

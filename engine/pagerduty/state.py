@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from engine import metrics
 from engine.errors import PageRulesError
 from engine.evaluation.actions import OpenIncident, TriggerAction
 from engine.language.silences import Silence, SilenceError, iso
@@ -357,6 +358,7 @@ class StateView:
         if last is None or changed != last[1] or not 0 <= now - last[0] < SILENCE_READ_SECONDS:
             self._silences = tuple(self.state.silences(now))
             self._silences_read = (now, changed)
+            metrics.observe_silences(sum(1 for s in self._silences if s.active_at(now)))
         return tuple(s for s in self._silences if s.active_at(at)) if self._silences else ()
 
     def record_silenced(self, action: TriggerAction, silence: Silence, at: float) -> None:
