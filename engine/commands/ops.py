@@ -99,8 +99,8 @@ def oncall(repo: str | None, as_json: bool, config_path: str | None) -> None:
     """Who is on call now, lowest level first: for the escalation policy, or with --repo for the route
     that repository's incidents take (its policy; the global one when no route takes them).
 
-    Exits 1 when the route is an Events API route that names no escalation_policy_id (whose on-call
-    is then unknown), saying what to add.
+    Exits 1 when that policy is unknown (an Events API route without escalation_policy_id, or no
+    global policy), saying what to add.
 
     Example: pagerules oncall --repo acme/payments --json
     """
