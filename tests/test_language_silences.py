@@ -16,6 +16,7 @@ from engine.language.silences import (
     matchers_from_pairs,
     parse_duration,
     parse_time,
+    silence_from_request,
     silence_from_stored,
 )
 
@@ -58,6 +59,7 @@ def test_cli_pairs_are_equalities() -> None:
     ({"match": {"repo": {"nope": 1}}}, "match.repo: unknown matcher 'nope'"),
     ({"ends_at": T0 - 60}, "ends_at: 2026-12-03T11:59:00Z is not after starts_at 2026-12-03T12:00:00Z"),
     ({"ends_at": T0}, "ends_at: 2026-12-03T12:00:00Z is not after starts_at 2026-12-03T12:00:00Z"),
+    ({"ends_at": T0 + parse_duration("99999999w")}, "ends_at: is outside the years 1970 to 9999"),
     ({"comment": "  "}, "comment: say why (who is working on what): a comment is required"),
     ({"created_by": ""}, "created_by: is empty: say who makes the silence"),
 ])
@@ -144,3 +146,26 @@ def test_a_stored_silence_reads_back_the_same() -> None:
     back = silence_from_stored({**stored, "starts_at": made.starts_at, "ends_at": made.ends_at,
                                 "created_at": made.created_at})
     assert back == made and back.matches({"repo": "acme/api"})
+
+
+def test_a_request_starts_now_unless_told_and_lasts_for_or_until() -> None:
+    made = silence_from_request({"match": {"repo": "a"}, "comment": "c", "for": "2h"}, "ada", T0)
+    assert (made.starts_at, made.ends_at, made.created_at, made.created_by) == (T0, T0 + 7200, T0, "ada")
+    later = silence_from_request({"match": {"repo": "a"}, "comment": "c", "starts_at": "2026-12-03T13:00:00Z",
+                                  "for": "30m"}, "ada", T0)
+    assert (later.starts_at, later.ends_at, later.state_at(T0)) == (T0 + 3600, T0 + 5400, "pending")
+    until = silence_from_request({"match": {"repo": "a"}, "comment": "c", "ends_at": "2026-12-04T00:00:00Z"},
+                                 "ada", T0)
+    assert until.ends_at == T0 + 12 * 3600 and until.weekly is None
+    window = silence_from_request({"match": {"repo": "a"}, "comment": "c", "for": "1w",
+                                   "weekly": {"between": "02:00-03:00"}}, "ada", T0)
+    assert window.weekly == make_weekly("mon-sun", "02:00-03:00", "UTC")
+    for body, message in ((["x"], "body: expected a JSON object"),
+                          ({"match": {"a": "b"}, "comment": "c", "for": 2}, "for: expected a duration such as 2h"),
+                          ({"match": {"a": "b"}, "comment": "c", "for": "1h", "weekly": {"at": "x"}},
+                           "weekly.at: unknown field; the fields are weekdays, between, tz"),
+                          ({"match": {"a": "b"}, "comment": "c", "for": "1h", "weekly": {"tz": "UTC"}},
+                           "weekly.between: give the hours of the window")):
+        with pytest.raises(SilenceError) as caught:
+            silence_from_request(body, "ada", T0)
+        assert str(caught.value).startswith(message)
