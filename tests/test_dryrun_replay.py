@@ -92,3 +92,27 @@ def test_a_folder_of_recorded_events_types_a_file_by_its_name(tmp_path: Path) ->
     new = BUILD_RULES.replace("severity: high", "severity: critical")
     found = list(replay(recorded_events([str(tmp_path)]), pipeline(new), pipeline(BUILD_RULES)))
     assert [(d.kind, d.incident_key) for d in found] == [("changed", KEY)]
+
+
+CHANGE_RULE = """
+changes:
+  - id: build-green
+    on: build
+    match: {status: passed}
+    summary: "{{ event.repo }} #{{ event.build_number }} is green"
+"""
+
+
+def test_change_events_gained_lost_and_changed_are_differences_paired_by_rule() -> None:
+    events = [build(349, "failed"), build(350, "passed")]
+    [gained] = differences(BUILD_RULES + CHANGE_RULE, events)
+    assert str(gained) == ("recorded.ndjson line 2: event b350: change gained: [build-green] "
+                           "acme/backend-api #350 is green")
+    [lost] = differences(BUILD_RULES, events, old_text=BUILD_RULES + CHANGE_RULE)
+    assert (lost.kind, lost.rule, lost.incident_key, lost.detail) == (
+        "change lost", "build-green", None, "acme/backend-api #350 is green")
+    [changed] = differences(BUILD_RULES + CHANGE_RULE.replace("is green", "passed"), events,
+                            old_text=BUILD_RULES + CHANGE_RULE)
+    assert (changed.kind, changed.detail) == (
+        "change changed", "summary: 'acme/backend-api #350 is green' -> 'acme/backend-api #350 passed'")
+    assert differences(BUILD_RULES + CHANGE_RULE, events, old_text=BUILD_RULES + CHANGE_RULE) == []

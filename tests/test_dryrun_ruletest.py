@@ -94,7 +94,7 @@ def test_events_can_come_from_a_file(tmp_path: Path) -> None:
 
 def changed_rules(tmp_path: Path) -> Path:
     """The shipped rules with four edits: release builds page, build failures are critical, Sentry
-    fatal errors no longer page, rollbacks no longer resolve."""
+    fatal errors no longer page, rollbacks no longer resolve nor send a change."""
     new = tmp_path / "new"
     shutil.copytree(ROOT / "rules", new, ignore=shutil.ignore_patterns("tests", "packs"))
     build = new / "build.yaml"
@@ -123,8 +123,10 @@ def test_replay_shows_added_removed_changed_and_lost_resolutions(tmp_path: Path)
         "[CodeSpar] Critical: acme/api — 2 new fatal Sentry errors post-deploy",
         f"{where} 5: event r5: resolution lost: codespar-acme-api-deploy-v1 [rollback-recovered] "
         "Rolled back v1 to v0; health checks passed",
-        "4 differences (build-failed: 1 changed, 1 now pages; rollback-recovered: 1 resolution lost; "
-        "sentry-new-fatal: 1 no longer pages)"]
+        f"{where} 5: event r5: change lost: [rollback-succeeded-change] acme/api rolled back from v1 to v0: "
+        f"{HEALTHY}",
+        "5 differences (build-failed: 1 changed, 1 now pages; rollback-recovered: 1 resolution lost; "
+        "rollback-succeeded-change: 1 change lost; sentry-new-fatal: 1 no longer pages)"]
 
 
 def test_replay_of_identical_rules_prints_no_difference(tmp_path: Path) -> None:
@@ -142,7 +144,8 @@ def test_replay_reads_folders_and_stdin_and_speaks_json(tmp_path: Path) -> None:
     assert from_folder.exit_code == from_stdin.exit_code == 1
     assert from_folder.output.splitlines()[-1] == from_stdin.output.splitlines()[-1] == (
         '{"summary": {"build-failed": {"changed": 1, "now pages": 1}, "rollback-recovered": {"resolution lost": 1}, '
-        '"sentry-new-fatal": {"no longer pages": 1}}, "differences": 4}')
+        '"rollback-succeeded-change": {"change lost": 1}, "sentry-new-fatal": {"no longer pages": 1}}, '
+        '"differences": 5}')
 
 
 def test_lint_warns_of_keys_that_change_every_event_or_merge_types() -> None:

@@ -4,7 +4,8 @@ Both rulesets run in dry run over the same events, in lockstep (one event at a
 time, so a week of traffic is never held in memory), each with its own view
 of open incidents, exactly as `process --dry-run` would. Only differences in
 paging are reported: incidents that would now page or no longer page, whose
-severity, title or key changes, resolutions gained or lost, and errors.
+severity, title or key changes, resolutions gained or lost, change events
+gained, lost or changed (summary or route, paired by rule), and errors.
 """
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ PAGES = (Status.PLANNED, Status.DEDUPLICATED)  # an incident exists or would be 
 
 @dataclass(frozen=True)
 class Difference:
-    kind: str  # now pages | no longer pages | changed | resolution gained | resolution lost | error gained | error lost
+    # now pages | no longer pages | changed | resolution gained | resolution lost
+    # | change gained | change lost | change changed | error gained | error lost
+    kind: str
     rule: str
     event_id: Any
     where: str
@@ -108,6 +111,7 @@ def diff(before: list[Outcome], after: list[Outcome], eid: Any, where: str) -> I
         if changes:
             yield Difference("changed", new.rule or "-", eid, where, key, "; ".join(changes))
     yield from _resolutions(before, after, eid, where)
+    yield from _changes(before, after, eid, where)
     yield from _errors(before, after, eid, where)
 
 
@@ -118,6 +122,26 @@ def _resolutions(before: list[Outcome], after: list[Outcome], eid: Any, where: s
         yield Difference("resolution gained", new[key].rule or "-", eid, where, key, new[key].message or "")
     for key in sorted(set(old) - set(new), key=str):
         yield Difference("resolution lost", old[key].rule or "-", eid, where, key, old[key].message or "")
+
+
+def _changes(before: list[Outcome], after: list[Outcome], eid: Any, where: str) -> Iterator[Difference]:
+    """Change events by the rule that sends them (one per rule and event)."""
+    old = {o.rule or "": o for o in before if o.action == "change"}
+    new = {o.rule or "": o for o in after if o.action == "change"}
+    for rule in sorted(set(new) - set(old)):
+        yield Difference("change gained", rule, eid, where, None, _summary(new[rule]))
+    for rule in sorted(set(old) - set(new)):
+        yield Difference("change lost", rule, eid, where, None, _summary(old[rule]))
+    for rule in sorted(set(old) & set(new)):
+        was, now = old[rule], new[rule]
+        changes = [f"{name}: {a!r} -> {b!r}" for name, a, b in (("summary", _summary(was), _summary(now)),
+                                                                 ("route", was.route, now.route)) if a != b]
+        if changes:
+            yield Difference("change changed", rule, eid, where, None, "; ".join(changes))
+
+
+def _summary(outcome: Outcome) -> str:
+    return str(getattr(outcome.cause, "summary", ""))
 
 
 def _errors(before: list[Outcome], after: list[Outcome], eid: Any, where: str) -> Iterator[Difference]:
