@@ -1,7 +1,8 @@
 """The dashboard in a real browser: headless Chromium (Debian's chromium and chromium-driver, which
-.ci/run installs) signs in, sees who is on call, filters by project, keeps a half-typed message through
-the refresh, clicks Acknowledge, resolves with a message from the keyboard and finds it in the history;
-the fake PagerDuty gets each call and the audit trail shows it. The screenshot goes to docs/dashboard.png only with
+.ci/run installs) signs in with a person's named token, sees who is signed in and who is on call for
+each project, filters by project, keeps a half-typed message through the refresh, clicks Acknowledge,
+resolves with a message from the keyboard and finds it in the history; the fake PagerDuty gets each call
+and the audit trail names the person. The screenshot goes to docs/dashboard.png only with
 PAGERULES_UPDATE_SCREENSHOT=1, so an ordinary test run leaves the tracked file alone."""
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from builders import API_TOKEN, AUTH, ROOT, app_for
+from builders import AUTH, ROOT, app_for
 from fake_pagerduty import FakePagerDuty
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -22,7 +23,13 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from waitress.server import create_server
 
+from engine.web import tokens
+
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SHOP_ROUTE = ("channels: []\nroutes:\n  - match: {repo: acme/shop}\n    service_id: PSHOP01\n"
+              "    escalation_policy_id: PEPSHOP\n")
+SHOP_ONCALL = [{"escalation_level": 1, "user": {"name": "Sam Storefront", "email": "sam@example.com"},
+                "schedule": {"summary": "Shop primary"}, "end": "2026-12-04T09:00:00Z"}]
 
 
 @pytest.fixture
@@ -44,7 +51,13 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 def test_sign_in_filter_acknowledge_resolve_and_history(tmp_path: Path, browser: webdriver.Chrome) -> None:
     fake = FakePagerDuty()
     fake.url = fake.start()  # type: ignore[attr-defined]
-    server = create_server(app_for(fake, tmp_path), host="127.0.0.1", port=0)
+    people = tmp_path / "people.tokens"
+    alice = tokens.add(people, "alice", 1000.0)
+    app = app_for(fake, tmp_path, channels=SHOP_ROUTE, PAGERULES_TOKENS_FILE=str(people))
+    real = app.extensions["pagerules"].backend.client.oncalls
+    app.extensions["pagerules"].backend.client.oncalls = lambda policy: SHOP_ONCALL if policy == "PEPSHOP" \
+        else real(policy)
+    server = create_server(app, host="127.0.0.1", port=0)
     base = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
     threading.Thread(target=server.run, daemon=True).start()
     try:
@@ -53,11 +66,13 @@ def test_sign_in_filter_acknowledge_resolve_and_history(tmp_path: Path, browser:
         search = requests.post(f"{base}/api/incidents", headers=AUTH, timeout=10,
                                json={"title": "search index stale", "severity": "high", "repo": "acme/search"}).json()
         browser.get(base + "/")
-        browser.find_element(By.ID, "token").send_keys(API_TOKEN)
+        browser.find_element(By.ID, "token").send_keys(alice)
         browser.find_element(By.ID, "sign-in").click()
         wait = WebDriverWait(browser, 15)
         wait.until(expected_conditions.presence_of_element_located((By.ID, "oncall-name")))
         assert browser.find_element(By.ID, "oncall-name").text == "Ada Oncall"
+        assert browser.find_element(By.ID, "signed-in-as").text == "alice"
+        assert oncall_cards(browser) == {"acme/search": "Ada Oncall", "acme/shop": "Sam Storefront"}
         assert keys_listed(browser) == [shop["incident_key"], search["incident_key"]]  # critical first
         assert browser.find_element(By.CSS_SELECTOR, "tr.incident .title").text == "checkout p99 above 4s"
 
@@ -75,9 +90,9 @@ def test_sign_in_filter_acknowledge_resolve_and_history(tmp_path: Path, browser:
         assert browser.find_element(By.ID, "notice").text == f"acknowledged: {shop['incident_key']}"
         puts = [c for c in fake.calls("PUT") if c["path"] == f"/incidents/{shop['incident_id']}"]
         assert [c["body"]["incident"]["status"] for c in puts] == ["acknowledged"]
-        assert f"dashboard acknowledged {shop['incident_key']}" in browser.find_element(By.ID, "audit").text
+        assert f"alice acknowledged {shop['incident_key']}" in browser.find_element(By.ID, "audit").text
         status = browser.find_element(By.CSS_SELECTOR, f"tr.incident[data-key='{shop['incident_key']}'] td.status")
-        assert status.text.startswith("acknowledged\nby dashboard just now")
+        assert status.text.startswith("acknowledged\nby alice just now")
         acked_at = status.find_element(By.TAG_NAME, "time")
         assert str(acked_at.get_attribute("title")).endswith(" UTC")
         assert str(acked_at.get_attribute("datetime")).endswith("Z")
@@ -97,12 +112,20 @@ def test_sign_in_filter_acknowledge_resolve_and_history(tmp_path: Path, browser:
         browser.find_element(By.LINK_TEXT, "History").click()
         wait.until(expected_conditions.presence_of_element_located((By.ID, "history")))
         row = browser.find_element(By.CSS_SELECTOR, f"tr.resolution[data-key='{search['incident_key']}']")
-        assert row.find_element(By.CSS_SELECTOR, ".resolved-by").text == "dashboard"
+        assert row.find_element(By.CSS_SELECTOR, ".resolved-by").text == "alice"
+        audit = requests.get(f"{base}/api/audit", headers=AUTH, timeout=10).json()["entries"]
+        assert [(e["actor"], e["action"]) for e in audit][:2] == [("alice", "resolved"), ("alice", "acknowledged")]
+        assert alice not in browser.page_source and alice not in str(audit)
         assert row.find_element(By.CSS_SELECTOR, ".message").text == "reindexed by hand"
         assert row.find_element(By.CSS_SELECTOR, ".title").text == "search index stale"
     finally:
         server.close()  # type: ignore[union-attr]
         fake.stop()
+
+
+def oncall_cards(browser: webdriver.Chrome) -> dict[str, str]:
+    return {str(card.get_attribute("data-repo")): card.find_element(By.CSS_SELECTOR, ".project-oncall").text
+            for card in browser.find_elements(By.CSS_SELECTOR, "#oncall article.project")}
 
 
 def keys_listed(browser: webdriver.Chrome) -> list[str]:

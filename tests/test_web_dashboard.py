@@ -513,9 +513,9 @@ def test_each_project_with_an_open_incident_has_a_card_with_the_oncall_of_its_ro
     page = client.get("/").get_data(as_text=True)
     shown = cards(page)
     assert list(shown) == ["acme/db", "acme/mobile", "acme/pay"]
-    assert shown["acme/pay"].startswith("acme/pay Pat Payments <pat@example.com> level 1 route 0")
-    assert shown["acme/db"].startswith("acme/db Ada Oncall <ada@example.com> level 1, Primary")
-    assert "default route" in shown["acme/db"]
+    assert shown["acme/pay"].startswith("acme/pay · route 0 Pat Payments pat@example.com level 1 Why this route")
+    assert shown["acme/db"].startswith("acme/db · default route Ada Oncall ada@example.com level 1 · Primary · "
+                                       "until 2026-11-28 18:00 UTC")
     assert "no route matches repo=acme/db: the global settings" in shown["acme/db"]
     assert "sends to an Events API v2 integration (the routing key written at" in shown["acme/mobile"]
     assert "add escalation_policy_id to routes[1] to name whose on-call to show" in shown["acme/mobile"]
@@ -534,7 +534,7 @@ def test_a_card_says_when_pagerduty_cannot_answer_for_its_policy(fake: FakePager
     trigger(client, "pay down", "high", "acme/pay")
     fake.faults = {"count": 100, "status": 403}
     shown = cards(client.get("/").get_data(as_text=True))
-    assert shown["acme/pay"].startswith("acme/pay Could not ask PagerDuty: the API token may not GET")
+    assert shown["acme/pay"].startswith("acme/pay · route 0 Could not ask PagerDuty: the API token may not GET")
 
 
 def test_no_cards_without_open_incidents_and_a_broken_route_is_said(fake: FakePagerDuty, tmp_path: Path,
@@ -549,4 +549,11 @@ def test_no_cards_without_open_incidents_and_a_broken_route_is_said(fake: FakePa
     monkeypatch.setattr(dashboard, "load_routes", broken)
     page = client.get("/").get_data(as_text=True)
     assert 'id="routes-error">The routes could not be read' in page and "routes[0]: names no target" in page
-    assert "<article" not in page and 'id="oncall-name">Ada Oncall' in page
+    assert "<article class=\"project\"" not in page and 'id="oncall-name">Ada Oncall' in page
+
+
+@pytest.mark.parametrize(("given", "shown"), [("2026-12-04T09:00:00Z", "2026-12-04 09:00 UTC"),
+                                              ("2026-12-04T10:30:00+01:00", "2026-12-04 09:30 UTC"),
+                                              ("2026-12-04T09:00:00", "2026-12-04T09:00:00"), ("soon", "soon")])
+def test_pagerduty_times_are_shown_in_utc(given: str, shown: str) -> None:
+    assert dashboard.pd_time(given) == shown

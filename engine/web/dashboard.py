@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
@@ -48,6 +49,19 @@ def utc(at: float) -> str:
 @dashboard.app_template_filter("iso")
 def iso(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+@dashboard.app_template_filter("pd_time")
+def pd_time(text: str) -> str:
+    """A time PagerDuty gave (ISO 8601, e.g. an on-call shift's end) as ``2026-12-04 09:00 UTC``; any
+    other text as it came."""
+    try:
+        at = datetime.fromisoformat(str(text))
+    except ValueError:
+        return str(text)
+    if at.tzinfo is None:
+        return str(text)
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def ago(seconds: float) -> str:
