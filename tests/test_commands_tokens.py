@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from builders import AUTH, ROOT, app_for
+import requests
+from builders import AUTH, ROOT, app_for, wait_for
 from click.testing import CliRunner
-from fake_pagerduty import FakePagerDuty
+from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 
 from cli import main
 
@@ -91,3 +93,40 @@ def test_a_broken_tokens_file_is_named_by_line(tmp_path: Path) -> None:
 def test_list_says_when_there_is_nobody_yet(tmp_path: Path) -> None:
     result = invoke("token", "list", "--config", str(config_in(tmp_path)))
     assert result.exit_code == 0 and result.output == "no named tokens yet (pagerules token add NAME)\n"
+
+
+def test_serve_starts_with_only_a_tokens_file_and_a_revocation_takes_effect_without_a_restart(
+        tmp_path: Path, fake: FakePagerDuty) -> None:
+    """`pagerules serve` with no PAGERULES_API_TOKEN: the person's token works until `token revoke`."""
+    config = config_in(tmp_path)
+    token = run("token", "add", "alice", "--config", str(config)).stdout.strip()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    live = {"PAGERDUTY_API_TOKEN": TOKEN, "PAGERDUTY_FROM_EMAIL": FROM_EMAIL, "PAGERDUTY_SERVICE_ID": SERVICE,
+            "PAGERDUTY_ESCALATION_POLICY_ID": POLICY, "PAGERDUTY_API_URL": fake.url}  # type: ignore[attr-defined]
+    server = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", "--config", str(config), "--bind",
+                               f"127.0.0.1:{port}", "--state", str(tmp_path / "state.db"), "--events-dir",
+                               str(tmp_path / "events")], env={**CLEAN_ENV, **live}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    base, bearer = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+    try:
+        wait_for(lambda: _answers(f"{base}/healthz"), 30, "serve to answer /healthz")
+        made = requests.post(f"{base}/api/incidents", headers=bearer, timeout=10,
+                             json={"title": "db down", "severity": "high", "repo": "acme/db"})
+        assert made.status_code == 201, made.text
+        audit = requests.get(f"{base}/api/audit", headers=bearer, timeout=10).json()["entries"]
+        assert audit[0]["actor"] == "alice" and audit[0]["action"] == "create"
+        assert run("token", "revoke", "alice", "--config", str(config)).returncode == 0
+        assert requests.get(f"{base}/api/audit", headers=bearer, timeout=10).status_code == 401
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert token not in out + err and hashlib.sha256(token.encode()).hexdigest() not in out + err
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False

@@ -4,6 +4,7 @@ on the fake PagerDuty for every tests/test_web_*.py."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import threading
@@ -215,9 +216,14 @@ def test_no_secret_appears_in_any_response_log_line_or_audit_row(fake: FakePager
     secrets = {"PAGERULES_GITHUB_WEBHOOK_SECRET": "gh-SECRET-a1b2c3", "PAGERULES_SENTRY_CLIENT_SECRET":
                "sentry-SECRET-d4e5f6", "PAGERULES_ALERTMANAGER_TOKEN": "am-SECRET-0a9b8c"}
     caplog.set_level(logging.DEBUG)
-    app = app_for(fake, tmp_path, **secrets)
+    people = tmp_path / "people.tokens"
+    alice, bob = tokens.add(people, "alice", 1000.0), tokens.add(people, "bob", 1000.0)
+    tokens.revoke(people, "bob", 1001.0)
+    app = app_for(fake, tmp_path, PAGERULES_TOKENS_FILE=str(people), **secrets)
     client = app.test_client()
-    bodies = []
+    bodies = [client.get("/api/audit", headers={"Authorization": f"Bearer {bob}"}).get_data(as_text=True),
+              client.post("/login", data={"token": bob}, environ_base={"REMOTE_ADDR": "10.9.9.9"}).get_data(
+                  as_text=True)]
     for source, headers in (("github", {"X-GitHub-Event": "workflow_run", "X-Hub-Signature-256": "sha256=00"}),
                             ("sentry", {"Sentry-Hook-Resource": "issue", "Sentry-Hook-Signature": "00"}),
                             ("alertmanager", {"Authorization": "Bearer nope"}), ("githubx", {})):
@@ -228,14 +234,17 @@ def test_no_secret_appears_in_any_response_log_line_or_audit_row(fake: FakePager
     for _ in range(6):
         bodies.append(client.post("/login", data={"token": "wrong"}).get_data(as_text=True))
     line = open_one(client)
-    acked = client.post(f"/api/incidents/{line['incident_key']}/acknowledge", headers=AUTH)
+    acked = client.post(f"/api/incidents/{line['incident_key']}/acknowledge",
+                        headers={"Authorization": f"Bearer {alice}"})
     bodies.append(acked.get_data(as_text=True))
-    client.post("/login", data={"token": API_TOKEN}, environ_base={"REMOTE_ADDR": "10.1.1.1"})
+    client.post("/login", data={"token": alice}, environ_base={"REMOTE_ADDR": "10.1.1.1"})
     bodies += [client.get(path, headers=AUTH).get_data(as_text=True) for path in ("/", "/healthz", "/api/audit",
                                                                                   "/api/incidents")]
     state = app_for(fake, tmp_path).test_client().get("/api/audit?limit=1000", headers=AUTH).get_data(as_text=True)
+    assert "alice" in {e["actor"] for e in json.loads(state)["entries"]}  # the person acted, and is named
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    for secret in (*secrets.values(), API_TOKEN, TOKEN):
+    hashes = [hashlib.sha256(t.encode()).hexdigest() for t in (alice, bob)]
+    for secret in (*secrets.values(), API_TOKEN, TOKEN, alice, bob, *hashes):
         assert all(secret not in body for body in bodies), secret
         assert secret not in logged and secret not in state, secret
 
