@@ -64,7 +64,7 @@ class MemoryView:
     def __init__(self, incidents: Iterable[OpenIncident] = (), silences: Iterable[Silence] = ()):
         self._open: dict[str, OpenIncident] = {}
         self._by_label: dict[tuple[str, str], set[str]] = {}
-        self.silences = tuple(silences)
+        self.silences = tuple(silences)  # fixed here: a Dispatcher reads whether there are any when it is made
         for incident in incidents:
             self.open(incident)
 
@@ -251,7 +251,9 @@ class Dispatcher:
         self.clock = clock
         self.routes = load_routes(config)
         self._threshold = sev.rank(config.severity_threshold)
-        self._silences = backend.view if isinstance(backend.view, SilenceView) else None
+        view = backend.view  # a dry run given no silences (the usual one) pays nothing per trigger for the gate
+        self._silences = None if isinstance(view, MemoryView) and not view.silences else \
+            view if isinstance(view, SilenceView) else None
 
     def handle(self, action: Action) -> list[Outcome]:
         """The outcome of an action, after the error outcomes of any template it rendered on the way."""
