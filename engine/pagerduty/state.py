@@ -1,4 +1,4 @@
-"""Durable state in SQLite (one machine) or PostgreSQL: incidents believed open, and the audit trail.
+"""Durable state in SQLite (one machine) or PostgreSQL: incidents believed open, silences, and the audit trail.
 
 The schema is versioned (engine/pagerduty/migrations): opening a state applies the
 migrations it lacks, and a state newer than this code is refused. open_state(config)
