@@ -557,3 +557,23 @@ def test_no_cards_without_open_incidents_and_a_broken_route_is_said(fake: FakePa
                                               ("2026-12-04T09:00:00", "2026-12-04T09:00:00"), ("soon", "soon")])
 def test_pagerduty_times_are_shown_in_utc(given: str, shown: str) -> None:
     assert dashboard.pd_time(given) == shown
+
+
+def test_without_a_default_policy_the_page_says_so_and_asks_pagerduty_nothing_for_it(fake: FakePagerDuty,
+                                                                                    tmp_path: Path) -> None:
+    """An Events API default with no PAGERDUTY_ESCALATION_POLICY_ID: nobody to ask, said, never 'None' asked."""
+    app = app_for(fake, tmp_path, channels=CARD_ROUTES, PAGERDUTY_ESCALATION_POLICY_ID="")
+    assert app.extensions["pagerules"].config.escalation_policy_id is None
+    backend = app.extensions["pagerules"].backend
+    asked: list[str] = []
+    real = backend.client.oncalls
+    backend.client.oncalls = lambda policy: asked.append(policy) or real(policy)
+    client = app.test_client()
+    client.post("/login", data={"token": API_TOKEN})
+    trigger(client, "pay down", "high", "acme/pay")
+    trigger(client, "db down", "high", "acme/db")
+    page = client.get("/").get_data(as_text=True)
+    assert 'id="no-default-policy">PAGERDUTY_ESCALATION_POLICY_ID is not set: set it to name whose on-call' in page
+    assert "PAGERDUTY_ESCALATION_POLICY_ID is not set" in cards(page)["acme/db"]
+    assert re.findall(r'on call: <span class="oncall-for">([^<]+)</span>', page) == ["Ada Oncall", "unknown"]
+    assert asked == ["PEPPAY1"]

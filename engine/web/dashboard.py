@@ -31,6 +31,7 @@ from engine.web.tokens import Entry
 
 log = logging.getLogger("pagerules.server")
 NO_REPO = "(no repo)"
+NO_DEFAULT_POLICY = "PAGERDUTY_ESCALATION_POLICY_ID is not set: set it to name whose on-call to show"
 SHARED_PERSON = "dashboard"  # who signed in with PAGERULES_API_TOKEN, in the audit trail
 UI_NOTICE = {Status.ALREADY_RESOLVED.value: "Not acknowledged: {key} is already resolved in PagerDuty "
                                             "(acknowledging would re-open it). The list is now up to date."}
@@ -173,7 +174,7 @@ def page() -> Any:
     if person is None:
         return redirect(url_for("dashboard.login_form"))
     asked = OnCallAsked()
-    oncall, oncall_error = asked.people(str(web().config.escalation_policy_id))
+    oncall, oncall_error = asked.people(web().config.escalation_policy_id)
     routes, routes_error = _routes()
     refresh_error = web().refresher.maybe()
     state = web().backend.state
@@ -188,7 +189,7 @@ def page() -> Any:
                            total=len(every), repos=sorted({_repo(i) for i in every}), severities=sev.SEVERITIES[::-1],
                            chosen=chosen, audit=audit[:15], failures=list(web().backend.notifier.failures)[:5],
                            csrf=session["csrf"], now=web().backend.clock(), notice=request.args.get("notice"),
-                           refresh_error=refresh_error, ago=ago)
+                           refresh_error=refresh_error, ago=ago, no_default_policy=NO_DEFAULT_POLICY)
 
 
 @dashboard.get("/history")
@@ -242,7 +243,9 @@ class OnCallAsked:
     def __init__(self) -> None:
         self._answers: dict[str, tuple[list[manual.OnCall], str | None]] = {}
 
-    def people(self, policy: str) -> tuple[list[manual.OnCall], str | None]:
+    def people(self, policy: str | None) -> tuple[list[manual.OnCall], str | None]:
+        if not policy:  # an Events API default and no PAGERDUTY_ESCALATION_POLICY_ID: nobody to ask
+            return [], NO_DEFAULT_POLICY
         if policy not in self._answers:
             try:
                 self._answers[policy] = manual.oncall(web().backend.client, policy), None
@@ -250,7 +253,7 @@ class OnCallAsked:
                 self._answers[policy] = [], str(exc)
         return self._answers[policy]
 
-    def name(self, policy: str) -> str:
+    def name(self, policy: str | None) -> str:
         people, error = self.people(policy)
         return people[0].name if people else ("unknown" if error else "nobody")
 
@@ -283,7 +286,7 @@ def _filtered(incidents: Iterable[StoredIncident], chosen: dict[str, str]) -> li
 def _oncall_by_route(asked: OnCallAsked, routes: Sequence[Route]) -> Callable[[StoredIncident], str]:
     """Who is on call for an incident: the escalation policy of the route its labels take (README "Routes"),
     else the global one."""
-    default = str(web().config.escalation_policy_id)
+    default = web().config.escalation_policy_id
 
     def who(incident: StoredIncident) -> str:
         route = pick_route(routes, incident.labels)
