@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from builders import dry_run
 
-from engine.events.stream import read_events
+from engine.events.stream import _Reader, read_events
 from engine.events.types import event_id, load_event_types
 
 
@@ -142,3 +142,27 @@ def test_an_array_that_never_closes_is_reported() -> None:
     assert read('[\n  {"a": 1},\n') == [("stdin line 1 item 0", {"a": 1}),
                                         ("stdin lines 1-2", "stdin lines 1-2: not valid JSON: incomplete JSON: "
                                                             "the array never closes")]
+
+
+# Issue 17 item 4: a JSON line is decoded without the reader's per-line generator when nothing is open;
+# whatever is open (a document, an array, a broken array being skipped) still sees every line.
+MIXED = [
+    '{"a":1}\n{"b":2}\n',
+    '{"a":\n{"b": 1}\n}\n{"c": 3}\n',  # a complete object line inside an open document
+    '[\n{"a": 1},\n{"b": 2}\n]\n{"c": 3}\n',  # items at column 0 of an array
+    '[\n{"a": 1}, x\n{"b": 2}\n]\n{"c": 3}\n',  # a broken array: its lines up to the next document
+    '{"a": 1\n{"b": 2}\n',  # a document that never closes, then a line
+    '{"a": 1}}\n{"b": NaN}\n{"c": 1e999}\n{"d": "\\ud800"}\n',
+    '\ufeff{"a": 1}\n',
+    '{"a": [1,\n2]}\n{"b": 2}',
+]
+
+
+@pytest.mark.parametrize("text", MIXED)
+def test_the_json_line_shortcut_reads_as_the_line_by_line_reader_does(text: str) -> None:
+    reader = _Reader("stdin")
+    lines = io.StringIO(text).readlines()
+    if lines and lines[0].startswith("\ufeff"):
+        lines[0] = lines[0][1:]
+    slow = [p for number, line in enumerate(lines, 1) for p in reader.feed(line, number)] + list(reader.end())
+    assert read(text) == [(p.where, p.event if p.event is not None else p.error) for p in slow]

@@ -44,10 +44,20 @@ def read_events(lines: Iterable[str], source: str) -> Iterator[Parsed]:
     goes on with the next document.
     """
     reader = _Reader(source)
+    feed = reader.feed
     for number, line in enumerate(lines, 1):
         if number == 1 and line.startswith("\ufeff"):
             line = line[1:]  # a byte-order mark some editors write
-        yield from reader.feed(line, number)
+        if line[:1] == "{" and reader.idle():  # the common case, a JSON line, without feed's generator
+            try:
+                value = decode(line)
+            except BadJSON:
+                pass  # feed words it, or takes it as the first line of a longer document
+            else:
+                if type(value) is dict:
+                    yield Parsed(source, number, value)
+                    continue
+        yield from feed(line, number)
     yield from reader.end()
 
 
@@ -60,6 +70,10 @@ class _Reader:
         self.start = 0
         self.array: _Array | None = None
         self.skipping: Parsed | None = None  # a broken array: its lines up to the next document
+
+    def idle(self) -> bool:
+        """Nothing open: the next line starts a document of its own."""
+        return self.skipping is None and self.array is None and not self.buffer
 
     def feed(self, line: str, number: int) -> Iterator[Parsed]:
         if self.skipping is not None:
