@@ -117,15 +117,20 @@ class _DaemonCollector(Collector):
             found = now.get(key)
             return 0.0 if found is None else float(found)
 
-        yield GaugeMetricFamily("pagerules_events_pending", "Event files waiting in the events folder (held for a "
-                                "retry included)", value=number("files_pending"))
-        yield GaugeMetricFamily("pagerules_rules_loaded", "Rules in force (triggers and recoveries)",
-                                value=number("rules_loaded"))
-        yield GaugeMetricFamily("pagerules_config_last_reload_successful", "1 if the last load of rules and config "
-                                "worked, 0 if it failed and the previous rules are still in force",
-                                value=number("last_reload_successful"))
-        yield GaugeMetricFamily("pagerules_config_last_reload_success_timestamp_seconds", "When rules and config "
-                                "were last loaded successfully (Unix time)", value=number("rules_loaded_at"))
+        def gauge(name: str, documentation: str, key: str) -> GaugeMetricFamily:
+            # None (no load yet: `serve` alone has no daemon) is no sample, so the reload alert cannot fire on it
+            family = GaugeMetricFamily(name, documentation)
+            if now.get(key) is not None:
+                family.add_metric([], number(key))
+            return family
+
+        yield gauge("pagerules_events_pending", "Event files waiting in the events folder (held for a retry "
+                    "included)", "files_pending")
+        yield gauge("pagerules_rules_loaded", "Rules in force (triggers and recoveries)", "rules_loaded")
+        yield gauge("pagerules_config_last_reload_successful", "1 if the last load of rules and config worked, 0 "
+                    "if it failed and the previous rules are still in force", "last_reload_successful")
+        yield gauge("pagerules_config_last_reload_success_timestamp_seconds", "When rules and config were last "
+                    "loaded successfully (Unix time)", "rules_loaded_at")
         files = CounterMetricFamily("pagerules_event_files", "Event files the daemon handled, by the folder they "
                                     "went to", labels=["folder"])
         files.add_metric(["processed"], number("files_processed"))

@@ -125,3 +125,14 @@ def test_the_silences_gauge_shows_what_it_was_last_told() -> None:
     assert metrics.value("pagerules_silences_active") == 3
     metrics.observe_silences(0)
     assert metrics.value("pagerules_silences_active") == 0
+
+
+def test_without_a_daemon_the_reload_gauges_have_no_sample_so_no_reload_alert_fires() -> None:
+    metrics.install(metrics.Figures())  # what `serve` alone has
+    text = metrics.exposition()[0].decode()
+    assert "# HELP pagerules_config_last_reload_successful " in text
+    assert "\npagerules_config_last_reload_successful " not in text and "\npagerules_rules_loaded " not in text
+    assert "\npagerules_events_pending 0.0" in text
+    assert metrics.REGISTRY.get_sample_value("pagerules_config_last_reload_successful") is None
+    metrics.observe_reload(False, 1.0)
+    assert metrics.value("pagerules_config_last_reload_successful") == 0  # a daemon whose first load failed
