@@ -130,7 +130,7 @@ def test_change_rules_are_explained_like_the_others_with_their_route() -> None:
                                    "reason": None}
     assert report["outcomes"][-1] == {
         "action": "change", "status": "planned", "rule": "deploy-confirmed-change", "event_id": "d2",
-        "summary": "acme/backend-api v2.4.1 deployed: confirmed healthy (10/10 checks)", "route": 1}
+        "summary": "acme/backend-api v2.4.1 deployed to unknown: confirmed healthy (10/10 checks)", "route": 1}
     [trace] = report["routes"]
     assert (trace["action"], trace["rule"], trace["incident_key"], trace["taken"]) == (
         "change", "deploy-confirmed-change", None, 1)
