@@ -222,19 +222,3 @@ def test_migrate_refuses_a_state_newer_than_this_release_with_exit_2(tmp_path: P
     assert result.exit_code == 2
     assert "has schema version 4, newer than this pagerules knows (3)" in result.stderr
     assert "Traceback" not in result.output
-
-
-def test_a_live_run_with_an_events_api_route_exits_2_at_start_naming_the_route(tmp_path: Path) -> None:
-    config = tmp_path / "pagerduty.yaml"
-    config.write_text("routes:\n  - match: {repo: acme/web}\n    service_id: PWEB001\n"
-                      "  - match: {kind: sentry-issue}\n    routing_key: " + "r" * 32 + "\n")
-    event = json.dumps({"type": "build", "id": "b1", "repo": "acme/web", "branch": "main", "build_number": 1,
-                        "status": "failed"})
-    env = {**LIVE_ENV, "PAGERDUTY_API_URL": "http://127.0.0.1:9", "PAGERULES_STATE": str(tmp_path / "s.db")}
-    result = invoke(["process", "--config", str(config)], event, env)
-    assert result.exit_code == 2, result.output
-    assert f"{config.name}:4: routes[1]: Events API routes are not supported by this release yet; use service_id" \
-        in result.stderr
-    assert "r" * 32 not in result.output and "Traceback" not in result.output
-    planned = invoke(["process", "--dry-run", "--config", str(config)], event)
-    assert planned.exit_code == 0 and lines(planned.stdout)[0]["route"] == 0
