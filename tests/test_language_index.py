@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builders import build, deploy, escalation, make_config, sentry
+from builders import build, deploy, escalation, make_config, rollback, sentry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -127,7 +127,8 @@ def test_rules_without_a_constant_matcher_stay_in_the_scan_list():
 def _scan_only(ruleset: Any) -> Any:
     """The same ruleset with an index that returns every rule: the plain scan."""
     scan = dataclasses.replace(ruleset)
-    for name, group in (("trigger_index", ruleset.triggers), ("recovery_index", ruleset.recoveries)):
+    for name, group in (("trigger_index", ruleset.triggers), ("recovery_index", ruleset.recoveries),
+                        ("change_index", ruleset.changes)):
         indexes = {}
         for kind, members in group.items():
             index = RuleIndex(members)
@@ -147,7 +148,8 @@ def test_shipped_rules_plus_many_give_the_scans_actions(ruleset: Any):
     scan = _scan_only(indexed)
     events = [build(), build(status="passed"), build(branch="dev"), build(repo="acme/x7"),
               build(repo="acme/x49", status="passed"), deploy(), deploy(rate=0.001), sentry(), sentry(level="info"),
-              escalation(), escalation("low"), {k: v for k, v in build(repo="acme/x3").items() if k != "status"}]
+              escalation(), escalation("low"), {k: v for k, v in build(repo="acme/x3").items() if k != "status"},
+              deploy(passed=10, total=10, rate=0.01), rollback(), rollback(status="failed")]
     view = MemoryView()
     for event in events:
         assert repr(evaluate(event, indexed, view)) == repr(evaluate(event, scan, view)), event
