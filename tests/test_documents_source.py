@@ -111,6 +111,8 @@ TRICKY = [
     "[" * 5000 + "]" * 5000,
     "a: " + "9" * 5000 + "\n",
     "emoji: \U0001F600\n",
+    "branch: 'release/*'\nowner: AT&T\nx: [a, b]\n",  # & and * in values: the composer that refuses aliases
+    "on: build\nmatch: {branch: main, a: yes}\nn: [1, 2]\n",  # neither: libyaml's own composer
     "a: \x85b\n",
     "",
     "# only a comment\n",
@@ -155,3 +157,26 @@ def test_without_libyaml_the_pure_python_parser_does_it_all(monkeypatch: pytest.
     doc, problems = load_yaml_text("a: 1\nb:\n  - x\n", "f.yaml")
     assert (doc.data, doc.line(("b", 0)), problems) == ({"a": 1, "b": ["x"]}, 3, [])
     assert [p.line for p in load_yaml_text("a: 1\nb: *x\n", "f.yaml")[1]] == [2]
+
+
+def test_libyaml_composes_alone_only_a_text_that_cannot_hold_an_anchor_or_alias(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if source._CParser is None:
+        pytest.fail("libyaml is a dependency of this project (PyYAML's wheels bring it)")
+    used: list[str] = []
+
+    def counting(name: str) -> type:
+        base = getattr(source, name)
+
+        class Counting(base):  # type: ignore[misc,valid-type]
+            def __init__(self, text: str) -> None:
+                used.append(name)
+                super().__init__(text)
+        return Counting
+
+    for name in ("_CLoader", "_CComposer"):
+        monkeypatch.setattr(source, name, counting(name))
+    assert load_yaml_text("a: 1\n", "f.yaml")[0].data == {"a": 1}
+    assert load_yaml_text("a: '*'\n", "f.yaml")[0].data == {"a": "*"}
+    assert [p.line for p in load_yaml_text("a: 1\nb: &x 2\n", "f.yaml")[1]] == [2]
+    assert used == ["_CComposer", "_CLoader", "_CLoader"]

@@ -14,7 +14,9 @@ raise: bad characters, bad bytes, deep nesting and huge numbers are Problems.
 
 Speed: with libyaml installed its C parser reads the text (ten times PyYAML's pure-Python
 scanner, most of a large rule set's load); any text it refuses is read again by PyYAML's own
-parser, so every error keeps PyYAML's wording and line. Both feed one Python composer.
+parser, so every error keeps PyYAML's wording and line. A text with no ``&`` or ``*`` anywhere
+(so no anchor or alias) is composed by libyaml too; any other goes through the composer that
+refuses them. Resolver and constructor are the same on every path.
 """
 from __future__ import annotations
 
@@ -83,7 +85,16 @@ if _CParser is not None:
             yaml.constructor.SafeConstructor.__init__(self)
             yaml.resolver.Resolver.__init__(self)
 
+    class _CComposer(_CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):  # type: ignore[misc]
+        """libyaml's own composer too, for a text with no ``&`` or ``*`` anywhere: no anchor or alias can be in it."""
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
     _resolvers(_CLoader)
+    _resolvers(_CComposer)
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,7 @@ def load_yaml_text(text: str, filename: str, *, fast: bool = True) -> tuple[Docu
 
     With libyaml installed (and ``fast``), libyaml's C parser reads the text first; on any error there,
     or without libyaml, PyYAML's own parser reads it again, and its messages and lines are the Problems.
-    Both feed the same composer and constructor, so data, lines and checks are the same either way."""
+    Every path has the same resolver and constructor, so data, lines and checks are the same either way."""
     if fast and _CParser is not None:
         composed = _compose_fast(text)
         if composed is not None:
@@ -134,7 +145,7 @@ def load_yaml_text(text: str, filename: str, *, fast: bool = True) -> tuple[Docu
 def _compose_fast(text: str) -> tuple[Any, yaml.Node] | None:
     """libyaml's loader and the node tree it composed, or None for anything but a clean, non-empty document."""
     try:
-        loader = _CLoader(text)
+        loader = _CLoader(text) if "&" in text or "*" in text else _CComposer(text)
         node = loader.get_single_node()
     except Exception:  # noqa: BLE001 - any failure is worded by the pure-Python parse that follows
         return None
