@@ -63,6 +63,25 @@ def _silences(real: str) -> str:
 _SILENCES_ENDING = "CREATE INDEX silences_ending ON silences (ends_at)"
 
 
+def _queue(real: str, key: str) -> str:
+    """The shared work queue (engine/pagerduty/queue.py): one row per input object, kept when finished
+    (done, or failed with its reason) as processed/ and failed/ keep files."""
+    return ("CREATE TABLE event_queue ("
+            f" id {key}, ordering_key TEXT NOT NULL, body TEXT NOT NULL, default_type TEXT,"
+            " source TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'todo', attempts INTEGER NOT NULL DEFAULT 0,"
+            f" available_at {real} NOT NULL, claimed_by TEXT, lease_until {real},"
+            " units_done INTEGER NOT NULL DEFAULT 0, problems TEXT NOT NULL DEFAULT '[]', error TEXT,"
+            f" enqueued_at {real} NOT NULL, finished_at {real})")
+
+
+# Workers read unfinished rows only: partial indexes, so finished rows cost a claim nothing. The second
+# answers "is an earlier event of this ordering key unfinished?"; the third, "was this file enqueued?".
+_QUEUE_INDEXES = ("CREATE INDEX event_queue_unfinished ON event_queue (id) WHERE status IN ('todo', 'doing')",
+                  "CREATE INDEX event_queue_order ON event_queue (ordering_key, id)"
+                  " WHERE status IN ('todo', 'doing')",
+                  "CREATE INDEX event_queue_source ON event_queue (source)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "incidents, their labels, the daemon's progress and the audit trail",
@@ -85,6 +104,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         4, "silences: matchers, who and why, when, and a weekly window (issue 15)",
         sqlite=(_silences("REAL"), _SILENCES_ENDING),
         postgresql=(_silences("DOUBLE PRECISION"), _SILENCES_ENDING),
+    ),
+    Migration(
+        5, "a shared work queue of events for several workers (issue 18); used on PostgreSQL only",
+        sqlite=(_queue("REAL", "INTEGER PRIMARY KEY AUTOINCREMENT"), *_QUEUE_INDEXES),
+        postgresql=(_queue("DOUBLE PRECISION", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+                    *_QUEUE_INDEXES),
     ),
 )
 
