@@ -3,9 +3,10 @@
 ``initdb`` and ``pg_ctl`` from PATH or /usr/lib/postgresql/*/bin (Debian's postgresql package;
 .ci/run installs it when missing) make a cluster in a temporary folder, listening on a free
 loopback port only, with trust authentication for loopback and its own socket folder only; it
-is stopped and removed at the end of the session. PostgreSQL refuses to run as root, so as
-root the cluster belongs to a system user (``pagerules-pg``, created when missing). Missing
-binaries fail the tests that need them, with the reason: they are never skipped.
+is stopped and removed at the end of the session (``stop()`` and ``start()`` make an outage in
+between). PostgreSQL refuses to run as root, so as root the cluster belongs to a system user
+(``pagerules-pg``, created when missing). Missing binaries fail the tests that need them, with
+the reason: they are never skipped.
 
 Use: ``from pg_server import pg_server, pg_url  # noqa: F401`` in a test module; ``pg_url`` is a
 fresh schema per test (its URL sets search_path), dropped afterwards.
@@ -66,10 +67,23 @@ class PgServer:
     host: str
     port: int
     user: str = "postgres"
+    pg_ctl: str = ""
+    data: Path | None = None
+    log: Path | None = None
+    options: str = ""
 
     def url(self, dbname: str = "postgres", **options: str) -> str:
         query = "&".join(f"{k}={v}" for k, v in options.items())
         return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}" + (f"?{query}" if query else "")
+
+    def stop(self) -> None:
+        """Stop the server at once (as a crash would: ``immediate``), for tests of an outage; start() again after."""
+        _run([self.pg_ctl, "--pgdata", str(self.data), "--mode", "immediate", "--wait", "stop"], "pg_ctl stop")
+
+    def start(self) -> None:
+        """Start it again on the same port, waiting until it accepts connections."""
+        _run([self.pg_ctl, "--pgdata", str(self.data), "--log", str(self.log), "--options", self.options, "--wait",
+              f"--timeout={START_TIMEOUT_SECONDS}", "start"], f"pg_ctl start (log: {self.log})")
 
 
 @pytest.fixture(scope="session")
@@ -90,10 +104,10 @@ def pg_server() -> Iterator[PgServer]:
     port = _free_port()
     options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} "
                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    server = PgServer("127.0.0.1", port, pg_ctl=pg_ctl, data=data, log=log, options=options)
     try:
-        _run([pg_ctl, "--pgdata", str(data), "--log", str(log), "--options", options, "--wait",
-              f"--timeout={START_TIMEOUT_SECONDS}", "start"], f"pg_ctl start (log: {log})")
-        yield PgServer("127.0.0.1", port)
+        server.start()
+        yield server
     finally:
         subprocess.run(_as_owner([pg_ctl, "--pgdata", str(data), "--mode", "immediate", "--wait", "stop"]),
                        capture_output=True, timeout=START_TIMEOUT_SECONDS)

@@ -2,18 +2,20 @@
 field, and the incident list refreshed from PagerDuty on an injected clock."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import fake_pagerduty
 import pytest
-from builders import API_TOKEN, AUTH, Clock, app_for, open_one
+from builders import API_TOKEN, AUTH, Clock, app_for, build, open_one
 from fake_pagerduty import FakePagerDuty
+from pg_server import pg_server, pg_url  # noqa: F401
 
 
 @pytest.mark.parametrize("method, path", [("GET", "/api/oncall"), ("GET", "/api/incidents"), ("GET", "/api/audit"),
                                           ("POST", "/api/incidents"), ("POST", "/api/incidents/k/acknowledge"),
-                                          ("POST", "/api/incidents/k/resolve")])
+                                          ("POST", "/api/incidents/k/resolve"), ("POST", "/api/events")])
 def test_every_api_call_needs_the_bearer_token(fake: FakePagerDuty, tmp_path: Path, method: str, path: str) -> None:
     client = app_for(fake, tmp_path).test_client()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_TOKEN}):
@@ -253,3 +255,72 @@ def test_oncall_without_a_global_policy_says_what_to_set(fake: FakePagerDuty, tm
             404, "PAGERDUTY_ESCALATION_POLICY_ID is not set: set it to name whose on-call to show")
         assert fake_pagerduty.ROUTING_KEY not in response.get_data(as_text=True)
     assert fake.calls() == []
+
+
+# ---- issue 18: POST /api/events --------------------------------------------------------------------
+
+def queued_app(fake: FakePagerDuty, tmp_path: Path, url: str) -> Any:
+    from engine.pagerduty.pgqueue import EventQueue
+    from engine.pagerduty.pgstate import PgState
+
+    PgState(url).close()  # the queue's table (migration 5)
+    app = app_for(fake, tmp_path)
+    app.extensions["pagerules"].intake.use_queue(EventQueue(url))
+    return app
+
+
+def test_posted_events_go_into_the_queue_in_order_with_their_ids(fake: FakePagerDuty, tmp_path: Path,
+                                                                 pg_url: str) -> None:  # noqa: F811
+    import psycopg
+    client = queued_app(fake, tmp_path, pg_url).test_client()
+    events = [build(1, eid="b1"), build(2, eid="b2", repo="acme/web"), {"type": "alertmanager", "alerts": []}]
+    response = client.post("/api/events", headers=AUTH, json=events)
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["queued"] == 3 and body["ids"] == sorted(body["ids"]) and len(set(body["ids"])) == 3
+    one = client.post("/api/events", headers=AUTH, json=build(3, eid="b3"))
+    assert one.status_code == 202 and one.get_json()["ids"][0] > body["ids"][-1]
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT id, ordering_key, source, body FROM event_queue ORDER BY id").fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (body["ids"][0], "repo:acme/backend-api", "api"), (body["ids"][1], "repo:acme/web", "api"),
+        (body["ids"][2], "source:alertmanager", "api"), (one.get_json()["ids"][0], "repo:acme/backend-api", "api")]
+    assert json.loads(rows[0][3]) == events[0]
+
+
+def test_a_post_that_fails_midway_stores_none_of_its_events_and_is_503(fake: FakePagerDuty, tmp_path: Path,
+                                                                      pg_url: str) -> None:  # noqa: F811
+    import psycopg
+    client = queued_app(fake, tmp_path, pg_url).test_client()
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # the third insert fails inside the transaction
+        conn.execute("CREATE FUNCTION refuse_third() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                     " IF NEW.body LIKE '%\"n\": 3%' THEN RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; END $$")
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON event_queue FOR EACH ROW EXECUTE FUNCTION refuse_third()")
+    response = client.post("/api/events", headers=AUTH, json=[{"type": "build", "n": n} for n in (1, 2, 3, 4)])
+    assert response.status_code == 503 and response.headers["Retry-After"] == "10"
+    assert "nothing was stored" in response.get_json()["error"] and "disk full" in response.get_json()["error"]
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM event_queue").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("body, message", [
+    ([], "expected one event or a list of 1 to 1000 events, got 0"),
+    ([{"type": "build"}, 3], "[1]: expected an event (a JSON object), got int"),
+    ("text", "expected an event (a JSON object), got str"),
+])
+def test_posted_events_that_are_not_objects_are_400_and_nothing_is_stored(fake: FakePagerDuty, tmp_path: Path,
+                                                                          body: Any, message: str) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    response = client.post("/api/events", headers=AUTH, json=body)
+    assert (response.status_code, response.get_json()) == (400, {"error": message})
+    assert not (tmp_path / "events").exists() or list((tmp_path / "events").iterdir()) == []
+
+
+def test_posted_events_without_a_queue_become_one_file_the_daemon_reads(fake: FakePagerDuty, tmp_path: Path) -> None:
+    client = app_for(fake, tmp_path).test_client()
+    response = client.post("/api/events", headers=AUTH, json=[build(349), build(350, eid="b2")])
+    assert response.status_code == 202
+    name = response.get_json()["file"]
+    assert response.get_json()["queued"] == 2 and name.endswith(".ndjson") and "-api-" in name
+    lines = (tmp_path / "events" / name).read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [build(349), build(350, eid="b2")]

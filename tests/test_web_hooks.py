@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from builders import AUTH, ROOT, Daemon, app_for, build
 from fake_pagerduty import FakePagerDuty
+from pg_server import pg_server, pg_url  # noqa: F401
 
 from engine.events.types import load_event_types
 
@@ -301,3 +302,50 @@ def test_github_signatures_match_githubs_own_test_vector(fake: FakePagerDuty, tm
     tampered = client.post("/hooks/github", data=b"Hello, World?", headers={
         "X-GitHub-Event": "workflow_run", "X-Hub-Signature-256": signature})
     assert tampered.status_code == 401 and stored(tmp_path) == []
+
+
+# ---- issue 18: intake into the shared queue ------------------------------------------------------
+
+def queued_app(fake: FakePagerDuty, tmp_path: Path, url: str) -> Any:
+    from engine.pagerduty.pgqueue import EventQueue
+    from engine.pagerduty.pgstate import PgState
+
+    if "127.0.0.1:1/" not in url:
+        PgState(url).close()  # the queue's table (migration 5)
+    app = app_for(fake, tmp_path)
+    app.extensions["pagerules"].intake.use_queue(EventQueue(url))
+    return app
+
+
+def queue_rows(url: str) -> list[tuple[Any, ...]]:
+    import psycopg
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT ordering_key, default_type, source, status, body FROM event_queue"
+                            " ORDER BY id").fetchall()
+
+
+def test_a_hook_goes_into_the_queue_committed_before_the_202(fake: FakePagerDuty, tmp_path: Path,
+                                                             pg_url: str) -> None:  # noqa: F811
+    client = queued_app(fake, tmp_path, pg_url).test_client()
+    raw = json.dumps({"action": "completed", "repository": {"full_name": "acme/web"}}).encode()
+    response = client.post("/hooks/github", data=raw, content_type="application/json",
+                           headers={"X-GitHub-Event": "workflow_run"})
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["type"] == "github.workflow_run" and isinstance(body["id"], int)
+    assert queue_rows(pg_url) == [("repo:acme/web", "github.workflow_run", "hooks/github", "todo", raw.decode())]
+    assert stored(tmp_path) == []  # not the events directory
+
+
+def test_a_hook_is_503_with_retry_after_when_the_queue_is_unreachable(fake: FakePagerDuty, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    password = "db-pass-never-shown-71"
+    client = queued_app(fake, tmp_path, f"postgresql://pagerules:{password}@127.0.0.1:1/pagerules").test_client()
+    with caplog.at_level(logging.INFO):
+        response = client.post("/hooks/alertmanager", json={"alerts": []})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "10"
+    error = response.get_json()["error"]
+    assert error.startswith("the event queue is unavailable, nothing was stored; try again: cannot connect to the "
+                            "queue database postgresql://pagerules@127.0.0.1:1/pagerules")
+    assert password not in response.get_data(as_text=True) and password not in caplog.text
+    assert stored(tmp_path) == []

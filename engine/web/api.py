@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, jsonify, request
 from engine.dispatch.outcomes import Status
 from engine.pagerduty import manual
 from engine.web.context import BEARER_PROBLEM, bearer_ok, incident_view, json_error, web
+from engine.web.hooks import answer as hook_answer
 from engine.web.strict_json import BadJson, parse_json
 
 MAX_AUDIT = 1000
@@ -81,6 +82,21 @@ def resolve(key: str) -> Any:
         return json_error(400, "message: expected text")
     line = manual.resolve(web().config, web().acting_as("api"), key, message)
     return jsonify(line), ACTION_CODES.get(line["status"], 200)
+
+
+@api.post("/events")
+def events() -> Any:
+    """Events for the rules, as a sender would drop them in the events directory: one object or a list;
+    202 once stored (in the queue, with their ids, when the server runs with --queue)."""
+    raw = request.get_data()
+    if not request.is_json:
+        abort(400, "expected a JSON event or a list of events (Content-Type: application/json)")
+    try:
+        body = parse_json(raw)
+    except BadJson as exc:
+        abort(400, str(exc))
+    status, answer = web().intake.accept_events(body)
+    return hook_answer(status, answer)
 
 
 @api.get("/incidents")

@@ -6,7 +6,12 @@ payload's type comes from the source and its header alone: the ``type`` key is
 set from them in the stored file (the daemon reads the body's ``type`` first),
 so nothing in a body can pick what it pages as. Bodies are parsed strictly
 (engine.web.strict_json) so no file the daemon cannot handle is ever spooled.
-The HTTP route itself is engine.web.hooks.
+The HTTP route itself is engine.web.hooks; ``POST /api/events`` (engine.web.api) comes here too.
+
+Where a delivery goes: the events directory (a file, fsynced before the 202), or, when the server
+runs with ``--queue``, the shared queue in PostgreSQL (engine/pagerduty/queue.py), committed before
+the 202. A queue that cannot be reached answers 503 with Retry-After and writes nothing, so the
+sender tries again (GitHub, Sentry and Alertmanager retry on 5xx).
 """
 from __future__ import annotations
 
@@ -25,10 +30,14 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.config import Config
+from engine.pagerduty.queue import Entry, QueueUnavailable, ordering_key
 from engine.web.strict_json import BadJson, parse_json
+
+if TYPE_CHECKING:  # the driver is imported only by a server that runs with a queue
+    from engine.pagerduty.pgqueue import EventQueue
 
 log = logging.getLogger("pagerules.server")
 HEADER_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -36,6 +45,8 @@ PING = "github.ping"  # GitHub's "hello" when a hook is created: answered, never
 # pagerules' own normalised type (README "Events"): a body posted as Sentry-Hook-Resource "errors" is not a Sentry
 # payload (Sentry's resources are installation, event_alert, issue, metric_alert, error, comment).
 NOT_RAW = frozenset({"sentry.errors"})
+RETRY_AFTER_SECONDS = 10  # what a 503 asks the sender to wait
+MAX_EVENTS = 1000  # events in one POST /api/events
 
 
 class Headers(Protocol):
@@ -148,8 +159,9 @@ class Intake:
     per type, counted (``ignored``, shown by /healthz), and not stored: failed/ is kept for files an
     operator must look at."""
 
-    def __init__(self, config: Config, events: Path, event_types: Iterable[str]):
+    def __init__(self, config: Config, events: Path, event_types: Iterable[str], queue: EventQueue | None = None):
         self.config, self.events, self.event_types = config, events, frozenset(event_types)
+        self.queue = queue  # None: deliveries go to the events directory
         self.ignored: Counter[str] = Counter()  # deliveries answered "ignored", per type, since start
         self._lock = threading.Lock()
         for source, variable in unauthenticated(config):
@@ -166,7 +178,38 @@ class Intake:
             return 400, {"error": str(exc)}
         if kind == PING:
             return 200, {"status": "pong", "stored": False}
-        return 202, self._store(source, kind, payload, raw)
+        try:
+            return 202, self._store(source, kind, payload, raw)
+        except QueueUnavailable as exc:
+            return unavailable(exc)
+
+    def use_queue(self, queue: EventQueue) -> None:
+        """From now on, deliveries go into ``queue`` (``serve --queue``) instead of the events directory."""
+        self.queue = queue
+
+    def accept_events(self, body: Any) -> tuple[int, dict[str, Any]]:
+        """POST /api/events: one event (an object) or a list of them, stored as they are (each names its
+        own ``type``); 202 with the queue ids (or the file) once stored, 400 naming the first bad item."""
+        items = body if isinstance(body, list) else [body]
+        if not items or len(items) > MAX_EVENTS:
+            return 400, {"error": f"expected one event or a list of 1 to {MAX_EVENTS} events, got {len(items)}"}
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                where = f"[{index}]: " if isinstance(body, list) else ""
+                return 400, {"error": f"{where}expected an event (a JSON object), got {type(item).__name__}"}
+        texts = [json.dumps(item, ensure_ascii=False) for item in items]
+        try:
+            if self.queue is not None:
+                entries = [Entry(text, None, "api", ordering_key(item, None))
+                           for text, item in zip(texts, items, strict=True)]
+                ids = self.queue.enqueue(entries)
+                log.info("api: queued %d events (ids %d-%d)", len(ids), ids[0], ids[-1])
+                return 202, {"queued": len(ids), "ids": ids}
+        except QueueUnavailable as exc:
+            return unavailable(exc)
+        name = write_event(self.events, "api", None, ("\n".join(texts) + "\n").encode("utf-8"), "ndjson")
+        log.info("api: wrote %s (%d events)", name, len(items))
+        return 202, {"queued": len(items), "file": name}
 
     def _refusal(self, source: str, headers: Headers, raw: bytes, client: str) -> tuple[int, dict[str, Any]] | None:
         """404 for a sender pagerules does not know, 401 for one that did not prove itself, else None."""
@@ -183,7 +226,13 @@ class Intake:
         stored = stored_types(source, self.event_types)
         if kind not in stored:
             return self._ignore(source, kind, stored)
-        name = write_event(self.events, source, kind, stored_body(payload, raw, kind))
+        data = stored_body(payload, raw, kind)
+        if self.queue is not None:
+            entry = Entry(data.decode("utf-8", "replace"), kind, f"hooks/{source}", ordering_key(payload, kind))
+            queued = self.queue.enqueue([entry])[0]
+            log.info("hook %s: queued %s as row %d", source, kind, queued)
+            return {"id": queued, "type": kind}
+        name = write_event(self.events, source, kind, data)
         log.info("hook %s: wrote %s", source, name)
         return {"file": name, "type": kind}
 
@@ -206,11 +255,20 @@ def _delivery(source: str, headers: Headers, raw: bytes) -> tuple[dict[str, Any]
     return payload, hook_type(source, headers)
 
 
-def write_event(events: Path, source: str, kind: str, data: bytes) -> str:
+def unavailable(exc: QueueUnavailable) -> tuple[int, dict[str, Any]]:
+    """503: the queue cannot be reached and nothing was stored; the body says when to try again (the
+    route sets Retry-After from it). The message names the server, never its password."""
+    log.error("intake refused (503): %s", exc)
+    return 503, {"error": f"the event queue is unavailable, nothing was stored; try again: {exc}",
+                 "retry_after": RETRY_AFTER_SECONDS}
+
+
+def write_event(events: Path, source: str, kind: str | None, data: bytes, ext: str = "json") -> str:
     """Write then rename, fsyncing the file and the folder, so the daemon never sees half a payload
     and a 202 means the payload survives a crash. The type travels in the name too (NAME.TYPE.json)."""
     events.mkdir(parents=True, exist_ok=True)
-    name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{source}-{uuid.uuid4().hex[:12]}.{kind}.json"
+    typed = f".{kind}" if kind else ""
+    name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{source}-{uuid.uuid4().hex[:12]}{typed}.{ext}"
     temp = events / f".{name}.part"
     with open(temp, "wb") as out:
         out.write(data)
