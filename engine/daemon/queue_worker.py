@@ -1,0 +1,285 @@
+"""`pagerules watch --queue`: one of any number of workers on the shared queue in PostgreSQL
+(README "Run it on more than one machine").
+
+A worker claims a batch (engine/pagerduty/queue.py), acts on each row's events with the same
+Pipeline and Dispatcher as the file daemon, records per row how many events it acted on (a retry
+never repeats one), and finishes the row: done, failed with the reason, or released to be tried
+again with capped backoff when PagerDuty cannot be reached. With ``--events-dir`` it also feeds the
+queue from that folder. When the database goes away it backs off and reconnects; the rows it held
+go back to the queue. One replica at a time reconciles with PagerDuty (the leader lock).
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine import logs, metrics
+from engine.config import load_config
+from engine.daemon.files import Loaded, open_regular
+from engine.daemon.inbox import FAILED, PROCESSED, backlog, move, type_from_name
+from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
+from engine.dispatch.outcomes import Status
+from engine.dispatch.pipeline import UNKNOWN_TYPE, Pipeline
+from engine.errors import InvalidFiles, PageRulesError
+from engine.events.stream import read_events
+from engine.language.loading import RuleCache
+from engine.pagerduty.backend import Live, make_client
+from engine.pagerduty.pgqueue import EventQueue
+from engine.pagerduty.queue import Entry, Job, ordering_key
+from engine.pagerduty.records import is_postgresql_url
+from engine.pagerduty.state import StateError
+from engine.pagerduty.store import open_state
+
+log = logging.getLogger("pagerules.worker")
+BATCH = 32                # rows claimed at once
+IDLE_SECONDS = 0.1        # the wait before asking again when nothing was claimable
+RECONNECT_MAX_SECONDS = 10.0
+FEED_STABLE_SECONDS = 0.3  # a file written in place is fed once unchanged this long
+
+
+def queue_url(config_url: str | None, override: str | None) -> str:
+    """The PostgreSQL URL the queue lives in (the state's): --state, else state_url; refused otherwise."""
+    target = override or config_url or ""
+    if not is_postgresql_url(target):
+        raise PageRulesError("--queue needs the state in PostgreSQL: set state_url (or PAGERULES_STATE_URL, or "
+                             "--state) to a postgresql:// URL; the queue lives in that database")
+    return target
+
+
+class QueueWorker:
+    def __init__(self, config_path: str | None, overrides: dict[str, Any], state_path: str | None = None,
+                 events_dir: str | None = None, lease_seconds: float = 30.0, name: str | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.config_path, self.overrides, self.clock = config_path, overrides, clock
+        config = load_config(config_path, overrides=overrides)
+        url = queue_url(config.state_url, state_path)
+        self.state = open_state(config, url)  # applies the migrations, the queue's among them
+        self.queue = EventQueue(url, lease_seconds)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.events = Path(events_dir).resolve() if events_dir else None
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self.warned: set[str] = set()
+        self.rule_cache = RuleCache()
+        self.loaded = self._load()
+        self.next_reconcile = 0.0
+        self.handled = 0
+
+    # ---- loading (as the file daemon) ------------------------------------------
+    def _load(self) -> Loaded:
+        config = load_config(self.config_path, overrides=self.overrides)
+        ruleset = self.rule_cache.load(config)
+        backend: Backend = DryRun()
+        if config.enabled:
+            config.require_live()
+            backend = Live(config, make_client(config), self.state)
+        metrics.observe_reload(True, self.clock(), rules=len(ruleset.all_rules()))
+        dispatcher = Dispatcher(config, backend)
+        pipeline = Pipeline(ruleset, dispatcher, warned=self.warned, meter=metrics.count_outcome)
+        return Loaded(config, ruleset, dispatcher, pipeline)
+
+    def reload(self) -> None:
+        try:
+            self.loaded = self._load()
+            log.info("reloaded: ruleset %s", self.loaded.ruleset.version)
+        except Exception as exc:  # noqa: BLE001 - a bad edit keeps the last good rules
+            lines = [str(p) for p in exc.problems] if isinstance(exc, InvalidFiles) else [str(exc)]
+            metrics.observe_reload(False, self.clock())
+            for line in lines:
+                log.error("reload refused, keeping ruleset %s: %s", self.loaded.ruleset.version, line)
+
+    # ---- the loop ------------------------------------------------------------
+    def run(self) -> int:
+        """Claim and handle rows until SIGTERM/SIGINT; the rows in hand are finished or released first."""
+        self._signals()
+        log.info("worker %s on the queue in %s (ruleset %s)", self.name, self.queue.where,
+                 self.loaded.ruleset.version)
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                busy = self.step()
+                if failures:
+                    log.info("the queue database is back after %d failed tries", failures)
+                    self.queue.release_all(self.name)
+                failures = 0
+            except StateError as exc:  # QueueUnavailable too: the database is down or restarting
+                failures += 1
+                delay = min(0.2 * 2 ** (failures - 1), RECONNECT_MAX_SECONDS)
+                log.warning("queue database unavailable (try %d), next try in %.1f s: %s", failures, delay, exc)
+                self.stopping.wait(delay)
+                continue
+            if not busy:
+                self.stopping.wait(IDLE_SECONDS)
+        self._let_go()
+        return 0
+
+    def step(self) -> bool:
+        """One round: reload, reconcile, feed, claim and handle a batch. Whether anything was claimed."""
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self.reload()
+        self._reconcile()
+        if self.events is not None:
+            self.feed()
+        jobs = self.queue.claim(self.name, BATCH)
+        held = [j.id for j in jobs]
+        renewed = self.clock()
+        for index, job in enumerate(jobs):
+            if self.stopping.is_set():
+                break
+            self.handle(job)
+            if self.clock() - renewed > self.queue.lease_seconds / 3:
+                self.queue.renew(self.name, held[index + 1:])
+                renewed = self.clock()
+        return bool(jobs)
+
+    def _let_go(self) -> None:
+        try:
+            released = self.queue.release_all(self.name)
+            if released:
+                log.info("stopping: %d claimed rows back to the queue", released)
+        except StateError as exc:
+            log.warning("stopping without the database; the rows held come back when their lease ends: %s", exc)
+
+    # ---- one row -------------------------------------------------------------
+    def handle(self, job: Job) -> None:
+        """Act on the row's events in order, skipping those a previous try acted on; then finish it, or
+        release it when PagerDuty cannot be reached."""
+        loaded, where = self.loaded, f"queue row {job.id} ({job.source})"
+        done, problems, unsaved, unit = job.units_done, list(job.problems), [], 0
+        try:
+            for item in read_events(io.StringIO(job.body), where):
+                events = [None] if item.event is None else list(loaded.pipeline.events(item.event, job.default_type))
+                for event in events:
+                    unit += 1
+                    if unit <= done:
+                        continue
+                    if event is None:
+                        unsaved.append(item.error or item.where)
+                        metrics.count_outcome(UNKNOWN_TYPE, Status.REJECTED.value)
+                        continue
+                    acted = self._event(event, where, loaded, unsaved)
+                    if acted is None:
+                        self._retry(job, "PagerDuty unreachable")
+                        return
+                    if acted:  # an event that did something is never done twice
+                        problems, unsaved = problems + unsaved, []
+                        if not self.queue.save_progress(self.name, job, unit, problems):
+                            log.warning("%s: lease lost mid-row; its holder goes on from event %d", where, unit)
+                            return
+        except StateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - no input stops a worker: the row fails with the reason
+            unsaved.append(f"{where}: cannot handle it ({type(exc).__name__}: {exc}); "
+                           "the events before this point were acted on")
+        problems += unsaved
+        if not self.queue.finish(self.name, job, problems):
+            log.warning("%s: handled, but its lease had ended; another worker may handle the rest", where)
+        self.handled += 1
+        log.info("%s -> %s", where, "failed" if problems else "done",
+                 extra=logs.fields(event="row_handled", row=job.id, source=job.source,
+                                   status="failed" if problems else "done", problems=len(problems)))
+
+    def _event(self, event: dict[str, Any], where: str, loaded: Loaded, problems: list[str]) -> bool | None:
+        """As the file daemon: None when PagerDuty could not be reached, else whether anything was acted on."""
+        acted = False
+        try:
+            for outcome in loaded.pipeline.outcomes(event):
+                line = outcome.to_line()
+                log.info("%s %s: %s (%s)", line["action"], line["status"], line.get("incident_key") or
+                         line.get("error"), where, extra=logs.fields(event="outcome", where=where,
+                                                                     **{("resolution" if k == "message" else k): v
+                                                                        for k, v in line.items()}))
+                if outcome.status is Status.FAILED and outcome.retry:
+                    return None
+                if outcome.failed:
+                    problems.append(f"{where}: event {line.get('event_id')}: {outcome.error}")
+                if outcome.action != "error":
+                    acted = True
+        except StateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one event that breaks something fails, the rest go on
+            problems.append(f"{where}: cannot handle this event ({type(exc).__name__}: {exc})")
+        return acted
+
+    def _retry(self, job: Job, why: str) -> None:
+        delay = min(2.0 ** job.attempts, self.loaded.config.watch_retry_max_seconds)
+        self.queue.release(self.name, job, delay, why)
+        log.warning("queue row %d (%s) waits: %s (try %d); next try in %.0f s", job.id, job.source, why,
+                    job.attempts + 1, delay)
+
+    # ---- feeding from an events directory --------------------------------------------
+    def feed(self) -> int:
+        """Files settled in the events directory go into the queue (one row per input object, in one
+        transaction), then to processed/ (failed/ beside NAME.error with the lines that cannot be read)."""
+        events, fed = self.events, 0
+        assert events is not None
+        for path in backlog(events):
+            try:
+                if self.clock() - path.lstat().st_mtime < FEED_STABLE_SECONDS:
+                    continue
+            except FileNotFoundError:
+                continue
+            fed += self._feed_file(events, path)
+        return fed
+
+    def _feed_file(self, events: Path, path: Path) -> int:
+        try:
+            opened = open_regular(path)
+        except OSError as exc:
+            move(path, events / FAILED, f"{path.name}: cannot read it: {exc.strerror or exc}")
+            return 0
+        if isinstance(opened, str):
+            move(path, events / FAILED, f"{path.name}: {opened}")
+            return 0
+        fd, delivery = opened
+        kind = type_from_name(path.name, self.loaded.ruleset.event_types)
+        entries, problems = [], []
+        with open(fd, encoding="utf-8", errors="replace") as lines:
+            for item in read_events(lines, path.name):
+                if item.event is None:
+                    problems.append(item.error or item.where)
+                    continue
+                body = json.dumps(item.event, ensure_ascii=False)
+                entries.append(Entry(body, kind, f"file {delivery}", ordering_key(item.event, kind)))
+        ids = self.queue.enqueue_once(f"file {delivery}", entries)
+        folder = events / (FAILED if problems else PROCESSED)
+        move(path, folder, "\n".join(problems) if problems else None)
+        log.info("%s: %s into the queue -> %s/", path.name,
+                 f"{len(entries)} rows" if ids is not None else "already", folder.name)
+        return len(entries) if ids is not None else 0
+
+    # ---- background duties ---------------------------------------------------------
+    def _reconcile(self) -> None:
+        """Only the leader reconciles, every reconcile_interval_seconds."""
+        if self.clock() < self.next_reconcile:
+            return
+        self.next_reconcile = self.clock() + self.loaded.config.reconcile_interval_seconds
+        if not self.queue.lead():
+            return
+        try:
+            counts = self.loaded.dispatcher.backend.reconcile()
+            if counts["resolved"] or counts["acknowledged"]:
+                log.info("reconciled with PagerDuty: %s", counts)
+        except PageRulesError as exc:
+            log.warning("reconcile with PagerDuty failed: %s", exc)
+
+    def _signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+
+    def stop(self) -> None:
+        self.stopping.set()

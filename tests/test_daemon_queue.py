@@ -1,0 +1,160 @@
+"""`pagerules watch --queue` end to end: workers as subprocesses on one throwaway PostgreSQL and the
+fake PagerDuty; a worker killed with SIGKILL, a PostgreSQL restart, files fed into the queue."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from builders import Daemon, build, wait_for
+from fake_pagerduty import FakePagerDuty
+from pg_server import PgServer, pg_server, pg_url  # noqa: F401
+
+from engine.pagerduty.pgqueue import EventQueue
+from engine.pagerduty.pgstate import PgState
+from engine.pagerduty.queue import Entry, ordering_key
+
+LEASE = "2"
+
+
+class Workers:
+    """Worker processes sharing one folder's rules and config, on the queue at ``url``."""
+
+    def __init__(self, tmp: Path, fake: FakePagerDuty, url: str):
+        self.harness, self.url = Daemon(tmp, fake), url
+        self.procs: list[subprocess.Popen[str]] = []
+        self.logs: list[Path] = []
+
+    def start(self, *extra: str) -> subprocess.Popen[str]:
+        log = self.harness.tmp / f"worker-{len(self.procs)}.log"
+        proc = subprocess.Popen(self.harness.args("--queue", "--state", self.url, "--lease", LEASE, *extra),
+                                stdout=subprocess.DEVNULL, stderr=log.open("a"), text=True, env=self.harness.env)
+        self.procs.append(proc)
+        self.logs.append(log)
+        wait_for(lambda: "on the queue in" in log.read_text() or proc.poll() is not None, 20, "a worker to start")
+        assert proc.poll() is None, log.read_text()
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            proc.wait(timeout=15)
+
+
+@pytest.fixture
+def workers(tmp_path: Path, fake: FakePagerDuty, pg_url: str) -> Iterator[Workers]:  # noqa: F811
+    PgState(pg_url).close()
+    group = Workers(tmp_path, fake, pg_url)
+    yield group
+    group.stop()
+
+
+def enqueue(url: str, events: list[dict[str, Any]]) -> list[int]:
+    queue = EventQueue(url)
+    try:
+        return queue.enqueue([Entry(json.dumps(e), None, "api", ordering_key(e, None)) for e in events])
+    finally:
+        queue.close()
+
+
+def statuses(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM event_queue GROUP BY status").fetchall())
+
+
+def fails_then_passes(repos: int, rounds: int) -> list[dict[str, Any]]:
+    """Per repository: build 1 fails, 2 passes (resolving 1), 3 fails, 4 passes, ...; interleaved across
+    repositories. A pass applied before the failure it follows would leave that incident open."""
+    return [build(2 * r + step, "failed" if step == 1 else "passed", repo=f"acme/r{k}", eid=f"r{k}-{2 * r + step}")
+            for r in range(rounds) for step in (1, 2) for k in range(repos)]
+
+
+def assert_one_resolved_incident_per_key(fake: FakePagerDuty, repos: int, rounds: int) -> None:
+    expected = {f"codespar-acme-r{k}-build-{2 * r + 1}" for k in range(repos) for r in range(rounds)}
+    assert set(fake.by_key) == expected
+    assert {key: len(ids) for key, ids in fake.by_key.items()} == dict.fromkeys(expected, 1)  # one incident each
+    assert fake.open_keys() == []  # and every recovery resolved it, so each came after its trigger
+
+
+def test_two_workers_apply_every_key_in_order_with_one_incident_each(workers: Workers, fake: FakePagerDuty) -> None:
+    repos, rounds = 12, 4
+    workers.start()
+    workers.start()
+    enqueue(workers.url, fails_then_passes(repos, rounds))
+    wait_for(lambda: statuses(workers.url) == {"done": repos * rounds * 2}, 20, "every row done")
+    assert_one_resolved_incident_per_key(fake, repos, rounds)
+    handled = [log.read_text().count(" -> done") for log in workers.logs]
+    assert sum(handled) == repos * rounds * 2 and all(handled), handled  # both took part
+
+
+def test_a_worker_killed_mid_batch_leaves_its_events_to_another_none_lost_none_doubled(
+        workers: Workers, fake: FakePagerDuty) -> None:
+    repos, rounds = 20, 5
+    doomed = workers.start()
+    enqueue(workers.url, fails_then_passes(repos, rounds))
+
+    def held_by_doomed() -> int:
+        with psycopg.connect(workers.url) as conn:
+            row = conn.execute("SELECT count(*) FROM event_queue WHERE status = 'doing' AND claimed_by LIKE %s",
+                               (f"%:{doomed.pid}:%",)).fetchone()
+        return int(row[0]) if row else 0
+
+    wait_for(lambda: held_by_doomed() > 0 and statuses(workers.url).get("done", 0) > 0, 20,
+             "the first worker to be mid-batch")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=5)
+    assert held_by_doomed() > 0  # it died holding claimed rows
+    workers.start()
+    wait_for(lambda: statuses(workers.url) == {"done": repos * rounds * 2}, 20, "the survivor to finish")
+    assert_one_resolved_incident_per_key(fake, repos, rounds)
+    creates = fake.calls("POST", "/incidents")
+    keys = [c["body"]["incident"]["incident_key"] for c in creates]
+    assert len(keys) - len(set(keys)) <= 1  # at most the one event in flight at the kill is asked again
+
+
+def test_workers_ride_out_a_postgresql_restart_and_lose_nothing(workers: Workers, fake: FakePagerDuty,
+                                                               pg_server: PgServer) -> None:  # noqa: F811
+    repos, rounds = 8, 3
+    workers.start()
+    workers.start()
+    events = fails_then_passes(repos, rounds)
+    half = len(events) // 2
+    enqueue(workers.url, events[:half])
+    wait_for(lambda: statuses(workers.url) == {"done": half}, 20, "the first half done")
+    pg_server.stop()
+    try:
+        wait_for(lambda: all("queue database unavailable" in log.read_text() for log in workers.logs), 20,
+                 "both workers to notice the outage")
+    finally:
+        pg_server.start()
+    enqueue(workers.url, events[half:])
+    wait_for(lambda: statuses(workers.url) == {"done": len(events)}, 20, "the rest done after the restart")
+    assert_one_resolved_incident_per_key(fake, repos, rounds)
+    assert all(proc.poll() is None for proc in workers.procs)
+
+
+def test_files_in_the_events_directory_feed_the_queue(workers: Workers, fake: FakePagerDuty) -> None:
+    events = workers.harness.events
+    workers.start("--events-dir", str(events))
+    workers.harness.drop("batch.ndjson", fails_then_passes(3, 1) + [])
+    (events / "broken.json").write_text('{"type": "build", "repo": "acme/r9", "build_number": 1,\n')
+    wait_for(lambda: (events / "processed" / "batch.ndjson").exists()
+             and (events / "failed" / "broken.json").exists(), 20, "both files moved out")
+    wait_for(lambda: statuses(workers.url) == {"done": 6}, 20, "the fed rows done")
+    assert_one_resolved_incident_per_key(fake, 3, 1)
+    assert (events / "failed" / "broken.json.error").read_text().strip() != ""
+
+
+def test_watch_queue_refuses_a_sqlite_state(tmp_path: Path, fake: FakePagerDuty) -> None:
+    harness = Daemon(tmp_path, fake)
+    done = subprocess.run(harness.args("--queue"), capture_output=True, text=True, env=harness.env, timeout=60)
+    assert done.returncode != 0
+    assert ("--queue needs the state in PostgreSQL: set state_url (or PAGERULES_STATE_URL, or --state) to a "
+            "postgresql:// URL; the queue lives in that database") in done.stderr
