@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,9 @@ class PgServer:
               f"--timeout={START_TIMEOUT_SECONDS}", "start"], f"pg_ctl start (log: {self.log})")
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
+@contextmanager
+def throwaway_server() -> Iterator[PgServer]:
+    """A new cluster on a free loopback port, stopped and removed on exit (the fixture; bench/ too)."""
     found = find_binaries()
     if isinstance(found, str):
         pytest.fail(found)
@@ -112,6 +114,12 @@ def pg_server() -> Iterator[PgServer]:
         subprocess.run(_as_owner([pg_ctl, "--pgdata", str(data), "--mode", "immediate", "--wait", "stop"]),
                        capture_output=True, timeout=START_TIMEOUT_SECONDS)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    with throwaway_server() as server:
+        yield server
 
 
 @pytest.fixture
