@@ -349,3 +349,20 @@ def test_a_hook_is_503_with_retry_after_when_the_queue_is_unreachable(fake: Fake
                             "queue database postgresql://pagerules@127.0.0.1:1/pagerules")
     assert password not in response.get_data(as_text=True) and password not in caplog.text
     assert stored(tmp_path) == []
+
+
+def test_serve_queue_puts_intake_into_the_states_database(fake: FakePagerDuty, tmp_path: Path,
+                                                          pg_url: str) -> None:  # noqa: F811
+    from builders import live_config
+
+    from engine.commands.serving import _app
+    from engine.errors import PageRulesError
+
+    config = live_config(fake)
+    app = _app(config, pg_url, str(tmp_path / "events"), queue=True)  # `serve --queue --state URL`
+    response = app.test_client().post("/hooks/alertmanager", json={"alerts": []})
+    assert response.status_code == 202 and isinstance(response.get_json()["id"], int)
+    assert [row[:4] for row in queue_rows(pg_url)] == [("source:alertmanager", "alertmanager", "hooks/alertmanager",
+                                                        "todo")]
+    with pytest.raises(PageRulesError, match="^--queue needs the state in PostgreSQL"):
+        _app(config, str(tmp_path / "state.db"), None, queue=True)
