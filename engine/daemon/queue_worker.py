@@ -107,11 +107,12 @@ class QueueWorker:
         failures = 0
         while not self.stopping.is_set():
             try:
-                busy = self.step()
-                if failures:
-                    log.info("the queue database is back after %d failed tries", failures)
-                    self.queue.release_all(self.name)
+                if failures:  # back: the rows held when it went go back first, so their keys are not held up
+                    released = self.queue.release_all(self.name)
+                    log.info("the queue database is back after %d failed tries; %d held rows back in the queue",
+                             failures, released)
                 failures = 0
+                busy = self.step()
             except StateError as exc:  # QueueUnavailable too: the database is down or restarting
                 failures += 1
                 delay = min(0.2 * 2 ** (failures - 1), RECONNECT_MAX_SECONDS)
