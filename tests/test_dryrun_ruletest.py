@@ -183,3 +183,16 @@ def test_strict_makes_warnings_fail(tmp_path: Path) -> None:
     assert invoke(["test", "--rules", str(rules), str(case)]).exit_code == 0
     strict = invoke(["test", "--rules", str(rules), "--strict", str(case)])
     assert strict.output.splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_a_change_summary_past_pagerdutys_limit_is_a_warning_naming_rule_line_and_case(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text("changes:\n  - id: long\n    on: build\n    summary: \"{{ 'x' * 1100 }}\"\n")
+    case = tmp_path / "c.yaml"
+    case.write_text("cases:\n  - name: c\n    events: [{type: build, id: b, repo: a/b, branch: main, build_number: 1, "
+                    "status: passed}]\n    expect: [{action: change, status: planned, rule: long}]\n")
+    result = invoke(["test", "--rules", str(rules), str(case)])
+    assert result.exit_code == 0, result.output
+    assert f"{rules / 'r.yaml'}:4: warning: rule long: summary over 1024 characters in case 'c': cut" in result.output
+    assert invoke(["test", "--rules", str(rules), "--strict", str(case)]).exit_code == 1
