@@ -168,3 +168,12 @@ def test_with_no_routes_the_text_has_no_route_lines_and_the_json_says_default(pi
     assert report["routes"] == [{"action": "trigger", "rule": "build-failed", "incident_key": KEY, "tried": [],
                                  "taken": "default"}]
     assert not any("route" in line for line in format_report(report).splitlines())
+
+
+def test_a_time_that_does_not_parse_is_said_and_ignored(pipeline: Pipeline) -> None:
+    report = explain_event({**build(349, "failed"), "time": "yesterday"}, pipeline)
+    assert format_report(report).splitlines()[1] == (
+        "  time: 'yesterday' is not ISO 8601 (e.g. 2026-12-03T14:00:00Z); ignored, so the time it is handled "
+        "stands in for it")
+    assert report["outcomes"][0]["status"] == "planned"  # the page still goes out
+    assert "time" not in explain_event({**build(350, "failed"), "time": "2026-12-03T14:00:00Z"}, pipeline)

@@ -8,7 +8,7 @@ from typing import Any
 from engine.dispatch.outcomes import Outcome
 from engine.dispatch.pipeline import Pipeline
 from engine.evaluation.actions import ChangeAction, TriggerAction
-from engine.evaluation.evaluate import check_event, judge
+from engine.evaluation.evaluate import check_event, event_time, judge
 from engine.events.stream import Parsed
 from engine.events.types import event_id
 from engine.language.routes import Route, route_name, route_trace
@@ -39,6 +39,9 @@ def explain_event(event: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
     if rejected:
         report["rejected"] = rejected
         return report
+    if event.get("time") is not None and event_time(event["time"]) is None:
+        report["time"] = (f"time: {event['time']!r} is not ISO 8601 (e.g. 2026-12-03T14:00:00Z); ignored, "
+                          "so the time it is handled stands in for it")
     rules: list[dict[str, Any]] = []
     skipped = ruleset.ruled_out(event)  # rules the index never lets this event meet, with the matcher why
     for kind, section in KINDS:
@@ -114,6 +117,8 @@ def format_report(report: Mapping[str, Any]) -> str:
     if "rejected" in report:
         lines.append(f"  rejected: {report['rejected']}")
         return "\n".join(lines)
+    if "time" in report:
+        lines.append(f"  {report['time']}")
     if not report["rules"]:
         lines.append(f"  no rules for event type {report['type']}")
     width = max((len(r["rule"]) for r in report["rules"]), default=0)
