@@ -13,6 +13,9 @@ hits only the calls whose path starts with it (here: the Events API).
 
 Incidents are indexed by incident_key, so the dedup check on create and
 ``GET /incidents?incident_key=`` cost the same with 100,000 open as with 100.
+GET /log_entries answers what happened (trigger, acknowledge, resolve, annotate), with
+``include[]=incidents`` and pagination; its query is checked against the spec's parameters
+(``query_errors``). ``resolve_by_hand`` / ``acknowledge_by_hand`` act as a person in PagerDuty would.
 ``seed_open`` (or POST /_fake/seed ``{"incidents": [{"incident_key": ..., "title": ...}]}``)
 opens many at once for a benchmark and answers their ids.
 
@@ -31,16 +34,18 @@ act on the open one and are dropped when there is none. GET /_fake/alerts and
 from __future__ import annotations
 
 import argparse
+import bisect
 import itertools
 import json
 import threading
 import time
 import uuid
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pd_spec import events_body_errors
+from pd_spec import _is_date_time, _resolve, events_body_errors, operation
 
 TOKEN = "fake-token-0123456789"
 SERVICE = "PSVC001"
@@ -76,6 +81,7 @@ class FakePagerDuty:
         self.alerts: list[dict[str, Any]] = []  # Events API v2 alerts, oldest first, resolved ones kept
         self.changes: list[dict[str, Any]] = []  # change events received
         self.rejected: list[dict[str, Any]] = []  # Events API bodies answered 400, with why
+        self.log_entries: list[dict[str, Any]] = []  # GET /log_entries: what happened to incidents, oldest first
         self._ids = itertools.count(1)
         self.server: ThreadingHTTPServer | None = None
 
@@ -108,7 +114,16 @@ class FakePagerDuty:
     def resolve_by_hand(self, key: str) -> None:
         with self.lock:
             for incident in self._with_key(key):
-                incident["status"] = "resolved"
+                if incident["status"] != "resolved":
+                    incident["status"] = "resolved"
+                    self._log("resolve_log_entry", incident)
+
+    def acknowledge_by_hand(self, key: str) -> None:
+        with self.lock:
+            for incident in self._with_key(key):
+                if incident["status"] == "triggered":
+                    incident["status"] = "acknowledged"
+                    self._log("acknowledge_log_entry", incident)
 
     def calls(self, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -159,9 +174,40 @@ class FakePagerDuty:
                     "body": body.get("body"), "notes": [], "resolution": None,
                     "html_url": f"https://fake.pagerduty.local/incidents/PINC{number:04d}"}
         self.incidents[incident["id"]] = incident
+        self._log("trigger_log_entry", incident)
         if incident["incident_key"]:
             self.by_key.setdefault(incident["incident_key"], []).append(incident["id"])
         return incident
+
+    def _log(self, kind: str, incident: dict[str, Any]) -> None:
+        """A log entry as PagerDuty writes one (the spec's LogEntry: id, type, created_at, incident ref)."""
+        number = len(self.log_entries) + 1
+        self.log_entries.append({
+            "id": f"PLOG{number:05d}", "type": kind, "summary": kind.removesuffix("_log_entry"),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "at": time.time(),
+            "incident": {"id": incident["id"], "type": "incident_reference"}})
+
+    def _log_entries(self, query: list[tuple[str, str]]) -> tuple[int, dict[str, str], Any]:
+        """GET /log_entries: since/until, include[]=incidents, limit/offset with PagerDuty's 10,000 cap."""
+        errors = query_errors("GET", "/log_entries", query)
+        q = dict(query)
+        limit, offset = int(q.get("limit", 25)), int(q.get("offset", 0))
+        if offset + limit > 10_000:
+            errors.append("Offset must be less than 10000")
+        if errors:
+            return 400, {}, {"error": {"message": "Invalid Input Provided", "code": 2001, "errors": errors}}
+        since = _epoch(q["since"]) if "since" in q else time.time() - 30 * 86400
+        until = _epoch(q["until"]) if "until" in q else float("inf")
+        start = bisect.bisect_left(self.log_entries, since, key=lambda e: e["at"])  # no scan of old entries
+        found = [e for e in itertools.islice(self.log_entries, start, None) if e["at"] < until]
+        page = []
+        for entry in found[offset:offset + limit]:
+            shown = {k: v for k, v in entry.items() if k != "at"}
+            if q.get("include[]") == "incidents":
+                shown["incident"] = self.incidents.get(entry["incident"]["id"], entry["incident"])
+            page.append(shown)
+        return 200, {}, {"log_entries": page, "limit": limit, "offset": offset,
+                         "more": offset + limit < len(found), "total": None}
 
     def _with_key(self, key: str) -> list[dict[str, Any]]:
         return [self.incidents[i] for i in self.by_key.get(key, ())]
@@ -199,7 +245,10 @@ class FakePagerDuty:
             return self._put_incident(self.incidents[parts[1]], body)
         if method == "POST" and len(parts) == 3 and parts[2] == "notes":
             self.incidents[parts[1]]["notes"].append(body["note"]["content"])
+            self._log("annotate_log_entry", self.incidents[parts[1]])
             return 201, {}, {"note": {"id": "PNOTE", "content": body["note"]["content"]}}
+        if method == "GET" and parts == ["log_entries"]:
+            return self._log_entries(query)
         if method == "GET" and parts == ["oncalls"]:
             return 200, {}, {"oncalls": ONCALL, "limit": 25, "offset": 0, "more": False, "total": None}
         if method == "GET" and parts == ["users", "me"]:
@@ -251,6 +300,9 @@ class FakePagerDuty:
         status = body["incident"]["status"]
         if incident["status"] == "resolved" and status == "resolved":
             return 400, {}, {"error": {"message": "Incident Already Resolved", "code": 1001}}
+        if status != incident["status"]:
+            self._log({"resolved": "resolve_log_entry", "acknowledged": "acknowledge_log_entry"}.get(
+                status, "trigger_log_entry"), incident)
         incident["status"] = status
         if body["incident"].get("resolution"):
             incident["resolution"] = body["incident"]["resolution"]
@@ -258,6 +310,37 @@ class FakePagerDuty:
 
 
 _BAD_JSON = object()  # a body that is not JSON
+
+
+def query_errors(method: str, path: str, query: list[tuple[str, str]]) -> list[str]:
+    """Query parameters the spec's operation does not name, or whose value its schema's enum or type
+    refuses (integers, booleans, date-time)."""
+    _, op = operation(method, path)
+    params = {}
+    for param in op.get("parameters", []):
+        param = _resolve(param["$ref"]) if "$ref" in param else param
+        if param.get("in") == "query":
+            params[param["name"]] = param.get("schema") or {}
+    errors = []
+    for name, value in query:
+        schema = params.get(name)
+        if schema is None:
+            errors.append(f"{method} {path}: unknown query parameter {name!r}")
+            continue
+        schema = schema.get("items", schema) if schema.get("type") == "array" else schema
+        if "enum" in schema and value not in schema["enum"]:
+            errors.append(f"{method} {path}: {name}={value!r} is not one of {schema['enum']}")
+        elif schema.get("type") == "integer" and not value.isdigit():
+            errors.append(f"{method} {path}: {name}={value!r} is not an integer")
+        elif schema.get("type") == "boolean" and value not in ("true", "false"):
+            errors.append(f"{method} {path}: {name}={value!r} is not a boolean")
+        elif schema.get("format") == "date-time" and not _is_date_time(value):
+            errors.append(f"{method} {path}: {name}={value!r} is not an RFC 3339 date-time")
+    return errors
+
+
+def _epoch(value: str) -> float:
+    return datetime.fromisoformat(value.upper().replace("Z", "+00:00")).timestamp()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -45,3 +45,21 @@ def test_seed_open_helper_answers_ids_in_order(fake: FakePagerDuty) -> None:
     ids = fake.seed_open([{"incident_key": "a", "title": "A"}, {"incident_key": "b", "title": "B"}])
     assert [fake.incidents[i]["incident_key"] for i in ids] == ["a", "b"]
     assert fake.open_keys() == ["a", "b"]
+
+
+def test_log_entries_answer_what_happened_and_refuse_a_query_the_spec_does_not_allow(fake: FakePagerDuty) -> None:
+    url = fake.url  # type: ignore[attr-defined]
+    headers = {"Authorization": f"Token token={TOKEN}", "Accept": "application/vnd.pagerduty+json;version=2"}
+    [incident_id] = fake.seed_open([{"incident_key": "k1", "title": "t"}])
+    fake.resolve_by_hand("k1")
+    ok = requests.get(f"{url}/log_entries", params=[("since", "2000-01-01T00:00:00Z"), ("include[]", "incidents")],
+                      headers=headers, timeout=5)
+    assert ok.status_code == 200
+    entries = ok.json()["log_entries"]
+    assert [e["type"] for e in entries] == ["trigger_log_entry", "resolve_log_entry"]
+    assert entries[1]["incident"]["id"] == incident_id and entries[1]["incident"]["status"] == "resolved"
+    for bad in ([("since", "yesterday")], [("include[]", "users")], [("statuses[]", "resolved")],
+                [("offset", "9950"), ("limit", "100")]):
+        refused = requests.get(f"{url}/log_entries", params=bad, headers=headers, timeout=5)
+        assert refused.status_code == 400, bad
+        assert refused.json()["error"]["errors"], bad

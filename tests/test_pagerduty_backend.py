@@ -7,22 +7,24 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pg_server as servers
 import pytest
 from builders import GOLDEN, RECOVERIES, ROOT, build, deploy, dry_run, make_config, shipped_rules
-from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
+from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty, query_errors
 from pd_spec import body_errors, required_headers
 
 from engine.config import Config
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.pipeline import Tally, run
 from engine.events.stream import read_events
-from engine.pagerduty.backend import Live, live_backend
+from engine.pagerduty.backend import Live, live_backend, make_client
 from engine.pagerduty.client import PagerDutyError
 from engine.pagerduty.pgstate import PgState
+from engine.pagerduty.reconcile import LOG_WINDOW_SECONDS
 from engine.pagerduty.state import State
 
 SECRET = TOKEN
@@ -363,3 +365,69 @@ def test_a_dry_run_line_never_carries_an_incident_url() -> None:
     lines = dry_run([build(349), build(349, eid="b2"), build(350, "passed", eid="b3")])
     assert [o["status"] for o in lines] == ["planned", "deduplicated", "planned"]
     assert all("incident_url" not in o for o in lines)
+
+
+def test_a_later_reconcile_round_asks_only_about_what_changed_in_pagerduty(fake: FakePagerDuty,
+                                                                          tmp_path: Path) -> None:
+    """Issue 17: a round costs calls in proportion to what changed, not to what is open. The first
+    round checks each open incident; the next reads the log entries since and looks at those alone."""
+    config, backend = live(fake, tmp_path)
+    opened = process([build(n, repo=f"acme/r{n}", eid=f"b{n}") for n in range(1, 6)], config, backend)
+    assert backend.reconcile() == {"checked": 5, "resolved": 0, "acknowledged": 0, "failed": 0}
+    assert backend.reconciler.last_mode == "full"
+    before = len(fake.calls())
+    fake.resolve_by_hand(opened[0]["incident_key"])
+    fake.acknowledge_by_hand(opened[1]["incident_key"])
+    counts = backend.reconcile()  # checked: every incident named since the last round (less OVERLAP_SECONDS)
+    assert (counts["resolved"], counts["acknowledged"], counts["failed"]) == (1, 1, 0)
+    assert backend.reconciler.last_mode == "changes"
+    [call] = fake.calls()[before:]  # one page of log entries, no GET per incident
+    assert (call["method"], call["path"]) == ("GET", "/log_entries")
+    assert query_errors("GET", "/log_entries", call["query"]) == []
+    assert ("include[]", "incidents") in call["query"]
+    state = {i.incident_key: i.status for i in backend.state.open_incidents()}
+    assert opened[0]["incident_key"] not in state and state[opened[1]["incident_key"]] == "acknowledged"
+    again = backend.reconcile()  # nothing new: nothing recorded twice
+    assert (again["resolved"], again["acknowledged"]) == (0, 0)
+    assert_spec_valid(fake)
+
+
+def test_a_resolve_by_hand_followed_by_a_note_is_still_seen_resolved(fake: FakePagerDuty, tmp_path: Path) -> None:
+    """The latest entry of the incident is a note: its current status (included whole) decides."""
+    config, backend = live(fake, tmp_path)
+    [line] = process([build(1, eid="b1")], config, backend)
+    backend.reconcile()
+    fake.resolve_by_hand(line["incident_key"])
+    backend.client.add_note(line["incident_id"], "root cause: a flaky runner")
+    assert backend.reconcile()["resolved"] == 1
+    assert backend.state.open_incidents() == []
+
+
+def test_reconcile_checks_every_open_incident_again_after_a_gap_longer_than_the_log_window(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    config, _ = live(fake, tmp_path)
+    now = [time.time()]
+    backend = Live(config, make_client(config), State(str(tmp_path / "gap.db")), clock=lambda: now[0])
+    opened = process([build(n, repo=f"acme/r{n}", eid=f"b{n}") for n in range(1, 4)], config, backend)
+    backend.reconcile()
+    fake.resolve_by_hand(opened[2]["incident_key"])
+    now[0] += LOG_WINDOW_SECONDS + 1  # longer than the log entries are trusted for
+    before = len(fake.calls())
+    assert backend.reconcile() == {"checked": 3, "resolved": 1, "acknowledged": 0, "failed": 0}
+    assert backend.reconciler.last_mode == "full"
+    assert [c["path"] for c in fake.calls()[before:]] == [f"/incidents/{o['incident_id']}" for o in opened]
+
+
+def test_an_incident_whose_key_was_reused_is_not_closed_by_the_older_ones_entries(fake: FakePagerDuty,
+                                                                                  tmp_path: Path) -> None:
+    """A log entry of another incident with the same incident_key (an older one) leaves ours open."""
+    config, backend = live(fake, tmp_path)
+    [line] = process([build(1, eid="b1")], config, backend)
+    backend.reconcile()
+    older = fake.open_incident("someone-elses-key")
+    older["incident_key"] = line["incident_key"]  # PagerDuty names it with our key, but it is not ours
+    with fake.lock:
+        older["status"] = "resolved"
+        fake._log("resolve_log_entry", older)
+    assert backend.reconcile()["resolved"] == 0
+    assert [i.incident_key for i in backend.state.open_incidents()] == [line["incident_key"]]

@@ -28,6 +28,7 @@ ACCEPT = "application/vnd.pagerduty+json;version=2"  # REFERENCE §1: picks API 
 DUPLICATE_KEY_TEXT = "Open incident with matching dedup key already exists"
 OPEN_STATUSES = ("triggered", "acknowledged")
 PAGE_LIMIT = 100  # GET /incidents maximum page size (REFERENCE §3)
+OFFSET_CAP = 10_000  # offset + limit may not exceed it (REFERENCE §3, docs 09-Pagination)
 RETRY_AFTER_CAP = 60  # seconds: a longer Retry-After is not waited out inside one call
 
 
@@ -107,6 +108,12 @@ def open_incidents_query(incident_key: str, offset: int = 0) -> list[tuple[str, 
             ("date_range", "all"), ("limit", str(PAGE_LIMIT)), ("offset", str(offset))]
 
 
+def log_entries_query(since: str, offset: int = 0) -> list[tuple[str, str]]:
+    """GET /log_entries query: every entry since ``since`` (ISO 8601 UTC), each with its full incident
+    (``include[]=incidents``: its incident_key and current status), a page of PAGE_LIMIT."""
+    return [("since", since), ("include[]", "incidents"), ("limit", str(PAGE_LIMIT)), ("offset", str(offset))]
+
+
 # ---- sending ---------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -181,6 +188,19 @@ class Client:
             found += [i for i in page.get("incidents", []) if i.get("status") in OPEN_STATUSES]
             if not page.get("more") or not page.get("incidents"):
                 return found
+
+    def log_entries_since(self, since: str) -> list[dict[str, Any]] | None:
+        """Every log entry since ``since``, oldest first; None when there are more than pagination can
+        reach (offset + limit <= OFFSET_CAP): the caller then checks another way."""
+        found: list[dict[str, Any]] = []
+        while True:
+            if len(found) + PAGE_LIMIT > OFFSET_CAP:
+                return None
+            page = self.call("GET", "/log_entries", params=log_entries_query(since, len(found)))
+            entries = page.get("log_entries") or []
+            found += entries
+            if not page.get("more") or not entries:
+                return sorted(found, key=lambda e: str(e.get("created_at") or ""))
 
     def get_incident(self, incident_id: str) -> dict[str, Any]:
         return self.call("GET", f"/incidents/{incident_id}").get("incident", {})  # type: ignore[no-any-return]

@@ -1,15 +1,22 @@
 """Reconcile: what people changed in PagerDuty by hand, brought into the state.
 
-PagerDuty is the authority on what is open (README "Reconcile"); the state only saves calls.
-A round asks PagerDuty about the incidents the state believes open and records the ones
-resolved or acknowledged there. ``Refresher`` runs rounds for `serve`, which has no daemon.
+PagerDuty is the authority on what is open; the state only saves calls. A round records the
+incidents the state believes open that PagerDuty says are resolved or acknowledged.
+
+A round costs calls in proportion to what changed, not to what is open: it reads the account's
+log entries since the last round (GET /log_entries, tests/fixtures/pagerduty-api/REFERENCE.md;
+each entry names its incident, included whole with its incident_key and current status) and looks
+only at those incidents. The first round of a process, a round after a gap longer than
+LOG_WINDOW_SECONDS, or one with more entries than pagination reaches, checks every open
+incident by id instead (one GET /incidents/{id} each). ``Refresher`` runs rounds for `serve`.
 """
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from datetime import datetime, timezone
+from typing import Any, Protocol
 
 from engine.pagerduty.client import Client, ConfigurationError, PagerDutyError
 from engine.pagerduty.state import State
@@ -17,6 +24,12 @@ from engine.pagerduty.state import State
 log = logging.getLogger("pagerules")
 ACTOR = "reconcile"
 REFRESH_SECONDS = 30.0  # `serve`: open incidents are asked of PagerDuty at most this often
+# PagerDuty documents no retention or maximum range for /log_entries; a longer gap than this (an
+# outage, a suspended process) is not trusted to it and the round checks every open incident.
+LOG_WINDOW_SECONDS = 24 * 3600.0
+OVERLAP_SECONDS = 120.0  # each read starts this much before the last round began: clock skew, late entries
+ENTRY_STATUS = {"resolve_log_entry": "resolved", "acknowledge_log_entry": "acknowledged",
+                "unacknowledge_log_entry": "triggered", "trigger_log_entry": "triggered"}
 
 
 class Reconciler:
@@ -24,8 +37,55 @@ class Reconciler:
 
     def __init__(self, client: Client, state: State, clock: Callable[[], float]):
         self.client, self.state, self.clock = client, state, clock
+        self.since: float | None = None  # when the last complete round began; None: none yet
+        self.last_mode = ""  # "full" or "changes": how the last round asked
 
     def round(self) -> dict[str, int]:
+        """One round: the changes since the last one, or every open incident when those cannot be
+        trusted (see the module docstring). A round that raises leaves ``since`` where it was."""
+        started = self.clock()
+        entries = None
+        if self.since is not None and started - self.since <= LOG_WINDOW_SECONDS:
+            entries = self.client.log_entries_since(iso(self.since - OVERLAP_SECONDS))
+        if entries is None:
+            counts, self.last_mode = self.full(), "full"
+        else:
+            counts, self.last_mode = self.changes(entries), "changes"
+        self.since = started
+        return counts
+
+    def changes(self, entries: list[dict[str, Any]]) -> dict[str, int]:
+        """Look at each incident the entries name (oldest first) that the state holds open under the
+        same REST id: the included incident's current status, else the latest entry's."""
+        counts = {"checked": 0, "resolved": 0, "acknowledged": 0, "failed": 0}
+        latest: dict[str, tuple[dict[str, Any], str | None]] = {}
+        for entry in entries:
+            incident = entry.get("incident") or {}
+            if incident.get("id"):
+                previous = latest.get(incident["id"], ({}, None))[1]
+                latest[incident["id"]] = (incident, ENTRY_STATUS.get(str(entry.get("type")), previous))
+        for incident_id, (incident, by_entry) in latest.items():
+            key, status = incident.get("incident_key"), incident.get("status") or by_entry
+            if not key:  # a bare reference: ask for the incident itself (one call, for a changed one)
+                try:
+                    incident = self.client.get_incident(incident_id)
+                except PagerDutyError as exc:
+                    if exc.transient or exc.status in (401, 403) or isinstance(exc, ConfigurationError):
+                        raise
+                    counts["failed"] += 1
+                    continue
+                key, status = incident.get("incident_key"), incident.get("status")
+            known = self.state.get(str(key)) if key else None
+            if known is None or known.incident_id != incident_id:
+                continue  # not ours, closed already, or an older incident that once had the key
+            counts["checked"] += 1
+            if status in ("resolved", "acknowledged") and status != known.status:
+                self.state.record_status(known.incident_key, str(status), self.clock(), ACTOR, incident_id,
+                                         {"seen": "changed in PagerDuty"})
+                counts[str(status)] += 1
+        return counts
+
+    def full(self) -> dict[str, int]:
         """Ask PagerDuty about every incident the state believes open; record what changed by hand.
         One incident PagerDuty cannot answer for (404) is counted and skipped; an error that every
         call would meet (outage, token) ends the round, since the rest would only wait it out too."""
@@ -48,6 +108,11 @@ class Reconciler:
                                          incident.incident_id, {"seen": "changed in PagerDuty"})
                 counts[status] += 1
         return counts
+
+
+def iso(at: float) -> str:
+    """Seconds since the epoch as PagerDuty's ISO 8601 UTC (``2026-12-03T14:55:00Z``)."""
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Reconciles(Protocol):
