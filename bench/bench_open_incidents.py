@@ -8,7 +8,12 @@ mix: half repeats of open keys (deduplicated in the state, no call), three in te
 failed builds with new keys (a create each), one in ten a repeat of those, one in
 ten a passing build that resolves its repo's open incidents by label. Goal (issue
 17): events/s with 100,000 open / with 100 >= 0.8. It also times one dedup lookup
-(StateView.get) and one label resolve (any_with per label, then select) at both sizes.
+(StateView.get) and one label resolve (any_with per label, then select) at both sizes, and
+counts the calls of one reconcile round after a first one (5 incidents resolved and 5
+acknowledged by hand in between, through the REST API as a person would): a round costs calls
+in proportion to what changed, so the ratio of calls at 100,000 open / at 100 should be 1.
+The first round of a process checks every open incident (one call each); it is not run here
+at 100,000, its cost is that by construction.
 
     python bench/bench_open_incidents.py            # 2,000 events
     python bench/bench_open_incidents.py --events 5000
@@ -29,7 +34,9 @@ from fakectl import control, live_env, start_fake
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine.config import load_config  # noqa: E402
 from engine.evaluation.actions import OpenIncident  # noqa: E402
+from engine.pagerduty.backend import live_backend  # noqa: E402
 from engine.pagerduty.state import State, StateView  # noqa: E402
 
 SIZES = (100, 100_000)
@@ -115,6 +122,22 @@ def per_call(path: Path) -> tuple[float, float]:
     return results[0], results[1]
 
 
+def reconcile_calls(url: str, state: Path, env: dict[str, str]) -> tuple[int, dict[str, int]]:
+    """Calls of one reconcile round after a first (primed, as if it had just run), with 5 seeded
+    incidents resolved and 5 acknowledged by hand; and the round's counts."""
+    config = load_config(None, env=env)
+    backend = live_backend(config, str(state))
+    backend.reconciler.since = time.time()  # a first round just ended
+    for n in range(1, 11):  # the first seeded incidents are PINC0001..: open at both sizes
+        status = "resolved" if n <= 5 else "acknowledged"
+        backend.client.set_status(f"PINC{n:04d}", status)
+    before = len(control(url, "/_fake/requests")["requests"])
+    counts = backend.reconcile()
+    calls = len(control(url, "/_fake/requests")["requests"]) - before
+    backend.state.close()
+    return calls, counts
+
+
 def run(events: str, state: Path, env: dict[str, str]) -> float:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "process", "--state", str(state)], input=events,
@@ -132,14 +155,18 @@ def main() -> None:
     events, creates, resolves = mix(args.events)
     print(f"open incidents: {args.events:,} events through live `process` (5 in 10 repeats of open keys, "
           f"{creates} new keys, {resolves} incidents resolved by label)")
-    rates = [measure(size, events, creates, resolves) for size in SIZES]
+    measured = [measure(size, events, creates, resolves) for size in SIZES]
+    rates, rounds = [m[0] for m in measured], [m[1] for m in measured]
+    print(f"  reconcile calls per round with {SIZES[1]:,} open / with {SIZES[0]:,}: {rounds[1] / rounds[0]:.2f} "
+          f"({rounds[1]} / {rounds[0]}; one call per open incident would be {SIZES[1] / SIZES[0]:,.0f})")
     ratio = rates[1] / rates[0]
     print(f"  events/s with {SIZES[1]:,} open / with {SIZES[0]:,}: {ratio:.2f} "
           f"(goal >= 0.8: {'met' if ratio >= 0.8 else 'NOT met'})")
 
 
-def measure(size: int, events: str, creates: int, resolves: int) -> float:
-    """One run against a fresh fake and state holding ``size`` open incidents; its events/s."""
+def measure(size: int, events: str, creates: int, resolves: int) -> tuple[float, int]:
+    """One run against a fresh fake and state holding ``size`` open incidents; its events/s and the
+    calls of one reconcile round."""
     fake, url = start_fake(ROOT)
     try:
         env = live_env(url, PAGERDUTY_DEDUP_KEY_PREFIX=PREFIX)
@@ -148,7 +175,8 @@ def measure(size: int, events: str, creates: int, resolves: int) -> float:
             seeding = seed(url, state, size)
             wall = run(events, state, env)
             lookup, select = per_call(state)
-        calls = control(url, "/_fake/requests")["requests"]
+            calls = control(url, "/_fake/requests")["requests"]
+            round_calls, counts = reconcile_calls(url, state, env)
         made = sum(1 for c in calls if c["method"] == "POST" and c["path"] == "/incidents")
         closed = sum(1 for c in calls if c["method"] == "PUT")
         check = "as expected" if (made, closed) == (creates, resolves) else f"EXPECTED {creates}/{resolves}"
@@ -156,7 +184,9 @@ def measure(size: int, events: str, creates: int, resolves: int) -> float:
         print(f"  {size:>7,} open: {rate:>6,.0f} events/s  {wall:6.2f} s  {len(calls)} calls "
               f"({made} creates, {closed} resolves: {check})  dedup lookup {lookup:5.1f} us  "
               f"label resolve {select:6.1f} us  (seeded in {seeding:.1f} s)")
-        return rate
+        print(f"  {size:>7,} open: a reconcile round made {round_calls} calls, recorded {counts['resolved']} "
+              f"resolved and {counts['acknowledged']} acknowledged")
+        return rate, round_calls
     finally:
         fake.terminate()
         fake.wait()

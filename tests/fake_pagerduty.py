@@ -107,9 +107,15 @@ class FakePagerDuty:
             return self._create({"title": title, "incident_key": key, "urgency": "high"})
 
     def seed_open(self, incidents: list[dict[str, Any]]) -> list[str]:
-        """Open many incidents at once (``{"incident_key", "title"}`` each, keys not open yet); their ids."""
+        """Open many incidents at once (``{"incident_key", "title"}`` each, keys not open yet); their ids.
+        They were opened a day ago: their trigger log entries say so, as a benchmark's backlog would."""
         with self.lock:
-            return [self._create({"urgency": "high", **i})["id"] for i in incidents]
+            ids = [self._create({"urgency": "high", **i})["id"] for i in incidents]
+            day_ago = time.time() - 86400
+            for entry in self.log_entries[len(self.log_entries) - len(ids):]:
+                entry["at"], entry["created_at"] = day_ago, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(day_ago))
+            self.log_entries.sort(key=lambda e: e["at"])
+            return ids
 
     def resolve_by_hand(self, key: str) -> None:
         with self.lock:

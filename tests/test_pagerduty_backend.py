@@ -13,6 +13,7 @@ from typing import Any
 
 import pg_server as servers
 import pytest
+import responses as responses_lib
 from builders import GOLDEN, RECOVERIES, ROOT, build, deploy, dry_run, make_config, shipped_rules
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty, query_errors
 from pd_spec import body_errors, required_headers
@@ -20,6 +21,7 @@ from pd_spec import body_errors, required_headers
 from engine.config import Config
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.pipeline import Tally, run
+from engine.evaluation.actions import ResolveAction
 from engine.events.stream import read_events
 from engine.pagerduty.backend import Live, live_backend, make_client
 from engine.pagerduty.client import PagerDutyError
@@ -431,3 +433,50 @@ def test_an_incident_whose_key_was_reused_is_not_closed_by_the_older_ones_entrie
         fake._log("resolve_log_entry", older)
     assert backend.reconcile()["resolved"] == 0
     assert [i.incident_key for i in backend.state.open_incidents()] == [line["incident_key"]]
+
+
+def test_a_person_who_resolves_or_acknowledges_is_named_in_pagerduty_notes(fake: FakePagerDuty,
+                                                                          tmp_path: Path) -> None:
+    """Issue 16 item 3: the note names the person; PagerDuty's From stays the configured user."""
+    config, backend = live(fake, tmp_path)
+    [first, second] = process([build(1, eid="b1"), build(2, repo="acme/other", eid="b2")], config, backend)
+    alice = backend.with_actor("alice")
+    assert alice.acknowledge(first["incident_key"]).status.value == "acknowledged"
+    resolved = alice.resolve(ResolveAction("manual", None, second["incident_key"], "the runner was replaced"))
+    assert resolved.status.value == "resolved"
+    assert fake.incidents[first["incident_id"]]["notes"] == ["Acknowledged by alice via pagerules"]
+    named = "Resolved by alice via pagerules: the runner was replaced"
+    assert fake.incidents[second["incident_id"]]["notes"] == [named]
+    assert fake.incidents[second["incident_id"]]["resolution"] == named
+    writes = [c for c in fake.calls() if c["method"] in ("POST", "PUT")]
+    assert writes and {c["headers"]["from"] for c in writes} == {FROM_EMAIL}
+    assert_spec_valid(fake)
+
+
+def test_the_rules_own_resolves_and_acknowledges_keep_their_text(fake: FakePagerDuty, tmp_path: Path) -> None:
+    config, backend = live(fake, tmp_path)
+    [opened, passed] = process([build(1, eid="b1"), build(1, "passed", eid="b2")], config, backend)
+    [note] = fake.incidents[opened["incident_id"]]["notes"]
+    assert "via pagerules" not in note and note == passed["message"]
+    [again] = process([build(3, eid="b3")], config, backend)
+    for actor in ("dashboard", "api", "cli", "reconcile"):
+        assert backend.with_actor(actor).person_note("Acknowledged") is None
+    backend.with_actor("api").acknowledge(again["incident_key"])
+    assert fake.incidents[again["incident_id"]]["notes"] == []
+
+
+@responses_lib.activate
+def test_the_named_note_and_resolution_are_the_bodies_sent(tmp_path: Path) -> None:
+    api = "https://api.pagerduty.test"
+    config = make_config("", env={"PAGERDUTY_API_TOKEN": TOKEN, "PAGERDUTY_FROM_EMAIL": FROM_EMAIL,
+                                  "PAGERDUTY_SERVICE_ID": SERVICE, "PAGERDUTY_ESCALATION_POLICY_ID": POLICY,
+                                  "PAGERDUTY_API_URL": api})
+    backend = live_backend(config, str(tmp_path / "s.db")).with_actor("bob")
+    responses_lib.get(f"{api}/incidents", json={"incidents": [{"id": "P1", "status": "triggered"}], "more": False})
+    put = responses_lib.put(f"{api}/incidents/P1", json={"incident": {"id": "P1", "status": "resolved"}})
+    note = responses_lib.post(f"{api}/incidents/P1/notes", json={"note": {"id": "N1"}})
+    backend.resolve(ResolveAction("manual", None, "pagerules-k1", "done"))
+    assert json.loads(put.calls[0].request.body)["incident"]["resolution"] == "Resolved by bob via pagerules: done"
+    assert json.loads(note.calls[0].request.body) == {"note": {"content": "Resolved by bob via pagerules: done"}}
+    assert note.calls[0].request.headers["From"] == FROM_EMAIL
+    assert TOKEN not in json.dumps([c.request.body.decode() for c in responses_lib.calls if c.request.body])

@@ -52,6 +52,8 @@ from engine.pagerduty.store import open_state
 log = logging.getLogger("pagerules")
 RULES_ACTOR = "rules"
 ALREADY_RESOLVED = "already resolved"  # PagerDuty error 1001 "Incident Already Resolved" (REFERENCE §4)
+# Actors pagerules records itself (engine.web.tokens reserves the first three): any other is a person
+SYSTEM_ACTORS = frozenset({"rules", "api", "dashboard", "reconcile", "cli"})
 # re-exported where engine.web and the tests have always found them
 __all__ = ["EVENTS_API", "Live", "Refresher", "live_backend", "make_client", "make_events_client", "trigger_source"]
 
@@ -146,19 +148,28 @@ class Live(EventsTarget):
                              {"rule": action.rule, "error": str(exc)})
             return failed(exc)
 
+    def person_note(self, done: str, message: str | None = None) -> str | None:
+        """The note naming the person who acted (``Resolved by alice via pagerules: MESSAGE``), or
+        None for pagerules' own actors (a rule's resolve keeps its message as it is). PagerDuty's
+        ``From`` stays the configured user: the person has no PagerDuty identity pagerules knows."""
+        if self.actor.lower() in SYSTEM_ACTORS:
+            return None
+        return f"{done} by {self.actor} via pagerules" + (f": {message}" if message else "")
+
     def _resolve_ids(self, action: ResolveAction, incident_ids: list[str], now: float) -> Result:
         note_error = None
         done = []
+        text = self.person_note("Resolved", action.message) or action.message
         for incident_id in incident_ids:
             try:
-                self.client.set_status(incident_id, "resolved", action.message)
+                self.client.set_status(incident_id, "resolved", text)
             except PagerDutyError as exc:
                 if exc.status == 400 and ALREADY_RESOLVED in str(exc).lower():
                     continue  # resolved by hand in the meantime: nothing left for us to close
                 raise
             done.append(incident_id)
             try:
-                self.client.add_note(incident_id, action.message)
+                self.client.add_note(incident_id, text)
             except PagerDutyError as exc:  # resolved already; the resolution carries the message too
                 log.warning("resolved %s but its note failed: %s", incident_id, exc)
                 note_error = str(exc)
@@ -212,6 +223,7 @@ class Live(EventsTarget):
                 return NOTHING_OPEN
             for incident_id in targets:
                 self.client.set_status(incident_id, "acknowledged")
+            self._note_acknowledged(targets)
         except PagerDutyError as exc:
             self.state.audit(now, self.actor, "acknowledge_failed", incident_key, None, {"error": str(exc)})
             return failed(exc)
@@ -222,6 +234,15 @@ class Live(EventsTarget):
         self.notifier.announce("acknowledged", {"incident_key": incident_key, "incident_id": targets[0],
                                                 "title": known.title if known else None, "actor": self.actor})
         return Result(Status.ACKNOWLEDGED, targets[0])
+
+    def _note_acknowledged(self, incident_ids: list[str]) -> None:
+        """A person's acknowledge is named in a note; acknowledged is done even if the note fails."""
+        text = self.person_note("Acknowledged")
+        for incident_id in incident_ids if text else []:
+            try:
+                self.client.add_note(incident_id, str(text))
+            except PagerDutyError as exc:
+                log.warning("acknowledged %s but its note failed: %s", incident_id, exc)
 
     def _resolved_elsewhere(self, incident_key: str, incident_id: str, now: float) -> Result:
         self.state.record_status(incident_key, "resolved", now, self.actor, incident_id,
