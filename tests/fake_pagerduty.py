@@ -61,6 +61,14 @@ ONCALL = [
      "escalation_policy": {"id": POLICY, "type": "escalation_policy_reference"},
      "start": "2026-11-28T00:00:00Z", "end": "2026-11-28T18:00:00Z"},
 ]
+PAYMENTS_POLICY = "PEPPAY1"  # a second escalation policy, with another person on call
+ONCALL_PAYMENTS = [
+    {"escalation_level": 1, "user": {"id": "PU3", "type": "user", "name": "Cy Payments", "email": "cy@example.com"},
+     "schedule": {"id": "PS3", "type": "schedule_reference", "summary": "Payments primary"},
+     "escalation_policy": {"id": PAYMENTS_POLICY, "type": "escalation_policy_reference"},
+     "start": "2026-11-28T00:00:00Z", "end": "2026-11-28T12:00:00Z"},
+]
+POLICIES = {POLICY: "Backend", PAYMENTS_POLICY: "Payments"}
 USERS = [{"id": "PU0", "type": "user", "name": "Oncall Bot", "email": FROM_EMAIL}]
 ROUTING_KEY = "fakeroutingkey000000000000000001"  # 32 characters, like an Events API v2 integration key
 EVENTS_PATHS = ("/v2/enqueue", "/v2/change/enqueue")
@@ -255,16 +263,22 @@ class FakePagerDuty:
             return 201, {}, {"note": {"id": "PNOTE", "content": body["note"]["content"]}}
         if method == "GET" and parts == ["log_entries"]:
             return self._log_entries(query)
-        if method == "GET" and parts == ["oncalls"]:
-            return 200, {}, {"oncalls": ONCALL, "limit": 25, "offset": 0, "more": False, "total": None}
+        if method == "GET" and parts == ["oncalls"]:  # filtered by escalation_policy_ids[] as PagerDuty does
+            errors = query_errors("GET", "/oncalls", query)
+            if errors:
+                return 400, {}, {"error": {"message": "Invalid Input Provided", "code": 2001, "errors": errors}}
+            asked = {v for k, v in query if k == "escalation_policy_ids[]"}
+            rows = [o for o in ONCALL + ONCALL_PAYMENTS if not asked or o["escalation_policy"]["id"] in asked]
+            return 200, {}, {"oncalls": rows, "limit": 25, "offset": 0, "more": False, "total": None}
         if method == "GET" and parts == ["users", "me"]:
             return 200, {}, {"user": USERS[0]}
         if method == "GET" and parts == ["users"]:
             return 200, {}, {"users": [u for u in USERS if q.get("query", "") in u["email"]]}
         if method == "GET" and parts == ["services", SERVICE]:
             return 200, {}, {"service": {"id": SERVICE, "type": "service", "name": "Backend API"}}
-        if method == "GET" and parts == ["escalation_policies", POLICY]:
-            return 200, {}, {"escalation_policy": {"id": POLICY, "type": "escalation_policy", "name": "Backend"}}
+        if method == "GET" and len(parts) == 2 and parts[0] == "escalation_policies" and parts[1] in POLICIES:
+            return 200, {}, {"escalation_policy": {"id": parts[1], "type": "escalation_policy",
+                                                   "name": POLICIES[parts[1]]}}
         return 404, {}, {"error": {"message": "Not Found", "code": 2100}}
 
     def _post_incident(self, body: Any) -> tuple[int, dict[str, str], Any]:

@@ -61,7 +61,8 @@ def test_oncall_for_two_projects_on_two_routes(fake: FakePagerDuty, tmp_path: Pa
     assert pay["also"] == f"{config}:2: routes[0] takes those of its incidents that match on kind"
     assert {k: other[k] for k in ("repo", "route", "escalation_policy_id")} == {
         "repo": "acme/shop", "route": "default", "escalation_policy_id": POLICY}
-    assert [p["name"] for p in pay["levels"]] == ["Ada Oncall", "Bo Backup"]  # lowest level first
+    assert [p["name"] for p in pay["levels"]] == ["Cy Payments"]  # PEPPAY1's on-call, not the default's
+    assert [p["name"] for p in other["levels"]] == ["Ada Oncall", "Bo Backup"]  # lowest level first
     # each project's route's policy is the one PagerDuty was asked for
     assert asked_policies(fake) == [["PEPPAY1"], [POLICY]]
     assert no_secret_in(payments, shop)
@@ -75,8 +76,7 @@ def test_oncall_repo_human_text_names_the_route(fake: FakePagerDuty, tmp_path: P
         f"acme/billing: {config}:4: routes[1] is the first route that matches repo=acme/billing, escalation policy "
         "PEPPAY1",
         f"also: {config}:2: routes[0] takes those of its incidents that match on kind",
-        "level 1: Ada Oncall <ada@example.com>, Primary, until 2026-11-28T18:00:00Z",
-        "level 2: Bo Backup <bo@example.com>, Backup, until 2026-11-29T00:00:00Z"]
+        "level 1: Cy Payments <cy@example.com>, Payments primary, until 2026-11-28T12:00:00Z"]
 
 
 def test_oncall_of_an_events_api_route_without_a_policy_names_the_key_place_and_exits_1(
@@ -115,7 +115,7 @@ def test_oncall_with_a_bad_route_config_exits_2_at_its_line(fake: FakePagerDuty,
 
 
 def test_check_fails_naming_the_route_whose_service_does_not_exist(fake: FakePagerDuty, tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, ROUTES.replace("PEPPAY1", "PEPNOPE"))  # a policy the fake does not know
     result = cli(fake, "check", "--config", config)
     assert result.returncode == 1
     unverifiable = "PagerDuty has no API to verify a routing key without sending an event, so check sends none"
@@ -126,8 +126,8 @@ def test_check_fails_naming_the_route_whose_service_does_not_exist(fake: FakePag
         "ok   escalation policy: PEP0001 is Backend",
         f"ok   routes[0] routing key $SENTRY_ROUTING_KEY: set, 32 characters ({unverifiable})",
         "ok   routes[1] service PSVC001: Backend API",
-        f"FAIL routes[1] escalation policy PEPPAY1: {config}:6: routes[1].escalation_policy_id: no escalation policy "
-        "PEPPAY1 in this account, or the token cannot see it: fix escalation_policy_id in routes[1]",
+        f"FAIL routes[1] escalation policy PEPNOPE: {config}:6: routes[1].escalation_policy_id: no escalation policy "
+        "PEPNOPE in this account, or the token cannot see it: fix escalation_policy_id in routes[1]",
         f"ok   routes[2] routing key written at {config}:8: set, 32 characters ({unverifiable})",
         f"FAIL routes[3] service PNOPE: {config}:10: routes[3].service_id: no service PNOPE in this account, or the "
         "token cannot see it: fix service_id in routes[3]"]
