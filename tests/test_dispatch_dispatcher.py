@@ -192,6 +192,12 @@ def test_resolves_and_change_events_are_never_muted() -> None:
     assert sent.status is Status.PLANNED
 
 
+def test_a_page_sent_by_hand_is_never_muted_by_a_silence() -> None:
+    backend = Answering(Result(Status.CREATED), view=MemoryView(silences=[silence(0.0, 1e10)]))
+    [outcome] = Dispatcher(make_config(enabled=True), backend, honour_silences=False).handle(at(150.0))
+    assert (outcome.status, backend.calls) == (Status.CREATED, ["create"])
+
+
 def test_a_silence_that_does_not_match_the_labels_lets_the_page_through() -> None:
     backend = Answering(Result(Status.CREATED), view=MemoryView(silences=[silence(repo="acme/web")]))
     [outcome] = Dispatcher(make_config(enabled=True), backend).handle(at(150.0))

@@ -9,7 +9,9 @@ import responses
 from builders import ROOT, make_config
 
 from engine.config import Config
+from engine.dispatch.dispatcher import DryRun, MemoryView
 from engine.errors import InvalidFiles
+from engine.language.silences import make_silence
 from engine.pagerduty import manual
 from engine.pagerduty.backend import make_client
 
@@ -240,3 +242,11 @@ def test_check_needs_the_rest_settings_even_when_the_default_is_an_events_api_ke
                             f"PAGERDUTY_ESCALATION_POLICY_ID not set: export them or put them in {FILE}"),
         ("default routing key PAGERDUTY_ROUTING_KEY", True, f"set, 32 characters ({UNVERIFIABLE})")]
     assert ENV_KEY not in repr(results)
+
+
+def test_a_page_by_hand_goes_out_even_when_a_silence_matches_its_repo() -> None:
+    muting = make_silence({"repo": "acme/api"}, created_by="ada", comment="maintenance", starts_at=0.0,
+                          ends_at=4e9, created_at=0.0, silence_id="s1")
+    config = make_config(enabled=True)
+    line = manual.trigger(config, DryRun(MemoryView(silences=[muting])), "checkout down", "critical", "acme/api")
+    assert line["status"] == "planned" and "silence_id" not in line

@@ -244,7 +244,10 @@ class Dispatcher:
     """Turns actions into outcomes, applying the config's gates. ``clock`` is the time of a live run's
     silences; a dry run's is each trigger's own (its event's ``time``), the clock when it has none."""
 
-    def __init__(self, config: Config, backend: Backend, clock: Callable[[], float] = time.time):
+    def __init__(self, config: Config, backend: Backend, clock: Callable[[], float] = time.time,
+                 honour_silences: bool = True):
+        """``honour_silences=False`` for a page a person sends by hand: a silence mutes what rules decide,
+        never a deliberate page (Alertmanager's silences, too, apply to alerts only)."""
         self.config = config
         self.backend = backend
         self.view = backend.view
@@ -252,7 +255,7 @@ class Dispatcher:
         self.routes = load_routes(config)
         self._threshold = sev.rank(config.severity_threshold)
         view = backend.view  # a dry run given no silences (the usual one) pays nothing per trigger for the gate
-        self._silences = None if isinstance(view, MemoryView) and not view.silences else \
+        self._silences = None if not honour_silences or isinstance(view, MemoryView) and not view.silences else \
             view if isinstance(view, SilenceView) else None
 
     def handle(self, action: Action) -> list[Outcome]:

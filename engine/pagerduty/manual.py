@@ -50,7 +50,7 @@ def trigger(config: Config, backend: Backend, title: str, severity: str, repo: s
     action = TriggerAction(MANUAL_RULE, None, manual_key(config, repo, title, key),
                            full_title(config.title_format, severity, title), severity,
                            lambda: Extras(labels, {"repo": repo, **text_details}, []))
-    return Dispatcher(config, backend).handle(action)[-1].to_line()
+    return Dispatcher(config, backend, honour_silences=False).handle(action)[-1].to_line()
 
 
 def resolve(config: Config, backend: Backend, key: str, message: str | None = None) -> dict[str, Any]:
