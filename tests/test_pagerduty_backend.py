@@ -480,3 +480,14 @@ def test_the_named_note_and_resolution_are_the_bodies_sent(tmp_path: Path) -> No
     assert json.loads(note.calls[0].request.body) == {"note": {"content": "Resolved by bob via pagerules: done"}}
     assert note.calls[0].request.headers["From"] == FROM_EMAIL
     assert TOKEN not in json.dumps([c.request.body.decode() for c in responses_lib.calls if c.request.body])
+
+
+def test_more_changes_than_pagination_reaches_checks_every_open_incident(fake: FakePagerDuty, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    config, backend = live(fake, tmp_path)
+    [line] = process([build(1, eid="b1")], config, backend)
+    backend.reconcile()
+    fake.resolve_by_hand(line["incident_key"])
+    monkeypatch.setattr(backend.client, "log_entries_since", lambda since: None)  # past offset 10,000
+    assert backend.reconcile() == {"checked": 1, "resolved": 1, "acknowledged": 0, "failed": 0}
+    assert backend.reconciler.last_mode == "full"

@@ -173,3 +173,23 @@ def test_a_token_that_cannot_be_a_header_is_a_configuration_error(token: str, fr
     assert not caught.value.transient and "unreachable" not in str(caught.value)
     assert token.strip() not in str(caught.value)
     assert len(responses.calls) == 0  # refused before anything was sent
+
+
+@responses.activate
+def test_log_entries_are_read_page_by_page_oldest_first() -> None:
+    pages = [{"log_entries": [{"id": "L2", "created_at": "2026-12-03T10:00:02Z"},
+                              {"id": "L1", "created_at": "2026-12-03T10:00:01Z"}], "more": True},
+             {"log_entries": [{"id": "L3", "created_at": "2026-12-03T10:00:03Z"}], "more": False}]
+    for offset, page in zip((0, 100), pages, strict=True):
+        responses.get(f"{URL}/log_entries", json=page, match=[matchers.query_param_matcher(
+            {"since": "2026-12-03T10:00:00Z", "include[]": "incidents", "limit": "100", "offset": str(offset)})])
+    found = client().log_entries_since("2026-12-03T10:00:00Z")
+    assert [e["id"] for e in found or []] == ["L1", "L2", "L3"]
+
+
+@responses.activate
+def test_more_log_entries_than_pagination_reaches_answer_none() -> None:
+    """offset + limit may not pass 10,000 (REFERENCE §3): the caller then checks every incident."""
+    responses.get(f"{URL}/log_entries", json={"log_entries": [{"id": "L"}] * 100, "more": True})
+    assert client().log_entries_since("2026-12-03T10:00:00Z") is None
+    assert len(responses.calls) == 100  # offsets 0 .. 9,900, never past the cap

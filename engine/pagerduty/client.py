@@ -193,14 +193,13 @@ class Client:
         """Every log entry since ``since``, oldest first; None when there are more than pagination can
         reach (offset + limit <= OFFSET_CAP): the caller then checks another way."""
         found: list[dict[str, Any]] = []
-        while True:
-            if len(found) + PAGE_LIMIT > OFFSET_CAP:
-                return None
-            page = self.call("GET", "/log_entries", params=log_entries_query(since, len(found)))
+        for offset in range(0, OFFSET_CAP, PAGE_LIMIT):  # raising offset by limit (REFERENCE §3)
+            page = self.call("GET", "/log_entries", params=log_entries_query(since, offset))
             entries = page.get("log_entries") or []
             found += entries
             if not page.get("more") or not entries:
                 return sorted(found, key=lambda e: str(e.get("created_at") or ""))
+        return None
 
     def get_incident(self, incident_id: str) -> dict[str, Any]:
         return self.call("GET", f"/incidents/{incident_id}").get("incident", {})  # type: ignore[no-any-return]
