@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cli import main
 from engine.events.types import load_event_types
-from engine.pagerduty.migrations import MIGRATIONS, Migration
+from engine.pagerduty.migrations import LATEST, MIGRATIONS, Migration
 from engine.pagerduty.state import State
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("PAGERDUTY_", "PAGERULES_"))}
@@ -33,7 +33,7 @@ def test_dry_run_on_the_shipped_example_events_exits_0() -> None:
     assert result.exit_code == 0, result.output
     out = lines(result.stdout)
     assert [(o["action"], o["status"]) for o in out][:3] == [("trigger", "planned")] * 3
-    assert {o["action"] for o in out} == {"trigger", "resolve"}
+    assert {o["action"] for o in out} == {"trigger", "resolve", "change"}
 
 
 def test_a_rejected_event_exits_1_and_the_others_are_still_processed() -> None:
@@ -107,7 +107,7 @@ def test_validate_lists_every_problem_and_exits_1(tmp_path) -> None:  # type: ig
 def test_validate_passes_on_the_shipped_rules() -> None:
     result = invoke(["validate"])
     assert result.exit_code == 0 and result.stdout == ""
-    assert "ok: 9 rules in 4 files" in result.stderr
+    assert "ok: 11 rules in 4 files" in result.stderr
 
 
 def test_validate_reports_an_unknown_pack() -> None:
@@ -208,17 +208,18 @@ def test_migrate_says_what_it_did_to_a_sqlite_state(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     State(str(path), MIGRATIONS[:1]).close()  # a state written by a release that knew migration 1 only
     first = invoke(["migrate", "--state", str(path)])
-    assert (first.exit_code, first.stdout) == (0, f"state {path}: schema version 1 -> 3 (applied 2, 3)\n")
+    later = ", ".join(str(v) for v in range(2, LATEST + 1))
+    assert (first.exit_code, first.stdout) == (0, f"state {path}: schema version 1 -> {LATEST} (applied {later})\n")
     again = invoke(["migrate", "--state", str(path)])
-    assert (again.exit_code, again.stdout) == (0, f"state {path}: schema version 3, up to date\n")
+    assert (again.exit_code, again.stdout) == (0, f"state {path}: schema version {LATEST}, up to date\n")
     assert "a file or a postgresql:// URL" in invoke(["migrate", "--help"]).stdout
 
 
 def test_migrate_refuses_a_state_newer_than_this_release_with_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    future = Migration(4, "from the future", ("CREATE TABLE future (x TEXT)",), ("DROP TABLE future",))
+    future = Migration(LATEST + 1, "from the future", ("CREATE TABLE future (x TEXT)",), ("DROP TABLE future",))
     State(str(path), (*MIGRATIONS, future)).close()
     result = invoke(["migrate", "--state", str(path)])
     assert result.exit_code == 2
-    assert "has schema version 4, newer than this pagerules knows (3)" in result.stderr
+    assert f"has schema version {LATEST + 1}, newer than this pagerules knows ({LATEST})" in result.stderr
     assert "Traceback" not in result.output

@@ -102,19 +102,21 @@ def test_replicas_opening_a_new_database_together_apply_each_migration_once(pg_u
         thread.join()
     assert errors == []
     # Each migration is its own transaction, so one replica may apply 1 and another 2 and 3: once each, in order.
-    assert sorted(v for s in states for v in s.migrated.applied) == [1, 2, 3, 4]
+    assert sorted(v for s in states for v in s.migrated.applied) == list(range(1, LATEST + 1))
     with states[0].transaction() as db:
-        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,)]
+        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [
+            (v,) for v in range(1, LATEST + 1)]
 
 
 def test_pagerules_migrate_reports_what_it_applied(pg_url: str, tmp_path: Path) -> None:
     config = make_config(env={"PAGERULES_STATE_URL": pg_url})
     first, second = migrate_state(config), migrate_state(config)
     assert first.line().startswith("state postgresql://postgres@127.0.0.1:")
-    assert first.line().endswith("/postgres: schema version 0 -> 4 (applied 1, 2, 3, 4)")
-    assert second.line().endswith(": schema version 4, up to date")
+    every = ", ".join(str(v) for v in range(1, LATEST + 1))
+    assert first.line().endswith(f"/postgres: schema version 0 -> {LATEST} (applied {every})")
+    assert second.line().endswith(f": schema version {LATEST}, up to date")
     path = tmp_path / "s.db"
-    assert migrate_state(config, str(path)).line() == f"state {path}: schema version 0 -> 4 (applied 1, 2, 3, 4)"
+    assert migrate_state(config, str(path)).line() == f"state {path}: schema version 0 -> {LATEST} (applied {every})"
 
 
 def test_two_writers_of_one_incident_take_turns(pg_url: str) -> None:
@@ -161,7 +163,8 @@ def test_a_database_written_by_the_previous_release_gains_silences(pg_url: str) 
     old.record_open(incident("a"), 1.0, "rules", "create")
     old.close()
     state = PgState(pg_url)
-    assert (state.migrated.before, state.migrated.applied) == (3, (4,)) and state.get("a") is not None
+    assert (state.migrated.before, state.migrated.applied) == (3, tuple(range(4, LATEST + 1)))
+    assert state.get("a") is not None
     state.add_silence(make_silence({"kind": "build"}, created_by="ada", comment="upgrade", starts_at=1.0,
                                    ends_at=10.0, created_at=1.0, silence_id="s1"))
     replica = PgState(pg_url)
