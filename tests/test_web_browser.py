@@ -106,7 +106,7 @@ def test_sign_in_filter_acknowledge_resolve_and_history(tmp_path: Path, browser:
         assert browser.find_element(By.ID, "notice").text == f"resolved: {search['incident_key']}"
         assert fake.incidents[search["incident_id"]]["status"] == "resolved"
         notes = fake.calls("POST", f"/incidents/{search['incident_id']}/notes")
-        assert [n["body"]["note"]["content"] for n in notes] == ["reindexed by hand"]
+        assert [n["body"]["note"]["content"] for n in notes] == ["Resolved by alice via pagerules: reindexed by hand"]
         assert keys_listed(browser) == [shop["incident_key"]]
 
         browser.find_element(By.LINK_TEXT, "History").click()

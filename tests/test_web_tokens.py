@@ -64,6 +64,7 @@ def test_revoke_keeps_the_name_and_a_revoked_name_may_get_a_new_token(tmp_path: 
     ("", "'' is not a valid name"), ("two words", "'two words' is not a valid name"),
     ("-dash", "'-dash' is not a valid name"), ("x" * 65, "is not a valid name"),
     ("api", "'api' is reserved"), ("Dashboard", "'Dashboard' is reserved"), ("rules", "'rules' is reserved"),
+    ("cli", "'cli' is reserved"), ("reconcile", "'reconcile' is reserved"),
     ("cli:alice", "is not a valid name"),
     ("pgr_AAAAsecretlooking", "a name may not start with 'pgr_'")])
 def test_names_have_a_charset_and_reserved_ones_are_refused(tmp_path: Path, name: str, problem: str) -> None:

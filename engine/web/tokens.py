@@ -32,13 +32,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.errors import ConfigError
+from engine.pagerduty.backend import SYSTEM_ACTORS
 
 log = logging.getLogger("pagerules.server")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 NAME_RULE = "1 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
-# The actors pagerules records itself (the rules, PAGERULES_API_TOKEN over the API and the dashboard):
-# a person named so would be indistinguishable from them in the audit trail.
-RESERVED = frozenset({"rules", "api", "dashboard"})
+# The actors pagerules records itself (the rules, reconcile, the CLI, PAGERULES_API_TOKEN over the API and
+# the dashboard): a person named so would be indistinguishable from them in the audit trail and PagerDuty's notes.
+RESERVED = SYSTEM_ACTORS
 TOKEN_PREFIX = "pgr_"  # as GitHub's ghp_: a secret scanner can recognise a leaked pagerules token
 HASH_PREFIX = "sha256:"
 HEX = re.compile(r"[0-9a-f]{64}")
