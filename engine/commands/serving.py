@@ -90,9 +90,10 @@ def serve(bind: str | None, events_dir: str | None, config_path: str | None, use
           state_path: str | None) -> None:
     """Serve the JSON API, the dashboard and webhook intake.
 
-    Needs PAGERULES_API_TOKEN (callers send it as a bearer token; the dashboard asks for it) and the
-    PagerDuty settings. Binds to loopback unless told otherwise. With --queue, intake answers 202 once
-    the event is committed to the queue, and 503 (Retry-After) when PostgreSQL cannot be reached.
+    Needs PAGERULES_API_TOKEN or a tokens file with a named token (`pagerules token add NAME`; callers
+    send it as a bearer token, the dashboard asks for it) and the PagerDuty settings. Binds to loopback
+    unless told otherwise. With --queue, intake answers 202 once the event is committed to the queue,
+    and 503 (Retry-After) when PostgreSQL cannot be reached.
 
     Example: PAGERULES_API_TOKEN=... pagerules serve --bind 127.0.0.1:8080
     """
