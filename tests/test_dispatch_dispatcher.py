@@ -246,3 +246,85 @@ def test_the_first_matching_silence_is_named() -> None:
                                 silence(silence_id="c", kind={"exists": False})])
     [outcome] = Dispatcher(make_config(), DryRun(view)).handle(at(150.0))
     assert outcome.to_line()["silence_id"] == "b"
+
+
+# ---- pending triggers (for:) with an injected clock ---------------------------------------------
+class Clock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def held(at: float | None = None, hold: float = 600.0) -> TriggerAction:
+    action = trigger()
+    action.pending_for, action.at = hold, at
+    return action
+
+
+def pending_dispatcher(**settings: Any) -> tuple[Dispatcher, DryRun, Clock]:
+    clock, backend = Clock(), DryRun()
+    return Dispatcher(make_config(**settings), backend, clock), backend, clock
+
+
+def test_a_first_match_is_pending_until_its_duration_then_a_repeat_pages() -> None:
+    dispatcher, backend, clock = pending_dispatcher()
+    first = dispatcher.handle(held(at=1000.0))[0]
+    assert first.status is Status.PENDING and first.to_line()["pending_until"] == "1970-01-01T00:26:40Z"
+    assert backend.view.get(KEY) is None and KEY in backend.view.pending
+    early = dispatcher.handle(held(at=1599.0))[0]
+    assert early.status is Status.PENDING and early.result.pending_until == first.result.pending_until
+    late = dispatcher.handle(held(at=1600.0))[0]  # at the duration: it pages
+    assert late.status is Status.PLANNED and backend.view.get(KEY) is not None and not backend.view.pending
+    assert dispatcher.handle(held(at=1601.0))[0].status is Status.DEDUPLICATED  # open: no new hold
+
+
+def test_a_recovery_while_pending_cancels_it_and_sends_nothing() -> None:
+    dispatcher, backend, clock = pending_dispatcher()
+    dispatcher.handle(held(at=1000.0))
+    out = dispatcher.handle(resolve())[0]
+    assert out.status is Status.CANCELLED_PENDING and out.to_line()["status"] == "cancelled_pending"
+    assert not backend.view.pending and dispatcher.fire_due(10_000.0) == []
+    assert dispatcher.handle(resolve())[0].status is Status.NOTHING_OPEN  # the hold is gone: nothing to cancel
+    assert dispatcher.handle(held(at=2000.0))[0].status is Status.PENDING  # a new first match holds anew
+
+
+def test_fire_due_pages_a_hold_once_its_time_has_passed_through_the_gates_then() -> None:
+    dispatcher, backend, clock = pending_dispatcher()
+    dispatcher.handle(held(at=None))  # no event time: the clock (1000) starts the hold
+    assert dispatcher.fire_due(1599.0) == []
+    clock.now = 1600.0
+    fired = dispatcher.fire_due()
+    assert [(o.status, o.incident_key) for o in fired] == [(Status.PLANNED, KEY)]
+    assert backend.view.get(KEY) is not None and backend.view.get(KEY).labels == {"repo": "acme/api"}
+    assert dispatcher.fire_due(99_999.0) == []  # paged once
+
+
+def test_a_due_hold_meets_the_gates_as_they_stand_when_it_fires() -> None:
+    backend = DryRun()
+    Dispatcher(make_config(), backend).handle(held(at=1000.0))
+    disabled = Dispatcher(make_config(enabled=False), backend)  # e.g. a reload turned paging off meanwhile
+    assert [o.status for o in disabled.fire_due(1600.0)] == [Status.DISABLED]
+    silence = make_silence({"repo": "acme/api"}, created_by="ops", comment="maint", starts_at=0.0, ends_at=9e9,
+                           created_at=0.0)
+    silenced = DryRun(MemoryView(silences=[silence]))
+    dispatcher = Dispatcher(make_config(), silenced)
+    dispatcher.handle(held(at=1000.0))
+    assert [o.status for o in dispatcher.fire_due(1600.0)] == [Status.SILENCED]
+
+
+def test_below_the_threshold_a_trigger_is_never_held() -> None:
+    dispatcher, backend, _ = pending_dispatcher(severity_threshold="critical")
+    assert dispatcher.handle(held(at=1000.0))[0].status is Status.BELOW_THRESHOLD and not backend.view.pending
+
+
+def test_a_due_hold_pagerduty_cannot_take_is_held_again_not_lost() -> None:
+    backend = Answering(Result(Status.FAILED, error="PagerDuty unreachable", retry=True))
+    clock = Clock()
+    dispatcher = Dispatcher(make_config(), backend, clock)
+    dispatcher.handle(held(at=None))
+    assert [o.status for o in dispatcher.fire_due(1600.0)] == [Status.FAILED]
+    assert backend.view.pending[KEY].until == 1630.0  # tried again later
+    backend.result = Result(Status.CREATED, incident_id="P1")
+    assert [o.status for o in dispatcher.fire_due(1630.0)] == [Status.CREATED] and not backend.view.pending

@@ -38,8 +38,8 @@ def problems(text: str, filename: str = "rules/x.yaml") -> list[str]:
     ("    on: buidl\n",
      f"rules/x.yaml:7: rule t: on: unknown event type 'buidl' (did you mean 'build'? known: {KNOWN_TYPES})"),
     ("    tittle: x\n",
-     "rules/x.yaml:7: rule t: tittle: unknown key 'tittle' (did you mean 'title'? known: description, details, id, "
-     "incident_key, labels, links, match, on, severity, title, vars, when)"),
+     "rules/x.yaml:7: rule t: tittle: unknown key 'tittle' (did you mean 'title'? known: description, details, for, "
+     "id, incident_key, labels, links, match, on, severity, title, vars, when)"),
     ("    match:\n      branch: {eqq: main}\n",
      "rules/x.yaml:8: rule t: match.branch: unknown matcher 'eqq' (did you mean 'eq'? known: eq, exists, gt, gte, "
      "in, lt, lte, ne, not_in, regex)"),
@@ -98,6 +98,10 @@ def problems(text: str, filename: str = "rules/x.yaml") -> list[str]:
      "rules/x.yaml:8: rule t: match.branch: regex: regular expression '(a)\\\\1' is not supported (invalid escape "
      "sequence: \\1): patterns are matched by RE2, in time linear in the text, which has no backreferences (\\1) "
      "or lookarounds ((?=...), (?<=...)); write it without them"),
+    ("    for: 10 minutes\n",
+     "rules/x.yaml:7: rule t: for: '10 minutes' is not a duration: write a number and a unit, s m h d or w "
+     "(30m, 2h, 1h30m)"),
+    ("    for: 0s\n", "rules/x.yaml:7: rule t: for: '0s' is no time at all: give a duration above zero"),
 ])
 def test_each_kind_of_mistake_gets_its_own_message(snippet: str, expected: str) -> None:
     base = ["triggers:\n", "  - id: t\n", "    on: build\n", "    severity: high\n", "    title: x\n",
@@ -298,3 +302,11 @@ def test_trigger_links_compile_and_a_constant_non_web_href_is_refused() -> None:
         ("{{ event.url }}", "CI")]
     assert problems("triggers:" + GOOD_TRIGGER + "    links:\n      - {href: 'javascript:alert(1)'}\n") == [
         "rules/x.yaml:9: rule build-failed: links[0].href: not an http(s) URL (its scheme is 'javascript')"]
+
+
+@pytest.mark.parametrize("written, seconds", [("30s", 30.0), ("10m", 600.0), ("1h", 3600.0), ("1h30m", 5400.0)])
+def test_for_is_a_duration_in_seconds_and_absent_means_page_at_once(written: str, seconds: float) -> None:
+    ruleset = rules_from("triggers:\n  - id: t\n    on: build\n    severity: high\n    title: x\n"
+                         f"    incident_key: k\n    for: {written}\n  - id: u\n    on: build\n    severity: high\n"
+                         "    title: x\n    incident_key: k2\n")
+    assert [(t.id, t.pending_for) for t in ruleset.triggers["build"]] == [("t", seconds), ("u", None)]

@@ -520,3 +520,45 @@ def test_reading_active_silences_walks_the_index_and_not_the_ended(tmp_path: Pat
     assert any("USING INDEX silences_ending" in step for step in plan), plan
     cost = [vm_steps(s, lambda s=s: s.silences(5.0)) for s in (small, large)]  # type: ignore[misc]
     assert cost[1] <= cost[0] * 1.2 + 10, cost
+
+
+# ---- pending triggers (for:) -------------------------------------------------------------------
+def held(key: str, since: float = 100.0, hold: float = 600.0) -> Any:
+    from engine.evaluation.actions import PendingTrigger
+    return PendingTrigger(key, "deploy-for", f"title {key}", "high", {"repo": "acme/api"}, {"ratio": "2.5"},
+                          ({"href": "https://ci.example.com/1", "text": "CI"},), "e1", since, since + hold)
+
+
+def test_a_pending_trigger_is_kept_across_a_reopen_and_dropped_once(make_state: MakeState) -> None:
+    state = make_state()
+    first = held("k1")
+    assert state.hold_pending(first) == first
+    assert state.hold_pending(held("k1", since=500.0)) == first  # held already: the first hold stands
+    again = make_state()  # another process (a restart) sees it
+    assert again.pending("k1") == first and again.pending("nope") is None
+    assert [p.incident_key for p in again.due_pending(699.0)] == [] and again.due_pending(700.0) == [first]
+    assert again.forget_pending("k1", 700.0, "paged") is True
+    assert state.forget_pending("k1", 700.0, "paged") is False  # a second worker does not page it too
+    actions = [(r["action"], r["incident_key"]) for r in state.recent_audit()]
+    assert actions[:2] == [("pending_paged", "k1"), ("pending", "k1")]
+
+
+def test_due_pending_triggers_come_soonest_first_and_the_due_query_uses_its_index(sqlite_state: State) -> None:
+    state = sqlite_state
+    for n in range(50):
+        state.hold_pending(held(f"k{n:02}", since=float(1000 - n)))
+    assert [p.incident_key for p in state.due_pending(1600.0 - 47, limit=3)] == ["k49", "k48", "k47"]
+    statements: list[str] = []
+    state._db.set_trace_callback(statements.append)
+    state.due_pending(0.0)
+    state._db.set_trace_callback(None)
+    query = next(s for s in statements if s.startswith("SELECT"))
+    plan = [row[3] for row in state._db.execute(f"EXPLAIN QUERY PLAN {query}")]
+    assert any("USING INDEX pending_triggers_due" in step for step in plan), plan
+
+
+def test_the_state_view_holds_and_cancels_through_the_state(make_state: MakeState) -> None:
+    view = StateView(make_state())
+    assert view.pending_hold(held("k1")).incident_key == "k1" and view.pending_get("k1") is not None
+    assert view.pending_forget("k1", 200.0, "cancelled") and view.pending_get("k1") is None
+    assert view.state.recent_audit(1)[0]["action"] == "pending_cancelled"

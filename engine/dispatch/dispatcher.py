@@ -7,6 +7,11 @@ resolve: auto-resolve off -> disabled -> backend (nothing open; else resolve).
 A dry run differs only in its backend: it plans, and remembers what it planned;
 the live one (engine/pagerduty/backend.py) asks the state and PagerDuty.
 
+A trigger whose rule has ``for:`` is held first (after the threshold, README "Pending triggers"): its
+first match for a key that is not open prints ``pending`` and is remembered in the view; a repeat at or
+after the duration, or ``fire_due`` once it is due with no recovery in between, pages through the gates
+above as they stand then. A resolve of a key still pending prints ``cancelled_pending`` and sends nothing.
+
 Silences are read through the backend's view (SilenceView): the state's when live, the silences a dry
 run was given otherwise. A silenced trigger calls nothing; resolves and change events are never muted,
 so an incident opened before a silence still closes (alertmanager#226).
@@ -15,12 +20,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from engine import severity as sev
 from engine.config import Config
 from engine.dispatch.outcomes import (
+    CANCELLED_PENDING,
     DEDUPLICATED,
     NOTHING_OPEN,
     PLANNED,
@@ -32,12 +38,22 @@ from engine.dispatch.outcomes import (
     resolved,
     triggered,
 )
-from engine.evaluation.actions import Action, ChangeAction, IncidentView, OpenIncident, ResolveAction, TriggerAction
+from engine.evaluation.actions import (
+    Action,
+    ChangeAction,
+    IncidentView,
+    OpenIncident,
+    PendingTrigger,
+    ResolveAction,
+    TriggerAction,
+)
+from engine.evaluation.evaluate import iso_time
 from engine.language.routes import Route, load_routes, pick_route, route_name
 from engine.language.silences import Silence
 
 _BELOW_THRESHOLD, _DISABLED = Result(Status.BELOW_THRESHOLD), Result(Status.DISABLED)
 _AUTO_RESOLVE_OFF = Result(Status.AUTO_RESOLVE_OFF)
+RETRY_DUE_SECONDS = 30.0  # a due pending trigger PagerDuty could not take is tried again this much later
 
 
 @runtime_checkable
@@ -55,14 +71,37 @@ class SilenceView(Protocol):
         ...
 
 
+@runtime_checkable
+class PendingView(Protocol):
+    """Where triggers held by ``for:`` are remembered (MemoryView; engine/pagerduty/state.py StateView)."""
+
+    event_time: bool
+
+    def pending_get(self, incident_key: str) -> PendingTrigger | None: ...
+
+    def pending_hold(self, held: PendingTrigger) -> PendingTrigger:
+        """Remember ``held`` unless the key is already held; the hold now in force."""
+        ...
+
+    def pending_forget(self, incident_key: str, at: float, why: str) -> bool:
+        """Drop the hold (``why``: paged, cancelled); whether this call dropped it (False: none, or another
+        process took it first)."""
+        ...
+
+    def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
+        """Holds whose ``until`` is at or before ``at``, soonest first."""
+        ...
+
+
 class MemoryView:
-    """Open incidents in memory, indexed by key and by label value, for dry runs and tests; and the
-    silences a dry run was given (none unless given)."""
+    """Open incidents in memory, indexed by key and by label value, for dry runs and tests; the
+    silences a dry run was given (none unless given); and the triggers held pending."""
 
     event_time = True
 
     def __init__(self, incidents: Iterable[OpenIncident] = (), silences: Iterable[Silence] = ()):
         self._open: dict[str, OpenIncident] = {}
+        self.pending: dict[str, PendingTrigger] = {}
         self._by_label: dict[tuple[str, str], set[str]] = {}
         self.silences = tuple(silences)  # fixed here: a Dispatcher reads whether there are any when it is made
         for incident in incidents:
@@ -73,6 +112,18 @@ class MemoryView:
 
     def record_silenced(self, action: TriggerAction, silence: Silence, at: float) -> None:
         return None  # a dry run writes no audit trail: its output line says it
+
+    def pending_get(self, incident_key: str) -> PendingTrigger | None:
+        return self.pending.get(incident_key) if self.pending else None
+
+    def pending_hold(self, held: PendingTrigger) -> PendingTrigger:
+        return self.pending.setdefault(held.incident_key, held)
+
+    def pending_forget(self, incident_key: str, at: float, why: str) -> bool:
+        return self.pending.pop(incident_key, None) is not None
+
+    def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
+        return sorted((p for p in self.pending.values() if p.until <= at), key=lambda p: p.until)[:limit]
 
     def get(self, incident_key: str) -> OpenIncident | None:
         return self._open.get(incident_key)
@@ -257,6 +308,7 @@ class Dispatcher:
         view = backend.view  # a dry run given no silences (the usual one) pays nothing per trigger for the gate
         self._silences = None if not honour_silences or isinstance(view, MemoryView) and not view.silences else \
             view if isinstance(view, SilenceView) else None
+        self._pending = view if isinstance(view, PendingView) else None
 
     def handle(self, action: Action) -> list[Outcome]:
         """The outcome of an action, after the error outcomes of any template it rendered on the way."""
@@ -275,12 +327,50 @@ class Dispatcher:
         name = route_name(route) if route else "default"
         if sev.rank(action.severity) < self._threshold:
             return triggered(action, _BELOW_THRESHOLD, name)
+        if action.pending_for is not None and self._pending is not None:
+            held = self._held(action, self._pending)
+            if held is not None:
+                return triggered(action, held, name)
         muted = self._silenced(action) if self._silences is not None else None
         if muted is not None:
             return triggered(action, muted, name)
         if not self.config.enabled:
             return triggered(action, _DISABLED, name)
         return triggered(action, self.backend.create(action, route), name)  # created/planned, deduplicated, failed
+
+    def _now(self, view: PendingView, at: float | None) -> float:
+        return at if view.event_time and at is not None else self.clock()
+
+    def _held(self, action: TriggerAction, view: PendingView) -> Result | None:
+        """``pending`` while the key's hold lasts (its first match starts one); None: page now (the key is
+        open already, so this is a repeat, or its hold is over: it is dropped and the trigger pages)."""
+        key = action.incident_key
+        if self.view.get(key) is not None:
+            return None  # open: deduplicated as usual, no hold
+        now = self._now(view, action.at)
+        held = view.pending_get(key) or view.pending_hold(PendingTrigger.hold(action, now))
+        if now < held.until:
+            return Result(Status.PENDING, pending_until=iso_time(held.until))
+        view.pending_forget(key, now, "paged")
+        return None
+
+    def fire_due(self, at: float | None = None) -> list[Outcome]:
+        """Page every held trigger whose duration has passed with no recovery for its key (the condition
+        "still holds"): the daemon's wake-up, and a rule test's ``until``. Each goes through the gates as
+        they stand now; one PagerDuty cannot take yet is held again and tried on a later call."""
+        view = self._pending
+        if view is None:
+            return []
+        now = self.clock() if at is None else at
+        out: list[Outcome] = []
+        for held in view.pending_due(now):
+            if not view.pending_forget(held.incident_key, now, "paged"):
+                continue  # another worker took it
+            outcomes = self.handle(held.action())
+            out += outcomes
+            if any(o.status is Status.FAILED and o.retry for o in outcomes):
+                view.pending_hold(replace(held, until=now + RETRY_DUE_SECONDS))
+        return out
 
     def _silenced(self, action: TriggerAction) -> Result | None:
         """``silenced`` (recorded by the view) when an active silence matches the trigger's labels; else None.
@@ -304,6 +394,11 @@ class Dispatcher:
         return changed(action, self.backend.change(action, route), name)
 
     def _resolve(self, action: ResolveAction) -> Outcome:
+        pending, key = self._pending, action.incident_key
+        if pending is not None and key is not None and pending.pending_get(key) is not None:
+            dropped = pending.pending_forget(key, self._now(pending, action.at), "cancelled")
+            if dropped and self.view.get(key) is None:
+                return resolved(action, CANCELLED_PENDING)  # nothing was sent for it, so nothing to resolve
         name = route_name(resolve_route(self.routes, self.view, action.incident_key)) if self.routes else "default"
         if not self.config.auto_resolve:
             return resolved(action, _AUTO_RESOLVE_OFF, name)

@@ -33,6 +33,8 @@ class Status(str, Enum):
     ALREADY_RESOLVED = "already_resolved"  # ack refused: acknowledging would re-open it
     SENT = "sent"                          # a change event PagerDuty accepted
     SILENCED = "silenced"                  # a trigger a silence muted: nothing sent (README: Silences)
+    PENDING = "pending"                    # a trigger held by its rule's for: (README: Pending triggers)
+    CANCELLED_PENDING = "cancelled_pending"  # a resolve of a key still pending: nothing sent, the hold dropped
     REJECTED = "rejected"                  # error line: the event is not valid
     RULE_ERROR = "rule_error"              # error line: a rule could not be evaluated or rendered
 
@@ -50,12 +52,14 @@ class Result:
     note_error: str | None = None
     incident_url: str | None = None  # the incident's page in PagerDuty, when PagerDuty gave one
     silence_id: str | None = None  # a silenced trigger: the silence that muted it
+    pending_until: str | None = None  # a pending trigger: when it pages (ISO 8601) unless a recovery comes first
 
 
 # A dry run answers with one of these for every action: no allocation per event.
 PLANNED = Result(Status.PLANNED)
 DEDUPLICATED = Result(Status.DEDUPLICATED)
 NOTHING_OPEN = Result(Status.NOTHING_OPEN)
+CANCELLED_PENDING = Result(Status.CANCELLED_PENDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +171,8 @@ class Outcome:
             line["note_error"] = result.note_error
         if result.silence_id is not None:
             line["silence_id"] = result.silence_id
+        if result.pending_until is not None:
+            line["pending_until"] = result.pending_until
         return line
 
 

@@ -79,6 +79,7 @@ class TriggerAction:
     also_matched: tuple[str, ...] = ()
     links: tuple[Mapping[str, str], ...] = ()  # [{href, text?}] rendered from the rule's links:
     at: float | None = None  # the event's own time (its ``time`` field, epoch seconds), when it gave one
+    pending_for: float | None = None  # the rule's ``for:`` in seconds: hold the first page this long
     kind: str = "trigger"
     _extras: Extras | None = field(default=None, repr=False, compare=False)
 
@@ -99,6 +100,35 @@ class TriggerAction:
     def render_errors(self) -> tuple[ErrorAction, ...]:
         """The templates that failed in the labels and details rendered so far (none before first use)."""
         return tuple(self._extras.errors) if self._extras is not None and self._extras.errors else ()
+
+
+@dataclass(frozen=True)
+class PendingTrigger:
+    """A trigger held by its rule's ``for:`` (README "Pending triggers"): what it would page with, rendered
+    when it was first held, and when it pages (``until``) unless a recovery for its key comes first."""
+
+    incident_key: str
+    rule: str
+    title: str
+    severity: str
+    labels: Mapping[str, str]
+    details: Mapping[str, str]
+    links: tuple[Mapping[str, str], ...]
+    event_id: Any
+    since: float
+    until: float
+
+    @classmethod
+    def hold(cls, action: TriggerAction, since: float) -> PendingTrigger:
+        assert action.pending_for is not None
+        return cls(action.incident_key, action.rule, action.title, action.severity, dict(action.labels),
+                   dict(action.details), action.links, action.event_id, since, since + action.pending_for)
+
+    def action(self) -> TriggerAction:
+        """The trigger it pages with once due: no ``for:`` left, timed at ``until`` (a dry run's gates read it)."""
+        return TriggerAction(self.rule, self.event_id, self.incident_key, self.title, self.severity,
+                             links=self.links, at=self.until,
+                             _extras=Extras(dict(self.labels), dict(self.details), []))
 
 
 @dataclass(slots=True)

@@ -171,7 +171,8 @@ def _fire(rule: Trigger, scope: Scope, eid: Any, ruleset: RuleSet, errors: list[
         title = f"rule {rule.id} fired but its title failed: {errors[-1].error if errors else 'no title'}"
     links = _links(rule.links, scope, rule, eid, errors) if rule.links else ()
     return TriggerAction(rule.id, eid, full_key(ruleset.prefix, key or f"{rule.id}-template-error"),
-                         title, severity, lambda: _extras(rule, scope, eid), links=links, at=at)
+                         title, severity, lambda: _extras(rule, scope, eid), links=links, at=at,
+                         pending_for=rule.pending_for)
 
 
 def _links(links: tuple[Link, ...], scope: Scope, rule: Rule, eid: Any, errors: list[ErrorAction]
@@ -239,7 +240,13 @@ def _merge(current: TriggerAction | None, new: TriggerAction) -> TriggerAction:
     hrefs = {link["href"] for link in high.links}
     links = high.links + tuple(link for link in low.links if link["href"] not in hrefs)
     return TriggerAction(high.rule, high.event_id, high.incident_key, high.title, high.severity, merged,
-                         high.also_matched + (low.rule,) + low.also_matched, links, high.at)
+                         high.also_matched + (low.rule,) + low.also_matched, links, high.at,
+                         _shorter_hold(high.pending_for, low.pending_for))
+
+
+def _shorter_hold(a: float | None, b: float | None) -> float | None:
+    """One key, two rules: the shorter ``for:``; a rule without one pages at once, so the key does."""
+    return None if a is None or b is None else min(a, b)
 
 
 def _finish(action: TriggerAction, ruleset: RuleSet) -> TriggerAction:

@@ -12,6 +12,7 @@ from engine.errors import Problem
 from engine.events.types import EventType
 from engine.language.matchers import MatcherError, compile_match
 from engine.language.model import Change, Link, Recovery, Selector, Trigger, link_problem
+from engine.language.silences import SilenceError, parse_duration
 from engine.language.templates import (
     Compiled,
     TemplateError,
@@ -131,7 +132,18 @@ class RuleBuilder:
                        incident_key=self.template(path + ("incident_key",), raw["incident_key"], ("incident_key",)),
                        labels=self.mapping(path, raw.get("labels"), "labels"),
                        details=self.mapping(path, raw.get("details"), "details"),
-                       links=self.links(path, raw.get("links")))
+                       links=self.links(path, raw.get("links")),
+                       pending_for=self.duration(path, raw.get("for")))
+
+    def duration(self, path: tuple[Any, ...], raw: Any) -> float | None:
+        """A trigger's ``for:`` (30s, 10m, 1h) in seconds; None when not given (or wrong: a problem)."""
+        if raw is None:
+            return None
+        try:
+            return parse_duration(str(raw))
+        except SilenceError as exc:
+            self.problem(path + ("for",), exc.reason, ("for",))
+            return None
 
     def change(self, index: int, raw: Mapping[str, Any]) -> Change:
         path = ("changes", index)

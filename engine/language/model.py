@@ -58,6 +58,7 @@ class Trigger(Rule):
     labels: tuple[tuple[str, Compiled], ...] = ()
     details: tuple[tuple[str, Compiled], ...] = ()
     links: tuple[Link, ...] = ()
+    pending_for: float | None = None  # ``for:`` in seconds (README "Pending triggers"); None: page at once
 
 
 @dataclass(frozen=True)

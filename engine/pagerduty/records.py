@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from engine.evaluation.actions import OpenIncident
+from engine.evaluation.actions import OpenIncident, PendingTrigger
 from engine.language.silences import Silence, iso, silence_from_stored
 
 COLUMNS = ("incident_key", "incident_id", "rule", "severity", "title", "labels", "status", "opened_at",
@@ -112,3 +112,22 @@ def silence_from_row(row: tuple[Any, ...]) -> Silence:
     return silence_from_stored({"id": silence_id, "match": json.loads(matchers), "created_by": created_by,
                                 "comment": comment, "starts_at": starts_at, "ends_at": ends_at,
                                 "created_at": created_at, "weekly": json.loads(weekly) if weekly else None})
+
+
+PENDING_COLUMNS = "incident_key, rule, title, severity, labels, details, links, event_id, held_at, due_at"
+
+
+def put_pending(db: Db, held: PendingTrigger) -> bool:
+    """Hold a trigger unless its key is held already (another worker, or an earlier event); whether this did."""
+    row = db.execute(f"INSERT INTO pending_triggers ({PENDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                     "ON CONFLICT (incident_key) DO NOTHING RETURNING incident_key",
+                     (held.incident_key, held.rule, held.title, held.severity, json.dumps(dict(held.labels)),
+                      json.dumps(dict(held.details)), json.dumps([dict(link) for link in held.links]),
+                      json.dumps(held.event_id, default=str), held.since, held.until)).fetchone()
+    return row is not None
+
+
+def pending_from_row(row: tuple[Any, ...]) -> PendingTrigger:
+    key, rule, title, severity, labels, details, links, event_id, held_at, due_at = row
+    return PendingTrigger(key, rule, title, severity, json.loads(labels), json.loads(details),
+                          tuple(json.loads(links)), json.loads(event_id), held_at, due_at)

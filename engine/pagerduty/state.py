@@ -31,18 +31,21 @@ from typing import Any
 
 from engine import metrics
 from engine.errors import PageRulesError
-from engine.evaluation.actions import OpenIncident, TriggerAction
+from engine.evaluation.actions import OpenIncident, PendingTrigger, TriggerAction
 from engine.language.silences import Silence, SilenceError, iso
 from engine.pagerduty.migrations import MIGRATIONS, VERSION_TABLE, Migration
 from engine.pagerduty.records import (
     COLUMN_LIST,
     I_COLUMNS,
+    PENDING_COLUMNS,
     SILENCE_COLUMNS,
     Db,
     Migrated,
     StoredIncident,
     incident_from_row,
+    pending_from_row,
     put_incident,
+    put_pending,
     put_silence,
     silence_detail,
     silence_from_row,
@@ -330,6 +333,37 @@ class State:
         self.silences_changed += 1
         return replace(silence, starts_at=starts_at, ends_at=at)
 
+    # triggers held by a rule's for: (README "Pending triggers"), each change audited in its transaction
+    def pending(self, incident_key: str) -> PendingTrigger | None:
+        rows = self._read(f"SELECT {PENDING_COLUMNS} FROM pending_triggers WHERE incident_key = ?", (incident_key,))
+        return pending_from_row(rows[0]) if rows else None
+
+    def hold_pending(self, held: PendingTrigger, actor: str = "pagerules") -> PendingTrigger:
+        """Hold ``held`` unless its key is held already; the hold in force."""
+        with self.transaction() as db:
+            if put_pending(db, held):
+                write_audit(db, held.since, actor, "pending", held.incident_key, None,
+                            {"rule": held.rule, "event_id": held.event_id, "pending_until": iso(held.until)})
+                return held
+            row = db.execute(f"SELECT {PENDING_COLUMNS} FROM pending_triggers WHERE incident_key = ?",
+                             (held.incident_key,)).fetchone()
+        return pending_from_row(row) if row else held
+
+    def forget_pending(self, incident_key: str, at: float, why: str, actor: str = "pagerules") -> bool:
+        """Drop a hold (``why``: paged, cancelled); whether this call dropped it (a second worker gets False)."""
+        with self.transaction() as db:
+            row = db.execute("DELETE FROM pending_triggers WHERE incident_key = ? RETURNING rule",
+                             (incident_key,)).fetchone()
+            if row is not None:
+                write_audit(db, at, actor, f"pending_{why}", incident_key, None, {"rule": row[0]})
+        return row is not None
+
+    def due_pending(self, at: float, limit: int = 100) -> list[PendingTrigger]:
+        """Holds due at ``at``, soonest first: an index range on due_at, so a tick with none due is one probe."""
+        rows = self._read(f"SELECT {PENDING_COLUMNS} FROM pending_triggers WHERE due_at <= ? "
+                          "ORDER BY due_at, incident_key LIMIT ?", (at, limit))
+        return [pending_from_row(r) for r in rows]
+
     def recent_audit(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._read("SELECT at, actor, action, incident_key, incident_id, detail FROM audit "
                           "ORDER BY id DESC LIMIT ?", (limit,))
@@ -338,8 +372,8 @@ class State:
 
 
 class StateView:
-    """The state as evaluation sees it (engine.evaluation.actions.IncidentView), and the silences the
-    dispatcher asks of it (engine.dispatch.dispatcher.SilenceView).
+    """The state as evaluation sees it (engine.evaluation.actions.IncidentView), and the silences and
+    pending triggers the dispatcher asks of it (engine.dispatch.dispatcher.SilenceView, PendingView).
 
     Silences are read at most once per SILENCE_READ_SECONDS of ``clock`` (a silence made by another
     process takes effect within that), and at once after this process changed one."""
@@ -366,6 +400,18 @@ class StateView:
         self.state.audit(at, silence.created_by, "silenced", action.incident_key, None,
                          {"silence_id": silence.id, "rule": action.rule, "event_id": action.event_id,
                           "title": action.title})
+
+    def pending_get(self, incident_key: str) -> PendingTrigger | None:
+        return self.state.pending(incident_key)
+
+    def pending_hold(self, held: PendingTrigger) -> PendingTrigger:
+        return self.state.hold_pending(held)
+
+    def pending_forget(self, incident_key: str, at: float, why: str) -> bool:
+        return self.state.forget_pending(incident_key, at, why)
+
+    def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
+        return self.state.due_pending(at, limit)
 
     def get(self, incident_key: str) -> OpenIncident | None:
         return self.state.get(incident_key)

@@ -82,6 +82,18 @@ _QUEUE_INDEXES = ("CREATE INDEX event_queue_unfinished ON event_queue (id) WHERE
                   "CREATE INDEX event_queue_source ON event_queue (source)")
 
 
+def _pending(real: str) -> str:
+    """Triggers held by their rule's ``for:`` (README "Pending triggers"): what each would page with."""
+    return ("CREATE TABLE pending_triggers ("
+            " incident_key TEXT PRIMARY KEY, rule TEXT NOT NULL, title TEXT NOT NULL, severity TEXT NOT NULL,"
+            " labels TEXT NOT NULL, details TEXT NOT NULL, links TEXT NOT NULL, event_id TEXT NOT NULL,"
+            f" held_at {real} NOT NULL, due_at {real} NOT NULL)")
+
+
+# The daemon asks every tick whether a hold is due: the earliest ``due_at`` from an index.
+_PENDING_DUE = "CREATE INDEX pending_triggers_due ON pending_triggers (due_at)"
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "incidents, their labels, the daemon's progress and the audit trail",
@@ -110,6 +122,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=(_queue("REAL", "INTEGER PRIMARY KEY AUTOINCREMENT"), *_QUEUE_INDEXES),
         postgresql=(_queue("DOUBLE PRECISION", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
                     *_QUEUE_INDEXES),
+    ),
+    Migration(
+        6, "pending triggers: first pages held by a rule's for: (issue 15)",
+        sqlite=(_pending("REAL"), _PENDING_DUE),
+        postgresql=(_pending("DOUBLE PRECISION"), _PENDING_DUE),
     ),
 )
 
