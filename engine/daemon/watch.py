@@ -20,7 +20,7 @@ from typing import Any
 
 from engine import metrics
 from engine.config import load_config
-from engine.daemon.files import FileWork, Loaded, Pending, identity
+from engine.daemon.files import FileWork, Loaded, Pending, _log_outcome, identity
 from engine.daemon.inbox import backlog, is_event_file
 from engine.daemon.notifications import Notifications, Request, observe
 from engine.daemon.status import StatusFile, status_path
@@ -107,6 +107,7 @@ class Daemon:
                 if now >= next_scan:
                     self._rescan()
                     next_scan = now + RESCAN_SECONDS
+                self._fire_pending(now)
                 entry = self._next_ready(now)
                 if entry is not None:
                     self.work.handle(entry)
@@ -206,6 +207,19 @@ class Daemon:
                 log.info("reconciled with PagerDuty: %s", counts)
         except PageRulesError as exc:
             log.warning("reconcile with PagerDuty failed: %s", exc)
+
+    def _fire_pending(self, now: float) -> None:
+        """Page the triggers held by ``for:`` whose duration passed with no recovery for their key (README
+        "Pending triggers"): each tick asks the state for the earliest due (an index range, empty almost
+        always), and each goes through the same gates and backend as an event's trigger, audited there."""
+        try:
+            outcomes = self.loaded.dispatcher.fire_due(now)
+        except PageRulesError as exc:  # the state or PagerDuty failed: the holds stay, tried next tick
+            log.warning("pending triggers not checked: %s", exc)
+            return
+        for outcome in outcomes:
+            _log_outcome(outcome, "pending")
+            metrics.count_outcome("pending", outcome.status.value)
 
     def _signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

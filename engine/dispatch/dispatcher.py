@@ -366,7 +366,11 @@ class Dispatcher:
         for held in view.pending_due(now):
             if not view.pending_forget(held.incident_key, now, "paged"):
                 continue  # another worker took it
-            outcomes = self.handle(held.action())
+            try:
+                outcomes = self.handle(held.action())
+            except BaseException:
+                view.pending_hold(held)  # not paged: held again, never lost
+                raise
             out += outcomes
             if any(o.status is Status.FAILED and o.retry for o in outcomes):
                 view.pending_hold(replace(held, until=now + RETRY_DUE_SECONDS))
