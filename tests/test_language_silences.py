@@ -44,6 +44,21 @@ def test_matchers_are_the_rule_languages_and_a_missing_label_is_no_match() -> No
     assert silence({"repo": ["acme/api", "acme/web"]}).matches({"repo": "acme/web"})
 
 
+@pytest.mark.parametrize("match", [
+    {"team": {"exists": False}},  # holds for every incident without a team: nearly all of them
+    {"repo": {"regex": ".*"}},  # holds for an empty label too
+    {"team": {"exists": False}, "repo": {"regex": ".*"}},
+])
+def test_a_silence_whose_every_matcher_holds_for_a_missing_label_is_refused(match: dict[str, Any]) -> None:
+    with pytest.raises(SilenceError, match=r"^match: every matcher also holds for a missing or empty label"):
+        silence(match)
+
+
+def test_one_matcher_a_label_must_have_is_enough() -> None:
+    made = silence({"team": {"exists": False}, "repo": "acme/api"})
+    assert made.matches({"repo": "acme/api"}) and not made.matches({"kind": "build"})
+
+
 def test_cli_pairs_are_equalities() -> None:
     assert matchers_from_pairs(["repo=acme/api", "branch=a=b"]) == {"repo": "acme/api", "branch": "a=b"}
     with pytest.raises(SilenceError, match=r"^match: 'repo' is not label=value$"):

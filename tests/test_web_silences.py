@@ -10,21 +10,32 @@ import pytest
 from builders import API_TOKEN, AUTH, app_for, open_one
 from fake_pagerduty import TOKEN, FakePagerDuty
 
+from engine.dispatch.dispatcher import Dispatcher
+from engine.evaluation.actions import Extras, TriggerAction
 from engine.web import tokens
 
 DB_DOWN = {"match": {"repo": "acme/db"}, "for": "1h", "comment": "db upgrade"}
 
 
+def rule_page(app: Any) -> dict[str, Any]:
+    """A rule's trigger for acme/db through the server's own backend (silences mute what rules decide)."""
+    backend = app.extensions["pagerules"].backend
+    action = TriggerAction("db-down", "e1", "codespar-acme-db-down", "[CodeSpar] High: db down", "high",
+                           lambda: Extras({"repo": "acme/db"}, {}, []))
+    return Dispatcher(backend.config, backend).handle(action)[-1].to_line()
+
+
 def test_a_silence_made_over_the_api_mutes_the_trigger_and_lets_the_resolve_through(fake: FakePagerDuty,
                                                                                     tmp_path: Path) -> None:
-    client = app_for(fake, tmp_path).test_client()
+    app = app_for(fake, tmp_path)
+    client = app.test_client()
     assert client.post("/api/silences", json=DB_DOWN).status_code == 401  # no token: nothing made
     assert client.get("/api/silences").status_code == 401
     made = client.post("/api/silences", headers=AUTH, json=DB_DOWN)
     assert made.status_code == 201
     silence = made.get_json()
     assert (silence["created_by"], silence["state"], silence["match"]) == ("api", "active", {"repo": "acme/db"})
-    line = open_one(client)
+    line = rule_page(app)
     assert (line["status"], line["silence_id"]) == ("silenced", silence["id"]) and fake.incidents == {}
     audit = client.get("/api/audit", headers=AUTH).get_json()["entries"]
     assert [(e["actor"], e["action"]) for e in audit[:2]] == [("api", "silenced"), ("api", "silence")]
@@ -37,7 +48,15 @@ def test_a_silence_made_over_the_api_mutes_the_trigger_and_lets_the_resolve_thro
         [silence["id"]]
     assert client.delete(f"/api/silences/{silence['id']}", headers=AUTH).status_code == 409
     assert client.delete("/api/silences/nope", headers=AUTH).get_json() == {"error": "no silence 'nope'"}
-    assert open_one(client)["status"] == "created"  # over: the next trigger pages
+    assert rule_page(app)["status"] == "created"  # over: the next trigger pages
+
+
+def test_a_page_sent_by_hand_over_the_api_is_not_muted(fake: FakePagerDuty, tmp_path: Path) -> None:
+    app = app_for(fake, tmp_path)
+    client = app.test_client()
+    assert client.post("/api/silences", headers=AUTH, json=DB_DOWN).status_code == 201
+    assert rule_page(app)["status"] == "silenced"
+    assert open_one(client)["status"] == "created"  # a person paging on purpose reaches someone
 
 
 def test_a_resolve_is_never_muted(fake: FakePagerDuty, tmp_path: Path) -> None:

@@ -126,6 +126,10 @@ def make_silence(match: Any, *, created_by: str, comment: Any, starts_at: float,
         conditions = compile_match(match)
     except MatcherError as exc:
         raise SilenceError(".".join(("match", *exc.path[:1])), str(exc)) from None
+    if all(_matches_nothing_in_particular(c) for c in conditions):
+        raise SilenceError("match", "every matcher also holds for a missing or empty label (exists: false, a regex "
+                           "that matches ''), so the silence would mute nearly every page; give at least one "
+                           "matcher a label must have, e.g. repo=acme/api")
     if not isinstance(comment, str) or not comment.strip():
         raise SilenceError("comment", "say why (who is working on what): a comment is required")
     if len(comment) > MAX_COMMENT:
@@ -139,6 +143,18 @@ def make_silence(match: Any, *, created_by: str, comment: Any, starts_at: float,
         raise SilenceError("ends_at", f"{iso(ends_at)} is not after starts_at {iso(starts_at)}")
     return Silence(silence_id or str(uuid.uuid4()), dict(match), created_by, comment.strip(), starts_at, ends_at,
                    created_at, weekly, conditions)
+
+
+def _matches_nothing_in_particular(condition: Condition) -> bool:
+    """Whether the condition holds for an incident without its label, or with it empty: Alertmanager
+    refuses a silence whose every matcher matches the empty value, and so do we."""
+    for labels in ({}, {condition.field: ""}):
+        try:
+            if condition.check(labels)[0]:
+                return True
+        except ConditionError:
+            continue
+    return False
 
 
 def matchers_from_pairs(pairs: Sequence[str]) -> dict[str, str]:
