@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from builders import Daemon, build, wait_for
+from builders import ROOT, Daemon, build, wait_for
 from fake_pagerduty import FakePagerDuty
 from pg_server import PgServer, pg_server, pg_url  # noqa: F401
 
@@ -158,3 +158,67 @@ def test_watch_queue_refuses_a_sqlite_state(tmp_path: Path, fake: FakePagerDuty)
     assert done.returncode != 0
     assert ("--queue needs the state in PostgreSQL: set state_url (or PAGERULES_STATE_URL, or --state) to a "
             "postgresql:// URL; the queue lives in that database") in done.stderr
+
+
+HELD_RULE = """
+triggers:
+  - id: build-failing-for
+    on: build
+    match: {status: failed}
+    severity: high
+    title: "{{ event.repo }} still failing"
+    incident_key: "{{ event.repo | slug }}-failing"
+    labels: {repo: "{{ event.repo }}"}
+    for: 2s
+"""
+
+
+def test_a_worker_pages_a_held_trigger_when_its_time_passes_with_no_further_event(
+        tmp_path: Path, fake: FakePagerDuty, pg_url: str) -> None:  # noqa: F811
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "held.yaml").write_text(HELD_RULE)
+    (tmp_path / "pd.yaml").write_text("rules_dir: rules\nevents_dir: events\n")
+    PgState(pg_url).close()
+    group = Workers(tmp_path, fake, pg_url)
+    try:
+        group.start()
+        enqueue(pg_url, [build(1)])
+        wait_for(lambda: statuses(pg_url).get("done") == 1, 20, "the worker to hold the trigger")
+        assert [c for c in fake.calls() if c["path"] == "/incidents" and c["method"] == "POST"] == []
+        wait_for(lambda: any(c["path"] == "/incidents" and c["method"] == "POST" for c in fake.calls()), 20,
+                 "the held trigger to page on its own")
+    finally:
+        group.stop()
+
+
+def lease_of(url: str, row: int) -> tuple[str | None, float]:
+    with psycopg.connect(url) as conn:
+        found = conn.execute("SELECT claimed_by, lease_until FROM event_queue WHERE id = %s", (row,)).fetchone()
+    assert found is not None
+    return found[0], found[1]
+
+
+def test_a_worker_keeps_its_rows_leased_while_it_works_and_skips_a_row_it_lost(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from engine.daemon.queue_worker import QueueWorker
+    (tmp_path / "pd.yaml").write_text(f"rules_dir: {ROOT / 'rules'}\nenabled: false\n")
+    worker = QueueWorker(str(tmp_path / "pd.yaml"), {}, pg_url, lease_seconds=0.6, name="slow")
+    first, second = enqueue(pg_url, [build(1, repo="acme/a"), build(2, repo="acme/b")])
+    handled: list[int] = []
+
+    def slow_handle(job: Any) -> None:  # a PagerDuty call that outlasts the lease, then another worker's theft
+        claimed_by, lease = lease_of(pg_url, second)
+        wait_for(lambda: lease_of(pg_url, second)[1] > lease, 10, "the heartbeat to renew the waiting row")
+        assert claimed_by == lease_of(pg_url, second)[0] == "slow"  # still this worker's: it is alive
+        with psycopg.connect(pg_url) as conn:
+            conn.execute("UPDATE event_queue SET claimed_by = 'thief' WHERE id = %s", (second,))
+        handled.append(job.id)
+
+    monkeypatch.setattr(worker, "handle", slow_handle)
+    try:
+        assert worker.step()
+    finally:
+        worker.stopping.set()
+        worker.queue.close()
+    assert handled == [first]  # the row another worker holds now is left to it, never acted on twice
+    assert lease_of(pg_url, second)[0] == "thief"

@@ -25,7 +25,7 @@ from typing import Any
 
 from engine import logs, metrics
 from engine.config import load_config
-from engine.daemon.files import Loaded, open_regular
+from engine.daemon.files import Loaded, _log_outcome, open_regular
 from engine.daemon.inbox import FAILED, PROCESSED, backlog, move, type_from_name
 from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
 from engine.dispatch.outcomes import Status
@@ -74,6 +74,9 @@ class QueueWorker:
         self.loaded = self._load()
         self.next_reconcile = 0.0
         self.handled = 0
+        self.held: set[int] = set()  # the rows claimed and not yet finished, kept leased by the heartbeat
+        self._held_lock = threading.Lock()
+        self._heartbeat: threading.Thread | None = None
 
     # ---- loading (as the file daemon) ------------------------------------------
     def _load(self) -> Loaded:
@@ -130,19 +133,60 @@ class QueueWorker:
             self.reload_requested.clear()
             self.reload()
         self._reconcile()
+        self._fire_pending()
         if self.events is not None:
             self.feed()
+        self._start_heartbeat()
         jobs = self.queue.claim(self.name, BATCH)
-        held = [j.id for j in jobs]
-        renewed = self.clock()
-        for index, job in enumerate(jobs):
-            if self.stopping.is_set():
-                break
-            self.handle(job)
-            if self.clock() - renewed > self.queue.lease_seconds / 3:
-                self.queue.renew(self.name, held[index + 1:])
-                renewed = self.clock()
+        with self._held_lock:
+            self.held = {j.id for j in jobs}
+        try:
+            for job in jobs:
+                if self.stopping.is_set():
+                    break
+                if not self.queue.renew(self.name, [job.id]):  # its lease ended: another worker has it now
+                    log.warning("queue row %d: its lease ended before this worker reached it; left to the "
+                                "worker that holds it", job.id)
+                else:
+                    self.handle(job)
+                with self._held_lock:
+                    self.held.discard(job.id)
+        finally:
+            with self._held_lock:
+                self.held = set()
         return bool(jobs)
+
+    def _start_heartbeat(self) -> None:
+        """One thread for the worker's life renews the leases of the rows it holds every third of a lease,
+        so a row stays this worker's while one PagerDuty call takes long (retries, Retry-After), and goes to
+        another worker only when this one dies."""
+        if self._heartbeat is not None and self._heartbeat.is_alive():
+            return
+        self._heartbeat = threading.Thread(target=self._beat, name=f"lease-{self.name}", daemon=True)
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self.stopping.wait(self.queue.lease_seconds / 3):
+            with self._held_lock:
+                ids = sorted(self.held)
+            try:
+                self.queue.renew(self.name, ids)
+            except StateError as exc:  # the main loop meets the outage too and backs off
+                log.warning("could not renew the leases of %d rows: %s", len(ids), exc)
+
+    def _fire_pending(self) -> None:
+        """Page the triggers held by ``for:`` whose duration passed with no recovery (README "Pending
+        triggers"), as the file daemon does each tick; with several workers, one takes each hold."""
+        try:
+            outcomes = self.loaded.dispatcher.fire_due(self.clock())
+        except StateError:
+            raise  # the database is down: the loop backs off
+        except PageRulesError as exc:
+            log.warning("pending triggers not checked: %s", exc)
+            return
+        for outcome in outcomes:
+            _log_outcome(outcome, "pending")
+            metrics.count_outcome("pending", outcome.status.value)
 
     def _let_go(self) -> None:
         try:
