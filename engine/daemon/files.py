@@ -146,26 +146,14 @@ class FileWork:
 
     def _event(self, event: dict[str, Any], where: str, loaded: Loaded, problems: list[str],
                counts: dict[str, int]) -> bool | None:
-        """Act on one event: None when PagerDuty could not be reached (the file must wait), else
-        whether any action reached the backend (so the event must never be acted on again)."""
-        acted = False
-        try:
-            for outcome in loaded.pipeline.outcomes(event):
-                _log_outcome(outcome, where)
-                key = f"{outcome.action} {outcome.status.value}"
-                counts[key] = counts.get(key, 0) + 1
-                if outcome.status is Status.FAILED and outcome.retry:
-                    self.status.update(last_pagerduty_error=outcome.error, last_pagerduty_error_at=self.clock())
-                    return None
-                if outcome.failed:
-                    problems.append(f"{where}: event {_event_id(outcome, event)}: {outcome.error}")
-                if outcome.action != "error":
-                    acted = True
-        except StateError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one event that breaks something fails, the rest go on
-            problems.append(f"{where}: cannot handle this event ({type(exc).__name__}: {exc})")
-        return acted
+        """Act on one event (see ``act``), counting its outcomes for the file's log line."""
+        def seen(outcome: Outcome) -> None:
+            _log_outcome(outcome, where)
+            key = f"{outcome.action} {outcome.status.value}"
+            counts[key] = counts.get(key, 0) + 1
+            if outcome.status is Status.FAILED and outcome.retry:
+                self.status.update(last_pagerduty_error=outcome.error, last_pagerduty_error_at=self.clock())
+        return act(event, where, loaded, problems, seen)
 
     def retry_later(self, entry: Pending, why: str = "PagerDuty unreachable") -> None:
         entry.attempts += 1
@@ -206,6 +194,28 @@ def open_regular(path: Path) -> tuple[int, str] | str:
 def identity(path: Path, info: os.stat_result) -> str:
     """One delivery: the same name with new bytes, or the same bytes in a new file, is another."""
     return f"{path} {info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def act(event: dict[str, Any], where: str, loaded: Loaded, problems: list[str],
+        seen: Callable[[Outcome], None]) -> bool | None:
+    """Act on one event, the file daemon's and the queue workers' way alike: None when PagerDuty could not
+    be reached (the event must wait), else whether any action reached the backend (so it is never acted on
+    again). ``seen`` hears of every outcome first; a failed action or rule error is added to ``problems``."""
+    acted = False
+    try:
+        for outcome in loaded.pipeline.outcomes(event):
+            seen(outcome)
+            if outcome.status is Status.FAILED and outcome.retry:
+                return None
+            if outcome.failed:
+                problems.append(f"{where}: event {_event_id(outcome, event)}: {outcome.error}")
+            if outcome.action != "error":
+                acted = True
+    except StateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one event that breaks something fails, the rest go on
+        problems.append(f"{where}: cannot handle this event ({type(exc).__name__}: {exc})")
+    return acted
 
 
 def _event_id(outcome: Outcome, event: dict[str, Any]) -> Any:

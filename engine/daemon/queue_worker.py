@@ -25,10 +25,10 @@ from typing import Any
 
 from engine import logs, metrics
 from engine.config import load_config
-from engine.daemon.files import Loaded, _log_outcome, open_regular
+from engine.daemon.files import Loaded, _log_outcome, act, open_regular
 from engine.daemon.inbox import FAILED, PROCESSED, backlog, move, type_from_name
 from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
-from engine.dispatch.outcomes import Status
+from engine.dispatch.outcomes import Outcome, Status
 from engine.dispatch.pipeline import UNKNOWN_TYPE, Pipeline
 from engine.errors import InvalidFiles, PageRulesError
 from engine.events.stream import read_events
@@ -236,26 +236,14 @@ class QueueWorker:
                                    status="failed" if problems else "done", problems=len(problems)))
 
     def _event(self, event: dict[str, Any], where: str, loaded: Loaded, problems: list[str]) -> bool | None:
-        """As the file daemon: None when PagerDuty could not be reached, else whether anything was acted on."""
-        acted = False
-        try:
-            for outcome in loaded.pipeline.outcomes(event):
-                line = outcome.to_line()
-                log.info("%s %s: %s (%s)", line["action"], line["status"], line.get("incident_key") or
-                         line.get("error"), where, extra=logs.fields(event="outcome", where=where,
-                                                                     **{("resolution" if k == "message" else k): v
-                                                                        for k, v in line.items()}))
-                if outcome.status is Status.FAILED and outcome.retry:
-                    return None
-                if outcome.failed:
-                    problems.append(f"{where}: event {line.get('event_id')}: {outcome.error}")
-                if outcome.action != "error":
-                    acted = True
-        except StateError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one event that breaks something fails, the rest go on
-            problems.append(f"{where}: cannot handle this event ({type(exc).__name__}: {exc})")
-        return acted
+        """As the file daemon (engine/daemon/files.py ``act``), each outcome logged with the row it came from."""
+        def seen(outcome: Outcome) -> None:
+            line = outcome.to_line()
+            log.info("%s %s: %s (%s)", line["action"], line["status"], line.get("incident_key") or
+                     line.get("error"), where, extra=logs.fields(event="outcome", where=where,
+                                                                 **{("resolution" if k == "message" else k): v
+                                                                    for k, v in line.items()}))
+        return act(event, where, loaded, problems, seen)
 
     def _retry(self, job: Job, why: str) -> None:
         delay = min(2.0 ** job.attempts, self.loaded.config.watch_retry_max_seconds)
