@@ -196,3 +196,73 @@ def test_a_change_summary_past_pagerdutys_limit_is_a_warning_naming_rule_line_an
     assert result.exit_code == 0, result.output
     assert f"{rules / 'r.yaml'}:4: warning: rule long: summary over 1024 characters in case 'c': cut" in result.output
     assert invoke(["test", "--rules", str(rules), "--strict", str(case)]).exit_code == 1
+
+
+# ---- time in rule tests (README "Pending triggers") ---------------------------------------------
+EXAMPLES = ROOT / "rules" / "examples"
+HELD = ("{type: deploy.health, id: d1, %srepo: acme/api, deploy: {version: v1}, error_rate: 0.03, "
+        "baseline_error_rate: 0.01, sustained_minutes: 0, checks: {passed: 1, total: 2}}")
+
+
+def test_the_for_example_cases_pass_on_event_time() -> None:
+    result = invoke(["test", "--rules", str(EXAMPLES), str(EXAMPLES / "tests" / "deploy-for.yaml")])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "6 passed, 0 failed"
+
+
+def test_a_wrong_expectation_of_a_held_trigger_fails_with_its_pending_until(tmp_path: Path) -> None:
+    case = tmp_path / "held.yaml"
+    case.write_text(f"""cases:
+  - name: held
+    until: +10m
+    events:
+      - {HELD % "at: +1m, "}
+    expect:
+      - {{action: trigger, status: planned, pending_until: "2026-01-01T00:10:00Z"}}
+""")
+    result = invoke(["test", "--rules", str(EXAMPLES), str(case)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1:] == [
+        "    outcome 1 (trigger): status: expected 'planned', got 'pending'",
+        "    outcome 1 (trigger): pending_until: expected '2026-01-01T00:10:00Z', got '2026-01-01T00:11:00Z'",
+        "0 passed, 1 failed"]  # until +10m is before +11m: the wake-up pages nothing
+
+
+def test_a_bad_offset_or_time_and_at_together_are_named(tmp_path: Path) -> None:
+    case = tmp_path / "bad.yaml"
+    case.write_text(f"""cases:
+  - name: bad at
+    events:
+      - {HELD % "at: soon, "}
+    expect: []
+  - name: both
+    events:
+      - {HELD % "at: +1m, time: '2026-01-01T00:00:00Z', "}
+    expect: []
+  - name: bad until
+    until: later
+    events:
+      - {HELD % "at: +0s, "}
+    expect: []
+""")
+    lines = invoke(["test", "--rules", str(EXAMPLES), str(case)]).output.splitlines()
+    assert lines[1] == ("    events[0].at: 'soon' is not a duration: write a number and a unit, s m h d or w "
+                        "(30m, 2h, 1h30m) (an offset from the case's start, such as +10m)")
+    assert lines[3] == "    events[0]: give time or at, not both"
+    assert lines[5].startswith("    until: 'later' is not a duration")
+    assert lines[-1] == "0 passed, 3 failed"
+
+
+def test_a_case_without_times_runs_from_its_start_not_the_wall_clock(tmp_path: Path) -> None:
+    case = tmp_path / "untimed.yaml"
+    case.write_text(f"""cases:
+  - name: no times
+    until: +10m
+    events:
+      - {HELD % ""}
+    expect:
+      - {{action: trigger, status: pending, pending_until: "2026-01-01T00:10:00Z"}}
+      - {{action: trigger, status: planned}}
+""")
+    result = invoke(["test", "--rules", str(EXAMPLES), str(case)])
+    assert result.exit_code == 0, result.output

@@ -562,3 +562,12 @@ def test_the_state_view_holds_and_cancels_through_the_state(make_state: MakeStat
     assert view.pending_hold(held("k1")).incident_key == "k1" and view.pending_get("k1") is not None
     assert view.pending_forget("k1", 200.0, "cancelled") and view.pending_get("k1") is None
     assert view.state.recent_audit(1)[0]["action"] == "pending_cancelled"
+
+
+def test_a_recovery_selecting_labels_finds_a_held_trigger_through_the_view(make_state: MakeState) -> None:
+    view = StateView(make_state())
+    assert view.pending_any() is False
+    view.pending_hold(held("k1"))
+    assert view.pending_any() is True
+    assert view.pending_keys({"repo": ("acme/api", "acme/web")}) == ["k1"]
+    assert view.pending_keys({"repo": ("acme/web",)}) == [] and view.pending_keys({}) == []

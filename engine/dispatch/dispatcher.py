@@ -93,6 +93,11 @@ class PendingView(Protocol):
         ...
 
 
+def holds_labels(held: PendingTrigger, labels: Mapping[str, tuple[str, ...]]) -> bool:
+    """Whether a held trigger's every named label has one of the given values (a recovery's selector)."""
+    return all(held.labels.get(name) in values for name, values in labels.items())
+
+
 class MemoryView:
     """Open incidents in memory, indexed by key and by label value, for dry runs and tests; the
     silences a dry run was given (none unless given); and the triggers held pending."""
@@ -121,6 +126,12 @@ class MemoryView:
 
     def pending_forget(self, incident_key: str, at: float, why: str) -> bool:
         return self.pending.pop(incident_key, None) is not None
+
+    def pending_any(self) -> bool:
+        return bool(self.pending)
+
+    def pending_keys(self, labels: Mapping[str, tuple[str, ...]]) -> list[str]:
+        return sorted(k for k, p in self.pending.items() if labels and holds_labels(p, labels))
 
     def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
         return sorted((p for p in self.pending.values() if p.until <= at), key=lambda p: p.until)[:limit]

@@ -3,10 +3,16 @@
 A case runs its events through exactly what `process --dry-run` runs, with
 its config overrides, and compares each outcome line with the expected one,
 field by field, for the fields the case names.
+
+Time in a case is the events' (README "Pending triggers"), never the wall clock: an event's ``time``
+(ISO 8601), or ``at: +10m``, an offset from the case's ``start`` (default CASE_START), which becomes
+its ``time``. An event with neither is handled at the latest time seen. ``until: +15m`` then runs what
+the daemon's wake-up would at that time (pending triggers now due page) and adds its outcome lines.
 """
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +26,41 @@ from engine.documents.schema import check_document, load_schema
 from engine.documents.source import Document, load_yaml_text
 from engine.errors import InvalidFiles, Problem
 from engine.evaluation.actions import MAX_INCIDENT_KEY, MAX_TITLE, is_shortened_key
+from engine.evaluation.evaluate import event_time, iso_time
 from engine.events.stream import Parsed, read_events
 from engine.language.loading import display, load_ruleset
 from engine.language.model import RuleSet
+from engine.language.silences import SilenceError, parse_duration
 
 DEFAULT_TESTS = "tests"  # inside the rules folder: rules/tests/*.yaml
+CASE_START = "2026-01-01T00:00:00Z"  # a case's time zero when it gives no start: fixed, so runs repeat
+
+
+class CaseClock:
+    """A case's time: its start, then each event's own time as the events arrive (never the wall clock)."""
+
+    def __init__(self, start: float):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def see(self, event: Mapping[str, Any]) -> None:
+        at = event_time(event.get("time"))
+        if at is not None:
+            self.now = at
+
+
+def offset(text: Any, where: str) -> float:
+    """``+10m`` (or ``10m``, ``+0s``) as seconds from the case's start; raises ValueError naming ``where``."""
+    written = str(text).strip()
+    bare = written.removeprefix("+")
+    if re.fullmatch(r"0[smhdw]?", bare):
+        return 0.0
+    try:
+        return parse_duration(bare, where)
+    except SilenceError as exc:
+        raise ValueError(f"{where}: {exc.reason} (an offset from the case's start, such as +10m)") from None
 
 
 @dataclass
@@ -78,9 +114,26 @@ class RuleTestRun:
         result = CaseResult(f"{display(path)}:{doc.line(('cases', index))}", case["name"])
         config = load_config(self.config_path, overrides={**self.base, **case.get("config", {})})
         ruleset = self._ruleset(config)
-        items = list(_events(case["events"], path, doc, index, result))
-        pipeline = Pipeline(ruleset, Dispatcher(config, DryRun()))
-        actual = [o.to_line() for item, default_type in items for o in pipeline.item(item, default_type)]
+        start = event_time(case.get("start", CASE_START))
+        if start is None:
+            result.diffs.append(f"start: {case['start']!r} is not ISO 8601 (e.g. {CASE_START})")
+            return result
+        clock = CaseClock(start)
+        items = list(_events(case["events"], path, doc, index, result, start))
+        dispatcher = Dispatcher(config, DryRun(), clock)
+        pipeline = Pipeline(ruleset, dispatcher)
+        actual: list[dict[str, Any]] = []
+        for item, default_type in items:
+            if item.event is not None:
+                clock.see(item.event)
+            actual += [o.to_line() for o in pipeline.item(item, default_type)]
+        if "until" in case:
+            try:
+                clock.now = max(clock.now, start + offset(case["until"], "until"))
+            except ValueError as exc:
+                result.diffs.append(str(exc))
+                return result
+            actual += [o.to_line() for o in dispatcher.fire_due(clock.now)]
         result.diffs += compare(case["expect"], actual)
         result.warnings += _limits(actual, ruleset, case["name"])
         return result
@@ -93,12 +146,23 @@ class RuleTestRun:
         return self._rulesets[key]
 
 
-def _events(specs: list[Any], path: Path, doc: Document, index: int, result: CaseResult
+def _events(specs: list[Any], path: Path, doc: Document, index: int, result: CaseResult, start: float
             ) -> Iterator[tuple[Parsed, str | None]]:
-    """Each case event with the type it takes when it has none (an event file's ``type``)."""
+    """Each case event with the type it takes when it has none (an event file's ``type``); ``at`` becomes
+    the event's ``time``."""
     for number, spec in enumerate(specs):
         if "file" not in spec:
-            yield Parsed(str(path), doc.line(("cases", index, "events", number)), dict(spec)), None
+            event = dict(spec)
+            if "at" in event:
+                if "time" in event:
+                    result.diffs.append(f"events[{number}]: give time or at, not both")
+                    continue
+                try:
+                    event["time"] = iso_time(start + offset(event.pop("at"), f"events[{number}].at"))
+                except ValueError as exc:
+                    result.diffs.append(str(exc))
+                    continue
+            yield Parsed(str(path), doc.line(("cases", index, "events", number)), event), None
             continue
         event_file = (path.parent / spec["file"]).resolve()
         try:

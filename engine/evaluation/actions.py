@@ -42,6 +42,18 @@ class IncidentView(Protocol):
         ...
 
 
+class PendingLabels(Protocol):
+    """A view that also keeps triggers held pending, so a recovery selecting labels finds them too."""
+
+    def pending_any(self) -> bool:
+        """Whether any trigger is held (cheap: asked once per label selector)."""
+        ...
+
+    def pending_keys(self, labels: Mapping[str, tuple[str, ...]]) -> list[str]:
+        """Keys of the held triggers whose every named label has one of the given values."""
+        ...
+
+
 @dataclass(slots=True)
 class ErrorAction:
     """An event rejected, or a rule that could not be evaluated or rendered."""

@@ -20,7 +20,7 @@ from engine.evaluation.actions import (
     ErrorAction,
     Extras,
     IncidentView,
-    OpenIncident,
+    PendingLabels,
     ResolveAction,
     TriggerAction,
     full_key,
@@ -270,19 +270,23 @@ def _recover(rule: Recovery, scope: Scope, eid: Any, ruleset: RuleSet, view: Inc
                 resolved.add(key)
                 out.append(ResolveAction(rule.id, eid, key, message, at))  # the backend looks it up
             continue
-        for incident in _select(selector, scope, rule, eid, number, view, errors):
-            if incident.incident_key not in resolved:
-                resolved.add(incident.incident_key)
-                out.append(ResolveAction(rule.id, eid, incident.incident_key, message, at))
+        for key in _select(selector, scope, rule, eid, number, view, errors):
+            if key not in resolved:
+                resolved.add(key)
+                out.append(ResolveAction(rule.id, eid, key, message, at))
     if not out:
         out.append(ResolveAction(rule.id, eid, None, message, at))
     return out
 
 
 def _select(selector: Selector, scope: Scope, rule: Rule, eid: Any, number: int, view: IncidentView,
-            errors: list[ErrorAction]) -> list[OpenIncident]:
-    """Open incidents whose labels match, rendering one label at a time and stopping once none can."""
+            errors: list[ErrorAction]) -> list[str]:
+    """Keys of the open incidents whose labels match, rendering one label at a time and stopping once none
+    can; and of the triggers held pending (README "Pending triggers") that match, so a recovery cancels them."""
     wanted: dict[str, tuple[str, ...]] = {}
+    holds: PendingLabels | None = view if hasattr(view, "pending_keys") else None  # type: ignore[assignment]
+    held = holds is not None and holds.pending_any()
+    some_open = True
     for name, templates in selector.labels:
         if len(templates) == 1:  # the usual case, without building a list per label
             value = _render(templates[0], scope, rule, eid, ("resolves", number, "labels", name), errors)
@@ -290,7 +294,12 @@ def _select(selector: Selector, scope: Scope, rule: Rule, eid: Any, number: int,
         else:
             rendered = [_render(t, scope, rule, eid, ("resolves", number, "labels", name), errors) for t in templates]
             values = tuple(v for v in rendered if v is not None)
-        if not view.any_with(name, values):
-            return []
+        if some_open and not view.any_with(name, values):
+            if not held:
+                return []
+            some_open = False  # none open: only a pending trigger can still match
         wanted[name] = values
-    return view.select(wanted)
+    keys = [i.incident_key for i in view.select(wanted)] if some_open else []
+    if held and holds is not None:
+        keys += [k for k in holds.pending_keys(wanted) if k not in keys]
+    return keys

@@ -358,6 +358,16 @@ class State:
                 write_audit(db, at, actor, f"pending_{why}", incident_key, None, {"rule": row[0]})
         return row is not None
 
+    def pending_any(self) -> bool:
+        return bool(self._read("SELECT 1 FROM pending_triggers LIMIT 1"))
+
+    def pending_with(self, labels: Mapping[str, tuple[str, ...]]) -> list[str]:
+        """Keys of the holds whose every named label has one of the values. Holds are few (each lasts
+        one for: at most), so they are read whole, not indexed by label."""
+        rows = self._read("SELECT incident_key, labels FROM pending_triggers ORDER BY incident_key")
+        return [key for key, text in rows if labels
+                and all(json.loads(text).get(name) in values for name, values in labels.items())]
+
     def due_pending(self, at: float, limit: int = 100) -> list[PendingTrigger]:
         """Holds due at ``at``, soonest first: an index range on due_at, so a tick with none due is one probe."""
         rows = self._read(f"SELECT {PENDING_COLUMNS} FROM pending_triggers WHERE due_at <= ? "
@@ -412,6 +422,12 @@ class StateView:
 
     def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
         return self.state.due_pending(at, limit)
+
+    def pending_any(self) -> bool:
+        return self.state.pending_any()
+
+    def pending_keys(self, labels: Mapping[str, tuple[str, ...]]) -> list[str]:
+        return self.state.pending_with(labels)
 
     def get(self, incident_key: str) -> OpenIncident | None:
         return self.state.get(incident_key)
