@@ -243,7 +243,7 @@ def test_with_no_silence_active_a_trigger_renders_no_labels() -> None:
 
 def test_the_first_matching_silence_is_named() -> None:
     view = MemoryView(silences=[silence(silence_id="a", repo="acme/web"), silence(silence_id="b"),
-                                silence(silence_id="c", kind={"exists": False})])
+                                silence(silence_id="c", repo="acme/api", kind={"exists": False})])
     [outcome] = Dispatcher(make_config(), DryRun(view)).handle(at(150.0))
     assert outcome.to_line()["silence_id"] == "b"
 
@@ -328,3 +328,15 @@ def test_a_due_hold_pagerduty_cannot_take_is_held_again_not_lost() -> None:
     assert backend.view.pending[KEY].until == 1630.0  # tried again later
     backend.result = Result(Status.CREATED, incident_id="P1")
     assert [o.status for o in dispatcher.fire_due(1630.0)] == [Status.CREATED] and not backend.view.pending
+
+
+def test_a_repeat_whose_page_pagerduty_cannot_take_yet_is_retried_at_once_not_held_anew() -> None:
+    """Found in review: the over hold was dropped before the page, so the retry of that event started a new
+    hold and the page waited out another whole duration (with no further event, in a queue, for ever)."""
+    clock, outage = Clock(), Answering(Result(Status.FAILED, error="PagerDuty unreachable", retry=True))
+    down = Dispatcher(make_config(enabled=True), outage, clock)
+    assert down.handle(held(at=1000.0))[0].status is Status.PENDING
+    assert down.handle(held(at=1600.0))[0].status is Status.FAILED  # due, but PagerDuty is down
+    outage.result = Result(Status.CREATED, "P1")
+    retried = down.handle(held(at=1630.0))[0]  # the daemon retries the event
+    assert (retried.status, outage.calls) == (Status.CREATED, ["create", "create"])

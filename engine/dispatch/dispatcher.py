@@ -338,32 +338,45 @@ class Dispatcher:
         name = route_name(route) if route else "default"
         if sev.rank(action.severity) < self._threshold:
             return triggered(action, _BELOW_THRESHOLD, name)
+        over: PendingTrigger | None = None
         if action.pending_for is not None and self._pending is not None:
             held = self._held(action, self._pending)
-            if held is not None:
+            if isinstance(held, Result):
                 return triggered(action, held, name)
+            over = held
         muted = self._silenced(action) if self._silences is not None else None
         if muted is not None:
             return triggered(action, muted, name)
         if not self.config.enabled:
             return triggered(action, _DISABLED, name)
-        return triggered(action, self.backend.create(action, route), name)  # created/planned, deduplicated, failed
+        try:
+            result = self.backend.create(action, route)  # created/planned, deduplicated, failed
+        except BaseException:
+            if over is not None:
+                self._pending.pending_hold(over)  # type: ignore[union-attr]  # not paged: the hold stays over
+            raise
+        if over is not None and result.status is Status.FAILED and result.retry:
+            # Not paged yet: the hold stays, already over, so the retry of this event pages at once rather
+            # than waiting out a new hold (or, with no further event, the wake-up pages it).
+            self._pending.pending_hold(over)  # type: ignore[union-attr]
+        return triggered(action, result, name)
 
     def _now(self, view: PendingView, at: float | None) -> float:
         return at if view.event_time and at is not None else self.clock()
 
-    def _held(self, action: TriggerAction, view: PendingView) -> Result | None:
-        """``pending`` while the key's hold lasts (its first match starts one); None: page now (the key is
-        open already, so this is a repeat, or its hold is over: it is dropped and the trigger pages)."""
+    def _held(self, action: TriggerAction, view: PendingView) -> Result | PendingTrigger | None:
+        """``pending`` while the key's hold lasts (its first match starts one); else page now: the hold
+        that is over (dropped; the caller puts it back if the page does not go out), or None when the key
+        is open already (a repeat: deduplicated as usual, no hold)."""
         key = action.incident_key
         if self.view.get(key) is not None:
-            return None  # open: deduplicated as usual, no hold
+            return None
         now = self._now(view, action.at)
         held = view.pending_get(key) or view.pending_hold(PendingTrigger.hold(action, now))
         if now < held.until:
             return Result(Status.PENDING, pending_until=iso_time(held.until))
         view.pending_forget(key, now, "paged")
-        return None
+        return held
 
     def fire_due(self, at: float | None = None) -> list[Outcome]:
         """Page every held trigger whose duration has passed with no recovery for its key (the condition
