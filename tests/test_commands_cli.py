@@ -223,3 +223,15 @@ def test_migrate_refuses_a_state_newer_than_this_release_with_exit_2(tmp_path: P
     assert result.exit_code == 2
     assert f"has schema version {LATEST + 1}, newer than this pagerules knows ({LATEST})" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_an_event_time_past_the_year_9999_is_ignored_and_every_event_is_still_handled() -> None:
+    healthy = {"type": "deploy.health", "id": "h1", "repo": "acme/api", "deploy": {"version": "v1"},
+               "error_rate": 0.01, "baseline_error_rate": 0.01, "sustained_minutes": 0,
+               "checks": {"passed": 10, "total": 10}, "time": "9999-12-31T23:59:59-01:00"}
+    failed = {"type": "build", "id": "b1", "repo": "acme/api", "branch": "main", "build_number": 1,
+              "status": "failed", "url": "https://ci.example.com/b/1"}
+    result = invoke(["process", "--dry-run"], "\n".join(json.dumps(e) for e in (healthy, failed)))
+    assert result.exit_code == 0, result.output
+    assert [(o["action"], o["event_id"]) for o in lines(result.stdout)] == [
+        ("resolve", "h1"), ("change", "h1"), ("trigger", "b1")]

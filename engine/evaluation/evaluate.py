@@ -86,16 +86,21 @@ def judge(rule: Rule, event: Mapping[str, Any], params: Mapping[str, Any],
     return scope, None, None
 
 
+LAST_TIME = 253402300800.0  # 10000-01-01T00:00:00Z: past it, a four-digit year cannot say the moment
+
+
 def event_time(value: Any) -> float | None:
     """An event's ``time`` as epoch seconds: ISO 8601 text, with an offset or ``Z`` (none: UTC).
-    Anything else is None, as if the event gave no time: the time it is handled stands in for it."""
+    Anything else is None, as if the event gave no time: the time it is handled stands in for it; so is a
+    time outside 1970 to 9999 UTC, which could not be written back as ISO 8601 (``pending_until``)."""
     if not isinstance(value, str):
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        seconds = (moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)).timestamp()
+    except (ValueError, OverflowError):
         return None
-    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return seconds if 0 <= seconds < LAST_TIME else None
 
 
 def evaluate(event: Mapping[str, Any], ruleset: RuleSet, view: IncidentView) -> list[Action]:
