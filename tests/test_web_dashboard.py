@@ -575,5 +575,5 @@ def test_without_a_default_policy_the_page_says_so_and_asks_pagerduty_nothing_fo
     page = client.get("/").get_data(as_text=True)
     assert 'id="no-default-policy">PAGERDUTY_ESCALATION_POLICY_ID is not set: set it to name whose on-call' in page
     assert "PAGERDUTY_ESCALATION_POLICY_ID is not set" in cards(page)["acme/db"]
-    assert re.findall(r'on call: <span class="oncall-for">([^<]+)</span>', page) == ["Ada Oncall", "unknown"]
+    assert re.findall(r'on call: <span class="oncall-for">([^<]+)</span>', page) == ["Cy Payments", "unknown"]
     assert asked == ["PEPPAY1"]
