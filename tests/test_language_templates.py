@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import SecurityError, UndefinedError
 
 from engine.language.templates import (
     FILTERS,
+    Scope,
     TemplateError,
     compile_expression,
     compile_template,
@@ -105,3 +106,14 @@ def test_the_fast_path_itself_answers_plain_lookups() -> None:
         compiled = compile_template(source)
         assert compiled._fast is not None and str(compiled._fast({"event": event})) == text
     assert compile_expression("event.deploy.version")._fast({"event": event}) == "v1"  # type: ignore[misc]
+
+
+def test_a_constant_that_folds_to_undefined_is_not_a_load_crash_but_fails_when_it_runs() -> None:
+    """Found by the property test: Jinja folds ``'' | first`` while compiling, and its compiler then
+    raised UndefinedError out of compile_template; the template now fails when it runs, like its
+    ``{% if %}`` form."""
+    folded = compile_template("{{ 'yes' if ('' | first) else 'no' }}")
+    in_if = compile_template("{% if ('' | first) %}yes{% else %}no{% endif %}")
+    for compiled in (folded, in_if):
+        with pytest.raises(UndefinedError, match="No first item"):
+            compiled.render(Scope({"event": {}, "params": {}}))

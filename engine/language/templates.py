@@ -27,6 +27,7 @@ from jinja2 import (
     meta,
     nodes,
 )
+from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 from jinja2.runtime import Context, new_context
@@ -47,6 +48,7 @@ from engine.language.static import static_refusal
 from engine.names import unknown_name
 
 # The sandbox's names callers have always imported from here.
+UNFOLDED = ENV.overlay(optimized=False)  # the same sandbox, compiling without constant folding
 __all__ = ["ENV", "FILTERS", "Compiled", "Scope", "TemplateError", "attribute_paths", "compile_expression",
            "compile_template", "decimals", "digest", "describe_failure", "make_context", "slug"]
 
@@ -141,7 +143,7 @@ def compile_template(source: str) -> Compiled:
     except (TemplateSyntaxError, TemplateAssertionError) as exc:
         raise TemplateError(_syntax_message(exc), exc.lineno or 1) from None
     _check_refusal(ast)
-    return Compiled(source, "template", frozenset(meta.find_undeclared_variables(ast)), root, reader, _ast=ast)
+    return Compiled(source, "template", _names(ast), root, reader, _ast=ast)
 
 
 def compile_expression(source: str) -> Compiled:
@@ -160,13 +162,44 @@ def compile_expression(source: str) -> Compiled:
     except (TemplateSyntaxError, TemplateAssertionError) as exc:
         raise TemplateError(_syntax_message(exc), exc.lineno or 1) from None
     _check_refusal(ast)
-    names = frozenset(meta.find_undeclared_variables(ast)) - {_RESULT}
+    names = _names(ast) - {_RESULT}
     return Compiled(source, "expression", names, root, reader, _ast=ast)
 
 
 def _root(ast: nodes.Template, has_reader: bool) -> Callable[[Context], Iterable[str]]:
     """The sandbox's render function: compiled now, or on first use when a fast reader answers first."""
-    return _lazy_root(ast) if has_reader else ENV.from_string(ast).root_render_func
+    return _lazy_root(ast) if has_reader else _render_func(ast)
+
+
+def _render_func(ast: nodes.Template) -> Callable[[Context], Iterable[str]]:
+    """Jinja's compiled render function. Jinja folds constant parts while compiling, and a constant that
+    folds to an undefined value (``'' | first``) makes its compiler raise UndefinedError; such a template
+    is compiled unfolded instead, so it fails when it runs, as every other form of it does, never at load
+    with a traceback (found by tests/test_properties.py)."""
+    try:
+        return (ast.environment or ENV).from_string(ast).root_render_func
+    except UndefinedError:
+        ast.set_environment(UNFOLDED)
+        return UNFOLDED.from_string(ast).root_render_func
+
+
+def _names(ast: nodes.Template) -> frozenset[str]:
+    """The variables a template reads; unfolded when folding a constant fails (see ``_render_func``)."""
+    try:
+        return frozenset(meta.find_undeclared_variables(ast))
+    except UndefinedError:
+        ast.set_environment(UNFOLDED)
+        tracker = _UnfoldedTracker(UNFOLDED)
+        tracker.visit(ast)
+        return frozenset(tracker.undeclared_identifiers)
+
+
+class _UnfoldedTracker(meta.TrackingCodeGenerator):
+    """jinja2.meta's tracker, without the constant folding it always does."""
+
+    def __init__(self, environment: Any) -> None:
+        CodeGenerator.__init__(self, environment, "<introspection>", "<introspection>", optimized=False)
+        self.undeclared_identifiers: set[str] = set()
 
 
 def _lazy_root(ast: nodes.Template) -> Callable[[Context], Iterable[str]]:
@@ -179,7 +212,7 @@ def _lazy_root(ast: nodes.Template) -> Callable[[Context], Iterable[str]]:
 
     def root(context: Context) -> Iterable[str]:
         if not made:
-            made.append(ENV.from_string(ast).root_render_func)
+            made.append(_render_func(ast))
         return made[0](context)
     return root
 
