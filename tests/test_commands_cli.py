@@ -235,3 +235,14 @@ def test_an_event_time_past_the_year_9999_is_ignored_and_every_event_is_still_ha
     assert result.exit_code == 0, result.output
     assert [(o["action"], o["event_id"]) for o in lines(result.stdout)] == [
         ("resolve", "h1"), ("change", "h1"), ("trigger", "b1")]
+
+
+def test_validate_warns_of_a_route_no_rules_labels_can_reach(tmp_path: Path) -> None:
+    config = tmp_path / "pd.yaml"
+    config.write_text(f"rules_dir: {ROOT / 'rules'}\nroutes:\n  - match: {{repo: acme/pay}}\n    service_id: PPAY001\n"
+                      "  - match: {team: payments}\n    service_id: PTEAM01\n")
+    result = invoke(["validate", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert f"{config}:5: warning: routes[1]: can never be taken: no rule's labels include 'team'" in result.stdout
+    assert "routes[0]" not in result.stdout  # repo is a label the rules set
+    assert invoke(["validate", "--strict", "--config", str(config)]).exit_code == 1

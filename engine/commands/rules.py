@@ -7,9 +7,12 @@ from pathlib import Path
 import click
 
 from engine.commands.common import config_options, fail_cleanly
-from engine.config import load_config
+from engine.config import Config, load_config
 from engine.errors import InvalidFiles, PageRulesError, Problem
 from engine.language.loading import load_ruleset, rule_folders
+from engine.language.model import RuleSet
+from engine.language.routes import config_routes, unreachable_routes
+from engine.pagerduty.manual import MANUAL_LABELS
 
 
 @click.command()
@@ -38,6 +41,7 @@ def validate(config_path: str | None, rules_dir: str | None, packs: str | None, 
         try:
             ruleset = load_ruleset(config)
             problems.extend(ruleset.warnings)
+            problems.extend(route_warnings(config, ruleset))
         except InvalidFiles as exc:
             problems.extend(exc.problems)
         click.echo(f"rules: {', '.join(rule_folders(config))}", err=True)
@@ -51,6 +55,15 @@ def validate(config_path: str | None, rules_dir: str | None, packs: str | None, 
     assert ruleset is not None
     count = len(ruleset.all_rules())
     click.echo(f"ok: {count} rules in {len(ruleset.files)} files (ruleset {ruleset.version})", err=True)
+
+
+def route_warnings(config: Config, ruleset: RuleSet) -> list[Problem]:
+    """Routes no incident or change can take: every trigger's and change rule's labels (and a page by
+    hand's) lack a label the route's match needs, as a typo in a label name would make it."""
+    routes, _ = config_routes(config)  # their errors were reported when the config loaded
+    label_sets = [[name for name, _ in rule.labels]
+                  for group in (ruleset.triggers, ruleset.changes) for rules in group.values() for rule in rules]
+    return unreachable_routes(routes, [*label_sets, MANUAL_LABELS])
 
 
 @click.command()

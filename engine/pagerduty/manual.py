@@ -28,6 +28,7 @@ from engine.language.templates import slug
 from engine.pagerduty.client import Client, PagerDutyError
 
 MANUAL_RULE = "manual"
+MANUAL_LABELS = ("kind", "repo")  # the labels of a page by hand
 _DISABLED = Result(Status.DISABLED)
 
 
@@ -45,7 +46,7 @@ def trigger(config: Config, backend: Backend, title: str, severity: str, repo: s
     """Page by hand; the outcome line, as `process` prints it."""
     if not sev.is_severity(severity):
         raise ConfigError(f"severity: {sev.unknown_severity(severity)}")
-    labels = {"kind": MANUAL_RULE, "repo": repo}
+    labels = {"kind": MANUAL_RULE, "repo": repo}  # MANUAL_LABELS
     text_details = {str(k): str(v) for k, v in (details or {}).items()}
     action = TriggerAction(MANUAL_RULE, None, manual_key(config, repo, title, key),
                            full_title(config.title_format, severity, title), severity,
