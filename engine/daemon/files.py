@@ -21,12 +21,13 @@ from engine import logs, metrics
 from engine.config import Config
 from engine.daemon.inbox import FAILED, PROCESSED, move, type_from_name
 from engine.daemon.status import StatusFile
-from engine.dispatch.dispatcher import Dispatcher
+from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
 from engine.dispatch.outcomes import Outcome, Status
 from engine.dispatch.pipeline import UNKNOWN_TYPE, Pipeline
 from engine.events.stream import read_events
 from engine.events.types import event_id
 from engine.language.model import RuleSet
+from engine.pagerduty.backend import Live, make_client
 from engine.pagerduty.state import State, StateError
 
 log = logging.getLogger("pagerules.watch")
@@ -194,6 +195,15 @@ def open_regular(path: Path) -> tuple[int, str] | str:
 def identity(path: Path, info: os.stat_result) -> str:
     """One delivery: the same name with new bytes, or the same bytes in a new file, is another."""
     return f"{path} {info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def daemon_backend(config: Config, state: State) -> Backend:
+    """The backend of the file daemon and the queue workers: PagerDuty when enabled (its settings are then
+    required), else a dry run that sends nothing."""
+    if not config.enabled:
+        return DryRun()
+    config.require_live()
+    return Live(config, make_client(config), state)
 
 
 def act(event: dict[str, Any], where: str, loaded: Loaded, problems: list[str],

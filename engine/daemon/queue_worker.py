@@ -25,15 +25,14 @@ from typing import Any
 
 from engine import logs, metrics
 from engine.config import load_config
-from engine.daemon.files import Loaded, _log_outcome, act, open_regular
+from engine.daemon.files import Loaded, _log_outcome, act, daemon_backend, open_regular
 from engine.daemon.inbox import FAILED, PROCESSED, backlog, move, type_from_name
-from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
+from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outcomes import Outcome, Status
 from engine.dispatch.pipeline import UNKNOWN_TYPE, Pipeline
 from engine.errors import InvalidFiles, PageRulesError
 from engine.events.stream import read_events
 from engine.language.loading import RuleCache
-from engine.pagerduty.backend import Live, make_client
 from engine.pagerduty.pgqueue import EventQueue
 from engine.pagerduty.queue import Entry, Job, ordering_key
 from engine.pagerduty.records import is_postgresql_url
@@ -82,10 +81,7 @@ class QueueWorker:
     def _load(self) -> Loaded:
         config = load_config(self.config_path, overrides=self.overrides)
         ruleset = self.rule_cache.load(config)
-        backend: Backend = DryRun()
-        if config.enabled:
-            config.require_live()
-            backend = Live(config, make_client(config), self.state)
+        backend = daemon_backend(config, self.state)
         metrics.observe_reload(True, self.clock(), rules=len(ruleset.all_rules()))
         dispatcher = Dispatcher(config, backend)
         pipeline = Pipeline(ruleset, dispatcher, warned=self.warned, meter=metrics.count_outcome)

@@ -20,15 +20,14 @@ from typing import Any
 
 from engine import metrics
 from engine.config import load_config
-from engine.daemon.files import FileWork, Loaded, Pending, _log_outcome, identity
+from engine.daemon.files import FileWork, Loaded, Pending, _log_outcome, daemon_backend, identity
 from engine.daemon.inbox import backlog, is_event_file
 from engine.daemon.notifications import Notifications, Request, observe
 from engine.daemon.status import StatusFile, status_path
-from engine.dispatch.dispatcher import Backend, Dispatcher, DryRun
+from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.pipeline import Pipeline
 from engine.errors import InvalidFiles, PageRulesError
 from engine.language.loading import RuleCache
-from engine.pagerduty.backend import Live, make_client
 from engine.pagerduty.store import open_state
 
 log = logging.getLogger("pagerules.watch")
@@ -61,10 +60,7 @@ class Daemon:
     def _load(self) -> Loaded:
         config = load_config(self.config_path, overrides=self.overrides)
         ruleset = self.rule_cache.load(config)
-        backend: Backend = DryRun()
-        if config.enabled:
-            config.require_live()
-            backend = Live(config, make_client(config), self.state)
+        backend = daemon_backend(config, self.state)
         self.status.update(ruleset_version=ruleset.version, rules_loaded_at=self.clock(), last_reload_error=None)
         metrics.observe_reload(True, self.clock(), rules=len(ruleset.all_rules()))
         dispatcher = Dispatcher(config, backend)
