@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from cli import main
 from engine.errors import InvalidFiles
 from engine.events.types import load_event_types
+from engine.language.model import Flap
 from engine.language.rules import load_ruleset_text
 from engine.language.templates import make_context
 
@@ -38,8 +39,8 @@ def problems(text: str, filename: str = "rules/x.yaml") -> list[str]:
     ("    on: buidl\n",
      f"rules/x.yaml:7: rule t: on: unknown event type 'buidl' (did you mean 'build'? known: {KNOWN_TYPES})"),
     ("    tittle: x\n",
-     "rules/x.yaml:7: rule t: tittle: unknown key 'tittle' (did you mean 'title'? known: description, details, for, "
-     "id, incident_key, labels, links, match, on, severity, title, vars, when)"),
+     "rules/x.yaml:7: rule t: tittle: unknown key 'tittle' (did you mean 'title'? known: description, details, flap, "
+     "for, id, incident_key, labels, links, match, on, renotify, severity, title, vars, when)"),
     ("    match:\n      branch: {eqq: main}\n",
      "rules/x.yaml:8: rule t: match.branch: unknown matcher 'eqq' (did you mean 'eq'? known: eq, exists, gt, gte, "
      "in, lt, lte, ne, not_in, regex)"),
@@ -310,3 +311,15 @@ def test_for_is_a_duration_in_seconds_and_absent_means_page_at_once(written: str
                          f"    incident_key: k\n    for: {written}\n  - id: u\n    on: build\n    severity: high\n"
                          "    title: x\n    incident_key: k2\n")
     assert [(t.id, t.pending_for) for t in ruleset.triggers["build"]] == [("t", seconds), ("u", None)]
+
+
+def test_renotify_and_flap_compile_to_seconds_and_a_bad_one_is_named_at_its_line() -> None:
+    ruleset = rules_from("triggers:" + GOOD_TRIGGER + "    renotify: 4h\n    flap: {opens: 3, within: 30m}\n")
+    (trigger,) = ruleset.triggers["build"]
+    assert (trigger.renotify, trigger.flap) == (14400.0, Flap(3, 1800.0))
+    assert problems("triggers:" + GOOD_TRIGGER + "    renotify: soon\n    flap:\n      opens: 3\n      within: 0m\n") == [
+        "rules/x.yaml:8: rule build-failed: renotify: 'soon' is not a duration: write a number and a unit, "
+        "s m h d or w (30m, 2h, 1h30m)",
+        "rules/x.yaml:11: rule build-failed: flap.within: '0m' is no time at all: give a duration above zero"]
+    assert problems("triggers:" + GOOD_TRIGGER + "    flap: {opens: 1, within: 30m}\n")[0].startswith(
+        "rules/x.yaml:8: rule build-failed: flap.opens:")

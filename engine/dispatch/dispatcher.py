@@ -107,6 +107,7 @@ class MemoryView:
     def __init__(self, incidents: Iterable[OpenIncident] = (), silences: Iterable[Silence] = ()):
         self._open: dict[str, OpenIncident] = {}
         self.pending: dict[str, PendingTrigger] = {}
+        self.hand_resolved: dict[str, float] = {}  # key -> when a person resolved it (README "Repeat control")
         self._by_label: dict[tuple[str, str], set[str]] = {}
         self.silences = tuple(silences)  # fixed here: a Dispatcher reads whether there are any when it is made
         for incident in incidents:
@@ -174,6 +175,15 @@ class MemoryView:
                 keys.discard(incident_key)
                 if not keys:  # drop the entry, or the index grows with every label value ever seen
                     del self._by_label[item]
+
+    def resolve_by_hand(self, incident_key: str, at: float) -> bool:
+        """A person resolved the key's incident (in PagerDuty, or a rule test's ``resolve_by_hand`` step):
+        closed, and remembered with its time for ``renotify:``. False when nothing was open for the key."""
+        if incident_key not in self._open:
+            return False
+        self.close(incident_key)
+        self.hand_resolved[incident_key] = at
+        return True
 
     def __len__(self) -> int:
         return len(self._open)

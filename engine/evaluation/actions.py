@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from engine.language.model import Flap
+
 # PagerDuty documents 255 characters for Events API dedup keys and gives no limit
 # for REST incident_key; we hold REST keys to the same 255
 # (tests/fixtures/pagerduty-api/REFERENCE.md §11).
@@ -92,6 +94,8 @@ class TriggerAction:
     links: tuple[Mapping[str, str], ...] = ()  # [{href, text?}] rendered from the rule's links:
     at: float | None = None  # the event's own time (its ``time`` field, epoch seconds), when it gave one
     pending_for: float | None = None  # the rule's ``for:`` in seconds: hold the first page this long
+    renotify: float | None = None  # the rule's ``renotify:`` in seconds (README "Repeat control")
+    flap: Flap | None = None  # the rule's ``flap:`` (README "Flap control")
     kind: str = "trigger"
     _extras: Extras | None = field(default=None, repr=False, compare=False)
 

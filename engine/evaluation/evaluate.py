@@ -177,7 +177,7 @@ def _fire(rule: Trigger, scope: Scope, eid: Any, ruleset: RuleSet, errors: list[
     links = _links(rule.links, scope, rule, eid, errors) if rule.links else ()
     return TriggerAction(rule.id, eid, full_key(ruleset.prefix, key or f"{rule.id}-template-error"),
                          title, severity, lambda: _extras(rule, scope, eid), links=links, at=at,
-                         pending_for=rule.pending_for)
+                         pending_for=rule.pending_for, renotify=rule.renotify, flap=rule.flap)
 
 
 def _links(links: tuple[Link, ...], scope: Scope, rule: Rule, eid: Any, errors: list[ErrorAction]
@@ -246,11 +246,13 @@ def _merge(current: TriggerAction | None, new: TriggerAction) -> TriggerAction:
     links = high.links + tuple(link for link in low.links if link["href"] not in hrefs)
     return TriggerAction(high.rule, high.event_id, high.incident_key, high.title, high.severity, merged,
                          high.also_matched + (low.rule,) + low.also_matched, links, high.at,
-                         _shorter_hold(high.pending_for, low.pending_for))
+                         _shorter_hold(high.pending_for, low.pending_for),
+                         _shorter_hold(high.renotify, low.renotify), high.flap if low.flap else None)
 
 
 def _shorter_hold(a: float | None, b: float | None) -> float | None:
-    """One key, two rules: the shorter ``for:``; a rule without one pages at once, so the key does."""
+    """One key, two rules: the shorter ``for:`` (or ``renotify:``); a rule without one pages at once (or
+    after the dedup window), so the key does: a missed page is worse than an early one."""
     return None if a is None or b is None else min(a, b)
 
 

@@ -11,7 +11,7 @@ from engine.documents.source import Document
 from engine.errors import Problem
 from engine.events.types import EventType
 from engine.language.matchers import MatcherError, compile_match
-from engine.language.model import Change, Link, Recovery, Selector, Trigger, link_problem
+from engine.language.model import Change, Flap, Link, Recovery, Selector, Trigger, link_problem
 from engine.language.silences import SilenceError, parse_duration
 from engine.language.templates import (
     Compiled,
@@ -133,17 +133,28 @@ class RuleBuilder:
                        labels=self.mapping(path, raw.get("labels"), "labels"),
                        details=self.mapping(path, raw.get("details"), "details"),
                        links=self.links(path, raw.get("links")),
-                       pending_for=self.duration(path, raw.get("for")))
+                       pending_for=self.duration(path, raw.get("for")),
+                       renotify=self.duration(path, raw.get("renotify"), "renotify"),
+                       flap=self.flap(path, raw.get("flap")))
 
-    def duration(self, path: tuple[Any, ...], raw: Any) -> float | None:
-        """A trigger's ``for:`` (30s, 10m, 1h) in seconds; None when not given (or wrong: a problem)."""
+    def duration(self, path: tuple[Any, ...], raw: Any, *inner: Any) -> float | None:
+        """A trigger's ``for:``, ``renotify:`` or ``flap.within`` (30s, 10m, 1h) in seconds, at the field
+        ``inner`` (default ``for``); None when not given (or wrong: a problem at that field)."""
+        inner = inner or ("for",)
         if raw is None:
             return None
         try:
-            return parse_duration(str(raw))
+            return parse_duration(str(raw), dotted(inner))
         except SilenceError as exc:
-            self.problem(path + ("for",), exc.reason, ("for",))
+            self.problem(path + inner, exc.reason, inner)
             return None
+
+    def flap(self, path: tuple[Any, ...], raw: Mapping[str, Any] | None) -> Flap | None:
+        """A trigger's ``flap: {opens: N, within: DURATION}``; the schema has checked its shape."""
+        if raw is None:
+            return None
+        within = self.duration(path, raw["within"], "flap", "within")
+        return Flap(int(raw["opens"]), within) if within is not None else None
 
     def change(self, index: int, raw: Mapping[str, Any]) -> Change:
         path = ("changes", index)

@@ -51,6 +51,15 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Flap:
+    """A trigger's ``flap:`` (README "Flap control"): a key that opened ``opens`` times within ``within``
+    seconds is flapping; its recoveries are held so it stays one open incident, noted on each flap."""
+
+    opens: int
+    within: float
+
+
+@dataclass(frozen=True)
 class Trigger(Rule):
     severity: str | Compiled = "high"
     title: Compiled | None = None
@@ -59,6 +68,8 @@ class Trigger(Rule):
     details: tuple[tuple[str, Compiled], ...] = ()
     links: tuple[Link, ...] = ()
     pending_for: float | None = None  # ``for:`` in seconds (README "Pending triggers"); None: page at once
+    renotify: float | None = None  # ``renotify:`` in seconds (README "Repeat control"); None: the dedup window
+    flap: Flap | None = None  # ``flap:`` (README "Flap control"); None: every recovery resolves
 
 
 @dataclass(frozen=True)
