@@ -317,7 +317,8 @@ def test_renotify_and_flap_compile_to_seconds_and_a_bad_one_is_named_at_its_line
     ruleset = rules_from("triggers:" + GOOD_TRIGGER + "    renotify: 4h\n    flap: {opens: 3, within: 30m}\n")
     (trigger,) = ruleset.triggers["build"]
     assert (trigger.renotify, trigger.flap) == (14400.0, Flap(3, 1800.0))
-    assert problems("triggers:" + GOOD_TRIGGER + "    renotify: soon\n    flap:\n      opens: 3\n      within: 0m\n") == [
+    bad = "    renotify: soon\n    flap:\n      opens: 3\n      within: 0m\n"
+    assert problems("triggers:" + GOOD_TRIGGER + bad) == [
         "rules/x.yaml:8: rule build-failed: renotify: 'soon' is not a duration: write a number and a unit, "
         "s m h d or w (30m, 2h, 1h30m)",
         "rules/x.yaml:11: rule build-failed: flap.within: '0m' is no time at all: give a duration above zero"]
