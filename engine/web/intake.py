@@ -181,7 +181,7 @@ class Intake:
         try:
             return 202, self._store(source, kind, payload, raw)
         except QueueUnavailable as exc:
-            return unavailable(exc)
+            return unavailable(exc, to_the_sender=False)  # a hook may be open to anyone: no database names
 
     def use_queue(self, queue: EventQueue) -> None:
         """From now on, deliveries go into ``queue`` (``serve --queue``) instead of the events directory."""
@@ -255,11 +255,14 @@ def _delivery(source: str, headers: Headers, raw: bytes) -> tuple[dict[str, Any]
     return payload, hook_type(source, headers)
 
 
-def unavailable(exc: QueueUnavailable) -> tuple[int, dict[str, Any]]:
+def unavailable(exc: QueueUnavailable, to_the_sender: bool = True) -> tuple[int, dict[str, Any]]:
     """503: the queue cannot be reached and nothing was stored; the body says when to try again (the
-    route sets Retry-After from it). The message names the server, never its password."""
+    route sets Retry-After from it). The log names the server, never its password, for the one on call;
+    the body says why only ``to_the_sender`` who holds a token: a webhook sender is told what to do,
+    not where the database is (a hook may be open to the internet)."""
     log.error("intake refused (503): %s", exc)
-    return 503, {"error": f"the event queue is unavailable, nothing was stored; try again: {exc}",
+    why = f": {exc}" if to_the_sender else ""
+    return 503, {"error": f"the event queue is unavailable, nothing was stored; try again{why}",
                  "retry_after": RETRY_AFTER_SECONDS}
 
 
