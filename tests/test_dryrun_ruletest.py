@@ -266,3 +266,189 @@ def test_a_case_without_times_runs_from_its_start_not_the_wall_clock(tmp_path: P
 """)
     result = invoke(["test", "--rules", str(EXAMPLES), str(case)])
     assert result.exit_code == 0, result.output
+
+
+def test_the_wake_up_between_events_pages_a_hold_that_passed_before_a_later_recovery(tmp_path: Path) -> None:
+    """As the daemon would: a hold due at +10m pages then, so a recovery at +15m resolves it (not cancels)."""
+    case = tmp_path / "later.yaml"
+    recovered = HELD.replace("error_rate: 0.03", "error_rate: 0.01").replace("id: d1", "id: d2")
+    case.write_text(f"""cases:
+  - name: paged by the wake-up, then resolved
+    events:
+      - {HELD % "at: +0s, "}
+      - {recovered % "at: +15m, "}
+    expect:
+      - {{action: trigger, status: pending, event_id: d1}}
+      - {{action: trigger, status: planned, event_id: d1, incident_key: codespar-acme-api-deploy-v1-error-rate}}
+      - {{action: resolve, status: planned, event_id: d2, incident_key: codespar-acme-api-deploy-v1-error-rate}}
+  - name: a recovery at the due time itself still cancels
+    events:
+      - {HELD % "at: +0s, "}
+      - {recovered % "at: +10m, "}
+    expect:
+      - {{action: trigger, status: pending}}
+      - {{action: resolve, status: cancelled_pending}}
+""")
+    result = invoke(["test", "--rules", str(EXAMPLES), str(case)])
+    assert result.exit_code == 0, result.output
+
+
+# ---- silences and hand resolves in rule test cases -----------------------------------------------
+FAILED_BUILD = "{type: build, id: b%d, %srepo: acme/api, branch: main, build_number: %d, status: failed}"
+PASSED_BUILD = "{type: build, id: b%d, %srepo: acme/api, branch: main, build_number: %d, status: passed}"
+KEY5 = "codespar-acme-api-build-5"
+
+
+def run_case(tmp_path: Path, text: str) -> tuple[int, list[str]]:
+    case = tmp_path / "case.yaml"
+    case.write_text(text)
+    result = invoke(["test", str(case)])
+    return result.exit_code, result.output.splitlines()
+
+
+def test_a_case_silence_mutes_a_trigger_with_its_id_and_lets_the_resolve_through(tmp_path: Path) -> None:
+    code, lines = run_case(tmp_path, f"""cases:
+  - name: opened, silenced, resolved
+    silences:
+      - {{match: {{repo: acme/api}}, at: +5m, for: 1h, comment: db upgrade}}
+      - {{id: other, match: {{repo: acme/web}}, until: +1h}}
+    events:
+      - {FAILED_BUILD % (5, "at: +1m, ", 5)}
+      - {FAILED_BUILD % (6, "at: +10m, ", 5)}
+      - {FAILED_BUILD % (7, "at: +20m, ", 7)}
+      - {PASSED_BUILD % (8, "at: +30m, ", 8)}
+      - {FAILED_BUILD % (9, "at: +65m, ", 9)}
+    expect:
+      - {{action: trigger, status: planned, incident_key: {KEY5}}}
+      - {{action: trigger, status: silenced, silence_id: case-1, incident_key: {KEY5}}}
+      - {{action: trigger, status: silenced, silence_id: case-1, incident_key: codespar-acme-api-build-7}}
+      - {{action: resolve, status: planned, incident_key: {KEY5}}}
+      - {{action: trigger, status: planned, incident_key: codespar-acme-api-build-9}}
+""")
+    assert code == 0, lines
+
+
+def test_a_wrong_silence_id_is_a_difference(tmp_path: Path) -> None:
+    code, lines = run_case(tmp_path, f"""cases:
+  - name: named
+    silences: [{{id: maint, match: {{repo: acme/api}}, for: 1h}}]
+    events: [{FAILED_BUILD % (5, "", 5)}]
+    expect: [{{action: trigger, status: silenced, silence_id: case-1}}]
+""")
+    assert code == 1
+    assert lines[1] == "    outcome 1 (trigger): silence_id: expected 'case-1', got 'maint'"
+
+
+def test_a_weekly_case_silence_mutes_only_inside_its_window(tmp_path: Path) -> None:
+    # 2026-01-01 is a Thursday; the window is Thursdays 01:00-02:00 in Berlin (00:00-01:00 UTC in winter).
+    code, lines = run_case(tmp_path, f"""cases:
+  - name: a window
+    silences:
+      - {{match: {{repo: acme/api}}, until: "2026-02-01T00:00:00Z",
+         weekly: {{weekdays: thu, between: "01:00-02:00", tz: Europe/Berlin}}}}
+    events:
+      - {FAILED_BUILD % (1, "at: +30m, ", 1)}
+      - {FAILED_BUILD % (2, "at: +90m, ", 2)}
+    expect:
+      - {{action: trigger, status: silenced, silence_id: case-1}}
+      - {{action: trigger, status: planned}}
+""")
+    assert code == 0, lines
+
+
+def test_a_case_silence_given_wrong_names_the_file_line_and_field(tmp_path: Path) -> None:
+    code, lines = run_case(tmp_path, f"""cases:
+  - name: bad silences
+    silences:
+      - {{match: {{repo: acme/api}}, at: +2h, until: +1h}}
+      - {{match: {{}}, for: 1h}}
+      - match: {{repo: acme/api}}
+        for: 1h
+        weekly: {{between: "22:00-23:00", tz: Mars/Base}}
+      - {{match: {{repo: acme/api}}, for: soon}}
+      - {{match: {{repo: {{regex: "("}}}}, for: 1h}}
+      - {{match: {{repo: acme/api}}, at: tomorrow, for: 1h}}
+      - {{match: {{repo: acme/api}}}}
+    events: [{FAILED_BUILD % (5, "", 5)}]
+    expect: []
+""")
+    where = str(tmp_path / "case.yaml")
+    assert code == 1
+    assert lines[1:8] == [
+        f"    {where}:4: silences[0].until: 2026-01-01T01:00:00Z is not after starts_at 2026-01-01T02:00:00Z",
+        f"    {where}:5: silences[1].match: no matchers: a silence without any would mute every page; "
+        "give at least one",
+        f"    {where}:8: silences[2].weekly.tz: unknown time zone 'Mars/Base': give an IANA name such as "
+        "Europe/Berlin or UTC",
+        f"    {where}:9: silences[3].for: 'soon' is not a duration: write a number and a unit, s m h d or w "
+        "(30m, 2h, 1h30m)",
+        lines[5],
+        f"    {where}:11: silences[5].at: 'tomorrow' is neither an offset from the case's start (+10m) nor an "
+        "ISO 8601 time (2026-01-01T00:10:00Z)",
+        lines[7]]
+    assert lines[5].startswith(f"    {where}:10: silences[4].match.repo: ")
+    assert lines[7].startswith(f"    {where}:12: silences[6].ends_at: say how long it lasts")
+    assert lines[-1] == "0 passed, 1 failed"
+
+
+def test_an_unknown_silence_field_is_a_broken_test_file(tmp_path: Path) -> None:
+    case = tmp_path / "case.yaml"
+    case.write_text(f"""cases:
+  - name: typo
+    silences:
+      - {{match: {{repo: acme/api}}, for: 1h, edns_at: +2h}}
+    events: [{FAILED_BUILD % (5, "", 5)}]
+    expect: []
+""")
+    result = invoke(["test", str(case)])
+    assert result.exit_code == 2 and "case.yaml:4: cases[0].silences[0].edns_at: unknown key 'edns_at'" \
+        in result.output
+
+
+def test_resolve_by_hand_closes_the_incident_so_the_next_trigger_pages_again(tmp_path: Path) -> None:
+    code, lines = run_case(tmp_path, f"""cases:
+  - name: resolved by a person, then failing again
+    events:
+      - {FAILED_BUILD % (1, "at: +0s, ", 5)}
+      - {FAILED_BUILD % (2, "at: +1m, ", 5)}
+      - {{resolve_by_hand: {KEY5}, at: +2m}}
+      - {FAILED_BUILD % (3, "at: +3m, ", 5)}
+      - {PASSED_BUILD % (4, "at: +4m, ", 6)}
+      - {FAILED_BUILD % (5, "at: +5m, ", 5)}
+      - {{resolve_by_hand: {KEY5}, time: "2026-01-01T00:06:00Z"}}
+      - {PASSED_BUILD % (6, "at: +7m, ", 6)}
+    expect:
+      - {{action: trigger, status: planned, event_id: b1}}
+      - {{action: trigger, status: deduplicated, event_id: b2}}
+      - {{action: trigger, status: planned, event_id: b3}}
+      - {{action: resolve, status: planned, event_id: b4}}
+      - {{action: trigger, status: planned, event_id: b5}}
+      - {{action: resolve, status: nothing_open, event_id: b6}}
+""")
+    assert code == 0, lines
+
+
+def test_resolve_by_hand_of_a_key_with_nothing_open_or_given_wrong_fails_the_case(tmp_path: Path) -> None:
+    code, lines = run_case(tmp_path, f"""cases:
+  - name: a typo in the key
+    events:
+      - {FAILED_BUILD % (1, "", 5)}
+      - {{resolve_by_hand: codespar-acme-api-build-55, at: +1m}}
+    expect: [{{action: trigger, status: planned}}]
+  - name: times given wrong
+    events:
+      - {FAILED_BUILD % (1, "", 5)}
+      - {{resolve_by_hand: {KEY5}, at: +1m, time: "2026-01-01T00:01:00Z"}}
+      - {{resolve_by_hand: {KEY5}, time: yesterday}}
+      - {{resolve_by_hand: {KEY5}, at: later}}
+    expect: [{{action: trigger, status: planned}}]
+""")
+    assert code == 1
+    assert lines[1] == ("    events[1]: resolve_by_hand: nothing open for 'codespar-acme-api-build-55' at "
+                        "2026-01-01T00:01:00Z")
+    assert lines[3:6] == [
+        "    events[1]: give time or at, not both",
+        "    events[2].time: 'yesterday' is not ISO 8601 (e.g. 2026-01-01T00:00:00Z)",
+        "    events[3].at: 'later' is not a duration: write a number and a unit, s m h d or w (30m, 2h, 1h30m) "
+        "(an offset from the case's start, such as +10m)"]
+    assert lines[-1] == "0 passed, 2 failed"

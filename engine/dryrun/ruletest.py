@@ -6,21 +6,29 @@ field by field, for the fields the case names.
 
 Time in a case is the events' (README "Pending triggers"), never the wall clock: an event's ``time``
 (ISO 8601), or ``at: +10m``, an offset from the case's ``start`` (default CASE_START), which becomes
-its ``time``. An event with neither is handled at the latest time seen. ``until: +15m`` then runs what
-the daemon's wake-up would at that time (pending triggers now due page) and adds its outcome lines.
+its ``time``. An event with neither is handled at the latest time seen. Before each event the daemon's
+wake-up runs for the holds due strictly before that event's time (a repeat at the due time pages on
+its own, and a recovery then cancels), and ``until: +15m`` runs it once more at that time; its
+outcome lines come in between, where the daemon would print them.
+
+A case's ``silences:`` are made as `silence add` and ``POST /api/silences`` make them (the same
+checks), timed by offsets or ISO 8601, with ids ``case-1``, ``case-2``... unless given. A
+``- resolve_by_hand: KEY`` step closes the key's open incident as a person resolving it in PagerDuty
+would; it prints nothing, and a key with nothing open fails the case (a typo would test nothing).
 """
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from engine import resources
 from engine.config import Config, load_config
-from engine.dispatch.dispatcher import Dispatcher, DryRun
+from engine.dispatch.dispatcher import Dispatcher, DryRun, MemoryView
 from engine.dispatch.pipeline import Pipeline
 from engine.documents.schema import check_document, load_schema
 from engine.documents.source import Document, load_yaml_text
@@ -30,10 +38,11 @@ from engine.evaluation.evaluate import event_time, iso_time
 from engine.events.stream import Parsed, read_events
 from engine.language.loading import display, load_ruleset
 from engine.language.model import RuleSet
-from engine.language.silences import SilenceError, parse_duration
+from engine.language.silences import Silence, SilenceError, parse_duration, silence_from_request
 
 DEFAULT_TESTS = "tests"  # inside the rules folder: rules/tests/*.yaml
 CASE_START = "2026-01-01T00:00:00Z"  # a case's time zero when it gives no start: fixed, so runs repeat
+CASE_SILENCER = "pagerules test"  # who made a case's silences (created_by)
 
 
 class CaseClock:
@@ -61,6 +70,21 @@ def offset(text: Any, where: str) -> float:
         return parse_duration(bare, where)
     except SilenceError as exc:
         raise ValueError(f"{where}: {exc.reason} (an offset from the case's start, such as +10m)") from None
+
+
+def moment(text: Any, start: float, where: str) -> float:
+    """An offset from the case's start (``+10m``) or an ISO 8601 time, as epoch seconds."""
+    at = event_time(text) if isinstance(text, str) and not text.strip().startswith("+") else None
+    return at if at is not None else start + offset(text, where)
+
+
+@dataclass(frozen=True)
+class HandResolve:
+    """A ``resolve_by_hand`` step: a person resolves the key's incident at ``at`` (None: the latest time)."""
+
+    incident_key: str
+    at: float | None
+    where: str  # events[N], for the case's diff
 
 
 @dataclass
@@ -119,13 +143,26 @@ class RuleTestRun:
             result.diffs.append(f"start: {case['start']!r} is not ISO 8601 (e.g. {CASE_START})")
             return result
         clock = CaseClock(start)
+        silences = list(_silences(case, path, doc, index, result, start))
         items = list(_events(case["events"], path, doc, index, result, start))
-        dispatcher = Dispatcher(config, DryRun(), clock)
+        if result.diffs:  # a silence or a step given wrong: running the rest would test something else
+            return result
+        view = MemoryView(silences=silences)
+        dispatcher = Dispatcher(config, DryRun(view), clock)
         pipeline = Pipeline(ruleset, dispatcher)
         actual: list[dict[str, Any]] = []
         for item, default_type in items:
+            if isinstance(item, HandResolve):
+                if item.at is not None:
+                    clock.now = max(clock.now, item.at)
+                actual += _wake(dispatcher, clock.now)
+                if not view.resolve_by_hand(item.incident_key, clock.now):
+                    result.diffs.append(f"{item.where}: resolve_by_hand: nothing open for {item.incident_key!r} "
+                                        f"at {iso_time(clock.now)}")
+                continue
             if item.event is not None:
                 clock.see(item.event)
+            actual += _wake(dispatcher, clock.now)
             actual += [o.to_line() for o in pipeline.item(item, default_type)]
         if "until" in case:
             try:
@@ -146,11 +183,85 @@ class RuleTestRun:
         return self._rulesets[key]
 
 
+def _wake(dispatcher: Dispatcher, now: float) -> list[dict[str, Any]]:
+    """What the daemon's wake-up would have paged before ``now``: the holds due strictly before it (one due
+    at ``now`` is the next event's to page or cancel, as a repeat or recovery at the due time does)."""
+    return [o.to_line() for o in dispatcher.fire_due(math.nextafter(now, -math.inf))]
+
+
+def _silences(case: Mapping[str, Any], path: Path, doc: Document, index: int, result: CaseResult, start: float
+              ) -> Iterator[Silence]:
+    """The case's silences, checked as `silence add` and the API check theirs; each error names the test
+    file, the line and the field."""
+    for number, spec in enumerate(case.get("silences", ())):
+        where = ("cases", index, "silences", number)
+        name = f"silences[{number}]"
+        try:
+            request = _silence_request(spec, start, name, case["name"])
+            silence = silence_from_request(request, CASE_SILENCER, start)
+        except SilenceError as exc:
+            first = exc.field.split(".")[0]
+            field_name = {"ends_at": _end_key(spec), "starts_at": _start_key(spec)}.get(first, first)
+            line = doc.line((*where, field_name, *exc.field.split(".")[1:]))
+            result.diffs.append(f"{display(path)}:{line}: {name}.{field_name}"
+                                f"{exc.field[len(first):]}: {exc.reason}")
+            continue
+        yield replace(silence, id=str(spec.get("id") or f"case-{number + 1}"))
+
+
+def _start_key(spec: Mapping[str, Any]) -> str:
+    return "at" if "at" in spec else "starts_at"
+
+
+def _end_key(spec: Mapping[str, Any]) -> str:
+    return next((k for k in ("until", "ends_at", "for") if k in spec), "ends_at")
+
+
+def _silence_request(spec: Mapping[str, Any], start: float, name: str, case_name: str) -> dict[str, Any]:
+    """A case's silence in the request shape of `silence add` and ``POST /api/silences``: ``starts_at``
+    or ``at`` and ``ends_at`` or ``until`` may be offsets from the case's start (``+10m``) or ISO 8601,
+    ``for`` a duration; the comment defaults to the case's name."""
+    given = [k for k in ("starts_at", "at") if k in spec]
+    ends = [k for k in ("ends_at", "until") if k in spec]
+    if len(given) > 1:
+        raise SilenceError("starts_at", "give starts_at or at, not both")
+    if len(ends) > 1:
+        raise SilenceError("ends_at", "give ends_at or until, not both")
+    request: dict[str, Any] = {"match": spec.get("match"), "comment": spec.get("comment", f"rule test: {case_name}")}
+    if "weekly" in spec:
+        request["weekly"] = spec["weekly"]
+    begin = start
+    if given:
+        begin = _when(spec[given[0]], start, "starts_at")
+        request["starts_at"] = iso_time(begin)
+    if ends:
+        request["ends_at"] = iso_time(_when(spec[ends[0]], start, "ends_at"))
+    if "for" in spec:
+        request["for"] = spec["for"]
+    return request
+
+
+def _when(value: Any, start: float, field_name: str) -> float:
+    if not isinstance(value, str):
+        raise SilenceError(field_name, f"expected an offset from the case's start (+10m) or an ISO 8601 time, "
+                           f"got {type(value).__name__}")
+    try:
+        return moment(value, start, field_name)
+    except ValueError:
+        raise SilenceError(field_name, f"{value!r} is neither an offset from the case's start (+10m) nor an "
+                           "ISO 8601 time (2026-01-01T00:10:00Z)") from None
+
+
 def _events(specs: list[Any], path: Path, doc: Document, index: int, result: CaseResult, start: float
-            ) -> Iterator[tuple[Parsed, str | None]]:
+            ) -> Iterator[tuple[Parsed | HandResolve, str | None]]:
     """Each case event with the type it takes when it has none (an event file's ``type``); ``at`` becomes
-    the event's ``time``."""
+    the event's ``time``. A ``resolve_by_hand`` step is a HandResolve."""
     for number, spec in enumerate(specs):
+        if "resolve_by_hand" in spec:
+            step = _hand_resolve(spec, number, start, result)
+            if step is not None:
+                yield step, None
+            continue
         if "file" not in spec:
             event = dict(spec)
             if "at" in event:
@@ -171,6 +282,26 @@ def _events(specs: list[Any], path: Path, doc: Document, index: int, result: Cas
                     yield item, spec.get("type") or None
         except OSError as exc:
             result.diffs.append(f"events[{number}]: cannot read {spec['file']}: {exc.strerror}")
+
+
+def _hand_resolve(spec: Mapping[str, Any], number: int, start: float, result: CaseResult) -> HandResolve | None:
+    where = f"events[{number}]"
+    if "at" in spec and "time" in spec:
+        result.diffs.append(f"{where}: give time or at, not both")
+        return None
+    at: float | None = None
+    if "time" in spec:
+        at = event_time(spec["time"])
+        if at is None:
+            result.diffs.append(f"{where}.time: {spec['time']!r} is not ISO 8601 (e.g. {CASE_START})")
+            return None
+    elif "at" in spec:
+        try:
+            at = start + offset(spec["at"], f"{where}.at")
+        except ValueError as exc:
+            result.diffs.append(str(exc))
+            return None
+    return HandResolve(str(spec["resolve_by_hand"]), at, where)
 
 
 def compare(expected: Sequence[Mapping[str, Any]], actual: Sequence[Mapping[str, Any]]) -> list[str]:
