@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,59 @@ def test_a_worker_keeps_its_rows_leased_while_it_works_and_skips_a_row_it_lost(
         worker.queue.close()
     assert handled == [first]  # the row another worker holds now is left to it, never acted on twice
     assert lease_of(pg_url, second)[0] == "thief"
+
+
+SERVICE_RULE = """
+triggers:
+  - id: service-down
+    on: build
+    match: {status: failed}
+    severity: high
+    title: "{{ event.branch }} down"
+    incident_key: "service-{{ event.branch | slug }}"
+    labels: {service: "{{ event.branch }}"}
+"""
+
+
+def test_two_workers_triggering_one_incident_key_from_two_ordering_keys_at_once_make_one_call(
+        tmp_path: Path, fake: FakePagerDuty, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A rule whose incident_key ignores the repository: two events of two repositories (two ordering keys,
+    so two workers may hold them at once) name one incident. The database decides who calls PagerDuty."""
+    from engine.daemon.queue_worker import QueueWorker
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "service.yaml").write_text(SERVICE_RULE)
+    (tmp_path / "pd.yaml").write_text("rules_dir: rules\n")
+    for name, value in Daemon(tmp_path, fake).env.items():
+        if name.startswith(("PAGERDUTY_", "PAGERULES_")):
+            monkeypatch.setenv(name, value)
+    pair = [QueueWorker(str(tmp_path / "pd.yaml"), {}, pg_url, name=f"w{n}") for n in range(2)]
+    rounds, barrier, errors = 10, threading.Barrier(2), []
+
+    def work(worker: Any, job: Any) -> None:
+        try:
+            barrier.wait(timeout=30)
+            worker.handle(job)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    fake.faults = {"latency_ms": 60}  # PagerDuty takes a while: the two workers' calls would overlap
+    try:
+        for r in range(rounds):
+            enqueue(pg_url, [build(r, repo="acme/api", branch=f"svc{r}", eid=f"a{r}"),
+                             build(r, repo="acme/web", branch=f"svc{r}", eid=f"w{r}")])
+            jobs = [worker.queue.claim(worker.name, 1) for worker in pair]
+            assert [len(j) for j in jobs] == [1, 1]  # one each: their ordering keys differ
+            threads = [threading.Thread(target=work, args=(w, j[0])) for w, j in zip(pair, jobs, strict=True)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+    finally:
+        fake.faults = {}
+        for worker in pair:
+            worker.close()
+    assert errors == []
+    assert statuses(pg_url) == {"done": 2 * rounds}
+    posts = [c["body"]["incident"]["incident_key"] for c in fake.calls("POST", "/incidents")]
+    assert sorted(posts) == sorted(f"codespar-service-svc{r}" for r in range(rounds))  # one call per key, never two
+    assert {key: len(ids) for key, ids in fake.by_key.items()} == {f"codespar-service-svc{r}": 1 for r in range(rounds)}

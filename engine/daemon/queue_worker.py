@@ -33,6 +33,7 @@ from engine.dispatch.pipeline import UNKNOWN_TYPE, Pipeline
 from engine.errors import InvalidFiles, PageRulesError
 from engine.events.stream import read_events
 from engine.language.loading import RuleCache
+from engine.pagerduty.keylock import KeyLocked, KeyLocks
 from engine.pagerduty.pgqueue import EventQueue
 from engine.pagerduty.queue import Entry, Job, ordering_key
 from engine.pagerduty.records import is_postgresql_url
@@ -64,6 +65,7 @@ class QueueWorker:
         url = queue_url(config.state_url, state_path)
         self.state = open_state(config, url)  # applies the migrations, the queue's among them
         self.queue = EventQueue(url, lease_seconds)
+        self.locks = KeyLocks(url)  # the database decides which worker calls PagerDuty for an incident_key
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.events = Path(events_dir).resolve() if events_dir else None
         self.stopping = threading.Event()
@@ -82,6 +84,8 @@ class QueueWorker:
         config = load_config(self.config_path, overrides=self.overrides)
         ruleset = self.rule_cache.load(config)
         backend = daemon_backend(config, self.state)
+        if config.enabled:  # a dry run calls nobody, so it has nothing to take turns on
+            backend = KeyLocked(backend, self.locks)
         metrics.observe_reload(True, self.clock(), rules=len(ruleset.all_rules()))
         dispatcher = Dispatcher(config, backend)
         pipeline = Pipeline(ruleset, dispatcher, warned=self.warned, meter=metrics.count_outcome)
@@ -312,3 +316,10 @@ class QueueWorker:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def close(self) -> None:
+        """Let go of the database connections (a worker run in a test, or by a caller that is done)."""
+        self.stopping.set()
+        self.queue.close()
+        self.locks.close()
+        self.state.close()

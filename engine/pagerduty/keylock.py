@@ -1,0 +1,129 @@
+"""One incident per key across replicas (README "Run it on more than one machine"): the database decides
+which worker calls PagerDuty for an incident_key.
+
+Two events about one incident can arrive under different ordering keys (a rule whose incident_key
+ignores the repository; Sentry and GitHub about one service), so two queue workers may trigger one key
+at the same moment. ``KeyLocked`` wraps a backend so that its ``create``, ``resolve`` and
+``acknowledge`` hold a session advisory lock on the key (``pg_advisory_lock``) in the state's database
+for the length of the call: the second worker waits, then finds the first one's incident in the state
+and is ``deduplicated`` with no call. PagerDuty's duplicate-key answer stays the second line of defence
+(a lock lost with a restarted server). The lock is let go when the call returns or raises, and a dead
+worker's lock goes with its connection, so nothing waits on a corpse.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from engine.dispatch.dispatcher import Announcer, Backend
+from engine.dispatch.outcomes import Result
+from engine.evaluation.actions import ChangeAction, IncidentView, ResolveAction, TriggerAction
+from engine.language.routes import Route
+from engine.pagerduty.pgstate import CONNECT_TIMEOUT_SECONDS, describe
+from engine.pagerduty.queue import QueueUnavailable
+
+# What a lock key is made from: a prefix of its own keeps incident keys apart from the other advisory
+# locks in the database (a file's delivery, the leader's and the migrations' constants).
+NAMESPACE = "pagerules incident_key "
+# The longest a worker waits for another's lock: one PagerDuty call with its retries and Retry-After.
+# Past it the wait fails like an outage (the event is tried again), never goes ahead unlocked.
+WAIT_SECONDS = 120.0
+
+
+class KeyLocks:
+    """Per-key session advisory locks in one PostgreSQL database; one connection per thread."""
+
+    def __init__(self, url: str, wait_seconds: float = WAIT_SECONDS):
+        self.url, self.wait_seconds = url, wait_seconds
+        self.where, self._password = describe(url)
+        self._local = threading.local()
+        self._all: list[psycopg.Connection[Any]] = []
+        self._all_lock = threading.Lock()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                                   application_name="pagerules-keylock")
+            conn.execute(f"SET lock_timeout = '{int(self.wait_seconds * 1000)}ms'")
+        except psycopg.Error as exc:
+            raise QueueUnavailable(f"cannot connect to the lock database {self.where}: {self._clean(exc)}") from None
+        self._local.conn = conn
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def _clean(self, exc: BaseException) -> str:
+        text = " ".join(str(exc).split())
+        return text.replace(self._password, "***") if self._password else text
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        """Wait for the lock on ``key`` (another worker's call with it ends first), hold it inside."""
+        conn = self._connection()
+        try:
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (NAMESPACE + key,))
+        except pg_errors.LockNotAvailable:
+            raise QueueUnavailable(f"incident_key {key!r}: another worker has held its lock in {self.where} "
+                                   f"for over {self.wait_seconds:.0f} s; the event is tried again") from None
+        except psycopg.Error as exc:
+            raise QueueUnavailable(f"lock database {self.where}: {self._clean(exc)}") from None
+        try:
+            yield
+        finally:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (NAMESPACE + key,))
+            except psycopg.Error:
+                conn.close()  # the session, and the lock with it, is gone either way
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+class KeyLocked:
+    """A backend whose calls for an incident_key take turns across every process on the database
+    (engine.dispatch.dispatcher.Backend, delegating to ``inner``)."""
+
+    def __init__(self, inner: Backend, locks: KeyLocks):
+        self.inner, self.locks = inner, locks
+
+    @property
+    def view(self) -> IncidentView:
+        return self.inner.view
+
+    @property
+    def notifier(self) -> Announcer:
+        return self.inner.notifier
+
+    def create(self, action: TriggerAction, route: Route | None = None) -> Result:
+        with self.locks.hold(action.incident_key):
+            return self.inner.create(action, route)
+
+    def resolve(self, action: ResolveAction) -> Result:
+        if action.incident_key is None:
+            return self.inner.resolve(action)
+        with self.locks.hold(action.incident_key):
+            return self.inner.resolve(action)
+
+    def acknowledge(self, incident_key: str) -> Result:
+        with self.locks.hold(incident_key):
+            return self.inner.acknowledge(incident_key)
+
+    def change(self, action: ChangeAction, route: Route | None = None) -> Result:
+        return self.inner.change(action, route)  # a change event opens nothing: no key to guard
+
+    def reconcile(self) -> dict[str, int]:
+        return self.inner.reconcile()
+
+    def with_actor(self, actor: str) -> Backend:
+        return KeyLocked(self.inner.with_actor(actor), self.locks)

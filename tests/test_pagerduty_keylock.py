@@ -1,0 +1,208 @@
+"""Per-incident_key locks in PostgreSQL (engine/pagerduty/keylock.py): the lock itself, and two backends
+racing on one key with and without it, against a throwaway PostgreSQL and the fake PagerDuty."""
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from builders import live_config, wait_for
+from fake_pagerduty import FakePagerDuty
+from pg_server import pg_server, pg_url  # noqa: F401
+
+from engine.dispatch.dispatcher import Backend
+from engine.dispatch.outcomes import Status
+from engine.evaluation.actions import ResolveAction, TriggerAction
+from engine.pagerduty.backend import Live, make_client
+from engine.pagerduty.keylock import NAMESPACE, KeyLocked, KeyLocks
+from engine.pagerduty.pgstate import PgState
+from engine.pagerduty.queue import QueueUnavailable
+
+
+@pytest.fixture
+def locks(pg_url: str) -> Iterator[tuple[KeyLocks, KeyLocks]]:  # noqa: F811
+    """Two processes' locks on one database."""
+    first, second = KeyLocks(pg_url), KeyLocks(pg_url, wait_seconds=30)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def waiting_for(url: str, key: str) -> int:
+    """How many sessions wait for the lock on ``key`` right now (a bigint advisory lock is shown split in
+    two halves, classid and objid)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks, (SELECT hashtextextended(%s, 0) AS h) k WHERE locktype = 'advisory'"
+            " AND NOT granted AND objsubid = 1 AND classid = ((k.h >> 32) & 4294967295)::oid"
+            " AND objid = (k.h & 4294967295)::oid", (NAMESPACE + key,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def unique(name: str) -> str:
+    """A key no other test uses (the tests may run in parallel on one server, and locks span its schemas)."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def free(url: str, key: str) -> bool:
+    """Whether a third session could take the lock on ``key`` now (it lets go at once)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (NAMESPACE + key,)).fetchone()
+    return bool(row and row[0])
+
+
+def test_a_key_held_by_one_worker_makes_another_wait_until_it_lets_go(locks: tuple[KeyLocks, KeyLocks],
+                                                                     pg_url: str) -> None:  # noqa: F811
+    first, second = locks
+    key, other = unique("codespar-api-down"), unique("codespar-web-down")
+    got = threading.Event()
+
+    def take() -> None:
+        with second.hold(key):
+            got.set()
+
+    with first.hold(key):
+        with second.hold(other):  # another key is not held up
+            pass
+        taker = threading.Thread(target=take)
+        taker.start()
+        wait_for(lambda: waiting_for(pg_url, key) == 1, 10, "the second worker to wait on the lock")
+        assert not got.is_set()
+        assert not free(pg_url, key)
+    assert got.wait(10)  # it took the lock once the first let go
+    taker.join(10)
+    assert free(pg_url, key)  # and let go of it in turn
+
+
+def test_the_lock_is_let_go_when_the_call_raises(locks: tuple[KeyLocks, KeyLocks], pg_url: str) -> None:  # noqa: F811
+    first, _ = locks
+    key = unique("k1")
+    with pytest.raises(RuntimeError, match="PagerDuty blew up"), first.hold(key):
+        assert not free(pg_url, key)
+        raise RuntimeError("PagerDuty blew up")
+    assert free(pg_url, key)
+
+
+def test_a_dead_workers_lock_goes_with_its_connection(locks: tuple[KeyLocks, KeyLocks], pg_url: str) -> None:  # noqa: F811
+    first, second = locks
+    key = unique("k1")
+    with first.hold(key):
+        pid = first._connection().info.backend_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # as when its host dies: the session ends
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with second.hold(key):  # not held up by the dead session
+            assert not free(pg_url, key)
+    with first.hold(key):  # the broken connection is replaced on the next call
+        assert not free(pg_url, key)
+
+
+def test_waiting_past_the_limit_fails_like_an_outage_naming_the_key(pg_url: str) -> None:  # noqa: F811
+    holder, impatient = KeyLocks(pg_url), KeyLocks(pg_url, wait_seconds=0.3)
+    key = unique("codespar-api-down")
+    try:
+        with holder.hold(key), pytest.raises(QueueUnavailable) as caught, impatient.hold(key):
+            raise AssertionError("the lock was taken twice")
+    finally:
+        holder.close()
+        impatient.close()
+    assert f"incident_key '{key}': another worker has held its lock" in str(caught.value)
+    assert "the event is tried again" in str(caught.value)
+
+
+def test_an_unreachable_lock_database_is_queue_unavailable_without_the_password() -> None:
+    secret = "s3cret-lock-pass"
+    locks = KeyLocks(f"postgresql://pagerules:{secret}@127.0.0.1:1/nowhere")
+    with pytest.raises(QueueUnavailable) as caught, locks.hold("k1"):
+        raise AssertionError("held a lock with no database")
+    assert "cannot connect to the lock database postgresql://pagerules@127.0.0.1:1/nowhere" in str(caught.value)
+    assert secret not in str(caught.value)
+
+
+class Replica:
+    """What one pagerules process has: its own state connection, its own locks, one Live backend."""
+
+    def __init__(self, fake: FakePagerDuty, url: str, locked: bool):
+        config = live_config(fake, PAGERULES_RETRIES="0")
+        self.state, self.locks = PgState(url), KeyLocks(url)
+        self.live = Live(config, make_client(config), self.state)
+        self.live.notifier.synchronous = True
+        self.backend: Backend = KeyLocked(self.live, self.locks) if locked else self.live
+
+    def close(self) -> None:
+        self.locks.close()
+        self.state.close()
+
+
+def race(fake: FakePagerDuty, url: str, locked: bool, rounds: int) -> tuple[Counter[str], list[set[Status]]]:
+    """Two replicas trigger one new key at the same moment, ``rounds`` times: POST /incidents per key,
+    and the two outcomes of each round."""
+    replicas = [Replica(fake, url, locked) for _ in range(2)]
+    tag = unique(f"race-{locked}")
+    barrier = threading.Barrier(2)
+    outcomes: list[list[Status]] = [[] for _ in range(rounds)]
+    errors: list[BaseException] = []
+
+    def replica(n: int) -> None:
+        try:
+            for r in range(rounds):
+                key = f"{tag}-{r}"
+                action = TriggerAction("r", f"e{n}-{r}", key, f"{key} down", "high")
+                barrier.wait(timeout=30)
+                outcomes[r].append(replicas[n].backend.create(action).status)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+            barrier.abort()
+
+    fake.faults = {"latency_ms": 60}  # each call takes a while, as PagerDuty's do: the two calls overlap
+    threads = [threading.Thread(target=replica, args=(n,)) for n in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        fake.faults = {}
+        for one in replicas:
+            one.close()
+    assert not errors, errors
+    posts = Counter(c["body"]["incident"]["incident_key"] for c in fake.calls("POST", "/incidents")
+                    if c["body"]["incident"]["incident_key"].startswith(f"{tag}-"))
+    return posts, [set(o) for o in outcomes]
+
+
+def test_two_replicas_triggering_one_key_at_once_make_one_call_when_the_database_decides(
+        fake: FakePagerDuty, pg_url: str) -> None:  # noqa: F811
+    PgState(pg_url).close()
+    rounds = 12
+    posts, outcomes = race(fake, pg_url, locked=True, rounds=rounds)
+    assert len(posts) == rounds and set(posts.values()) == {1}  # one call per key, never two
+    assert outcomes == [{Status.CREATED, Status.DEDUPLICATED}] * rounds
+    assert {len(ids) for ids in fake.by_key.values()} == {1} and len(fake.by_key) == rounds
+    # Without the lock the same race calls twice (PagerDuty's duplicate-key answer saves it): the test can fail.
+    unlocked, _ = race(fake, pg_url, locked=False, rounds=4)
+    assert max(unlocked.values()) == 2
+
+
+def test_a_resolve_waits_for_the_create_of_its_key(fake: FakePagerDuty, pg_url: str) -> None:  # noqa: F811
+    PgState(pg_url).close()
+    creator, resolver = Replica(fake, pg_url, True), Replica(fake, pg_url, True)
+    key = unique("svc-down")
+    results: list[Any] = []
+    try:
+        with creator.locks.hold(key):  # the creator is mid-call with the key
+            def resolve() -> None:
+                results.append(resolver.backend.resolve(ResolveAction("ok", "e2", key, "back")))
+            thread = threading.Thread(target=resolve)
+            thread.start()
+            wait_for(lambda: waiting_for(pg_url, key) == 1, 10, "the resolve to wait on the lock")
+            creator.live.create(TriggerAction("r", "e1", key, "svc down", "high"))
+        thread.join(30)
+    finally:
+        creator.close()
+        resolver.close()
+    assert [r.status for r in results] == [Status.RESOLVED]  # it saw the incident the create opened
+    assert fake.open_keys() == []
