@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,62 @@ def test_change_events_gained_lost_and_changed_are_differences_paired_by_rule() 
     assert (changed.kind, changed.detail) == (
         "change changed", "summary: 'acme/backend-api #350 is green' -> 'acme/backend-api #350 passed'")
     assert differences(BUILD_RULES + CHANGE_RULE, events, old_text=BUILD_RULES + CHANGE_RULE) == []
+
+
+# ---- the wake-up (README "Pending triggers"): replay pages for: holds as the daemon would ------------
+FOR_RULES = (ROOT / "rules" / "examples" / "deploy-for.yaml").read_text(encoding="utf-8")
+AT_ONCE = FOR_RULES.replace("    for: 10m\n", "")
+HELD_KEY = "codespar-acme-api-deploy-v1-error-rate"
+
+
+def health(eid: str, at: str, rate: float = 0.03) -> dict[str, Any]:
+    return {"type": "deploy.health", "id": eid, "time": f"2026-01-01T{at}Z", "repo": "acme/api",
+            "deploy": {"version": "v1"}, "error_rate": rate, "baseline_error_rate": 0.01, "sustained_minutes": 0,
+            "checks": {"passed": 1, "total": 2}}
+
+
+def timed(new_text: str, old_text: str, events: list[dict[str, Any]], **end: Any) -> list[Difference]:
+    text = "\n".join(json.dumps(e) for e in events)
+    return list(replay(read_events(io.StringIO(text), "recorded.ndjson"), pipeline(new_text), pipeline(old_text),
+                       **end))
+
+
+def test_a_hold_whose_time_passes_before_the_next_event_pages_at_the_wake_up() -> None:
+    later = build(1, "passed") | {"time": "2026-01-01T00:20:00Z"}
+    found = timed(FOR_RULES, AT_ONCE, [health("d1", "00:00:00"), later])
+    assert [str(d) for d in found] == [
+        f"recorded.ndjson line 1: event d1: no longer pages: {HELD_KEY} [deploy-error-rate-held] (high) "
+        "[CodeSpar] High: acme/api deploy v1 — error rate 3.0x baseline for 10 minutes",
+        f"wake-up at 2026-01-01T00:10:00Z: event d1: now pages: {HELD_KEY} [deploy-error-rate-held] (high) "
+        "[CodeSpar] High: acme/api deploy v1 — error rate 3.0x baseline for 10 minutes"]
+
+
+def test_the_same_for_rules_page_alike_at_the_wake_up_and_resolve_alike_after() -> None:
+    events = [health("d1", "00:00:00"), health("d2", "00:15:00", rate=0.01)]
+    assert timed(FOR_RULES, FOR_RULES, events) == []
+    # Held, the new rules page at +10m (the wake-up), and both resolve at +15m: without the wake-up the
+    # recovery would cancel the hold, and the page would never be reported.
+    assert [(d.kind, d.where) for d in timed(FOR_RULES, AT_ONCE, events)] == [
+        ("no longer pages", "recorded.ndjson line 1"), ("now pages", "wake-up at 2026-01-01T00:10:00Z")]
+
+
+def test_a_recovery_before_the_hold_is_due_still_cancels_it_in_replay() -> None:
+    found = timed(FOR_RULES, AT_ONCE, [health("d1", "00:00:00"), health("d2", "00:05:00", rate=0.01),
+                                       health("d3", "00:30:00", rate=0.01)])
+    assert [(d.kind, d.event_id) for d in found] == [("no longer pages", "d1")]  # never paged, nothing lost
+
+
+def test_the_last_wake_up_is_at_the_last_event_unless_asked_to_run_later() -> None:
+    events = [health("d1", "00:00:00")]
+    assert [d.kind for d in timed(FOR_RULES, AT_ONCE, events)] == ["no longer pages"]
+    later = timed(FOR_RULES, AT_ONCE, events, past_end=15 * 60.0)
+    assert [(d.kind, d.where) for d in later] == [("no longer pages", "recorded.ndjson line 1"),
+                                                   ("now pages", "wake-up at 2026-01-01T00:10:00Z")]
+    until = timed(FOR_RULES, AT_ONCE, events, until=event_seconds("2026-01-01T00:09:59Z"))
+    assert [d.kind for d in until] == ["no longer pages"]
+    assert [d.kind for d in timed(FOR_RULES, AT_ONCE, events, until=event_seconds("2026-01-01T00:10:00Z"))] == [
+        "no longer pages", "now pages"]
+
+
+def event_seconds(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()

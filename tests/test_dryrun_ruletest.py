@@ -452,3 +452,22 @@ def test_resolve_by_hand_of_a_key_with_nothing_open_or_given_wrong_fails_the_cas
         "    events[3].at: 'later' is not a duration: write a number and a unit, s m h d or w (30m, 2h, 1h30m) "
         "(an offset from the case's start, such as +10m)"]
     assert lines[-1] == "0 passed, 2 failed"
+
+
+def test_replay_until_runs_the_last_wake_up_later_and_a_bad_one_exits_2(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "deploy-for.yaml").write_text((EXAMPLES / "deploy-for.yaml").read_text().replace("    for: 10m\n", ""))
+    recorded = tmp_path / "r.ndjson"
+    recorded.write_text('{"type": "deploy.health", "id": "d1", "time": "2026-01-01T00:00:00Z", "repo": "acme/api", '
+                        '"deploy": {"version": "v1"}, "error_rate": 0.03, "baseline_error_rate": 0.01, '
+                        '"sustained_minutes": 0, "checks": {"passed": 1, "total": 2}}\n')
+    args = ["replay", "--rules", str(EXAMPLES), "--against", str(old), str(recorded)]
+    assert invoke(args).output.splitlines()[-1] == "1 differences (deploy-error-rate-held: 1 no longer pages)"
+    for until in ("+15m", "2026-01-01T00:10:00Z"):
+        result = invoke([*args, "--until", until])
+        assert result.output.splitlines()[-1] == (
+            "2 differences (deploy-error-rate-held: 1 no longer pages, 1 now pages)"), result.output
+        assert result.output.splitlines()[1].startswith("wake-up at 2026-01-01T00:10:00Z: event d1: now pages: ")
+    bad = invoke([*args, "--until", "soon"])
+    assert bad.exit_code == 2 and "--until: 'soon' is not an ISO 8601 time" in bad.output

@@ -12,8 +12,10 @@ from engine.config import load_config
 from engine.dispatch.dispatcher import Dispatcher, DryRun
 from engine.dispatch.pipeline import Pipeline
 from engine.dryrun.explain import explain_all, format_report
+from engine.errors import ConfigError
 from engine.events.stream import read_events
 from engine.language.loading import load_ruleset
+from engine.language.silences import SilenceError, parse_duration, parse_time
 
 log = logging.getLogger("pagerules")
 
@@ -75,24 +77,32 @@ def explain(config_path: str | None, rules_dir: str | None, packs: str | None, a
 @click.option("--packs", help="Comma-separated rule packs to enable in both.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per difference, then the summary.")
+@click.option("--until", "until_text", metavar="TIME|+DURATION",
+              help="Run the last wake-up (for: triggers now due) at this ISO 8601 time, or this long after "
+                   "the last event (+15m); default: at the last event's time.")
 @fail_cleanly
 def replay(events: tuple[str, ...], new_rules: str, old_rules: str | None, packs: str | None,
-           config_path: str | None, as_json: bool) -> None:
+           config_path: str | None, as_json: bool, until_text: str | None) -> None:
     """Show how a rule change would have changed paging on recorded events.
 
     EVENTS are files, folders (such as the daemon's processed/) or - for JSON lines on stdin. Prints
-    only the differences and a count per rule; exits 0 when there are none, 1 when there are.
+    only the differences and a count per rule; exits 0 when there are none, 1 when there are. Time is
+    the events' own: before each event, and at the end, the daemon's wake-up pages the for: triggers
+    whose time has passed.
 
     Example: pagerules replay --rules ../new-rules/rules --against rules /var/spool/pagerules/processed
     """
     from engine.dryrun import replay as replay_engine
 
+    until, past_end = _until(until_text)
     new_config = load_config(config_path, overrides={"rules_dir": new_rules, "packs": packs})
     old_config = load_config(config_path, overrides={"rules_dir": old_rules, "packs": packs})
     warned: set[str] = set()  # one warning per type, not one per ruleset
-    new = Pipeline(load_ruleset(new_config), Dispatcher(new_config, DryRun()), warned=warned)
-    old = Pipeline(load_ruleset(old_config), Dispatcher(old_config, DryRun()), warned=warned)
-    found = list(replay_engine.replay(replay_engine.recorded_events(list(events)), new, old))
+    clock = replay_engine.ReplayClock()
+    new = Pipeline(load_ruleset(new_config), Dispatcher(new_config, DryRun(), clock), warned=warned)
+    old = Pipeline(load_ruleset(old_config), Dispatcher(old_config, DryRun(), clock), warned=warned)
+    found = list(replay_engine.replay(replay_engine.recorded_events(list(events)), new, old, clock, until,
+                                      past_end))
     counts = replay_engine.summary(found)
     for difference in found:
         click.echo(json.dumps(difference.as_dict(), ensure_ascii=False, default=str) if as_json else str(difference))
@@ -103,6 +113,18 @@ def replay(events: tuple[str, ...], new_rules: str, old_rules: str | None, packs
                              for rule, kinds in counts.items())
         click.echo(f"{len(found)} differences" + (f" ({per_rule})" if per_rule else ""))
     sys.exit(1 if found else 0)
+
+
+def _until(text: str | None) -> tuple[float | None, float]:
+    """--until: an ISO 8601 time (absolute), or +DURATION after the last event; a bad one exits 2 naming it."""
+    if text is None:
+        return None, 0.0
+    try:
+        if text.strip().startswith("+"):
+            return None, parse_duration(text.strip()[1:], "--until")
+        return parse_time(text, "--until"), 0.0
+    except SilenceError as exc:
+        raise ConfigError(f"--until: {exc.reason} (an ISO 8601 time, or +15m after the last event)") from None
 
 
 COMMANDS = [process, explain, replay]

@@ -6,11 +6,18 @@ of open incidents, exactly as `process --dry-run` would. Only differences in
 paging are reported: incidents that would now page or no longer page, whose
 severity, title or key changes, resolutions gained or lost, change events
 gained, lost or changed (summary or route, paired by rule), and errors.
+
+Time is the events' (README "Pending triggers"): the replay's clock is the latest event ``time`` seen
+(the wall clock only until an event gives one). As in the daemon, the wake-up runs for both rulesets
+before each event, paging the ``for:`` holds due strictly before that event's time, and once more at
+the end (the last event's time, or ``until``); what it pages is compared like an event's outcomes.
 """
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +27,7 @@ from typing import Any
 from engine.daemon.inbox import backlog, type_from_name
 from engine.dispatch.outcomes import Outcome, Status
 from engine.dispatch.pipeline import Pipeline
+from engine.evaluation.evaluate import event_time, iso_time
 from engine.events.stream import Parsed, read_events
 from engine.events.types import event_id
 
@@ -61,15 +69,59 @@ def recorded_events(sources: list[str], stdin: Iterable[str] | None = None) -> I
                 yield Parsed(str(file), 1, error=f"{file}: cannot read it: {exc.strerror or exc}")
 
 
-def replay(items: Iterable[Parsed], new: Pipeline, old: Pipeline) -> Iterator[Difference]:
-    """The differences, event by event; each event is expanded as the new rules expand it."""
+class ReplayClock:
+    """A replay's time, shared by both rulesets' dispatchers: the latest event ``time`` seen, never going
+    back; before any event gives one, the wall clock."""
+
+    def __init__(self) -> None:
+        self.latest: float | None = None
+
+    def __call__(self) -> float:
+        return self.latest if self.latest is not None else time.time()
+
+    def see(self, event: Any) -> None:
+        at = event_time(event.get("time")) if isinstance(event, dict) else None
+        if at is not None and (self.latest is None or at > self.latest):
+            self.latest = at
+
+
+def replay(items: Iterable[Parsed], new: Pipeline, old: Pipeline, clock: ReplayClock | None = None,
+           until: float | None = None, past_end: float = 0.0) -> Iterator[Difference]:
+    """The differences, event by event; each event is expanded as the new rules expand it. The wake-up
+    runs before each event and at the end: at the last event's time plus ``past_end``, or at ``until``
+    when that is later."""
+    clock = clock if clock is not None else ReplayClock()
     for item in items:
         if item.event is None:  # unreadable either way: not a difference between rulesets, but say so
             log.warning("%s; skipped", item.error or f"{item.where}: unreadable")
             continue
+        clock.see(item.event)
+        if clock.latest is not None:
+            yield from wake(new, old, math.nextafter(clock.latest, -math.inf))
         default = type_from_name(Path(item.source).name, new.ruleset.event_types)
         for one in new.events(item.event, default):
             yield from _compare_one(one, item.where, new, old)
+    ends = [t for t in (until, None if clock.latest is None else clock.latest + past_end) if t is not None]
+    if ends:
+        clock.see({"time": iso_time(max(ends))})  # a hold paged at the end is timed then, not by the wall clock
+        yield from wake(new, old, max(ends))
+
+
+def wake(new: Pipeline, old: Pipeline, at: float) -> Iterator[Difference]:
+    """What the daemon's wake-up pages at ``at`` under each ruleset (holds due at or before it), compared
+    per held event; ``where`` says it was the wake-up, and when the holds fell due."""
+    after, before = new.dispatcher.fire_due(at), old.dispatcher.fire_due(at)
+    if not after and not before:
+        return
+    eids: list[Any] = []
+    for outcome in (*after, *before):
+        if outcome.event_id not in eids:
+            eids.append(outcome.event_id)
+    for eid in eids:
+        mine, theirs = [o for o in after if o.event_id == eid], [o for o in before if o.event_id == eid]
+        due = [o.cause.at for o in (*mine, *theirs) if getattr(o.cause, "at", None) is not None]
+        where = f"wake-up at {iso_time(min(due) if due else at)}"
+        yield from diff(theirs, mine, eid, where)
 
 
 def _compare_one(event: dict[str, Any], where: str, new: Pipeline, old: Pipeline) -> Iterator[Difference]:
