@@ -27,6 +27,7 @@ from typing import Any
 from engine.daemon.inbox import backlog, type_from_name
 from engine.dispatch.outcomes import Outcome, Status
 from engine.dispatch.pipeline import Pipeline
+from engine.evaluation.actions import TriggerAction
 from engine.evaluation.evaluate import event_time, iso_time
 from engine.events.stream import Parsed, read_events
 from engine.events.types import event_id
@@ -119,7 +120,7 @@ def wake(new: Pipeline, old: Pipeline, at: float) -> Iterator[Difference]:
             eids.append(outcome.event_id)
     for eid in eids:
         mine, theirs = [o for o in after if o.event_id == eid], [o for o in before if o.event_id == eid]
-        due = [o.cause.at for o in (*mine, *theirs) if getattr(o.cause, "at", None) is not None]
+        due = [o.cause.at for o in (*mine, *theirs) if isinstance(o.cause, TriggerAction) and o.cause.at is not None]
         where = f"wake-up at {iso_time(min(due) if due else at)}"
         yield from diff(theirs, mine, eid, where)
 
