@@ -12,6 +12,14 @@ first match for a key that is not open prints ``pending`` and is remembered in t
 after the duration, or ``fire_due`` once it is due with no recovery in between, pages through the gates
 above as they stand then. A resolve of a key still pending prints ``cancelled_pending`` and sends nothing.
 
+Repeat control and flap control (README "Repeat control", "Flap control") sit after ``enabled``, just
+before the backend, so they never hide a threshold, pending or silence answer. A trigger whose rule has
+``renotify:`` for a key that is not open but that a person resolved waits (``renotify_wait``) until
+``renotify`` has passed since its last page; a repeat of an open key never looks (the hot path). A
+recovery of a key whose rule has ``flap:`` and that opened ``opens`` times within ``within`` is held
+(``flapping``, a note on the incident) and resolves at ``fire_due`` once ``within`` passed with no
+trigger; a trigger in between cancels the hold, adds a note and pages nothing (``flapping``).
+
 Silences are read through the backend's view (SilenceView): the state's when live, the silences a dry
 run was given otherwise. A silenced trigger calls nothing; resolves and change events are never muted,
 so an incident opened before a silence still closes (alertmanager#226).
@@ -38,9 +46,12 @@ from engine.dispatch.outcomes import (
     resolved,
     triggered,
 )
+from engine.errors import PageRulesError
 from engine.evaluation.actions import (
     Action,
     ChangeAction,
+    HandResolved,
+    HeldResolve,
     IncidentView,
     OpenIncident,
     PendingTrigger,
@@ -48,12 +59,14 @@ from engine.evaluation.actions import (
     TriggerAction,
 )
 from engine.evaluation.evaluate import iso_time
+from engine.language.model import Flap
 from engine.language.routes import Route, load_routes, pick_route, route_name
 from engine.language.silences import Silence
 
 _BELOW_THRESHOLD, _DISABLED = Result(Status.BELOW_THRESHOLD), Result(Status.DISABLED)
 _AUTO_RESOLVE_OFF = Result(Status.AUTO_RESOLVE_OFF)
-RETRY_DUE_SECONDS = 30.0  # a due pending trigger PagerDuty could not take is tried again this much later
+RETRY_DUE_SECONDS = 30.0  # a due pending trigger (or held resolve) PagerDuty could not take is tried again this later
+_OPENED = (Status.CREATED, Status.PLANNED)
 
 
 @runtime_checkable
@@ -93,6 +106,57 @@ class PendingView(Protocol):
         ...
 
 
+@runtime_checkable
+class RepeatView(Protocol):
+    """What repeat control and flap control remember (MemoryView; engine/pagerduty/state.py StateView):
+    keys a person resolved, each key's recent opens, and the resolves held for a flapping key."""
+
+    event_time: bool
+
+    def hand_resolved_get(self, incident_key: str) -> HandResolved | None: ...
+
+    def hand_resolved_forget(self, incident_key: str, at: float, why: str) -> bool:
+        """Forget a resolve by hand (``why``: recovered); whether there was one."""
+        ...
+
+    def record_renotify_wait(self, action: TriggerAction, at: float, until: float) -> None:
+        """Remember that ``action`` waited for its renotify (live: the audit trail)."""
+        ...
+
+    def opened(self, action: TriggerAction, at: float) -> int:
+        """The key's incident opened (a page went out, or a flap re-fired) at ``at``: remember when (the
+        last page, for ``renotify:``) and, for a rule with ``flap:``, count it; the opens within its window."""
+        ...
+
+    def flap_count(self, incident_key: str, at: float) -> tuple[int, Flap] | None:
+        """The key's opens within its flap window up to ``at``, and the setting they were counted for;
+        None when no rule with ``flap:`` opened it lately."""
+        ...
+
+    def resolve_held(self, incident_key: str) -> HeldResolve | None: ...
+
+    def resolve_hold(self, held: HeldResolve) -> HeldResolve:
+        """Hold ``held`` unless the key's resolve is held already; the hold in force."""
+        ...
+
+    def resolve_forget(self, incident_key: str, at: float, why: str) -> bool:
+        """Drop the held resolve (``why``: refired, released); whether this call dropped it."""
+        ...
+
+    def resolves_due(self, at: float, limit: int = 100) -> list[HeldResolve]:
+        """Held resolves whose ``until`` is at or before ``at``, soonest first."""
+        ...
+
+
+@runtime_checkable
+class NoteTaker(Protocol):
+    """A backend that can add a note to a key's open incident (Live: REST; not the Events API)."""
+
+    def add_note(self, incident_key: str, text: str) -> str | None:
+        """Add ``text`` as a note; None when added (or there is nothing to add it to), else why it failed."""
+        ...
+
+
 def holds_labels(held: PendingTrigger, labels: Mapping[str, tuple[str, ...]]) -> bool:
     """Whether a held trigger's every named label has one of the given values (a recovery's selector)."""
     return all(held.labels.get(name) in values for name, values in labels.items())
@@ -108,6 +172,10 @@ class MemoryView:
         self._open: dict[str, OpenIncident] = {}
         self.pending: dict[str, PendingTrigger] = {}
         self.hand_resolved: dict[str, float] = {}  # key -> when a person resolved it (README "Repeat control")
+        self._hand_labels: dict[str, Mapping[str, str]] = {}
+        self.paged_at: dict[str, float] = {}  # key -> its last page, for a rule with renotify: or flap:
+        self.opens: dict[str, tuple[list[float], Flap]] = {}  # key -> its recent opens (README "Flap control")
+        self.held_resolves: dict[str, HeldResolve] = {}
         self._by_label: dict[tuple[str, str], set[str]] = {}
         self.silences = tuple(silences)  # fixed here: a Dispatcher reads whether there are any when it is made
         for incident in incidents:
@@ -129,10 +197,59 @@ class MemoryView:
         return self.pending.pop(incident_key, None) is not None
 
     def pending_any(self) -> bool:
-        return bool(self.pending)
+        return bool(self.pending) or bool(self.hand_resolved)
 
     def pending_keys(self, labels: Mapping[str, tuple[str, ...]]) -> list[str]:
-        return sorted(k for k, p in self.pending.items() if labels and holds_labels(p, labels))
+        """Held triggers and keys resolved by hand whose labels match: a recovery selecting them cancels
+        the one and forgets the other."""
+        if not labels:
+            return []
+        keys = {k for k, p in self.pending.items() if holds_labels(p, labels)}
+        keys |= {k for k, held in self._hand_labels.items()
+                 if all(held.get(name) in values for name, values in labels.items())}
+        return sorted(keys)
+
+    # repeat control and flap control (RepeatView)
+    def hand_resolved_get(self, incident_key: str) -> HandResolved | None:
+        at = self.hand_resolved.get(incident_key) if self.hand_resolved else None
+        if at is None:
+            return None
+        return HandResolved(incident_key, self.paged_at.get(incident_key), at, self._hand_labels.get(incident_key, {}))
+
+    def hand_resolved_forget(self, incident_key: str, at: float, why: str) -> bool:
+        self._hand_labels.pop(incident_key, None)
+        return self.hand_resolved.pop(incident_key, None) is not None
+
+    def record_renotify_wait(self, action: TriggerAction, at: float, until: float) -> None:
+        return None  # a dry run writes no audit trail: its output line says it
+
+    def opened(self, action: TriggerAction, at: float) -> int:
+        key = action.incident_key
+        self.paged_at[key] = at
+        if action.flap is None:
+            return 0
+        times = [t for t in self.opens.get(key, ([], action.flap))[0] if t > at - action.flap.within] + [at]
+        self.opens[key] = (times, action.flap)
+        return len(times)
+
+    def flap_count(self, incident_key: str, at: float) -> tuple[int, Flap] | None:
+        found = self.opens.get(incident_key) if self.opens else None
+        if found is None:
+            return None
+        times, flap = found
+        return sum(1 for t in times if at - flap.within <= t <= at), flap
+
+    def resolve_held(self, incident_key: str) -> HeldResolve | None:
+        return self.held_resolves.get(incident_key) if self.held_resolves else None
+
+    def resolve_hold(self, held: HeldResolve) -> HeldResolve:
+        return self.held_resolves.setdefault(held.incident_key, held)
+
+    def resolve_forget(self, incident_key: str, at: float, why: str) -> bool:
+        return self.held_resolves.pop(incident_key, None) is not None
+
+    def resolves_due(self, at: float, limit: int = 100) -> list[HeldResolve]:
+        return sorted((h for h in self.held_resolves.values() if h.until <= at), key=lambda h: h.until)[:limit]
 
     def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
         return sorted((p for p in self.pending.values() if p.until <= at), key=lambda p: p.until)[:limit]
@@ -163,12 +280,16 @@ class MemoryView:
 
     def open(self, incident: OpenIncident) -> None:
         self.close(incident.incident_key)
+        if self.hand_resolved:  # paging again forgets a resolve by hand (README "Repeat control")
+            self.hand_resolved_forget(incident.incident_key, 0.0, "paged")
         self._open[incident.incident_key] = incident
         for item in incident.labels.items():
             self._by_label.setdefault(item, set()).add(incident.incident_key)
 
     def close(self, incident_key: str) -> None:
         incident = self._open.pop(incident_key, None)
+        if self.held_resolves:  # closed: a resolve held for it has nothing left to do
+            self.held_resolves.pop(incident_key, None)
         for item in (incident.labels.items() if incident else ()):
             keys = self._by_label.get(item)
             if keys is not None:
@@ -179,10 +300,12 @@ class MemoryView:
     def resolve_by_hand(self, incident_key: str, at: float) -> bool:
         """A person resolved the key's incident (in PagerDuty, or a rule test's ``resolve_by_hand`` step):
         closed, and remembered with its time for ``renotify:``. False when nothing was open for the key."""
-        if incident_key not in self._open:
+        incident = self._open.get(incident_key)
+        if incident is None:
             return False
         self.close(incident_key)
         self.hand_resolved[incident_key] = at
+        self._hand_labels[incident_key] = dict(incident.labels)
         return True
 
     def __len__(self) -> int:
@@ -290,6 +413,9 @@ class DryRun:
     def with_actor(self, actor: str) -> DryRun:
         return self  # a dry run writes no audit trail
 
+    def add_note(self, incident_key: str, text: str) -> str | None:
+        return None  # a dry run has no incident to note: its output line says what would be held
+
 
 def trigger_route(routes: tuple[Route, ...], action: TriggerAction) -> Route | None:
     """The route a trigger takes (README "Routes"): the first whose match holds for its labels; None: the
@@ -330,6 +456,8 @@ class Dispatcher:
         self._silences = None if not honour_silences or isinstance(view, MemoryView) and not view.silences else \
             view if isinstance(view, SilenceView) else None
         self._pending = view if isinstance(view, PendingView) else None
+        self._repeat = view if isinstance(view, RepeatView) else None
+        self._notes = backend if isinstance(backend, NoteTaker) else None
 
     def handle(self, action: Action) -> list[Outcome]:
         """The outcome of an action, after the error outcomes of any template it rendered on the way."""
@@ -359,19 +487,78 @@ class Dispatcher:
             return triggered(action, muted, name)
         if not self.config.enabled:
             return triggered(action, _DISABLED, name)
+        repeat = self._repeat if action.renotify is not None or action.flap is not None else None
+        refired: HeldResolve | None = None
+        if repeat is not None:
+            now = self._now(repeat, action.at)
+            waiting = self._renotify_wait(action, repeat, now) if action.renotify is not None else None
+            if waiting is not None:
+                if over is not None:
+                    self._pending.pending_hold(over)  # type: ignore[union-attr]  # its for: is over: kept so
+                return triggered(action, waiting, name)  # the first trigger after the wait pages at once
+            refired = repeat.resolve_held(action.incident_key) if action.flap is not None else None
+            if refired is not None and not repeat.resolve_forget(action.incident_key, now, "refired"):
+                refired = None  # another worker released or cancelled it first
         try:
             result = self.backend.create(action, route)  # created/planned, deduplicated, failed
         except BaseException:
             if over is not None:
                 self._pending.pending_hold(over)  # type: ignore[union-attr]  # not paged: the hold stays over
+            if refired is not None:
+                repeat.resolve_hold(refired)  # type: ignore[union-attr]  # not known to have re-fired: held still
             raise
         if over is not None and result.status is Status.FAILED and result.retry:
             # Not paged yet: the hold stays, already over, so the retry of this event pages at once rather
             # than waiting out a new hold (or, with no further event, the wake-up pages it).
             self._pending.pending_hold(over)  # type: ignore[union-attr]
+        if repeat is not None:
+            result = self._after_create(action, repeat, now, result, refired)
         return triggered(action, result, name)
 
-    def _now(self, view: PendingView, at: float | None) -> float:
+    def _renotify_wait(self, action: TriggerAction, view: RepeatView, now: float) -> Result | None:
+        """``renotify_wait`` when a person resolved the key's incident and ``renotify`` has not passed since
+        its last page; None (page as usual) otherwise. A key open (a repeat, the usual trigger) never looks."""
+        assert action.renotify is not None
+        if self.view.get(action.incident_key) is not None:
+            return None
+        hand = view.hand_resolved_get(action.incident_key)
+        if hand is None or hand.paged_at is None:
+            return None  # never resolved by hand, or its last page is not known: page as usual
+        until = hand.paged_at + action.renotify
+        if now >= until:
+            return None
+        view.record_renotify_wait(action, now, until)
+        return Result(Status.RENOTIFY_WAIT, renotify_at=iso_time(until))
+
+    def _after_create(self, action: TriggerAction, view: RepeatView, now: float, result: Result,
+                      refired: HeldResolve | None) -> Result:
+        """Count an open (a page that went out, or a flap that re-fired) and, for a re-fire of a held key
+        the backend found still open, note it on the incident: ``flapping``, nothing paged."""
+        if refired is not None and result.status is Status.FAILED:
+            view.resolve_hold(refired)  # not known to be open still: the resolve stays held, the retry decides
+            return result
+        if result.status not in _OPENED and not (refired is not None and result.status is Status.DEDUPLICATED):
+            return result
+        opens = view.opened(action, now)
+        if refired is None or result.status is not Status.DEDUPLICATED:
+            return result
+        window = _span(action.flap.within if action.flap else 0.0)
+        note_error = self._note(action.incident_key, (
+            f"pagerules: flapped again: {action.rule} fired at {iso_time(now)} ({_nth(opens)} open in {window}); "
+            "the held resolve is cancelled and the incident stays open"))
+        return Result(Status.FLAPPING, result.incident_id, note_error=note_error, incident_url=result.incident_url)
+
+    def _note(self, incident_key: str, text: str) -> str | None:
+        """Add a note to the key's incident; why it failed, or None. A failure is logged by the backend and
+        never undoes the hold it explains."""
+        if self._notes is None:
+            return None
+        try:
+            return self._notes.add_note(incident_key, text)
+        except PageRulesError as exc:
+            return str(exc)
+
+    def _now(self, view: PendingView | RepeatView, at: float | None) -> float:
         return at if view.event_time and at is not None else self.clock()
 
     def _held(self, action: TriggerAction, view: PendingView) -> Result | PendingTrigger | None:
@@ -393,10 +580,10 @@ class Dispatcher:
         "still holds"): the daemon's wake-up, and a rule test's ``until``. Each goes through the gates as
         they stand now; one PagerDuty cannot take yet is held again and tried on a later call."""
         view = self._pending
-        if view is None:
-            return []
         now = self.clock() if at is None else at
-        out: list[Outcome] = []
+        out = self._release_resolves(now) if self._repeat is not None else []
+        if view is None:
+            return out
         for held in view.pending_due(now):
             if not view.pending_forget(held.incident_key, now, "paged"):
                 continue  # another worker took it
@@ -408,6 +595,25 @@ class Dispatcher:
             out += outcomes
             if any(o.status is Status.FAILED and o.retry for o in outcomes):
                 view.pending_hold(replace(held, until=now + RETRY_DUE_SECONDS))
+        return out
+
+    def _release_resolves(self, now: float) -> list[Outcome]:
+        """Resolve every held resolve (a flapping key's) whose window passed with no trigger, through the
+        recovery's gates as they stand now; one PagerDuty cannot take yet is held again, tried later."""
+        view = self._repeat
+        assert view is not None
+        out: list[Outcome] = []
+        for held in view.resolves_due(now):
+            if not view.resolve_forget(held.incident_key, now, "released"):
+                continue  # another worker took it
+            try:
+                outcome = self._resolve(held.action(), hold=False)
+            except BaseException:
+                view.resolve_hold(held)  # not resolved: held again, never lost
+                raise
+            out.append(outcome)
+            if outcome.status is Status.FAILED and outcome.retry:
+                view.resolve_hold(replace(held, until=now + RETRY_DUE_SECONDS))
         return out
 
     def _silenced(self, action: TriggerAction) -> Result | None:
@@ -431,15 +637,62 @@ class Dispatcher:
             return changed(action, _DISABLED, name)
         return changed(action, self.backend.change(action, route), name)
 
-    def _resolve(self, action: ResolveAction) -> Outcome:
+    def _resolve(self, action: ResolveAction, hold: bool = True) -> Outcome:
         pending, key = self._pending, action.incident_key
         if pending is not None and key is not None and pending.pending_get(key) is not None:
             dropped = pending.pending_forget(key, self._now(pending, action.at), "cancelled")
             if dropped and self.view.get(key) is None:
                 return resolved(action, CANCELLED_PENDING)  # nothing was sent for it, so nothing to resolve
+        repeat = self._repeat
+        if repeat is not None and key is not None and not action.by_hand \
+                and repeat.hand_resolved_get(key) is not None:
+            # the problem ended: the next failure is new and pages at once (README "Repeat control")
+            repeat.hand_resolved_forget(key, self._now(repeat, action.at), "recovered")
         name = route_name(resolve_route(self.routes, self.view, action.incident_key)) if self.routes else "default"
         if not self.config.auto_resolve:
             return resolved(action, _AUTO_RESOLVE_OFF, name)
         if not self.config.enabled:
             return resolved(action, _DISABLED, name)
+        if hold and repeat is not None and key is not None and not action.by_hand:
+            flapping = self._flapping(action, key, repeat)
+            if flapping is not None:
+                return resolved(action, flapping, name)
         return resolved(action, self.backend.resolve(action), name)
+
+    def _flapping(self, action: ResolveAction, key: str, view: RepeatView) -> Result | None:
+        """``flapping`` when the key opened its rule's ``flap.opens`` times within ``flap.within`` before this
+        recovery: the resolve is held until ``within`` after it (or already was) and the incident noted;
+        None (resolve as usual) otherwise, or when nothing is open for the key."""
+        now = self._now(view, action.at)
+        counted = view.flap_count(key, now)
+        if counted is None:
+            return None  # the usual recovery: one read, nothing held
+        held = view.resolve_held(key)
+        if held is not None:  # a repeat of the recovery: the first one's window stands
+            return Result(Status.FLAPPING, resolve_at=iso_time(held.until))
+        opens, flap = counted
+        incident = self.view.get(key)
+        if opens < flap.opens or incident is None:
+            return None
+        held = view.resolve_hold(HeldResolve(key, action.rule, action.event_id, action.message, now,
+                                             now + flap.within, opens))
+        window = _span(flap.within)
+        note_error = self._note(key, (
+            f"pagerules: recovered, but this key opened {opens} times in {window}: held open as flapping; "
+            f"it resolves once it stays recovered for {window} (at {iso_time(held.until)})"))
+        return Result(Status.FLAPPING, incident.incident_id, note_error=note_error, resolve_at=iso_time(held.until))
+
+
+def _span(seconds: float) -> str:
+    """A duration as rules write it: ``30m``, ``1h30m``, ``45s``."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
+    return text or f"{seconds:g}s"
+
+
+def _nth(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

@@ -35,6 +35,8 @@ class Status(str, Enum):
     SILENCED = "silenced"                  # a trigger a silence muted: nothing sent (README: Silences)
     PENDING = "pending"                    # a trigger held by its rule's for: (README: Pending triggers)
     CANCELLED_PENDING = "cancelled_pending"  # a resolve of a key still pending: nothing sent, the hold dropped
+    RENOTIFY_WAIT = "renotify_wait"        # after a resolve by hand, before renotify: (README: Repeat control)
+    FLAPPING = "flapping"                  # a flapping key: its resolve held, or a trigger while held (Flap control)
     REJECTED = "rejected"                  # error line: the event is not valid
     RULE_ERROR = "rule_error"              # error line: a rule could not be evaluated or rendered
 
@@ -53,6 +55,8 @@ class Result:
     incident_url: str | None = None  # the incident's page in PagerDuty, when PagerDuty gave one
     silence_id: str | None = None  # a silenced trigger: the silence that muted it
     pending_until: str | None = None  # a pending trigger: when it pages (ISO 8601) unless a recovery comes first
+    renotify_at: str | None = None  # renotify_wait: when the key may page again (ISO 8601)
+    resolve_at: str | None = None  # a held resolve (flapping): when it resolves unless the key fires again
 
 
 # A dry run answers with one of these for every action: no allocation per event.
@@ -173,6 +177,10 @@ class Outcome:
             line["silence_id"] = result.silence_id
         if result.pending_until is not None:
             line["pending_until"] = result.pending_until
+        if result.renotify_at is not None:
+            line["renotify_at"] = result.renotify_at
+        if result.resolve_at is not None:
+            line["resolve_at"] = result.resolve_at
         return line
 
 

@@ -147,15 +147,48 @@ class PendingTrigger:
                              _extras=Extras(dict(self.labels), dict(self.details), []))
 
 
+@dataclass(frozen=True)
+class HandResolved:
+    """A key whose incident a person resolved (README "Repeat control"): in PagerDuty (found by reconcile
+    or before a create), or through pagerules (`pagerules resolve`, the dashboard, the API). ``paged_at``
+    is when it last paged (None: not known, as for an incident a dry run was given open), ``labels`` what
+    it was opened with, so a recovery selecting labels still finds it."""
+
+    incident_key: str
+    paged_at: float | None
+    resolved_at: float
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class HeldResolve:
+    """A recovery of a flapping key held back (README "Flap control"): it resolves at ``until`` unless the
+    key fires again before then. ``opens`` is how many times the key opened within the window."""
+
+    incident_key: str
+    rule: str
+    event_id: Any
+    message: str
+    since: float
+    until: float
+    opens: int
+
+    def action(self) -> ResolveAction:
+        """The resolve it sends once due, timed at ``until``."""
+        return ResolveAction(self.rule, self.event_id, self.incident_key, self.message, at=self.until)
+
+
 @dataclass(slots=True)
 class ResolveAction:
-    """Resolve one incident. ``incident_key`` is None when a label selector found nothing open."""
+    """Resolve one incident. ``incident_key`` is None when a label selector found nothing open.
+    ``by_hand``: a person's resolve (`pagerules resolve`, the dashboard, the API), not a rule's recovery."""
 
     rule: str
     event_id: Any
     incident_key: str | None
     message: str
     at: float | None = None  # the event's own time, when it gave one
+    by_hand: bool = False
     kind: str = "resolve"
 
 

@@ -24,6 +24,7 @@ from engine.config import Config
 from engine.dispatch.outcomes import NOTHING_OPEN, Result, Status
 from engine.evaluation.actions import ChangeAction, ResolveAction, TriggerAction
 from engine.language.routes import Route, load_routes
+from engine.language.silences import iso
 from engine.pagerduty.channels import Notifier
 from engine.pagerduty.client import (
     Client,
@@ -87,6 +88,11 @@ class Live(EventsTarget):
         if known is not None and now - known.confirmed_at < self.config.dedup_window_seconds:
             self.state.audit(now, self.actor, "deduplicate", action.incident_key, known.incident_id, detail)
             return Result(Status.DEDUPLICATED, known.incident_id, incident_url=known.html_url)
+        if known is not None and known.incident_id and action.renotify is not None:
+            asked = self._still_open(action, known, now, detail)
+            if asked is not None:
+                return asked
+            known = None  # resolved in PagerDuty, and its renotify has passed: page anew
         routing_key = self.events_key(route)
         if routing_key is not None:
             return self._trigger_event(action, routing_key, known is not None, now, detail)
@@ -108,6 +114,55 @@ class Live(EventsTarget):
                                              "title": action.title, "severity": action.severity, "actor": self.actor})
         return Result(Status.CREATED, incident_id, incident_url=url)
 
+    def _still_open(self, action: TriggerAction, known: StoredIncident, now: float,
+                    detail: dict[str, Any]) -> Result | None:
+        """A rule with ``renotify:`` whose incident is past the dedup window: one GET asks PagerDuty whether
+        a person resolved it, so the wait holds before reconcile has run (README "Repeat control").
+        Still open: ``deduplicated`` (confirmed, no create). Resolved: remembered, and ``renotify_wait``
+        until renotify has passed since its page; None once it has (page). A failed GET asks nothing more
+        of it: the create goes ahead, since a missed page is worse than a second one."""
+        assert known.incident_id is not None and action.renotify is not None
+        try:
+            status = self.client.get_incident(known.incident_id).get("status")
+        except PagerDutyError as exc:
+            log.warning("could not ask PagerDuty whether %s is still open (%s); paging as usual",
+                        action.incident_key, exc)
+            return None
+        if status == "acknowledged":  # confirmed open, as a person left it
+            self.state.record_status(action.incident_key, "acknowledged", now, self.actor, known.incident_id,
+                                     {**detail, "seen": "still open in PagerDuty"})
+            return Result(Status.DEDUPLICATED, known.incident_id, incident_url=known.html_url)
+        if status != "resolved":
+            self.state.record_open(self._open(action, known.incident_id, known.html_url), now, self.actor,
+                                   "deduplicate", {**detail, "seen": "still open in PagerDuty"})
+            return Result(Status.DEDUPLICATED, known.incident_id, incident_url=known.html_url)
+        self.state.record_status(action.incident_key, "resolved", now, self.actor, known.incident_id,
+                                 {"rule": action.rule, "seen": "resolved in PagerDuty"})
+        self.state.remember_hand_resolved(known, now, self.actor)
+        until = known.opened_at + action.renotify
+        if now >= until:
+            return None
+        self.state.audit(now, self.actor, "renotify_wait", action.incident_key, known.incident_id,
+                         {**detail, "renotify_at": iso(until)})
+        return Result(Status.RENOTIFY_WAIT, known.incident_id, renotify_at=iso(until))
+
+    def add_note(self, incident_key: str, text: str) -> str | None:
+        """A note on the key's open REST incident (README "Flap control"), audited; why it failed, or None.
+        An Events API incident has no REST id and takes no notes: nothing is sent."""
+        known = self.state.get(incident_key)
+        if known is None or not known.incident_id:
+            return None
+        now = self.clock()
+        try:
+            self.client.add_note(known.incident_id, text)
+        except PagerDutyError as exc:
+            log.error("could not add a note to %s (%s): %s", incident_key, known.incident_id, exc)
+            self.state.audit(now, self.actor, "note_failed", incident_key, known.incident_id,
+                             {"note": text, "error": str(exc)})
+            return str(exc)
+        self.state.audit(now, self.actor, "note", incident_key, known.incident_id, {"note": text})
+        return None
+
     def _opened_elsewhere(self, action: TriggerAction, now: float, detail: dict[str, Any]) -> Result:
         """PagerDuty already has it open (opened by another process, or before our state knew)."""
         try:
@@ -122,9 +177,18 @@ class Live(EventsTarget):
 
     def _open(self, action: TriggerAction, incident_id: str | None, url: str | None) -> StoredIncident:
         return StoredIncident(action.incident_key, dict(action.labels), action.rule, action.severity, action.title,
-                              incident_id, html_url=url)
+                              incident_id, html_url=url, renotify=action.renotify)
 
     def resolve(self, action: ResolveAction) -> Result:
+        """Resolve the key's incidents. A person's resolve (``by_hand``) is remembered for its rule's
+        ``renotify:`` (README "Repeat control"); a rule's recovery is not."""
+        known = self.state.get(action.incident_key) if action.by_hand and action.incident_key else None
+        result = self._resolve(action)
+        if known is not None and result.status in (Status.RESOLVED, Status.NOTHING_OPEN):
+            self.state.remember_hand_resolved(known, self.clock(), self.actor)
+        return result
+
+    def _resolve(self, action: ResolveAction) -> Result:
         if action.incident_key is None:
             return NOTHING_OPEN
         now = self.clock()
@@ -215,7 +279,7 @@ class Live(EventsTarget):
         try:
             if known and known.incident_id:
                 if self.client.get_incident(known.incident_id).get("status") == "resolved":
-                    return self._resolved_elsewhere(incident_key, known.incident_id, now)
+                    return self._resolved_elsewhere(known, known.incident_id, now)
                 targets = [known.incident_id]
             else:  # find_open lists only triggered and acknowledged incidents
                 targets = [i["id"] for i in self.client.find_open(incident_key)]
@@ -244,9 +308,11 @@ class Live(EventsTarget):
             except PagerDutyError as exc:
                 log.warning("acknowledged %s but its note failed: %s", incident_id, exc)
 
-    def _resolved_elsewhere(self, incident_key: str, incident_id: str, now: float) -> Result:
+    def _resolved_elsewhere(self, known: StoredIncident, incident_id: str, now: float) -> Result:
+        incident_key = known.incident_key
         self.state.record_status(incident_key, "resolved", now, self.actor, incident_id,
                                  {"note": "already resolved in PagerDuty; not acknowledged"})
+        self.state.remember_hand_resolved(known, now, self.actor)  # a person resolved it in PagerDuty
         return Result(Status.ALREADY_RESOLVED, incident_id,
                       "PagerDuty says this incident is already resolved; nothing was acknowledged "
                       "(acknowledging would re-open it)")

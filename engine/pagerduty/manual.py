@@ -57,7 +57,7 @@ def trigger(config: Config, backend: Backend, title: str, severity: str, repo: s
 def resolve(config: Config, backend: Backend, key: str, message: str | None = None) -> dict[str, Any]:
     """Resolve by key (with or without the prefix); asks PagerDuty when the state does not know it."""
     text = message or "Resolved by hand with pagerules"
-    action = ResolveAction(MANUAL_RULE, None, manual_key(config, "", "", key), text)
+    action = ResolveAction(MANUAL_RULE, None, manual_key(config, "", "", key), text, by_hand=True)
     route = route_name(resolve_route(load_routes(config), backend.view, action.incident_key))  # before it closes
     return resolved(action, backend.resolve(action) if config.enabled else _DISABLED, route).to_line()
 

@@ -3,6 +3,9 @@
 PagerDuty is the authority on what is open; the state only saves calls. A round records the
 incidents the state believes open that PagerDuty says are resolved or acknowledged.
 
+An incident found resolved was resolved by a person (a rule's recovery resolves through pagerules and
+leaves the state at once): the state remembers it for its rule's ``renotify:`` (README "Repeat control").
+
 A round costs calls in proportion to what changed, not to what is open: it reads the account's
 log entries since the last round (GET /log_entries, tests/fixtures/pagerduty-api/REFERENCE.md;
 each entry names its incident, included whole with its incident_key and current status) and looks
@@ -82,6 +85,8 @@ class Reconciler:
             if status in ("resolved", "acknowledged") and status != known.status:
                 self.state.record_status(known.incident_key, str(status), self.clock(), ACTOR, incident_id,
                                          {"seen": "changed in PagerDuty"})
+                if status == "resolved":  # by a person: its rule's renotify: waits from its page
+                    self.state.remember_hand_resolved(known, self.clock(), ACTOR)
                 counts[str(status)] += 1
         return counts
 
@@ -106,6 +111,8 @@ class Reconciler:
             if status in ("resolved", "acknowledged") and status != incident.status:
                 self.state.record_status(incident.incident_key, status, self.clock(), ACTOR,
                                          incident.incident_id, {"seen": "changed in PagerDuty"})
+                if status == "resolved":
+                    self.state.remember_hand_resolved(incident, self.clock(), ACTOR)
                 counts[status] += 1
         return counts
 

@@ -7,11 +7,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from engine.evaluation.actions import OpenIncident, PendingTrigger
+from engine.evaluation.actions import HandResolved, HeldResolve, OpenIncident, PendingTrigger
 from engine.language.silences import Silence, iso, silence_from_stored
 
 COLUMNS = ("incident_key", "incident_id", "rule", "severity", "title", "labels", "status", "opened_at",
-           "confirmed_at", "html_url")
+           "confirmed_at", "html_url", "renotify")
 COLUMN_LIST = ", ".join(COLUMNS)
 I_COLUMNS = ", ".join(f"i.{c}" for c in COLUMNS)
 
@@ -54,20 +54,24 @@ class StoredIncident(OpenIncident):
     opened_at: float = 0.0
     confirmed_at: float = 0.0
     html_url: str | None = None  # the incident's page in PagerDuty, when PagerDuty gave an http(s) one
+    renotify: float | None = None  # its rule's renotify: in seconds (README "Repeat control"), when it had one
 
 
 # The incident's row first: the upsert takes its row lock, so two PostgreSQL transactions writing one
 # key take turns before either touches its labels; a reopen keeps the first opened_at.
-UPSERT = (f"INSERT INTO incidents ({COLUMN_LIST}) VALUES (?, ?, ?, ?, ?, ?, 'triggered', ?, ?, ?) "
+UPSERT = (f"INSERT INTO incidents ({COLUMN_LIST}) VALUES (?, ?, ?, ?, ?, ?, 'triggered', ?, ?, ?, ?) "
            "ON CONFLICT (incident_key) DO UPDATE SET "
            + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in ("incident_key", "opened_at")))
 
 
 def put_incident(db: Db, incident: OpenIncident, now: float, actor: str, action: str,
          detail: Mapping[str, Any] | None) -> None:
-    html_url = incident.html_url if isinstance(incident, StoredIncident) else None
+    stored = incident if isinstance(incident, StoredIncident) else None
+    html_url, renotify = (stored.html_url, stored.renotify) if stored else (None, None)
     db.execute(UPSERT, (incident.incident_key, incident.incident_id, incident.rule, incident.severity,
-                         incident.title, json.dumps(dict(incident.labels)), now, now, html_url))
+                         incident.title, json.dumps(dict(incident.labels)), now, now, html_url, renotify))
+    # open again: a resolve by hand is forgotten (README "Repeat control"); one primary-key probe
+    db.execute("DELETE FROM hand_resolved WHERE incident_key = ?", (incident.incident_key,))
     db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident.incident_key,))
     db.executemany("INSERT INTO incident_labels (name, value, incident_key) VALUES (?, ?, ?)",
                    [(k, str(v), incident.incident_key) for k, v in incident.labels.items()])
@@ -81,9 +85,9 @@ def write_audit(db: Db, now: float, actor: str, action: str, incident_key: str |
 
 
 def incident_from_row(row: tuple[Any, ...]) -> StoredIncident:
-    key, incident_id, rule, severity, title, labels, status, opened_at, confirmed_at, html_url = row
+    key, incident_id, rule, severity, title, labels, status, opened_at, confirmed_at, html_url, renotify = row
     return StoredIncident(key, json.loads(labels), rule, severity, title, incident_id, status, opened_at,
-                          confirmed_at, html_url)
+                          confirmed_at, html_url, renotify)
 
 
 SILENCE_COLUMNS = "id, matchers, created_by, comment, starts_at, ends_at, created_at, weekly"
@@ -131,3 +135,28 @@ def pending_from_row(row: tuple[Any, ...]) -> PendingTrigger:
     key, rule, title, severity, labels, details, links, event_id, held_at, due_at = row
     return PendingTrigger(key, rule, title, severity, json.loads(labels), json.loads(details),
                           tuple(json.loads(links)), json.loads(event_id), held_at, due_at)
+
+
+HAND_COLUMNS = "incident_key, paged_at, resolved_at, labels"
+
+
+def hand_from_row(row: tuple[Any, ...]) -> HandResolved:
+    key, paged_at, resolved_at, labels = row
+    return HandResolved(key, paged_at, resolved_at, json.loads(labels))
+
+
+HELD_COLUMNS = "incident_key, rule, event_id, message, held_at, due_at, opens"
+
+
+def put_held_resolve(db: Db, held: HeldResolve) -> bool:
+    """Hold a flapping key's resolve unless one is held already; whether this did."""
+    row = db.execute(f"INSERT INTO held_resolves ({HELD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                     "ON CONFLICT (incident_key) DO NOTHING RETURNING incident_key",
+                     (held.incident_key, held.rule, json.dumps(held.event_id, default=str), held.message,
+                      held.since, held.until, held.opens)).fetchone()
+    return row is not None
+
+
+def held_from_row(row: tuple[Any, ...]) -> HeldResolve:
+    key, rule, event_id, message, held_at, due_at, opens = row
+    return HeldResolve(key, rule, json.loads(event_id), message, held_at, due_at, int(opens))

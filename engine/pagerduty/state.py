@@ -31,19 +31,25 @@ from typing import Any
 
 from engine import metrics
 from engine.errors import PageRulesError
-from engine.evaluation.actions import OpenIncident, PendingTrigger, TriggerAction
+from engine.evaluation.actions import HandResolved, HeldResolve, OpenIncident, PendingTrigger, TriggerAction
+from engine.language.model import Flap
 from engine.language.silences import Silence, SilenceError, iso
 from engine.pagerduty.migrations import MIGRATIONS, VERSION_TABLE, Migration
 from engine.pagerduty.records import (
     COLUMN_LIST,
+    HAND_COLUMNS,
+    HELD_COLUMNS,
     I_COLUMNS,
     PENDING_COLUMNS,
     SILENCE_COLUMNS,
     Db,
     Migrated,
     StoredIncident,
+    hand_from_row,
+    held_from_row,
     incident_from_row,
     pending_from_row,
+    put_held_resolve,
     put_incident,
     put_pending,
     put_silence,
@@ -264,6 +270,7 @@ class State:
             if status == "resolved":
                 db.execute("DELETE FROM incidents WHERE incident_key = ?", (incident_key,))
                 db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident_key,))
+                db.execute("DELETE FROM held_resolves WHERE incident_key = ?", (incident_key,))  # closed anyway
             else:
                 db.execute("UPDATE incidents SET status = ?, confirmed_at = ? WHERE incident_key = ?",
                            (status, now, incident_key))
@@ -374,6 +381,102 @@ class State:
                           "ORDER BY due_at, incident_key LIMIT ?", (at, limit))
         return [pending_from_row(r) for r in rows]
 
+    # repeat control (README "Repeat control"): keys a person resolved, kept while a wait can matter
+    def hand_resolved(self, incident_key: str) -> HandResolved | None:
+        rows = self._read(f"SELECT {HAND_COLUMNS} FROM hand_resolved WHERE incident_key = ?", (incident_key,))
+        return hand_from_row(rows[0]) if rows else None
+
+    def remember_hand_resolved(self, incident: StoredIncident, at: float, actor: str) -> bool:
+        """A person resolved ``incident`` at ``at``: remembered (with its last page, ``opened_at``) when its
+        rule has ``renotify:`` and the wait has not passed; whether it was. Rows past their wait go."""
+        if incident.renotify is None or incident.opened_at + incident.renotify <= at:
+            return False
+        with self.transaction() as db:
+            db.execute("DELETE FROM hand_resolved WHERE expires_at <= ?", (at,))
+            db.execute("INSERT INTO hand_resolved (incident_key, rule, labels, paged_at, resolved_at, expires_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_key) DO UPDATE SET rule = excluded.rule, "
+                       "labels = excluded.labels, paged_at = excluded.paged_at, resolved_at = excluded.resolved_at, "
+                       "expires_at = excluded.expires_at",
+                       (incident.incident_key, incident.rule, json.dumps(dict(incident.labels)), incident.opened_at,
+                        at, incident.opened_at + incident.renotify))
+            write_audit(db, at, actor, "hand_resolved", incident.incident_key, incident.incident_id,
+                        {"rule": incident.rule, "paged_at": iso(incident.opened_at),
+                         "renotify_at": iso(incident.opened_at + incident.renotify)})
+        return True
+
+    def forget_hand_resolved(self, incident_key: str, at: float, why: str, actor: str = "pagerules") -> bool:
+        with self.transaction() as db:
+            row = db.execute("DELETE FROM hand_resolved WHERE incident_key = ? RETURNING rule",
+                             (incident_key,)).fetchone()
+            if row is not None:
+                write_audit(db, at, actor, f"hand_resolved_{why}", incident_key, None, {"rule": row[0]})
+        return row is not None
+
+    def held_any(self) -> bool:
+        """Whether any trigger is held pending or any key is remembered resolved by hand (a recovery
+        selecting labels then looks for them too)."""
+        return bool(self._read("SELECT 1 FROM pending_triggers UNION ALL SELECT 1 FROM hand_resolved LIMIT 1"))
+
+    def hand_resolved_with(self, labels: Mapping[str, tuple[str, ...]]) -> list[str]:
+        """Keys resolved by hand whose every named label has one of the values (few: each lasts one wait)."""
+        rows = self._read("SELECT incident_key, labels FROM hand_resolved ORDER BY incident_key")
+        return [key for key, text in rows if labels
+                and all(json.loads(text).get(name) in values for name, values in labels.items())]
+
+    # flap control (README "Flap control"): each flap rule's key's opens within its window
+    def flap_opened(self, incident_key: str, at: float, flap: Flap) -> int:
+        """Count an open of the key at ``at``; the opens within ``flap.within`` up to it. Rows whose window
+        has passed go."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM flap_opens WHERE expires_at <= ?", (at,))
+            row = db.execute("SELECT opens FROM flap_opens WHERE incident_key = ?", (incident_key,)).fetchone()
+            opens = [t for t in (json.loads(row[0]) if row else []) if t > at - flap.within] + [at]
+            db.execute("INSERT INTO flap_opens (incident_key, opens, flap_opens, flap_within, expires_at) "
+                       "VALUES (?, ?, ?, ?, ?) ON CONFLICT (incident_key) DO UPDATE SET opens = excluded.opens, "
+                       "flap_opens = excluded.flap_opens, flap_within = excluded.flap_within, "
+                       "expires_at = excluded.expires_at",
+                       (incident_key, json.dumps(opens), flap.opens, flap.within, max(opens) + flap.within))
+        return len(opens)
+
+    def flap_count(self, incident_key: str, at: float) -> tuple[int, Flap] | None:
+        rows = self._read("SELECT opens, flap_opens, flap_within FROM flap_opens WHERE incident_key = ?",
+                          (incident_key,))
+        if not rows:
+            return None
+        opens, needed, within = rows[0]
+        return sum(1 for t in json.loads(opens) if at - within <= t <= at), Flap(int(needed), float(within))
+
+    def held_resolve(self, incident_key: str) -> HeldResolve | None:
+        rows = self._read(f"SELECT {HELD_COLUMNS} FROM held_resolves WHERE incident_key = ?", (incident_key,))
+        return held_from_row(rows[0]) if rows else None
+
+    def hold_resolve(self, held: HeldResolve, actor: str = "pagerules") -> HeldResolve:
+        """Hold a flapping key's resolve unless one is held; the hold in force. Audited as ``flapping``."""
+        with self.transaction() as db:
+            if put_held_resolve(db, held):
+                write_audit(db, held.since, actor, "flapping", held.incident_key, None,
+                            {"rule": held.rule, "event_id": held.event_id, "opens": held.opens,
+                             "resolve_at": iso(held.until)})
+                return held
+            row = db.execute(f"SELECT {HELD_COLUMNS} FROM held_resolves WHERE incident_key = ?",
+                             (held.incident_key,)).fetchone()
+        return held_from_row(row) if row else held
+
+    def forget_held_resolve(self, incident_key: str, at: float, why: str, actor: str = "pagerules") -> bool:
+        """Drop a held resolve (``why``: refired, released); whether this call dropped it."""
+        with self.transaction() as db:
+            row = db.execute("DELETE FROM held_resolves WHERE incident_key = ? RETURNING rule",
+                             (incident_key,)).fetchone()
+            if row is not None:
+                write_audit(db, at, actor, f"flapping_{why}", incident_key, None, {"rule": row[0]})
+        return row is not None
+
+    def due_resolves(self, at: float, limit: int = 100) -> list[HeldResolve]:
+        """Held resolves due at ``at``, soonest first: an index range on due_at."""
+        rows = self._read(f"SELECT {HELD_COLUMNS} FROM held_resolves WHERE due_at <= ? "
+                          "ORDER BY due_at, incident_key LIMIT ?", (at, limit))
+        return [held_from_row(r) for r in rows]
+
     def recent_audit(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._read("SELECT at, actor, action, incident_key, incident_id, detail FROM audit "
                           "ORDER BY id DESC LIMIT ?", (limit,))
@@ -424,10 +527,42 @@ class StateView:
         return self.state.due_pending(at, limit)
 
     def pending_any(self) -> bool:
-        return self.state.pending_any()
+        return self.state.held_any()
 
     def pending_keys(self, labels: Mapping[str, tuple[str, ...]]) -> list[str]:
-        return self.state.pending_with(labels)
+        """Held triggers and keys resolved by hand whose labels match (a recovery forgets the latter)."""
+        keys = self.state.pending_with(labels)
+        return sorted({*keys, *self.state.hand_resolved_with(labels)}) if labels else keys
+
+    # repeat control and flap control (engine.dispatch.dispatcher.RepeatView)
+    def hand_resolved_get(self, incident_key: str) -> HandResolved | None:
+        return self.state.hand_resolved(incident_key)
+
+    def hand_resolved_forget(self, incident_key: str, at: float, why: str) -> bool:
+        return self.state.forget_hand_resolved(incident_key, at, why)
+
+    def record_renotify_wait(self, action: TriggerAction, at: float, until: float) -> None:
+        self.state.audit(at, "rules", "renotify_wait", action.incident_key, None,
+                         {"rule": action.rule, "event_id": action.event_id, "renotify_at": iso(until)})
+
+    def opened(self, action: TriggerAction, at: float) -> int:
+        """The last page is the incident's opened_at; only a flap rule's open is counted here."""
+        return self.state.flap_opened(action.incident_key, at, action.flap) if action.flap is not None else 0
+
+    def flap_count(self, incident_key: str, at: float) -> tuple[int, Flap] | None:
+        return self.state.flap_count(incident_key, at)
+
+    def resolve_held(self, incident_key: str) -> HeldResolve | None:
+        return self.state.held_resolve(incident_key)
+
+    def resolve_hold(self, held: HeldResolve) -> HeldResolve:
+        return self.state.hold_resolve(held)
+
+    def resolve_forget(self, incident_key: str, at: float, why: str) -> bool:
+        return self.state.forget_held_resolve(incident_key, at, why)
+
+    def resolves_due(self, at: float, limit: int = 100) -> list[HeldResolve]:
+        return self.state.due_resolves(at, limit)
 
     def get(self, incident_key: str) -> OpenIncident | None:
         return self.state.get(incident_key)

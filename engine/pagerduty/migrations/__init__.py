@@ -94,6 +94,26 @@ def _pending(real: str) -> str:
 _PENDING_DUE = "CREATE INDEX pending_triggers_due ON pending_triggers (due_at)"
 
 
+def _repeat_control(real: str) -> tuple[str, ...]:
+    """Repeat control and flap control (README "Repeat control", "Flap control"): each incident keeps its
+    rule's ``renotify:``; the keys a person resolved (while a wait can matter); each flap rule's key's
+    recent opens; and the resolves held for a flapping key. Each expiring table has an index on when its
+    rows stop mattering, so pruning them is an index range."""
+    return (f"ALTER TABLE incidents ADD COLUMN renotify {real}",
+            "CREATE TABLE hand_resolved ("
+            " incident_key TEXT PRIMARY KEY, rule TEXT NOT NULL, labels TEXT NOT NULL,"
+            f" paged_at {real} NOT NULL, resolved_at {real} NOT NULL, expires_at {real} NOT NULL)",
+            "CREATE INDEX hand_resolved_expiring ON hand_resolved (expires_at)",
+            "CREATE TABLE flap_opens ("
+            " incident_key TEXT PRIMARY KEY, opens TEXT NOT NULL, flap_opens INTEGER NOT NULL,"
+            f" flap_within {real} NOT NULL, expires_at {real} NOT NULL)",
+            "CREATE INDEX flap_opens_expiring ON flap_opens (expires_at)",
+            "CREATE TABLE held_resolves ("
+            " incident_key TEXT PRIMARY KEY, rule TEXT NOT NULL, event_id TEXT NOT NULL, message TEXT NOT NULL,"
+            f" opens INTEGER NOT NULL, held_at {real} NOT NULL, due_at {real} NOT NULL)",
+            "CREATE INDEX held_resolves_due ON held_resolves (due_at)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "incidents, their labels, the daemon's progress and the audit trail",
@@ -127,6 +147,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         6, "pending triggers: first pages held by a rule's for: (issue 15)",
         sqlite=(_pending("REAL"), _PENDING_DUE),
         postgresql=(_pending("DOUBLE PRECISION"), _PENDING_DUE),
+    ),
+    Migration(
+        7, "repeat control and flap control: renotify per incident, resolves by hand, opens, held resolves "
+           "(issue 15)",
+        sqlite=_repeat_control("REAL"),
+        postgresql=_repeat_control("DOUBLE PRECISION"),
     ),
 )
 
