@@ -177,3 +177,28 @@ def test_a_time_that_does_not_parse_is_said_and_ignored(pipeline: Pipeline) -> N
         "stands in for it")
     assert report["outcomes"][0]["status"] == "planned"  # the page still goes out
     assert "time" not in explain_event({**build(350, "failed"), "time": "2026-12-03T14:00:00Z"}, pipeline)
+
+
+def test_a_trigger_a_given_silence_mutes_names_it_and_an_unknown_one_only_by_id() -> None:
+    from engine.dispatch.dispatcher import MemoryView
+    from engine.language.silences import make_silence
+
+    config = make_config()
+    quiet = make_silence({"repo": "acme/backend-api"}, created_by="ada", comment="db upgrade", starts_at=0,
+                         ends_at=4e9, created_at=0, silence_id="s-1")
+    view = MemoryView(silences=[quiet])
+    pipeline = Pipeline(shipped_rules(config), Dispatcher(config, DryRun(view)))
+    report = explain_event(build(349, "failed"), pipeline)
+    assert [o["status"] for o in report["outcomes"]] == ["silenced"]
+    assert report["silenced"] == [{"incident_key": KEY, "silence_id": "s-1", "match": {"repo": "acme/backend-api"},
+                                   "starts_at": "1970-01-01T00:00:00Z", "ends_at": "2096-10-02T07:06:40Z",
+                                   "weekly": None, "created_by": "ada", "comment": "db upgrade"}]
+    assert format_report(report).splitlines()[-1] == (
+        f"  silenced: {KEY} by silence s-1 (repo=acme/backend-api; until 2096-10-02T07:06:40Z; by ada: db "
+        "upgrade); nothing would be sent, a resolve still goes through")
+    # a silence the view does not hold (not a dry run's): the line still names its id
+    assert format_report({**report, "silenced": [{"incident_key": KEY, "silence_id": "s-1"}]}).splitlines()[-1] \
+        == f"  silenced: {KEY} by silence s-1"
+    resolved = explain_event(build(350, "passed"), pipeline)
+    assert [(o["action"], o["status"]) for o in resolved["outcomes"]] == [("resolve", "nothing_open")]
+    assert resolved["silenced"] == []

@@ -8,10 +8,11 @@ import sys
 import click
 
 from engine.commands.common import config_options, fail_cleanly, load_all, make_backend, state_option, write_lines
-from engine.config import load_config
-from engine.dispatch.dispatcher import Dispatcher, DryRun
+from engine.config import Config, load_config
+from engine.dispatch.dispatcher import Dispatcher, DryRun, MemoryView
 from engine.dispatch.pipeline import Pipeline
 from engine.dryrun.explain import explain_all, format_report
+from engine.dryrun.silences import state_silences
 from engine.errors import ConfigError
 from engine.events.stream import read_events
 from engine.language.loading import load_ruleset
@@ -22,7 +23,9 @@ log = logging.getLogger("pagerules")
 
 @click.command()
 @config_options
-@click.option("--dry-run", is_flag=True, help="Contact nothing and write no state; print what would happen.")
+@click.option("--dry-run", is_flag=True,
+              help="Contact nothing and write no state (its silences are read, and honoured); print what would "
+                   "happen.")
 @click.option("--type", "default_type", help="Type for input events that have none (e.g. github.workflow_run).")
 @state_option
 @fail_cleanly
@@ -36,7 +39,9 @@ def process(config_path: str | None, rules_dir: str | None, packs: str | None, d
     Example: python cli.py process --dry-run < examples/events.jsonl
     """
     config, ruleset = load_all(config_path, rules_dir, packs)
-    dispatcher = Dispatcher(config, make_backend(config, dry_run, state_path))
+    backend = dry_run_backend(config, state_path) if dry_run or not config.enabled else \
+        make_backend(config, dry_run, state_path)
+    dispatcher = Dispatcher(config, backend)
     pipeline = Pipeline(ruleset, dispatcher)
     tally = pipeline.tally
     write_lines(pipeline.lines(read_events(sys.stdin, "stdin"), default_type), sys.stdout)
@@ -50,20 +55,22 @@ def process(config_path: str | None, rules_dir: str | None, packs: str | None, d
 @config_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON report per event instead of text.")
 @click.option("--type", "default_type", help="Type for input events that have none.")
+@state_option
 @fail_cleanly
 def explain(config_path: str | None, rules_dir: str | None, packs: str | None, as_json: bool,
-            default_type: str | None) -> None:
+            default_type: str | None, state_path: str | None) -> None:
     """For each event on stdin: every rule of its type, whether it matched, and why not.
 
     Open incidents carry from one event to the next as in a dry run, so a failed
-    build followed by a passed one shows the resolve.
+    build followed by a passed one shows the resolve. A trigger an active silence of the
+    state would mute says which silence (the state is only read).
 
     Example: echo '{"type": "build", "repo": "a/b", "branch": "dev", "build_number": 1, "status": "failed"}' \
     | python cli.py explain
     """
     _, ruleset = load_all(config_path, rules_dir, packs)
     config = load_config(config_path, overrides={"rules_dir": rules_dir, "packs": packs})
-    pipeline = Pipeline(ruleset, Dispatcher(config, DryRun()))
+    pipeline = Pipeline(ruleset, Dispatcher(config, dry_run_backend(config, state_path)))
     for report in explain_all(read_events(sys.stdin, "stdin"), pipeline, default_type):
         click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report) + "\n")
 
@@ -113,6 +120,15 @@ def replay(events: tuple[str, ...], new_rules: str, old_rules: str | None, packs
                              for rule, kinds in counts.items())
         click.echo(f"{len(found)} differences" + (f" ({per_rule})" if per_rule else ""))
     sys.exit(1 if found else 0)
+
+
+def dry_run_backend(config: Config, state_path: str | None) -> DryRun:
+    """A dry run that honours the state's silences as a live run would (README "Silences and maintenance
+    windows"), read-only; a state it cannot read is one warning, and the run goes on unsilenced."""
+    found = state_silences(config, state_path)
+    if found.warning:
+        log.warning("%s", found.warning)
+    return DryRun(MemoryView(silences=found.silences))
 
 
 def _until(text: str | None) -> tuple[float | None, float]:

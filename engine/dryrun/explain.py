@@ -1,17 +1,20 @@
-"""Why each rule did or did not match an event: the same judge() evaluation uses; and, for each
-incident and change it would send, which route takes it and why the routes before it did not."""
+"""Why each rule did or did not match an event: the same judge() evaluation uses; for each
+incident and change it would send, which route takes it and why the routes before it did not; and,
+for a trigger a silence mutes, which silence (its matchers, end, maker and comment)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from engine.dispatch.outcomes import Outcome
+from engine.dispatch.dispatcher import MemoryView
+from engine.dispatch.outcomes import Outcome, Status
 from engine.dispatch.pipeline import Pipeline
 from engine.evaluation.actions import ChangeAction, TriggerAction
 from engine.evaluation.evaluate import check_event, event_time, judge
 from engine.events.stream import Parsed
 from engine.events.types import event_id
 from engine.language.routes import Route, route_name, route_trace
+from engine.language.silences import Silence
 
 KINDS = (("trigger", "triggers"), ("recovery", "recoveries"), ("change", "changes"))
 
@@ -28,7 +31,7 @@ def explain_all(items: Iterable[Parsed], pipeline: Pipeline, default_type: str |
 
 
 def explain_event(event: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
-    """{event_id, type, rejected | rules: [{rule, kind, verdict, reason}], outcomes, routes}.
+    """{event_id, type, rejected | rules: [{rule, kind, verdict, reason}], outcomes, routes, silenced}.
 
     The outcomes are the pipeline's, so a dry-run dispatcher carries open incidents
     from one event to the next exactly as `process --dry-run` does.
@@ -62,7 +65,22 @@ def explain_event(event: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
     report["outcomes"] = [outcome.to_line() for outcome in outcomes]
     traces = (_route_trace(outcome, pipeline.dispatcher.routes) for outcome in outcomes)
     report["routes"] = [trace for trace in traces if trace is not None]
+    report["silenced"] = [_silence_note(o, pipeline.dispatcher.view) for o in outcomes
+                          if o.status is Status.SILENCED]
     return report
+
+
+def _silence_note(outcome: Outcome, view: object) -> dict[str, Any]:
+    """The silence that muted a trigger, as `silence list --json` shows it (no more than its id when the
+    view does not hold it)."""
+    silence_id = outcome.result.silence_id
+    known: tuple[Silence, ...] = view.silences if isinstance(view, MemoryView) else ()
+    silence = next((s for s in known if s.id == silence_id), None)
+    note: dict[str, Any] = {"incident_key": outcome.incident_key, "silence_id": silence_id}
+    if silence is not None:
+        shown = silence.to_json()
+        note.update({k: shown[k] for k in ("match", "starts_at", "ends_at", "weekly", "created_by", "comment")})
+    return note
 
 
 def _route_trace(outcome: Outcome, routes: tuple[Route, ...]) -> dict[str, Any] | None:
@@ -130,4 +148,17 @@ def format_report(report: Mapping[str, Any]) -> str:
             lines.extend(_describe_routes(trace))
     for line in report["outcomes"]:
         lines.append(f"  -> {_describe(line)}")
+    for note in report.get("silenced", ()):
+        lines.append(f"  {_describe_silence(note)}")
     return "\n".join(lines)
+
+
+def _describe_silence(note: Mapping[str, Any]) -> str:
+    text = f"silenced: {note['incident_key']} by silence {note['silence_id']}"
+    if "match" not in note:
+        return text
+    weekly = note["weekly"]
+    window = f", {','.join(weekly['weekdays'])} {weekly['between']} {weekly['tz']}" if weekly else ""
+    match = ", ".join(f"{k}={v}" if isinstance(v, str) else f"{k}: {v}" for k, v in note["match"].items())
+    return (f"{text} ({match}; until {note['ends_at']}{window}; by {note['created_by']}: {note['comment']}); "
+            "nothing would be sent, a resolve still goes through")
