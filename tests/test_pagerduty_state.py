@@ -573,3 +573,75 @@ def test_a_recovery_selecting_labels_finds_a_held_trigger_through_the_view(make_
     assert view.pending_any() is True
     assert view.pending_keys({"repo": ("acme/api", "acme/web")}) == ["k1"]
     assert view.pending_keys({"repo": ("acme/web",)}) == [] and view.pending_keys({}) == []
+
+
+# Repeat control and flap control (migration 7): resolves by hand, opens, held resolves; both backends.
+def paged(key: str, opened_at: float = 100.0, renotify: float | None = 3600.0) -> StoredIncident:
+    return StoredIncident(key, {"repo": "acme/api", "kind": "main-red"}, "main-red", "high", f"title {key}",
+                          f"id-{key}", opened_at=opened_at, renotify=renotify)
+
+
+def test_a_resolve_by_hand_is_kept_while_its_wait_matters_and_a_page_forgets_it(make_state: MakeState) -> None:
+    state = make_state()
+    state.record_open(paged("k1", renotify=3600.0), 100.0, "rules", "create")
+    stored = state.get("k1")
+    assert stored is not None and stored.renotify == 3600.0  # the rule's renotify: travels with the incident
+    state.record_status("k1", "resolved", 200.0, "reconcile", "id-k1")
+    assert state.remember_hand_resolved(stored, 200.0, "reconcile")
+    hand = make_state().hand_resolved("k1")  # another process sees it
+    assert hand is not None and (hand.paged_at, hand.resolved_at, dict(hand.labels)) == \
+        (100.0, 200.0, {"repo": "acme/api", "kind": "main-red"})
+    assert StateView(state).pending_any() and StateView(state).pending_keys({"kind": ("main-red",)}) == ["k1"]
+    assert not state.remember_hand_resolved(paged("k2", renotify=None), 200.0, "reconcile")  # no renotify: nothing
+    assert not state.remember_hand_resolved(paged("k3", renotify=50.0), 200.0, "reconcile")  # its wait is over
+    state.record_open(paged("k1"), 300.0, "rules", "create")  # paging again forgets it
+    assert state.hand_resolved("k1") is None and not StateView(state).pending_any()
+    state.remember_hand_resolved(paged("k4", opened_at=100.0, renotify=200.0), 150.0, "cli")
+    assert state.forget_hand_resolved("k4", 160.0, "recovered") and not state.forget_hand_resolved("k4", 161.0, "x")
+    assert state.recent_audit(1)[0]["action"] == "hand_resolved_recovered"
+    state.remember_hand_resolved(paged("k5", opened_at=100.0, renotify=200.0), 150.0, "cli")
+    state.remember_hand_resolved(paged("k6", opened_at=1000.0), 1000.0, "cli")  # past k5's wait: k5 goes
+    assert state.hand_resolved("k5") is None and state.hand_resolved("k6") is not None
+
+
+def test_opens_are_counted_within_the_window_across_incidents(make_state: MakeState) -> None:
+    from engine.language.model import Flap
+    state = make_state()
+    flap = Flap(3, 600.0)
+    assert state.flap_count("k1", 0.0) is None
+    assert [state.flap_opened("k1", at, flap) for at in (100.0, 300.0, 500.0, 800.0)] == [1, 2, 3, 3]
+    assert make_state().flap_count("k1", 850.0) == (3, flap)  # 300, 500, 800: 100 fell out of the window
+    assert state.flap_count("k1", 1250.0) == (1, flap)
+    state.flap_opened("k2", 2000.0, flap)  # a later write drops k1, whose window has passed
+    assert state.flap_count("k1", 2000.0) is None and state.flap_count("k2", 2000.0) == (1, flap)
+
+
+def test_a_held_resolve_is_kept_across_a_reopen_released_once_and_gone_with_its_incident(make_state: MakeState
+                                                                                         ) -> None:
+    from engine.evaluation.actions import HeldResolve
+    state = make_state()
+    first = HeldResolve("k1", "main-green", {"id": "p3"}, "main is green again", 100.0, 700.0, 3)
+    assert state.hold_resolve(first) == first
+    assert state.hold_resolve(HeldResolve("k1", "other", "e", "m", 200.0, 800.0, 4)) == first  # the first stands
+    assert make_state().held_resolve("k1") == first
+    state.hold_resolve(HeldResolve("k2", "main-green", "e2", "m", 50.0, 650.0, 3))
+    assert [h.incident_key for h in state.due_resolves(700.0)] == ["k2", "k1"] and state.due_resolves(600.0) == []
+    assert state.forget_held_resolve("k1", 700.0, "released") and not make_state().forget_held_resolve("k1", 701.0, "x")
+    assert [r["action"] for r in state.recent_audit(4)][:2] == ["flapping_released", "flapping"]
+    state.record_open(incident("k2"), 60.0, "rules", "create")
+    state.record_status("k2", "resolved", 70.0, "reconcile", "id-k2")  # closed by hand: the hold has nothing to do
+    assert state.held_resolve("k2") is None
+
+
+def test_a_state_at_version_6_gains_repeat_control_and_keeps_its_holds(make_state: MakeState) -> None:
+    old = make_state("v6", MIGRATIONS[:6])
+    old.hold_pending(held("k1"))
+    with old.transaction() as db:
+        db.execute("INSERT INTO incidents (incident_key, incident_id, rule, severity, title, labels, status,"
+                   " opened_at, confirmed_at, html_url) VALUES ('a', 'P1', 'rule', 'high', 't', '{}',"
+                   " 'triggered', 1.0, 1.0, NULL)")
+    state = make_state("v6")
+    assert (state.migrated.before, state.migrated.applied) == (6, (7,))
+    stored = state.get("a")
+    assert stored is not None and stored.renotify is None and state.pending("k1") is not None
+    assert state.hand_resolved("a") is None and state.due_resolves(1e12) == []

@@ -1,0 +1,204 @@
+"""Flap control (README "Flap control"): a key that opened ``flap.opens`` times within ``flap.within`` has
+its recovery held (``flapping``, a note on the incident) until it stays recovered for the window; a
+trigger in between cancels the hold, adds a note and pages nothing; ``fire_due`` resolves it after.
+On a dry run (MemoryView, event times) here; against the fake PagerDuty, with a restart, below."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from builders import make_config, rules_from
+from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
+
+from engine.dispatch.dispatcher import Dispatcher, DryRun, MemoryView
+from engine.dispatch.outcomes import Status
+from engine.dispatch.pipeline import Pipeline
+from engine.pagerduty.backend import live_backend
+from engine.pagerduty.state import State
+
+RULES = """
+triggers:
+  - id: main-red
+    on: build
+    match: {status: failed, branch: main}
+    severity: high
+    title: "{{ event.repo }} main is red"
+    incident_key: "{{ event.repo | slug }}-main-red"
+    labels: {kind: main-red, repo: "{{ event.repo }}"}
+    FLAP
+recoveries:
+  - id: main-green
+    on: build
+    match: {status: passed, branch: main}
+    resolves: [{labels: {kind: main-red, repo: "{{ event.repo }}"}}]
+    message: main is green again
+"""
+FLAP = "flap: {opens: 3, within: 30m}"
+KEY = "codespar-acme-api-main-red"
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def event(status: str, minute: float, eid: str) -> dict[str, Any]:
+    return {"type": "build", "id": eid, "repo": "acme/api", "branch": "main", "build_number": int(minute) + 1,
+            "status": status, "time": iso(T0 + minute * 60)}
+
+
+@dataclass
+class NotingDryRun(DryRun):
+    """A dry run that records the notes it was asked to add (the live one sends them to PagerDuty)."""
+
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    note_error: str | None = None
+
+    def add_note(self, incident_key: str, text: str) -> str | None:
+        self.notes.append((incident_key, text))
+        return self.note_error
+
+
+def pipeline(flap: str = FLAP, **settings: Any) -> tuple[Pipeline, NotingDryRun]:
+    config = make_config(**settings)
+    backend = NotingDryRun(MemoryView())
+    return Pipeline(rules_from(RULES.replace("FLAP", flap), config), Dispatcher(config, backend)), backend
+
+
+def lines(p: Pipeline, *events: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    out = [o for e in events for o in p.outcomes(e)]
+    return [(o.action, o.status.value, o.to_line().get("resolve_at")) for o in out]
+
+
+FLAPPING = [event("failed", 0, "f1"), event("passed", 2, "p1"), event("failed", 4, "f2"), event("passed", 6, "p2"),
+            event("failed", 8, "f3")]
+
+
+def test_the_third_open_within_the_window_holds_its_recovery_with_a_note() -> None:
+    p, backend = pipeline()
+    assert lines(p, *FLAPPING[:4]) == [("trigger", "planned", None), ("resolve", "planned", None)] * 2
+    [line] = lines(p, FLAPPING[4], event("passed", 10, "p3"))[1:]
+    assert line == ("resolve", "flapping", iso(T0 + 40 * 60))  # recovered at +10m, held for 30m
+    assert backend.view.get(KEY) is not None  # still one open incident
+    [(key, text)] = backend.notes
+    assert key == KEY
+    assert text == ("pagerules: recovered, but this key opened 3 times in 30m: held open as flapping; it resolves "
+                    f"once it stays recovered for 30m (at {iso(T0 + 40 * 60)})")
+
+
+def test_a_trigger_while_held_pages_nothing_cancels_the_hold_and_is_noted() -> None:
+    p, backend = pipeline()
+    lines(p, *FLAPPING, event("passed", 10, "p3"))
+    assert lines(p, event("failed", 12, "f4")) == [("trigger", "flapping", None)]
+    assert backend.view.held_resolves == {} and backend.view.get(KEY) is not None
+    assert backend.notes[-1] == (KEY, "pagerules: flapped again: main-red fired at 2026-01-01T00:12:00Z "
+                                      "(4th open in 30m); the held resolve is cancelled and the incident stays open")
+    assert lines(p, event("failed", 13, "f5")) == [("trigger", "deduplicated", None)]  # a plain repeat now
+    # the cancelled hold resolves nothing when its time comes; the next recovery is held anew
+    assert p.dispatcher.fire_due(T0 + 41 * 60) == []
+    assert lines(p, event("passed", 14, "p4")) == [("resolve", "flapping", iso(T0 + 44 * 60))]
+
+
+def test_the_wake_up_resolves_it_once_it_stayed_recovered_for_the_window() -> None:
+    p, backend = pipeline()
+    lines(p, *FLAPPING, event("passed", 10, "p3"))
+    assert p.dispatcher.fire_due(T0 + 40 * 60 - 1) == []  # not yet
+    [outcome] = p.dispatcher.fire_due(T0 + 40 * 60)
+    line = outcome.to_line()
+    assert (line["action"], line["status"], line["incident_key"], line["rule"], line["event_id"]) == \
+        ("resolve", "planned", KEY, "main-green", "p3")
+    assert backend.view.get(KEY) is None and backend.view.held_resolves == {}
+    assert p.dispatcher.fire_due(T0 + 50 * 60) == []  # once only
+
+
+def test_a_repeated_recovery_while_held_keeps_the_first_window() -> None:
+    p, backend = pipeline()
+    lines(p, *FLAPPING, event("passed", 10, "p3"))
+    assert lines(p, event("passed", 20, "p4")) == [("resolve", "flapping", iso(T0 + 40 * 60))]
+    assert len(backend.notes) == 1  # one note for the hold, none for a repeat of the recovery
+
+
+def test_opens_outside_the_window_do_not_count() -> None:
+    p, _ = pipeline()
+    spread = [event("failed", 0, "f1"), event("passed", 2, "p1"), event("failed", 20, "f2"), event("passed", 22, "p2"),
+              event("failed", 40, "f3"), event("passed", 42, "p3")]
+    assert [s for _, s, _ in lines(p, *spread)] == ["planned"] * 6  # the first open is 42m before the last recovery
+
+
+def test_without_flap_or_with_auto_resolve_off_nothing_is_held() -> None:
+    p, backend = pipeline(flap="")
+    assert [s for _, s, _ in lines(p, *FLAPPING, event("passed", 10, "p3"))] == ["planned"] * 6
+    p, backend = pipeline(auto_resolve=False)
+    assert lines(p, *FLAPPING, event("passed", 10, "p3"))[-1] == ("resolve", "auto_resolve_off", None)
+    assert backend.view.held_resolves == {} and backend.notes == []
+
+
+def test_a_note_that_fails_keeps_the_hold_and_says_why_on_the_line() -> None:
+    p, backend = pipeline()
+    backend.note_error = "PagerDuty unreachable"
+    lines(p, *FLAPPING)
+    [outcome] = p.outcomes(event("passed", 10, "p3"))
+    assert (outcome.status, outcome.to_line()["note_error"]) == (Status.FLAPPING, "PagerDuty unreachable")
+    assert KEY in backend.view.held_resolves  # held all the same: never a lost resolve
+
+
+# ---- live, against the fake PagerDuty -------------------------------------------------------------------------
+def live_pipeline(fake: FakePagerDuty, tmp_path: Path, now: list[float]) -> tuple[Pipeline, State]:
+    env = {"PAGERDUTY_API_TOKEN": TOKEN, "PAGERDUTY_FROM_EMAIL": FROM_EMAIL, "PAGERDUTY_SERVICE_ID": SERVICE,
+           "PAGERDUTY_ESCALATION_POLICY_ID": POLICY, "PAGERDUTY_API_URL": fake.url,  # type: ignore[attr-defined]
+           "PAGERULES_RETRY_BACKOFF": "0.05"}
+    config = make_config("dedup_window_seconds: 60", env=env)
+    backend = live_backend(config, str(tmp_path / "state.db"))
+    backend.clock = lambda: now[0]
+    return Pipeline(rules_from(RULES.replace("FLAP", FLAP), config),
+                    Dispatcher(config, backend, clock=lambda: now[0])), backend.state
+
+
+def live_lines(p: Pipeline, now: list[float], *steps: tuple[float, dict[str, Any]]) -> list[str]:
+    out = []
+    for minute, e in steps:
+        now[0] = T0 + minute * 60
+        out += [o.status.value for o in p.outcomes(e)]
+    return out
+
+
+def test_live_a_flapping_key_is_held_noted_refired_and_resolved_after_a_restart(fake: FakePagerDuty,
+                                                                               tmp_path: Path) -> None:
+    now = [T0]
+    p, state = live_pipeline(fake, tmp_path, now)
+    steps = [(float(e["build_number"] - 1), e) for e in FLAPPING]
+    assert live_lines(p, now, *steps) == ["created", "resolved", "created", "resolved", "created"]
+    assert live_lines(p, now, (10, event("passed", 10, "p3"))) == ["flapping"]
+    [open_id] = [i for i, inc in fake.incidents.items() if inc["status"] != "resolved"]
+    assert fake.incidents[open_id]["notes"][-1].startswith("pagerules: recovered, but this key opened 3 times in 30m")
+    # a re-fire: no incident, a note, the hold gone
+    assert live_lines(p, now, (12, event("failed", 12, "f4"))) == ["flapping"]
+    assert len(fake.incidents) == 3 and "(4th open in 30m)" in fake.incidents[open_id]["notes"][-1]
+    assert state.held_resolve(KEY) is None
+    # recovered again: held anew, and a restart (a new State on the same file) keeps the hold
+    assert live_lines(p, now, (14, event("passed", 14, "p4"))) == ["flapping"]
+    p, state = live_pipeline(fake, tmp_path, now)
+    held = state.held_resolve(KEY)
+    assert held is not None and held.until == T0 + 44 * 60
+    assert p.dispatcher.fire_due(T0 + 43 * 60) == []
+    [outcome] = p.dispatcher.fire_due(T0 + 44 * 60)
+    assert (outcome.status, outcome.incident_key) == (Status.RESOLVED, KEY)
+    assert fake.incidents[open_id]["status"] == "resolved" and state.get(KEY) is None
+    actions = [r["action"] for r in reversed(state.recent_audit(100)) if r["incident_key"] == KEY]
+    assert actions.count("flapping") == 2 and actions.count("note") == 3
+    assert "flapping_refired" in actions and actions[-2:] == ["flapping_released", "resolved"]
+
+
+def test_live_a_note_pagerduty_refuses_still_holds_the_resolve(fake: FakePagerDuty, tmp_path: Path) -> None:
+    now = [T0]
+    p, state = live_pipeline(fake, tmp_path, now)
+    live_lines(p, now, *[(float(e["build_number"] - 1), e) for e in FLAPPING])
+    fake.faults = {"status": 500, "count": 100}
+    now[0] = T0 + 600
+    [outcome] = p.outcomes(event("passed", 10, "p3"))
+    fake.faults = {}
+    assert outcome.status is Status.FLAPPING and outcome.to_line()["note_error"]
+    assert state.held_resolve(KEY) is not None
+    assert any(r["action"] == "note_failed" for r in state.recent_audit(20))

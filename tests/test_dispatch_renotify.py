@@ -1,0 +1,193 @@
+"""Repeat control (README "Repeat control"): with ``renotify: R`` a key whose incident a person resolved,
+and that still fires, pages again only once R has passed since its last page (``renotify_wait`` until
+then); a rule's recovery, or the page itself, forgets the resolve by hand. Without it, as before: the
+first trigger after the dedup window pages. Dry run (MemoryView, event times), then against the fake."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import make_config, rules_from
+from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
+
+from engine.dispatch.dispatcher import Dispatcher, DryRun, MemoryView
+from engine.dispatch.pipeline import Pipeline
+from engine.language.silences import make_silence
+from engine.pagerduty import manual
+from engine.pagerduty.backend import Live, live_backend
+
+RULES = """
+triggers:
+  - id: main-red
+    on: build
+    match: {status: failed, branch: main}
+    severity: SEVERITY
+    title: "{{ event.repo }} main is red"
+    incident_key: "{{ event.repo | slug }}-main-red"
+    labels: {kind: main-red, repo: "{{ event.repo }}"}
+    RENOTIFY
+recoveries:
+  - id: main-green
+    on: build
+    match: {status: passed, branch: main}
+    resolves: [{labels: {kind: main-red, repo: "{{ event.repo }}"}}]
+    message: main is green again
+"""
+KEY = "codespar-acme-api-main-red"
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def event(status: str, minute: float, eid: str) -> dict[str, Any]:
+    return {"type": "build", "id": eid, "repo": "acme/api", "branch": "main", "build_number": int(minute) + 1,
+            "status": status, "time": iso(T0 + minute * 60)}
+
+
+def rules(renotify: str = "renotify: 1h", severity: str = "high") -> str:
+    return RULES.replace("RENOTIFY", renotify).replace("SEVERITY", severity)
+
+
+def pipeline(renotify: str = "renotify: 1h", view: MemoryView | None = None, severity: str = "high",
+             **settings: Any) -> tuple[Pipeline, MemoryView]:
+    config = make_config(**settings)
+    view = view if view is not None else MemoryView()
+    return Pipeline(rules_from(rules(renotify, severity), config), Dispatcher(config, DryRun(view))), view
+
+
+def lines(p: Pipeline, *events: dict[str, Any]) -> list[dict[str, Any]]:
+    return [o.to_line() for e in events for o in p.outcomes(e)]
+
+
+def statuses(p: Pipeline, *events: dict[str, Any]) -> list[str]:
+    return [line["status"] for line in lines(p, *events)]
+
+
+def test_after_a_resolve_by_hand_it_waits_for_renotify_since_its_last_page_then_pages() -> None:
+    p, view = pipeline()
+    assert statuses(p, event("failed", 0, "f1")) == ["planned"]
+    assert view.resolve_by_hand(KEY, T0 + 10 * 60)
+    [line] = lines(p, event("failed", 30, "f2"))
+    assert (line["status"], line["renotify_at"]) == ("renotify_wait", iso(T0 + 3600))  # 1h after the page
+    assert statuses(p, event("failed", 59, "f3"), event("failed", 60, "f4"), event("failed", 61, "f5")) == \
+        ["renotify_wait", "planned", "deduplicated"]
+    assert view.hand_resolved == {}  # paging again forgot it
+
+
+def test_without_renotify_a_key_resolved_by_hand_pages_at_its_next_trigger() -> None:
+    p, view = pipeline(renotify="")
+    statuses(p, event("failed", 0, "f1"))
+    view.resolve_by_hand(KEY, T0 + 60)
+    assert statuses(p, event("failed", 2, "f2")) == ["planned"]
+
+
+def test_a_rule_recovery_forgets_the_resolve_by_hand_so_the_next_failure_pages_at_once() -> None:
+    p, view = pipeline()
+    statuses(p, event("failed", 0, "f1"))
+    view.resolve_by_hand(KEY, T0 + 60)
+    [line] = lines(p, event("passed", 5, "p1"))  # its selector finds the key resolved by hand
+    assert (line["action"], line["status"], line["incident_key"]) == ("resolve", "nothing_open", KEY)
+    assert view.hand_resolved == {}
+    assert statuses(p, event("failed", 10, "f2")) == ["planned"]
+
+
+def test_a_threshold_or_a_silence_answers_before_renotify_and_a_repeat_never_looks() -> None:
+    silence = make_silence({"repo": "acme/api"}, created_by="ada", comment="db work", starts_at=T0,
+                           ends_at=T0 + 7200, created_at=T0)
+    p, view = pipeline(view=MemoryView(silences=[silence]))
+    view.paged_at[KEY] = T0  # paged before the silence began
+    view.hand_resolved[KEY] = T0 + 60
+    [line] = lines(p, event("failed", 5, "f1"))
+    assert (line["status"], line["silence_id"]) == ("silenced", silence.id)
+    p, view = pipeline(severity="low", severity_threshold="high")
+    view.paged_at[KEY], view.hand_resolved[KEY] = T0, T0 + 60
+    assert statuses(p, event("failed", 5, "f1")) == ["below_threshold"]
+    p, view = pipeline()
+    statuses(p, event("failed", 0, "f1"))
+    looked: list[str] = []
+    view.hand_resolved_get = lambda key: looked.append(key)  # type: ignore[method-assign,assignment,func-returns-value]
+    assert statuses(p, event("failed", 1, "f2"), event("failed", 2, "f3")) == ["deduplicated"] * 2
+    assert looked == []  # open: no renotify lookup on the hot path
+
+
+# ---- live, against the fake PagerDuty -------------------------------------------------------------------------
+def live(fake: FakePagerDuty, tmp_path: Path, now: list[float], renotify: str = "renotify: 1h"
+         ) -> tuple[Pipeline, Live]:
+    env = {"PAGERDUTY_API_TOKEN": TOKEN, "PAGERDUTY_FROM_EMAIL": FROM_EMAIL, "PAGERDUTY_SERVICE_ID": SERVICE,
+           "PAGERDUTY_ESCALATION_POLICY_ID": POLICY, "PAGERDUTY_API_URL": fake.url,  # type: ignore[attr-defined]
+           "PAGERULES_RETRY_BACKOFF": "0.05"}
+    config = make_config("dedup_window_seconds: 60", env=env)
+    backend = live_backend(config, str(tmp_path / "state.db"))
+    backend.clock = backend.reconciler.clock = lambda: now[0]
+    return Pipeline(rules_from(rules(renotify), config), Dispatcher(config, backend, clock=lambda: now[0])), backend
+
+
+def at(p: Pipeline, now: list[float], minute: float, e: dict[str, Any]) -> dict[str, Any]:
+    now[0] = T0 + minute * 60
+    [line] = [o.to_line() for o in p.outcomes(e)]
+    return line
+
+
+def creates(fake: FakePagerDuty) -> int:
+    return len(fake.calls("POST", "/incidents"))
+
+
+def test_live_a_resolve_by_hand_in_pagerduty_waits_before_reconcile_ran_then_pages(fake: FakePagerDuty,
+                                                                                   tmp_path: Path) -> None:
+    now = [T0]
+    p, backend = live(fake, tmp_path, now)
+    assert at(p, now, 0, event("failed", 0, "f1"))["status"] == "created"
+    fake.resolve_by_hand(KEY)
+    gets = len(fake.calls("GET"))
+    line = at(p, now, 5, event("failed", 5, "f2"))  # past the dedup window: one GET finds it resolved
+    assert (line["status"], line["renotify_at"]) == ("renotify_wait", iso(T0 + 3600))
+    assert len(fake.calls("GET")) == gets + 1 and creates(fake) == 1
+    line = at(p, now, 30, event("failed", 30, "f3"))  # the state knows now: no call at all
+    assert line["status"] == "renotify_wait" and len(fake.calls("GET")) == gets + 1 and creates(fake) == 1
+    line = at(p, now, 60, event("failed", 60, "f4"))
+    assert (line["status"], line["incident_id"]) == ("created", "PINC0002")
+    assert backend.state.hand_resolved(KEY) is None
+    actions = [r["action"] for r in reversed(backend.state.recent_audit(50)) if r["incident_key"] == KEY]
+    assert actions == ["create", "resolved", "hand_resolved", "renotify_wait", "renotify_wait", "create"]
+
+
+def test_live_reconcile_learns_the_resolve_by_hand_and_a_rule_recovery_clears_it(fake: FakePagerDuty,
+                                                                                 tmp_path: Path) -> None:
+    now = [T0]
+    p, backend = live(fake, tmp_path, now)
+    at(p, now, 0, event("failed", 0, "f1"))
+    fake.resolve_by_hand(KEY)
+    now[0] = T0 + 120
+    assert backend.reconcile()["resolved"] == 1
+    hand = backend.state.hand_resolved(KEY)
+    assert hand is not None and hand.paged_at == T0 and hand.labels == {"kind": "main-red", "repo": "acme/api"}
+    assert at(p, now, 3, event("failed", 3, "f2"))["status"] == "renotify_wait"
+    line = at(p, now, 4, event("passed", 4, "p1"))
+    assert (line["status"], line["incident_key"]) == ("nothing_open", KEY)
+    assert backend.state.hand_resolved(KEY) is None
+    assert at(p, now, 5, event("failed", 5, "f3"))["status"] == "created"  # a new failure pages at once
+
+
+@pytest.mark.parametrize("actor", ["cli", "alice"])
+def test_live_pagerules_resolve_is_a_resolve_by_hand(fake: FakePagerDuty, tmp_path: Path, actor: str) -> None:
+    now = [T0]
+    p, backend = live(fake, tmp_path, now)
+    at(p, now, 0, event("failed", 0, "f1"))
+    now[0] = T0 + 300
+    assert manual.resolve(backend.config, backend.with_actor(actor), KEY)["status"] == "resolved"
+    assert at(p, now, 10, event("failed", 10, "f2"))["status"] == "renotify_wait"
+    assert creates(fake) == 1
+
+
+def test_live_without_renotify_the_dedup_window_decides_as_before(fake: FakePagerDuty, tmp_path: Path) -> None:
+    now = [T0]
+    p, backend = live(fake, tmp_path, now, renotify="")
+    at(p, now, 0, event("failed", 0, "f1"))
+    fake.resolve_by_hand(KEY)
+    gets = len(fake.calls("GET"))
+    assert at(p, now, 2, event("failed", 2, "f2"))["status"] == "created"
+    assert len(fake.calls("GET")) == gets  # no look-up for a rule without renotify
