@@ -471,3 +471,22 @@ def test_replay_until_runs_the_last_wake_up_later_and_a_bad_one_exits_2(tmp_path
         assert result.output.splitlines()[1].startswith("wake-up at 2026-01-01T00:10:00Z: event d1: now pages: ")
     bad = invoke([*args, "--until", "soon"])
     assert bad.exit_code == 2 and "--until: 'soon' is not an ISO 8601 time" in bad.output
+
+
+def test_unquoted_yaml_timestamps_are_taken_as_the_times_they_say(tmp_path: Path) -> None:
+    code, lines = run_case(tmp_path, """cases:
+  - name: unquoted
+    start: 2026-01-01T00:00:00Z
+    silences:
+      - {match: {repo: acme/api}, starts_at: 2026-01-01T00:00:00Z, until: 2026-01-01T01:00:00+00:00}
+    events:
+      - {type: build, id: b1, time: 2026-01-01T00:30:00Z, repo: acme/api, branch: main, build_number: 5, status: failed}
+      - {type: build, id: b2, time: 2026-01-01T02:00:00Z, repo: acme/api, branch: main, build_number: 5, status: failed}
+      - {resolve_by_hand: codespar-acme-api-build-5, time: 2026-01-01T02:10:00Z}
+      - {type: build, id: b3, time: 2026-01-01T02:20:00Z, repo: acme/api, branch: main, build_number: 5, status: failed}
+    expect:
+      - {action: trigger, status: silenced, event_id: b1}
+      - {action: trigger, status: planned, event_id: b2}
+      - {action: trigger, status: planned, event_id: b3}
+""")
+    assert code == 0, lines

@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,7 @@ class RuleTestRun:
     def run_file(self, path: Path) -> Iterator[CaseResult]:
         """Every case of one test file."""
         doc, problems = load_yaml_text(path.read_text(encoding="utf-8"), display(path))
+        doc = replace(doc, data=_iso_texts(doc.data))
         problems += check_document(doc, load_schema("ruletest.schema.json"), lambda p: (None, p))
         if problems:
             raise InvalidFiles(problems)
@@ -181,6 +183,19 @@ class RuleTestRun:
         if key not in self._rulesets:
             self._rulesets[key] = load_ruleset(config)
         return self._rulesets[key]
+
+
+def _iso_texts(value: Any) -> Any:
+    """YAML reads an unquoted ``2026-01-01T00:10:00Z`` as a timestamp: make it the ISO 8601 text it was
+    written as, as a JSON event would carry it, so ``start``, ``time`` and a silence's times take it
+    rather than refusing it (or an event's time being ignored)."""
+    if isinstance(value, dict):
+        return {k: _iso_texts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_iso_texts(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
 
 
 def _wake(dispatcher: Dispatcher, now: float) -> list[dict[str, Any]]:
