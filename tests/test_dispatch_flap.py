@@ -202,3 +202,10 @@ def test_live_a_note_pagerduty_refuses_still_holds_the_resolve(fake: FakePagerDu
     assert outcome.status is Status.FLAPPING and outcome.to_line()["note_error"]
     assert state.held_resolve(KEY) is not None
     assert any(r["action"] == "note_failed" for r in state.recent_audit(20))
+
+
+def test_a_recovery_after_the_hold_is_due_resolves_when_no_wake_up_ran() -> None:
+    p, backend = pipeline()
+    lines(p, *FLAPPING, event("passed", 10, "p3"))
+    assert lines(p, event("passed", 40, "p4")) == [("resolve", "planned", None)]  # `process` has no wake-up
+    assert backend.view.get(KEY) is None and backend.view.held_resolves == {}

@@ -669,7 +669,11 @@ class Dispatcher:
             return None  # the usual recovery: one read, nothing held
         held = view.resolve_held(key)
         if held is not None:  # a repeat of the recovery: the first one's window stands
-            return Result(Status.FLAPPING, resolve_at=iso_time(held.until))
+            if now < held.until:
+                return Result(Status.FLAPPING, resolve_at=iso_time(held.until))
+            # due, and no wake-up released it (`process` runs none): this recovery resolves it
+            view.resolve_forget(key, now, "released")
+            return None
         opens, flap = counted
         incident = self.view.get(key)
         if opens < flap.opens or incident is None:
