@@ -209,3 +209,24 @@ def test_a_recovery_after_the_hold_is_due_resolves_when_no_wake_up_ran() -> None
     lines(p, *FLAPPING, event("passed", 10, "p3"))
     assert lines(p, event("passed", 40, "p4")) == [("resolve", "planned", None)]  # `process` has no wake-up
     assert backend.view.get(KEY) is None and backend.view.held_resolves == {}
+
+
+def test_live_an_events_api_route_holds_the_same_way_without_notes(fake: FakePagerDuty, tmp_path: Path) -> None:
+    routing_key = "routingkeyforthedefault000000002"
+    config = make_config("dedup_window_seconds: 60", env={
+        "PAGERDUTY_API_URL": fake.url, "PAGERDUTY_EVENTS_URL": fake.url,  # type: ignore[attr-defined]
+        "PAGERDUTY_ROUTING_KEY": routing_key, "PAGERULES_RETRIES": "0"})
+    now = [T0]
+    backend = live_backend(config, str(tmp_path / "state.db"))
+    backend.clock = lambda: now[0]
+    p = Pipeline(rules_from(RULES.replace("FLAP", FLAP), config), Dispatcher(config, backend, clock=lambda: now[0]))
+    steps = [(float(e["build_number"] - 1), e) for e in [*FLAPPING, event("passed", 10, "p3")]]
+    assert live_lines(p, now, *steps) == ["created", "resolved", "created", "resolved", "created", "flapping"]
+    assert fake.open_dedup_keys(routing_key) == {routing_key: [KEY]}  # held open: no resolve event sent
+    assert fake.calls("POST", "/incidents") == [] and not [c for c in fake.calls() if c["path"].endswith("/notes")]
+    assert live_lines(p, now, (12, event("failed", 12, "f4"))) == ["flapping"]
+    # 3 triggers, 2 resolves, and the re-fire's trigger past the dedup window, folded into the open alert
+    assert len(fake.events_calls("/v2/enqueue")) == 6 and fake.open_dedup_keys(routing_key) == {routing_key: [KEY]}
+    live_lines(p, now, (14, event("passed", 14, "p4")))
+    [outcome] = p.dispatcher.fire_due(T0 + 44 * 60)
+    assert outcome.status is Status.RESOLVED and fake.open_dedup_keys(routing_key) == {}

@@ -191,3 +191,23 @@ def test_live_without_renotify_the_dedup_window_decides_as_before(fake: FakePage
     gets = len(fake.calls("GET"))
     assert at(p, now, 2, event("failed", 2, "f2"))["status"] == "created"
     assert len(fake.calls("GET")) == gets  # no look-up for a rule without renotify
+
+
+def test_live_an_events_api_route_waits_after_pagerules_resolve(fake: FakePagerDuty, tmp_path: Path) -> None:
+    routing_key = "routingkeyforthedefault000000002"
+    config = make_config("dedup_window_seconds: 60", env={
+        "PAGERDUTY_API_URL": fake.url, "PAGERDUTY_EVENTS_URL": fake.url,  # type: ignore[attr-defined]
+        "PAGERDUTY_ROUTING_KEY": routing_key, "PAGERULES_RETRIES": "0"})
+    now = [T0]
+    backend = live_backend(config, str(tmp_path / "state.db"))
+    backend.clock = lambda: now[0]
+    p = Pipeline(rules_from(rules(), config), Dispatcher(config, backend, clock=lambda: now[0]))
+    assert at(p, now, 0, event("failed", 0, "f1"))["status"] == "created"
+    now[0] = T0 + 300
+    assert manual.resolve(config, backend.with_actor("alice"), KEY)["status"] == "resolved"
+    sent = len(fake.events_calls("/v2/enqueue"))
+    line = at(p, now, 10, event("failed", 10, "f2"))
+    assert (line["status"], line["renotify_at"]) == ("renotify_wait", iso(T0 + 3600))
+    assert len(fake.events_calls("/v2/enqueue")) == sent  # nothing sent while it waits
+    assert at(p, now, 60, event("failed", 60, "f3"))["status"] == "created"
+    assert fake.open_dedup_keys(routing_key) == {routing_key: [KEY]}
