@@ -340,3 +340,50 @@ def test_a_repeat_whose_page_pagerduty_cannot_take_yet_is_retried_at_once_not_he
     outage.result = Result(Status.CREATED, "P1")
     retried = down.handle(held(at=1630.0))[0]  # the daemon retries the event
     assert (retried.status, outage.calls) == (Status.CREATED, ["create", "create"])
+
+
+# ---- repeat control and flap control (README "Repeat control", "Flap control") ---------------------------
+def flapping(at: float) -> TriggerAction:
+    from engine.language.model import Flap
+    action = trigger()
+    action.flap, action.renotify, action.at = Flap(2, 600.0), 3600.0, at
+    return action
+
+
+def test_disabled_answers_before_renotify_and_flap_and_neither_holds_then() -> None:
+    view = MemoryView()
+    view.paged_at[KEY], view.hand_resolved[KEY] = 0.0, 10.0
+    [outcome] = Dispatcher(make_config(enabled=False), DryRun(view)).handle(flapping(at=100.0))
+    assert outcome.status is Status.DISABLED and KEY in view.hand_resolved  # nothing looked at, nothing forgotten
+
+
+def test_a_due_held_resolve_pagerduty_cannot_take_is_held_again_30_seconds_later() -> None:
+    backend = Answering(Result(Status.CREATED, incident_id="P1"))
+    dispatcher = Dispatcher(make_config(), backend, Clock())
+    for at in (100.0, 200.0):  # two opens within 600 s: flapping from the second recovery on
+        backend.view.open(OpenIncident(KEY, {"repo": "acme/api"}, "build-failed", "high", "t"))
+        dispatcher.handle(flapping(at=at))
+    backend.result = Result(Status.RESOLVED)
+    [outcome] = dispatcher.handle(ResolveAction("build-fixed", "e2", KEY, "fixed", at=300.0))
+    assert outcome.status is Status.FLAPPING and backend.calls == ["create", "create"]  # no resolve sent
+    backend.result = Result(Status.FAILED, error="PagerDuty unreachable", retry=True)
+    assert [o.status for o in dispatcher.fire_due(900.0)] == [Status.FAILED]
+    assert backend.view.held_resolves[KEY].until == 930.0  # not lost: tried again later
+    backend.result = Result(Status.RESOLVED)
+    assert [o.status for o in dispatcher.fire_due(930.0)] == [Status.RESOLVED] and not backend.view.held_resolves
+
+
+def test_a_held_resolve_whose_release_raises_is_held_again() -> None:
+    class Raising(Answering):
+        def resolve(self, action: ResolveAction) -> Result:
+            raise RuntimeError("state unreachable")
+
+    backend = Raising(Result(Status.CREATED))
+    dispatcher = Dispatcher(make_config(), backend, Clock())
+    backend.view.open(OpenIncident(KEY, {"repo": "acme/api"}, "build-failed", "high", "t"))
+    dispatcher.handle(flapping(at=100.0))
+    dispatcher.handle(flapping(at=200.0))
+    assert dispatcher.handle(ResolveAction("build-fixed", "e2", KEY, "fixed", at=300.0))[0].status is Status.FLAPPING
+    with pytest.raises(RuntimeError):
+        dispatcher.fire_due(900.0)
+    assert KEY in backend.view.held_resolves

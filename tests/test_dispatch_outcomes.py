@@ -126,3 +126,15 @@ def test_a_silenced_trigger_line_names_the_silence() -> None:
     line = triggered(TRIGGER, Result(Status.SILENCED, silence_id="5f1c")).to_line()
     assert (line["status"], line["silence_id"]) == ("silenced", "5f1c")
     assert list(line)[-1] == "silence_id" and "silence_id" not in triggered(TRIGGER, Result(Status.CREATED)).to_line()
+
+
+def test_a_renotify_wait_names_when_it_may_page_and_a_held_resolve_when_it_resolves() -> None:
+    line = triggered(TRIGGER, Result(Status.RENOTIFY_WAIT, renotify_at="2026-01-01T04:00:00Z")).to_line()
+    assert (line["status"], list(line)[-1], line["renotify_at"]) == ("renotify_wait", "renotify_at",
+                                                                    "2026-01-01T04:00:00Z")
+    held = Outcome(ResolveAction("build-fixed", "e2", "k", "fixed"),
+                   Result(Status.FLAPPING, "PINC1", note_error="503", resolve_at="2026-01-01T00:40:00Z")).to_line()
+    assert (held["action"], held["status"], held["incident_id"], held["note_error"], held["resolve_at"]) == \
+        ("resolve", "flapping", "PINC1", "503", "2026-01-01T00:40:00Z")
+    plain = triggered(TRIGGER, Result(Status.CREATED)).to_line()
+    assert "renotify_at" not in plain and "resolve_at" not in plain
