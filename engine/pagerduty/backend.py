@@ -2,8 +2,9 @@
 
 PagerDuty is the authority on what is open. The state only saves calls: a
 repeat trigger within the dedup window of PagerDuty's last word on that key
-makes no call; after the window PagerDuty is asked again. "REFERENCE §N" is
-tests/fixtures/pagerduty-api/REFERENCE.md.
+makes no call; after the window PagerDuty is asked again (for a rule with
+``renotify:``, one GET first: a person may have resolved it, README "Repeat
+control"). "REFERENCE §N" is tests/fixtures/pagerduty-api/REFERENCE.md.
 
 Two ways in (README "Routes: page the right team"): the REST API here, the Events API v2 in
 engine.pagerduty.events_target (``EventsTarget``, a mixin of ``Live``); reconcile in

@@ -10,7 +10,10 @@ WAL mode and a busy timeout let several processes (a daemon, a manual
 ``confirmed_at`` is when PagerDuty last said the incident was open: within the
 dedup window a repeat trigger makes no API call; after it, PagerDuty is asked
 again, so an incident resolved by hand pages again (local state never
-suppresses a page PagerDuty would accept).
+suppresses a page PagerDuty would accept), unless its rule says ``renotify:``:
+then the state remembers the resolve by hand and the key waits that long from
+its last page (README "Repeat control"). Flap control keeps each flap rule's
+key's recent opens and the resolves held for a flapping key (README "Flap control").
 
 Every query a live run makes is an index search, so its cost does not grow with
 the number of incidents open: the dedup lookup is a primary-key search, a label
