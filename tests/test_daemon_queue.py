@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,7 +204,9 @@ def test_a_worker_keeps_its_rows_leased_while_it_works_and_skips_a_row_it_lost(
         tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     from engine.daemon.queue_worker import QueueWorker
     (tmp_path / "pd.yaml").write_text(f"rules_dir: {ROOT / 'rules'}\nenabled: false\n")
-    worker = QueueWorker(str(tmp_path / "pd.yaml"), {}, pg_url, lease_seconds=0.6, name="slow")
+    stalled = [0.0]  # how long this worker stood still (its monotonic clock runs ahead by that)
+    worker = QueueWorker(str(tmp_path / "pd.yaml"), {}, pg_url, lease_seconds=0.6, name="slow",
+                         monotonic=lambda: time.monotonic() + stalled[0])
     first, second = enqueue(pg_url, [build(1, repo="acme/a"), build(2, repo="acme/b")])
     handled: list[int] = []
 
@@ -211,8 +214,9 @@ def test_a_worker_keeps_its_rows_leased_while_it_works_and_skips_a_row_it_lost(
         claimed_by, lease = lease_of(pg_url, second)
         wait_for(lambda: lease_of(pg_url, second)[1] > lease, 10, "the heartbeat to renew the waiting row")
         assert claimed_by == lease_of(pg_url, second)[0] == "slow"  # still this worker's: it is alive
-        with psycopg.connect(pg_url) as conn:
+        with psycopg.connect(pg_url) as conn:  # the worker stalls past its lease, and another takes the row
             conn.execute("UPDATE event_queue SET claimed_by = 'thief' WHERE id = %s", (second,))
+        stalled[0] = 0.6
         handled.append(job.id)
 
     monkeypatch.setattr(worker, "handle", slow_handle)
@@ -223,6 +227,42 @@ def test_a_worker_keeps_its_rows_leased_while_it_works_and_skips_a_row_it_lost(
         worker.queue.close()
     assert handled == [first]  # the row another worker holds now is left to it, never acted on twice
     assert lease_of(pg_url, second)[0] == "thief"
+
+
+def test_a_worker_asks_for_no_row_it_surely_still_holds(tmp_path: Path, pg_url: str,  # noqa: F811
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within half a lease of its claim no other worker can have taken a row, so no renewal round trip is
+    spent on it before it is handled; past that, each row is asked for."""
+    from engine.daemon.queue_worker import QueueWorker
+    (tmp_path / "pd.yaml").write_text(f"rules_dir: {ROOT / 'rules'}\nenabled: false\n")
+    now = [0.0]
+    worker = QueueWorker(str(tmp_path / "pd.yaml"), {}, pg_url, lease_seconds=30, name="quick",
+                         monotonic=lambda: now[0])
+    enqueue(pg_url, [build(n, repo=f"acme/r{n}") for n in range(4)])
+    asked: list[list[int]] = []
+    renew = worker.queue.renew
+    def counted(name: str, ids: list[int]) -> int:
+        if threading.current_thread() is threading.main_thread():  # not the heartbeat
+            asked.append(list(ids))
+        return renew(name, ids)
+
+    monkeypatch.setattr(worker.queue, "renew", counted)
+    handled: list[int] = []
+
+    def handle(job: Any) -> None:
+        handled.append(job.id)
+        if len(handled) == 2:
+            now[0] += 15  # half the lease has gone by since the claim
+        worker.queue.finish(worker.name, job, [])
+
+    monkeypatch.setattr(worker, "handle", handle)
+    try:
+        assert worker.step()
+    finally:
+        worker.close()
+    assert len(handled) == 4
+    assert asked == [handled[2:3], handled[3:4]]  # none for the first two
+    assert statuses(pg_url) == {"done": 4}
 
 
 SERVICE_RULE = """

@@ -59,8 +59,8 @@ def queue_url(config_url: str | None, override: str | None) -> str:
 class QueueWorker:
     def __init__(self, config_path: str | None, overrides: dict[str, Any], state_path: str | None = None,
                  events_dir: str | None = None, lease_seconds: float = 30.0, name: str | None = None,
-                 clock: Callable[[], float] = time.time):
-        self.config_path, self.overrides, self.clock = config_path, overrides, clock
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
+        self.config_path, self.overrides, self.clock, self.monotonic = config_path, overrides, clock, monotonic
         config = load_config(config_path, overrides=overrides)
         url = queue_url(config.state_url, state_path)
         self.state = open_state(config, url)  # applies the migrations, the queue's among them
@@ -76,6 +76,9 @@ class QueueWorker:
         self.next_reconcile = 0.0
         self.handled = 0
         self.held: set[int] = set()  # the rows claimed and not yet finished, kept leased by the heartbeat
+        # Until then (self.monotonic) every held row is surely still this worker's: half a lease from when the
+        # claim or a heartbeat that renewed them all was sent. Past it, a row is asked for before it is handled.
+        self.sure_until = 0.0
         self._held_lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
 
@@ -137,14 +140,16 @@ class QueueWorker:
         if self.events is not None:
             self.feed()
         self._start_heartbeat()
+        sent = self.monotonic()
         jobs = self.queue.claim(self.name, BATCH)
         with self._held_lock:
             self.held = {j.id for j in jobs}
+            self.sure_until = sent + self.queue.lease_seconds / 2
         try:
             for job in jobs:
                 if self.stopping.is_set():
                     break
-                if not self.queue.renew(self.name, [job.id]):  # its lease ended: another worker has it now
+                if not self._still_mine(job):  # its lease ended: another worker has it now
                     log.warning("queue row %d: its lease ended before this worker reached it; left to the "
                                 "worker that holds it", job.id)
                 else:
@@ -155,6 +160,15 @@ class QueueWorker:
             with self._held_lock:
                 self.held = set()
         return bool(jobs)
+
+    def _still_mine(self, job: Job) -> bool:
+        """Whether this worker still holds ``job``: surely so within half a lease of the last claim or renewal
+        of every held row (no other worker may take a row before its lease ends), else asked of the database,
+        which renews it (a worker that stalled past its lease finds the rows another took since)."""
+        with self._held_lock:
+            if self.monotonic() < self.sure_until:
+                return True
+        return self.queue.renew(self.name, [job.id]) == 1
 
     def _start_heartbeat(self) -> None:
         """One thread for the worker's life renews the leases of the rows it holds every third of a lease,
@@ -169,10 +183,15 @@ class QueueWorker:
         while not self.stopping.wait(self.queue.lease_seconds / 3):
             with self._held_lock:
                 ids = sorted(self.held)
+            sent = self.monotonic()
             try:
-                self.queue.renew(self.name, ids)
+                renewed = self.queue.renew(self.name, ids)
             except StateError as exc:  # the main loop meets the outage too and backs off
                 log.warning("could not renew the leases of %d rows: %s", len(ids), exc)
+                continue
+            with self._held_lock:
+                if ids and renewed == len(ids) and self.held <= set(ids):  # every row held now was renewed
+                    self.sure_until = max(self.sure_until, sent + self.queue.lease_seconds / 2)
 
     def _fire_pending(self) -> None:
         """Page the triggers held by ``for:`` whose duration passed with no recovery (README "Pending
@@ -203,9 +222,10 @@ class QueueWorker:
         loaded, where = self.loaded, f"queue row {job.id} ({job.source})"
         done, problems, unsaved, unit = job.units_done, list(job.problems), [], 0
         try:
-            for item in read_events(io.StringIO(job.body), where):
+            items = list(read_events(io.StringIO(job.body), where))  # parsed only: nothing acted on yet
+            for number, item in enumerate(items, 1):
                 events = [None] if item.event is None else list(loaded.pipeline.events(item.event, job.default_type))
-                for event in events:
+                for index, event in enumerate(events, 1):
                     unit += 1
                     if unit <= done:
                         continue
@@ -219,6 +239,8 @@ class QueueWorker:
                         return
                     if acted:  # an event that did something is never done twice
                         problems, unsaved = problems + unsaved, []
+                        if number == len(items) and index == len(events):
+                            break  # the row's last event: finishing it below records it, in one round trip
                         if not self.queue.save_progress(self.name, job, unit, problems):
                             log.warning("%s: lease lost mid-row; its holder goes on from event %d", where, unit)
                             return
