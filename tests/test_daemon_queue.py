@@ -85,15 +85,19 @@ def assert_one_resolved_incident_per_key(fake: FakePagerDuty, repos: int, rounds
     assert fake.open_keys() == []  # and every recovery resolved it, so each came after its trigger
 
 
-def test_two_workers_apply_every_key_in_order_with_one_incident_each(workers: Workers, fake: FakePagerDuty) -> None:
+@pytest.mark.parametrize("count", [2, 3])
+def test_workers_apply_every_key_in_order_with_one_incident_each(workers: Workers, fake: FakePagerDuty,
+                                                                 count: int) -> None:
     repos, rounds = 12, 4
-    workers.start()
-    workers.start()
+    for _ in range(count):
+        workers.start()
     enqueue(workers.url, fails_then_passes(repos, rounds))
-    wait_for(lambda: statuses(workers.url) == {"done": repos * rounds * 2}, 20, "every row done")
+    wait_for(lambda: statuses(workers.url) == {"done": repos * rounds * 2}, 30, "every row done")
     assert_one_resolved_incident_per_key(fake, repos, rounds)
     handled = [log.read_text().count(" -> done") for log in workers.logs]
-    assert sum(handled) == repos * rounds * 2 and all(handled), handled  # both took part
+    assert len(handled) == count and sum(handled) == repos * rounds * 2 and all(handled), handled  # all took part
+    creates = [c["body"]["incident"]["incident_key"] for c in fake.calls("POST", "/incidents")]
+    assert len(creates) == len(set(creates)) == repos * rounds  # and no incident was asked for twice
 
 
 def test_a_worker_killed_mid_batch_leaves_its_events_to_another_none_lost_none_doubled(
@@ -319,3 +323,41 @@ def test_two_workers_triggering_one_incident_key_from_two_ordering_keys_at_once_
     posts = [c["body"]["incident"]["incident_key"] for c in fake.calls("POST", "/incidents")]
     assert sorted(posts) == sorted(f"codespar-service-svc{r}" for r in range(rounds))  # one call per key, never two
     assert {key: len(ids) for key, ids in fake.by_key.items()} == {f"codespar-service-svc{r}": 1 for r in range(rounds)}
+
+
+def test_a_new_leader_takes_over_reconcile_when_the_leader_is_killed(tmp_path: Path, fake: FakePagerDuty,
+                                                                    pg_url: str) -> None:  # noqa: F811
+    """Two workers: one holds the leader lock and reconciles; kill -9 it, and the other takes the lock and
+    reconciles within a bound (its next round), so an incident resolved by hand in PagerDuty after the kill
+    still leaves the shared state."""
+    PgState(pg_url).close()
+    group = Workers(tmp_path, fake, pg_url)
+    group.harness.env["PAGERULES_RECONCILE_INTERVAL"] = "0.5"
+    leads = "leads: it reconciles with PagerDuty"
+    try:
+        leader = group.start()
+        wait_for(lambda: leads in group.logs[0].read_text(), 20, "the first worker to lead")
+        follower = group.start()
+        enqueue(pg_url, [build(7, repo="acme/api", eid="f7")])
+        wait_for(lambda: statuses(pg_url) == {"done": 1}, 20, "the trigger handled")
+        key = "codespar-acme-api-build-7"
+        wait_for(lambda: len(fake.calls("GET", "/log_entries")) >= 2, 20, "the leader's rounds of reconcile")
+        assert leads not in group.logs[1].read_text()  # one leader at a time
+
+        leader.send_signal(signal.SIGKILL)
+        leader.wait(timeout=10)
+        killed = time.monotonic()
+        state = PgState(pg_url)
+        try:
+            assert state.get(key) is not None  # open in the shared state
+            fake.resolve_by_hand(key)  # a person resolves it in PagerDuty while no one reconciles
+            wait_for(lambda: leads in group.logs[1].read_text() and state.get(key) is None, 20,
+                     "the other worker to lead and reconcile the hand-resolved incident")
+        finally:
+            state.close()
+        took = time.monotonic() - killed
+        assert follower.poll() is None
+        assert took < 20
+        print(f"leader failover: reconciled by the new leader {took:.1f} s after the kill")
+    finally:
+        group.stop()

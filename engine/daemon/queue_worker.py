@@ -74,6 +74,7 @@ class QueueWorker:
         self.rule_cache = RuleCache()
         self.loaded = self._load()
         self.next_reconcile = 0.0
+        self.leading = False  # whether this worker holds the leader lock, so it is the one that reconciles
         self.handled = 0
         self.held: set[int] = set()  # the rows claimed and not yet finished, kept leased by the heartbeat
         # Until then (self.monotonic) every held row is surely still this worker's: half a lease from when the
@@ -320,7 +321,13 @@ class QueueWorker:
         if self.clock() < self.next_reconcile:
             return
         self.next_reconcile = self.clock() + self.loaded.config.reconcile_interval_seconds
-        if not self.queue.lead():
+        leading = self.queue.lead()
+        if leading != self.leading:
+            self.leading = leading
+            log.info("worker %s %s", self.name, "leads: it reconciles with PagerDuty" if leading else
+                     "no longer leads (its connection to the database went): another worker reconciles",
+                     extra=logs.fields(event="leader", worker=self.name, leading=leading))
+        if not leading:
             return
         try:
             counts = self.loaded.dispatcher.backend.reconcile()
