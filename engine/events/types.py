@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -27,6 +27,11 @@ class EventType:
     expand: Mapping[str, str] | None = None
 
     @cached_property
+    def quick(self) -> Callable[[Any], bool] | None:
+        """A plain-Python check for the schema's common keywords (see `quick_check`), or None."""
+        return quick_check(self.schema)
+
+    @cached_property
     def fast(self) -> Any:
         """The compiled check (fastjsonschema), made when the type is first seen."""
         return fastjsonschema.compile(dict(self.schema))
@@ -39,6 +44,9 @@ class EventType:
         return jsonschema.Draft202012Validator(self.schema)
 
     def is_valid(self, event: Mapping[str, Any]) -> bool:
+        quick = self.quick
+        if quick is not None and quick(event):
+            return True
         try:
             self.fast(event)
             return True
@@ -52,6 +60,9 @@ class EventType:
 
     def problems(self, event: Mapping[str, Any]) -> tuple[str, ...] | list[str]:
         """Why ``event`` fails the schema; empty when it passes."""
+        quick = self.quick
+        if quick is not None and quick(event):
+            return ()
         try:
             self.fast(event)
             return ()
@@ -60,6 +71,99 @@ class EventType:
             if not errors:  # the two validators disagree: trust the stricter one, say which
                 return [f"{self.name}: {fast_error}"]
             return [_message(self.name, e) for e in errors]
+
+
+_MISSING = object()
+# Keywords that say nothing about validity, and the Python types each JSON Schema type stands for.
+_ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "examples", "default"})
+_QUICK_TYPES = {"object": ("dict",), "string": ("str",), "integer": ("int",), "number": ("int", "float"),
+                "boolean": ("bool",), "null": ("NoneType",), "array": ("list",)}
+
+
+class _NotQuick(Exception):
+    """A keyword or form the quick check does not translate: the schema gets none."""
+
+
+def quick_check(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
+    """A generated function that answers True only for a value the schema accepts (False: ask the validator).
+
+    fastjsonschema's code checks keys through sets and builds a message for each keyword; for the
+    keywords event schemas use (type, properties, required, const, enum, minLength, minimum) this
+    reads each field once. It is conservative, never lenient: a float where an integer is due, a dict
+    subclass, a missing optional field's odd value all answer False, and the compiled validator then
+    decides. Any other keyword gives no quick check at all. tests/test_events_types.py checks that
+    whatever it accepts, fastjsonschema accepts too."""
+    lines: list[str] = []
+    try:
+        _quick_lines(schema, "v0", "    ", lines, [0])
+    except _NotQuick:
+        return None
+    namespace: dict[str, Any] = {"_M": _MISSING, "NoneType": type(None)}
+    code = "def quick(v0):\n" + "\n".join(lines) + "\n    return True\n"
+    exec(compile(code, "<pagerules quick schema check>", "exec"), namespace)
+    return namespace["quick"]  # type: ignore[no-any-return]
+
+
+def _quick_lines(schema: Any, var: str, indent: str, out: list[str], counter: list[int]) -> None:
+    if not isinstance(schema, Mapping):
+        raise _NotQuick("not an object schema")
+    keys = {k for k in schema if k not in _ANNOTATIONS and not str(k).startswith("x-")}
+    if keys - {"type", "properties", "required", "const", "enum", "minLength", "minimum", "additionalProperties"}:
+        raise _NotQuick("keyword")
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if kinds is not None:
+        if not isinstance(kinds, list) or not kinds or any(k not in _QUICK_TYPES for k in kinds):
+            raise _NotQuick("type")
+        names = ", ".join(n for k in kinds for n in _QUICK_TYPES[k])
+        out.append(f"{indent}if type({var}) not in ({names},): return False")
+    if "const" in schema:
+        const = schema["const"]
+        if type(const) is str:
+            out.append(f"{indent}if type({var}) is not str or {var} != {const!r}: return False")
+        elif const is None or type(const) is bool:
+            out.append(f"{indent}if {var} is not {const!r}: return False")
+        else:
+            raise _NotQuick("const")
+    if "enum" in schema:
+        options = schema["enum"]
+        if not isinstance(options, list) or not options or any(type(o) is not str for o in options):
+            raise _NotQuick("enum")
+        out.append(f"{indent}if type({var}) is not str or {var} not in {tuple(options)!r}: return False")
+    if "minLength" in schema:
+        if kinds != ["string"] or type(schema["minLength"]) is not int:
+            raise _NotQuick("minLength")
+        out.append(f"{indent}if len({var}) < {schema['minLength']}: return False")
+    if "minimum" in schema:
+        least = schema["minimum"]
+        if not kinds or any(k not in ("integer", "number") for k in kinds) or type(least) not in (int, float) \
+                or least != least or least in (float("inf"), float("-inf")):
+            raise _NotQuick("minimum")
+        out.append(f"{indent}if {var} < {least!r}: return False")
+    if schema.get("additionalProperties", True) is not True:
+        raise _NotQuick("additionalProperties")
+    properties, required = schema.get("properties", {}), schema.get("required", [])
+    if not properties and not required:
+        return
+    if kinds != ["object"] or not isinstance(properties, Mapping) or not isinstance(required, list) \
+            or any(type(r) is not str for r in required):
+        raise _NotQuick("properties")
+    for name in required:
+        if name not in properties:
+            out.append(f"{indent}if {name!r} not in {var}: return False")
+    for name, sub in properties.items():
+        counter[0] += 1
+        child = f"v{counter[0]}"
+        out.append(f"{indent}{child} = {var}.get({name!r}, _M)")
+        if name in required:
+            out.append(f"{indent}if {child} is _M: return False")
+            _quick_lines(sub, child, indent, out, counter)
+        else:
+            inner: list[str] = []
+            _quick_lines(sub, child, indent + "    ", inner, counter)
+            if inner:
+                out.append(f"{indent}if {child} is not _M:")
+                out.extend(inner)
 
 
 def _message(type_name: str, error: Any) -> str:
