@@ -52,7 +52,7 @@ def raw_decode(text: str, pos: int = 0) -> tuple[Any, int]:
     """(value, end) of the JSON value at ``pos``; BadJSON when it is refused."""
     if text.count("[", pos) + text.count("{", pos) > MAX_DEPTH:
         _check_depth(text, pos)
-    if _SURROGATE.search(text, pos):
+    if not text.isascii() and _SURROGATE.search(text, pos):  # isascii: a flag, no scan
         text = _SURROGATE.sub("\ufffd", text)  # surrogate-escaped bytes that were not UTF-8
     try:
         value, end = _decoder.raw_decode(text, pos)
@@ -65,18 +65,17 @@ def raw_decode(text: str, pos: int = 0) -> tuple[Any, int]:
     except ValueError as exc:  # int() past its digit limit
         where = _locate(text, pos, None)
         raise BadJSON(f"a number with more than {MAX_INT_DIGITS} digits", where) from exc
-    if _SURROGATE_ESCAPE.search(text, pos, end):
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text, pos, end):  # the substring test is far cheaper
         value = _replace_surrogates(value)
     return value, end
 
 
 def decode(text: str) -> Any:
     """The one JSON value that is all of ``text`` (whitespace aside)."""
-    start = len(text) - len(text.lstrip())
+    start = 0 if text[:1] == "{" else len(text) - len(text.lstrip())  # a JSON line starts at its brace
     value, end = raw_decode(text, start)
-    rest = len(text) - len(text[end:].lstrip())
-    if rest != len(text):
-        raise BadJSON("Extra data", rest)
+    if end != len(text) and text[end:].strip():
+        raise BadJSON("Extra data", len(text) - len(text[end:].lstrip()))
     return value
 
 

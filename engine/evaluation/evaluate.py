@@ -29,7 +29,7 @@ from engine.evaluation.actions import (
 from engine.events.types import event_id
 from engine.language.matchers import Condition, ConditionError
 from engine.language.model import Change, Link, Recovery, Rule, RuleSet, Selector, Trigger, link_problem
-from engine.language.templates import Compiled, Scope, describe_failure
+from engine.language.templates import MAX_TEXT, Compiled, Scope, describe_failure
 from engine.names import dotted, unknown_name
 
 FALLBACK_SEVERITY = "critical"
@@ -77,9 +77,18 @@ def judge(rule: Rule, event: Mapping[str, Any], params: Mapping[str, Any],
             scope.set(name, value)
         except Exception as exc:  # a rule bug must not stop other rules: say where it happened
             return None, None, f"vars.{name}: {describe_failure(exc)}"
-    if rule.when is not None:
+    when = rule.when
+    if when is not None:
         try:
-            if not rule.when.evaluate(scope):
+            fast = when._fast  # Compiled.evaluate inlined: every candidate rule of every event runs this
+            if fast is None:
+                holds = when.evaluate_sandboxed(scope)
+            else:
+                try:
+                    holds = fast(scope.values)
+                except Exception:  # not a plain lookup after all: the sandbox answers, or raises the error
+                    holds = when.evaluate_sandboxed(scope)
+            if not holds:
                 return None, None, None
         except Exception as exc:  # as above
             return None, None, f"when: {describe_failure(exc)}"
@@ -106,9 +115,12 @@ def event_time(value: Any) -> float | None:
 def evaluate(event: Mapping[str, Any], ruleset: RuleSet, view: IncidentView) -> list[Action]:
     """The actions one event calls for, given the incidents currently open."""
     eid = event_id(event)
-    rejected = check_event(event, ruleset)
-    if rejected:
-        return [ErrorAction(eid, rejected)]
+    kind = event.get("type")
+    event_type = ruleset.event_types.get(kind) if type(kind) is str else None
+    if event_type is None or not event_type.is_valid(event):  # the reasons are worded only for a rejection
+        rejected = check_event(event, ruleset)
+        if rejected:
+            return [ErrorAction(eid, rejected)]
     written = event.get("time")
     at = None if written is None else event_time(written)  # an event without time pays one lookup
     actions: list[Action] = []
@@ -153,8 +165,17 @@ def _render(template: Compiled, scope: Scope, rule: Rule, eid: Any, where: tuple
 
     ``where`` is a path such as ("labels", "repo"), turned into text only on failure.
     """
+    fast = template._fast  # Compiled.render's fast path inlined: this runs for every template of every match
+    if fast is not None:
+        try:
+            text = str(fast(scope.values))
+        except Exception:  # not a plain lookup after all: the sandbox answers below, or raises the error
+            pass
+        else:
+            if len(text) <= MAX_TEXT:  # else the sandbox refuses it, with its message
+                return text
     try:
-        return template.render(scope)
+        return template.render_sandboxed(scope)
     except Exception as exc:  # reported as an error line; the caller substitutes a fallback
         errors.append(ErrorAction(eid, f"rule {rule.id}: {dotted(where)}: {describe_failure(exc)}", rule.id))
         return None

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import nodes
+from jinja2.filters import do_default
 from jinja2.utils import _PassArg
 
 Reader = Callable[[dict[str, Any]], Any]
@@ -42,6 +43,25 @@ class _JinjaDecides(Exception):
 
 
 _DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+_MISSING = object()  # what Jinja would make an undefined value of: a dict without the field
+
+
+def _field_or_missing(obj: Any, name: Any) -> Any:
+    """``obj.name`` or ``obj['name']`` under ``| default``: a missing field of a plain dict is _MISSING, as Jinja
+    makes it undefined; anything else (a name that is also a dict's attribute, a non-dict) Jinja decides."""
+    if type(obj) is dict:
+        if name in obj:
+            return obj[name]
+        if name not in _DICT_ATTRIBUTES:
+            return _MISSING
+    raise _JinjaDecides(str(name))
+
+
+def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
+    """Jinja's ``default`` filter, with _MISSING where Jinja has an undefined value."""
+    return default_value if value is _MISSING or (boolean and not value) else value
 
 
 def _item_unless_attribute(obj: Any, name: str) -> Any:
@@ -131,9 +151,22 @@ class _Generator:
         if func is None or node.node is None or node.dyn_args or node.dyn_kwargs \
                 or _PassArg.from_obj(func) is not None:
             raise _Unsupported(node.name)
-        args = [self.expr(node.node)] + [self.expr(a) for a in node.args]
+        # `event.url | default('')`: a field the event may not have is answered here too, not in the sandbox.
+        field = self.missing_field(node.node) if func is do_default else None
+        args = [field or self.expr(node.node)] + [self.expr(a) for a in node.args]
         args += [f"{k.key}={self.expr(k.value)}" for k in node.kwargs]
-        return f"{self.bind(func)}({', '.join(args)})"
+        return f"{self.bind(_default if field else func)}({', '.join(args)})"
+
+    def missing_field(self, node: nodes.Node) -> str | None:
+        """For ``a.b`` or ``a['b']`` (``b`` a constant), code giving the field or _MISSING; else None."""
+        if isinstance(node, nodes.Getattr) and not node.attr.startswith("_") and node.attr not in _DICT_ATTRIBUTES:
+            name: Any = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
+                and type(node.arg.value) in (str, int) and not str(node.arg.value).startswith("_"):
+            name = node.arg.value
+        else:
+            return None
+        return f"{self.bind(_field_or_missing)}({self.expr(node.node)}, {name!r})"
 
     def build(self, body: str) -> Reader:
         namespace = dict(self.bound)

@@ -135,11 +135,22 @@ class RuleIndex(Generic[RuleT]):
             _Path(path, {k: tuple(v) for k, v in e["buckets"].items()}, tuple(e["every"]),
                   tuple((g, tuple(p)) for g, p in e["guarded"].items()))
             for path, e in by_path.items())
+        # One indexed path, no scan list, no guards (the usual shipped type: `status: failed`): the answer for
+        # each key is a tuple made now, so an event costs one lookup and no set, sort or list.
+        self.single: tuple[tuple[str, ...], dict[Any, tuple[RuleT, ...]], tuple[RuleT, ...]] | None = None
+        if len(self.paths) == 1 and not self.scan and not self.paths[0].guarded:
+            only = self.paths[0]
+            self.single = (only.path, {k: tuple(self.rules[n] for n in v) for k, v in only.buckets.items()},
+                           tuple(self.rules[n] for n in only.every))
 
-    def candidates(self, event: Mapping[str, Any]) -> list[RuleT]:
+    def candidates(self, event: Mapping[str, Any]) -> list[RuleT] | tuple[RuleT, ...]:
         """The rules the event must meet, in the order written; the others cannot match it."""
         if not self.paths:
-            return list(self.rules)
+            return self.rules  # nothing indexed: every rule, without a copy per event
+        if self.single is not None:
+            path, by_key, every = self.single
+            value = event.get(path[0], _MISSING) if len(path) == 1 else lookup(event, path)
+            return every if value is _MISSING else by_key.get(index_key(value), ())
         chosen: set[int] = set(self.scan)
         for entry in self.paths:
             path = entry.path

@@ -49,8 +49,8 @@ from engine.names import unknown_name
 
 # The sandbox's names callers have always imported from here.
 UNFOLDED = ENV.overlay(optimized=False)  # the same sandbox, compiling without constant folding
-__all__ = ["ENV", "FILTERS", "Compiled", "Scope", "TemplateError", "attribute_paths", "compile_expression",
-           "compile_template", "decimals", "digest", "describe_failure", "make_context", "slug"]
+__all__ = ["ENV", "FILTERS", "MAX_TEXT", "Compiled", "Scope", "TemplateError", "attribute_paths",
+           "compile_expression", "compile_template", "decimals", "digest", "describe_failure", "make_context", "slug"]
 
 _RESULT = "_pagerules_result"
 
@@ -116,6 +116,11 @@ class Compiled:
                     return text
             except Exception:  # not a plain lookup after all: let Jinja answer, or raise its error
                 pass
+        return self.render_sandboxed(scope)
+
+    def render_sandboxed(self, scope: Scope) -> str:
+        """The sandbox's rendering alone: what ``render`` gives when the fast reader has no answer.
+        Evaluation calls it after trying ``_fast`` itself (one call less per template of every match)."""
         reset_budget()
         return join_capped(self._root(scope.context()))
 
@@ -126,6 +131,10 @@ class Compiled:
                 return self._fast(scope.values)
             except Exception:  # as in render
                 pass
+        return self.evaluate_sandboxed(scope)
+
+    def evaluate_sandboxed(self, scope: Scope) -> Any:
+        """The sandbox's value alone (see ``render_sandboxed``)."""
         context = scope.context()
         reset_budget()
         for _ in self._root(context):
