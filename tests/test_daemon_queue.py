@@ -361,3 +361,24 @@ def test_a_new_leader_takes_over_reconcile_when_the_leader_is_killed(tmp_path: P
         print(f"leader failover: reconciled by the new leader {took:.1f} s after the kill")
     finally:
         group.stop()
+
+
+def test_only_the_leader_deletes_done_rows_past_their_keep(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    from engine.daemon.queue_worker import QueueWorker
+    (tmp_path / "pd.yaml").write_text(f"rules_dir: {ROOT / 'rules'}\nenabled: false\n")
+    leader, other = (QueueWorker(str(tmp_path / "pd.yaml"), {}, pg_url, name=name, keep_done_seconds=1800)
+                     for name in ("leader", "other"))
+    try:
+        enqueue(pg_url, [build(n, repo=f"acme/r{n}") for n in range(3)])
+        assert leader.step() and leader.leading
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # done an hour ago
+            conn.execute("UPDATE event_queue SET finished_at = finished_at - 3600")
+        enqueue(pg_url, [build(9, repo="acme/new")])
+        other.step()
+        assert not other.leading and statuses(pg_url) == {"done": 4}  # not the leader: it deletes nothing
+        leader.next_purge = 0.0  # its next purge is due
+        leader.step()
+        assert statuses(pg_url) == {"done": 1}  # the leader deleted the three old ones, kept the new one
+    finally:
+        leader.close()
+        other.close()

@@ -181,3 +181,42 @@ def test_migration_5_makes_the_queue_table_on_sqlite_too(tmp_path: Any) -> None:
 def test_the_ordering_key_is_the_repository_else_the_source(payload: dict[str, Any], kind: str | None,
                                                              expected: str) -> None:
     assert ordering_key(payload, kind) == expected
+
+
+def age(url: str, seconds: float) -> None:
+    """Move every finished row's finish that much into the past."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE event_queue SET finished_at = finished_at - %s WHERE finished_at IS NOT NULL", (seconds,))
+
+
+def test_purge_deletes_old_done_rows_in_batches_and_keeps_failed_and_unfinished_ones(queue: EventQueue) -> None:
+    queue.enqueue([entry(f"k{n}", n) for n in range(7)])
+    jobs = queue.claim("w", 10)
+    for job in jobs[:5]:
+        assert queue.finish("w", job, [])
+    assert queue.finish("w", jobs[5], ["queue row 6: event x: PagerDuty said 400"])
+    age(queue.url, 3600)
+    assert queue.purge_done(7200, batch=2) == 0  # not old enough yet
+    assert queue.purge_done(1800, batch=2) == 2  # a batch at a time, oldest first
+    assert [r["id"] for r in queue.rows("done")] == [j.id for j in jobs[2:5]][::-1]
+    assert queue.purge_done(1800, batch=2) == 2 and queue.purge_done(1800, batch=2) == 1
+    assert queue.purge_done(1800, batch=2) == 0
+    assert queue.counts() == {"failed": 1, "doing": 1}  # the failed row stays for `queue retry`
+
+
+def test_a_failed_row_is_retried_from_its_first_event_and_others_are_refused(queue: EventQueue) -> None:
+    failing, done, later = queue.enqueue([entry("a", 1), entry("b", 2), entry("a", 3)])
+    first, second = queue.claim("w", 10)
+    assert queue.save_progress("w", first, 1, ["line 2: not JSON"])
+    assert queue.finish("w", first, ["line 2: not JSON", "event a1: PagerDuty said 400"])
+    assert queue.finish("w", second, [])
+    (third,) = queue.claim("w", 10)  # the later row of "a" went on after the failure
+    assert queue.finish("w", third, [])
+    assert queue.retry(failing) is None
+    assert queue.retry(done) == "done" and queue.retry(424242) == "missing"
+    (again,) = queue.claim("w2", 10)
+    assert (again.id, again.units_done, again.problems, again.attempts) == (failing, 0, [], 0)
+    assert queue.retry(failing) == "doing"
+    (row,) = [r for r in queue.rows() if r["id"] == failing]
+    assert row["error"] is None and row["finished_at"] is None
+    assert [r["id"] for r in queue.rows("done")] == [later, done]

@@ -32,10 +32,14 @@ log = logging.getLogger("pagerules")
 @click.option("--lease", "lease_seconds", type=click.FloatRange(min=1), default=30.0, show_default=True,
               envvar="PAGERULES_QUEUE_LEASE", help="With --queue: seconds a claimed event is held before another "
                                                    "worker may take it (PAGERULES_QUEUE_LEASE).")
+@click.option("--keep-done", "keep_done_seconds", type=click.FloatRange(min=0), default=7 * 86400.0,
+              show_default=True, envvar="PAGERULES_QUEUE_KEEP_DONE",
+              help="With --queue: seconds a done event stays in the queue before the leader deletes it; 0 keeps "
+                   "them forever; failed ones stay until `pagerules queue retry` (PAGERULES_QUEUE_KEEP_DONE).")
 @state_option
 @fail_cleanly
 def watch(config_path: str | None, rules_dir: str | None, packs: str | None, events_dir: str | None, once: bool,
-          log_format: str, http_bind: str | None, use_queue: bool, lease_seconds: float,
+          log_format: str, http_bind: str | None, use_queue: bool, lease_seconds: float, keep_done_seconds: float,
           state_path: str | None) -> None:
     """Run as a daemon over an events directory: each *.json or *.ndjson file dropped there is acted on,
     then moved to processed/ (or failed/ beside NAME.error). With --queue, claim events from the
@@ -53,7 +57,7 @@ def watch(config_path: str | None, rules_dir: str | None, packs: str | None, eve
         logs.use_json()
     if use_queue:
         _work_the_queue(config_path, {"rules_dir": rules_dir, "packs": packs}, events_dir, once, http_bind,
-                        lease_seconds, state_path)
+                        lease_seconds, keep_done_seconds, state_path)
         return
     daemon = Daemon(config_path, {"rules_dir": rules_dir, "packs": packs}, events_dir, once, state_path)
     if http_bind:
@@ -64,13 +68,15 @@ def watch(config_path: str | None, rules_dir: str | None, packs: str | None, eve
 
 
 def _work_the_queue(config_path: str | None, overrides: dict[str, Any], events_dir: str | None, once: bool,
-                    http_bind: str | None, lease_seconds: float, state_path: str | None) -> None:
+                    http_bind: str | None, lease_seconds: float, keep_done_seconds: float,
+                    state_path: str | None) -> None:
     from engine.daemon.queue_worker import QueueWorker
     from engine.web import app as server
 
     if once:
         raise click.UsageError("--once reads an events directory; a queue worker runs until stopped")
-    worker = QueueWorker(config_path, overrides, state_path, events_dir, lease_seconds)
+    worker = QueueWorker(config_path, overrides, state_path, events_dir, lease_seconds,
+                         keep_done_seconds=keep_done_seconds)
     if http_bind:
         app = _app(worker.loaded.config, state_path, events_dir, queue=True)
         threading.Thread(target=server.serve, args=(app, http_bind), daemon=True, name="http").start()

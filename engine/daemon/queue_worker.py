@@ -45,6 +45,9 @@ BATCH = 32                # rows claimed at once
 IDLE_SECONDS = 0.1        # the wait before asking again when nothing was claimable
 RECONNECT_MAX_SECONDS = 10.0
 FEED_STABLE_SECONDS = 0.3  # a file written in place is fed once unchanged this long
+KEEP_DONE_SECONDS = 7 * 86400.0  # done rows are deleted this long after they finished (0: kept forever)
+PURGE_EVERY_SECONDS = 60.0  # how often the leader deletes them,
+PURGE_BATCH, PURGE_BATCHES = 500, 20  # in batches of this many, at most this many batches a round
 
 
 def queue_url(config_url: str | None, override: str | None) -> str:
@@ -59,6 +62,7 @@ def queue_url(config_url: str | None, override: str | None) -> str:
 class QueueWorker:
     def __init__(self, config_path: str | None, overrides: dict[str, Any], state_path: str | None = None,
                  events_dir: str | None = None, lease_seconds: float = 30.0, name: str | None = None,
+                 keep_done_seconds: float = KEEP_DONE_SECONDS,
                  clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
         self.config_path, self.overrides, self.clock, self.monotonic = config_path, overrides, clock, monotonic
         config = load_config(config_path, overrides=overrides)
@@ -74,6 +78,7 @@ class QueueWorker:
         self.rule_cache = RuleCache()
         self.loaded = self._load()
         self.next_reconcile = 0.0
+        self.keep_done_seconds, self.next_purge = keep_done_seconds, 0.0
         self.leading = False  # whether this worker holds the leader lock, so it is the one that reconciles
         self.handled = 0
         self.held: set[int] = set()  # the rows claimed and not yet finished, kept leased by the heartbeat
@@ -137,6 +142,7 @@ class QueueWorker:
             self.reload_requested.clear()
             self.reload()
         self._reconcile()
+        self._purge()
         self._fire_pending()
         if self.events is not None:
             self.feed()
@@ -335,6 +341,23 @@ class QueueWorker:
                 log.info("reconciled with PagerDuty: %s", counts)
         except PageRulesError as exc:
             log.warning("reconcile with PagerDuty failed: %s", exc)
+
+    def _purge(self) -> int:
+        """The leader deletes the done rows older than keep_done_seconds, a few small batches a minute (as
+        pg-boss and Procrastinate remove finished jobs); failed rows stay until `pagerules queue retry`."""
+        if not self.leading or not self.keep_done_seconds or self.clock() < self.next_purge:
+            return 0
+        self.next_purge = self.clock() + PURGE_EVERY_SECONDS
+        deleted = 0
+        for _ in range(PURGE_BATCHES):
+            gone = self.queue.purge_done(self.keep_done_seconds, PURGE_BATCH)
+            deleted += gone
+            if gone < PURGE_BATCH or self.stopping.is_set():
+                break
+        if deleted:
+            log.info("deleted %d done queue rows finished over %.0f s ago", deleted, self.keep_done_seconds,
+                     extra=logs.fields(event="queue_purged", rows=deleted))
+        return deleted
 
     def _signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -183,6 +183,35 @@ class EventQueue:
                              " ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
         return [{"id": r[0], "source": r[1], "error": r[2], "body": r[3]} for r in rows]
 
+    def rows(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest rows (of ``status`` only, when given), newest first: what `pagerules queue list` shows."""
+        where = "WHERE status = %s" if status else ""
+        rows = self._execute(
+            "SELECT id, status, ordering_key, source, attempts, error, enqueued_at, finished_at, body"
+            f" FROM event_queue {where} ORDER BY id DESC LIMIT %s",
+            (status, limit) if status else (limit,)).fetchall()
+        return [{"id": r[0], "status": r[1], "ordering_key": r[2], "source": r[3], "attempts": r[4], "error": r[5],
+                 "enqueued_at": r[6], "finished_at": r[7], "body": r[8]} for r in rows]
+
+    def retry(self, row: int) -> str | None:
+        """A ``failed`` row back to ``todo``, due now, to be handled again from its first event (as a file
+        moved back from failed/ into the events folder is); None once done, else the row's status (or
+        ``missing``), which is left as it is. Its later rows of its ordering key wait behind it again."""
+        with self._transaction() as cursor:
+            found = cursor.execute("SELECT status FROM event_queue WHERE id = %s FOR UPDATE", (row,)).fetchone()
+            if found is None or found[0] != "failed":
+                return "missing" if found is None else str(found[0])
+            cursor.execute(f"UPDATE event_queue SET status = 'todo', attempts = 0, units_done = 0, problems = '[]',"
+                           f" error = NULL, finished_at = NULL, available_at = {NOW} WHERE id = %s", (row,))
+        return None
+
+    def purge_done(self, keep_seconds: float, batch: int = 500) -> int:
+        """Delete up to ``batch`` ``done`` rows finished more than ``keep_seconds`` ago, oldest first: how many.
+        Failed rows stay until retried. Small batches keep each transaction short beside the workers."""
+        return self._execute(
+            "DELETE FROM event_queue WHERE id IN (SELECT id FROM event_queue WHERE status = 'done'"
+            f" AND finished_at < {NOW} - %s ORDER BY id LIMIT %s)", (keep_seconds, batch)).rowcount
+
     # ---- one replica reconciles --------------------------------------------------------
     def lead(self) -> bool:
         """Whether this process is the one replica that reconciles with PagerDuty: it holds a session
