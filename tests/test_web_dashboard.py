@@ -577,3 +577,37 @@ def test_without_a_default_policy_the_page_says_so_and_asks_pagerduty_nothing_fo
     assert "PAGERDUTY_ESCALATION_POLICY_ID is not set" in cards(page)["acme/db"]
     assert re.findall(r'on call: <span class="oncall-for">([^<]+)</span>', page) == ["Cy Payments", "unknown"]
     assert asked == ["PEPPAY1"]
+
+
+def test_the_page_lists_the_most_severe_first_and_counts_the_rest(fake: FakePagerDuty, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more open incidents than a page lists: the first ones in the list's order, how many are not
+    listed, and cards only for the projects of the incidents listed once there are too many projects."""
+    monkeypatch.setattr(dashboard, "PAGE_ROWS", 3)
+    monkeypatch.setattr(dashboard, "MAX_CARDS", 2)
+    client, clock = clocked(fake, tmp_path)
+    keys = {}
+    for title, severity, repo in (("old low", "low", "acme/a"), ("crit 1", "critical", "acme/b"),
+                                  ("high 1", "high", "acme/c"), ("crit 2", "critical", "acme/d"),
+                                  ("medium 1", "medium", "acme/a"), ("high 2", "high", "acme/b")):
+        keys[title] = trigger(client, title, severity, repo)["incident_key"]
+        clock.now += 10
+    page = client.get("/").get_data(as_text=True)
+    assert rows(page) == [keys["crit 1"], keys["crit 2"], keys["high 1"]]
+    assert "· the first 3 of 6, most severe first, then oldest" in page
+    assert "3 more open incidents are not listed" in page
+    assert list(cards(page)) == ["acme/b", "acme/d"]  # 4 projects: the 2 first listed (b, d, c), by name
+    assert "2 more projects have open incidents" in page and 'id="projects"' not in page
+    assert '<option value="acme/a" >' in page  # the filter still offers every project with an open incident
+
+    critical = client.get("/?severity=critical").get_data(as_text=True)  # 2 match: all listed, both cards
+    assert rows(critical) == [keys["crit 1"], keys["crit 2"]] and "· 2 of 6," in critical
+    assert list(cards(critical)) == ["acme/b", "acme/d"] and 'id="more-incidents"' not in critical
+    high = client.get("/?repo=acme/b").get_data(as_text=True)
+    assert rows(high) == [keys["crit 1"], keys["high 2"]] and 'id="more-projects"' not in high
+
+    monkeypatch.setattr(dashboard, "PAGE_ROWS", 1)
+    narrowed = client.get("/?severity=high").get_data(as_text=True)
+    assert rows(narrowed) == [keys["high 1"]]
+    assert "· the first 1 of 2 that match (6 open)," in narrowed
+    assert "1 more open incidents that match are not listed" in narrowed

@@ -9,6 +9,7 @@ a GET form, so everything works without JavaScript (the script only refreshes th
 """
 from __future__ import annotations
 
+import heapq
 import hmac
 import logging
 import secrets
@@ -38,6 +39,8 @@ UI_NOTICE = {Status.ALREADY_RESOLVED.value: "Not acknowledged: {key} is already 
 AUDIT_SCAN = 2000  # audit rows read for "who acknowledged" and the history (the newest first)
 HISTORY_ROWS = 50
 MAX_MESSAGE = 2000  # characters of a resolution message typed in the dashboard
+PAGE_ROWS = 100  # open incidents listed on the page; the others are counted, and the filter reaches them
+MAX_CARDS = 50  # project cards; past it, only the projects of the incidents listed have one
 
 dashboard = Blueprint("dashboard", __name__)
 
@@ -181,11 +184,14 @@ def page() -> Any:
     audit = state.recent_audit(AUDIT_SCAN)
     every = state.open_incidents()
     chosen = _chosen()
-    shown = _filtered(every, chosen)
-    incidents = _rows(shown, audit, _oncall_by_route(asked, routes))
-    projects = [] if routes_error else _project_cards(shown, routes, asked)
+    matching = _filtered(every, chosen)
+    listed = _first(matching, PAGE_ROWS)
+    incidents = _rows(listed, audit, _oncall_by_route(asked, routes))
+    card_repos = _card_repos(matching, listed)
+    projects = [] if routes_error else _project_cards(card_repos, routes, asked)
     return render_template("dashboard.html", oncall=oncall, oncall_error=oncall_error, incidents=incidents,
-                           projects=projects, routes_error=routes_error,
+                           projects=projects, routes_error=routes_error, matching=len(matching),
+                           more_projects=len(_repos_of(matching)) - len(card_repos),
                            total=len(every), repos=sorted({_repo(i) for i in every}), severities=sev.SEVERITIES[::-1],
                            chosen=chosen, audit=audit[:15], failures=list(web().backend.notifier.failures)[:5],
                            csrf=session["csrf"], now=web().backend.clock(), notice=request.args.get("notice"),
@@ -294,12 +300,36 @@ def _oncall_by_route(asked: OnCallAsked, routes: Sequence[Route]) -> Callable[[S
     return who
 
 
-def _project_cards(incidents: Iterable[StoredIncident], routes: Sequence[Route],
-                   asked: OnCallAsked) -> list[dict[str, Any]]:
-    """One card per project with an open incident shown, by name: whose on-call its incidents reach (the
-    route that repo=R takes, as `pagerules oncall --repo R` says) and who that is now."""
+def _order(incident: StoredIncident) -> tuple[int, float, str]:
+    """The list's order: the most severe first, then the one open longest (it has waited longest for someone)."""
+    return -_rank(incident.severity), incident.opened_at, incident.incident_key
+
+
+def _first(incidents: list[StoredIncident], count: int) -> list[StoredIncident]:
+    """The first ``count`` incidents in the list's order, without sorting all of them."""
+    return heapq.nsmallest(count, incidents, key=_order)
+
+
+def _repos_of(incidents: Iterable[StoredIncident]) -> set[str]:
+    return {i.labels["repo"] for i in incidents if i.labels.get("repo")}
+
+
+def _card_repos(matching: list[StoredIncident], listed: list[StoredIncident]) -> list[str]:
+    """The projects with a card, by name: each project with an open incident the filter matches; past
+    MAX_CARDS of them, the first MAX_CARDS projects of the incidents listed, most severe first, so the
+    on-call of the worst incidents is on the page and the page stays short."""
+    repos = _repos_of(matching)
+    if len(repos) > MAX_CARDS:
+        in_order = dict.fromkeys(i.labels["repo"] for i in listed if i.labels.get("repo"))
+        repos = set(list(in_order)[:MAX_CARDS])
+    return sorted(repos)
+
+
+def _project_cards(repos: Iterable[str], routes: Sequence[Route], asked: OnCallAsked) -> list[dict[str, Any]]:
+    """One card per project named: whose on-call its incidents reach (the route that repo=R takes, as
+    `pagerules oncall --repo R` says) and who that is now."""
     cards = []
-    for repo in sorted({i.labels["repo"] for i in incidents if i.labels.get("repo")}):
+    for repo in repos:
         target = manual.project_target(web().config, repo, routes)
         people, error = asked.people(target.escalation_policy_id) if target.escalation_policy_id else ([], None)
         cards.append({"repo": repo, "route": target.route, "why": target.why, "also": target.also,
@@ -317,7 +347,7 @@ def _rows(incidents: list[StoredIncident], audit: list[dict[str, Any]],
             acked.setdefault(entry["incident_key"], entry)
     title_format = web().config.title_format
     rows = []
-    for incident in sorted(incidents, key=lambda i: (-_rank(i.severity), i.opened_at, i.incident_key)):
+    for incident in sorted(incidents, key=_order):
         view = incident_view(incident)
         ack = acked.get(incident.incident_key) if incident.status == "acknowledged" else None
         view.update(repo=_repo(incident), short_title=short_title(title_format, incident.severity, incident.title),
