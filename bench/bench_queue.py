@@ -5,6 +5,8 @@ intake latency, all in one run beside their baselines (issue 18).
    resolves it, ten times) enqueued at once, until every row is done; with 1, 2 and 4
    `watch --queue` workers, each ÷ one file daemon (`watch`, SQLite state) on the same events in
    200 files renamed in at once.
+   Each figure also gives the CPU the processes spent per event, which the machine's other load
+   changes far less than events/s (the load average is printed too).
 2. Intake latency: POST /api/events (one event) to 202, 500 times one after another on one
    connection, `serve --queue` (committed to PostgreSQL) and `serve` (a file fsynced): median and p99.
 
@@ -88,8 +90,15 @@ def config_file(tmp: Path, name: str) -> Path:
     return path
 
 
-def files_baseline(tmp: Path) -> float:
-    """One file daemon on SQLite: events/s."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a live process has used (Linux /proc): a figure the other load on the machine
+    changes far less than events/s."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def files_baseline(tmp: Path) -> tuple[float, float]:
+    """One file daemon on SQLite: events/s, and its CPU ms per event."""
     fake, url = start_fake(ROOT)
     config, events = config_file(tmp, "files"), tmp / "files"
     log = tmp / "files.log"
@@ -97,6 +106,7 @@ def files_baseline(tmp: Path) -> float:
                               stdout=subprocess.DEVNULL, stderr=log.open("w"))
     try:
         wait(lambda: "watching" in log.read_text(), 30, "the file daemon")
+        idle = cpu_seconds(daemon.pid)
         lines = workload("f")
         for f in range(200):
             (events / f".{f:04d}.ndjson.part").write_text(
@@ -106,15 +116,17 @@ def files_baseline(tmp: Path) -> float:
             os.rename(events / f".{f:04d}.ndjson.part", events / f"{f:04d}.ndjson")
         done = events / "processed"
         finished = wait(lambda: done.exists() and sum(1 for _ in done.iterdir()) >= 200, 600, "the files")
+        cpu = cpu_seconds(daemon.pid) - idle
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
         fake.terminate()
-    return TOTAL / (finished - started)
+    return TOTAL / (finished - started), cpu * 1000 / TOTAL
 
 
-def queue_run(tmp: Path, server: PgServer, workers: int) -> float:
-    """``workers`` queue workers on one database: events/s from the enqueue to the last row done."""
+def queue_run(tmp: Path, server: PgServer, workers: int) -> tuple[float, float]:
+    """``workers`` queue workers on one database: events/s from the enqueue to the last row done, and the
+    workers' CPU ms per event (all of them together)."""
     fake, url = start_fake(ROOT)
     db = fresh_schema(server)
     config = config_file(tmp, f"queue{workers}")
@@ -126,11 +138,13 @@ def queue_run(tmp: Path, server: PgServer, workers: int) -> float:
             procs.append(subprocess.Popen(cli("watch", "--config", str(config), "--queue", "--state", db),
                                           env=environment(url), stdout=subprocess.DEVNULL, stderr=log.open("w")))
         wait(lambda: all("on the queue in" in log.read_text() for log in logs), 60, "the workers")
+        idle = sum(cpu_seconds(p.pid) for p in procs)
         queue = EventQueue(db)
         events = workload(f"q{workers}-")
         started = time.time()
         queue.enqueue([Entry(json.dumps(e), None, "bench", ordering_key(e, None)) for e in events])
         finished = wait(lambda: queue.counts() == {"done": TOTAL}, 600, "the queue")
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - idle
         queue.close()
     finally:
         for proc in procs:
@@ -138,7 +152,7 @@ def queue_run(tmp: Path, server: PgServer, workers: int) -> float:
         for proc in procs:
             proc.wait(timeout=30)
         fake.terminate()
-    return TOTAL / (finished - started)
+    return TOTAL / (finished - started), cpu * 1000 / TOTAL
 
 
 def _free_port() -> int:
@@ -185,13 +199,15 @@ def intake(tmp: Path, name: str, *extra: str) -> tuple[float, float]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder, throwaway_server() as server:
         tmp = Path(folder)
-        baseline = files_baseline(tmp)
-        print(f"throughput, {TOTAL:,} events over {REPOS} repositories; baseline one file daemon on SQLite: "
-              f"{baseline:,.0f} events/s")
+        load = os.getloadavg()[0]
+        baseline, base_cpu = files_baseline(tmp)
+        print(f"throughput, {TOTAL:,} events over {REPOS} repositories, {os.cpu_count()} cores, load average "
+              f"{load:.1f} at the start; baseline one file daemon on SQLite: {baseline:,.0f} events/s, "
+              f"{base_cpu:.1f} ms CPU per event")
         for workers in (1, 2, 4):
-            rate = queue_run(tmp, server, workers)
+            rate, cpu = queue_run(tmp, server, workers)
             print(f"  queue, {workers} worker{'s' if workers > 1 else ''} on one PostgreSQL: {rate:,.0f} events/s, "
-                  f"{rate / baseline:.2f}x the file daemon")
+                  f"{rate / baseline:.2f}x the file daemon; {cpu:.1f} ms CPU per event in the workers")
         queued = intake(tmp, "intake-queue", "--queue", "--state", fresh_schema(server))
         files = intake(tmp, "intake-files")
         print(f"intake, POST /api/events to 202, {POSTS} posts: queue median {queued[0]:.1f} ms, "
