@@ -14,7 +14,7 @@ from builders import live_config, wait_for
 from fake_pagerduty import FakePagerDuty
 from pg_server import pg_server, pg_url  # noqa: F401
 
-from engine.dispatch.dispatcher import Backend
+from engine.dispatch.dispatcher import Backend, NoteTaker
 from engine.dispatch.outcomes import Status
 from engine.evaluation.actions import ResolveAction, TriggerAction
 from engine.pagerduty.backend import Live, make_client
@@ -206,3 +206,19 @@ def test_a_resolve_waits_for_the_create_of_its_key(fake: FakePagerDuty, pg_url: 
         resolver.close()
     assert [r.status for r in results] == [Status.RESOLVED]  # it saw the incident the create opened
     assert fake.open_keys() == []
+
+
+def test_the_locked_backend_still_takes_notes_for_flap_control(fake: FakePagerDuty, pg_url: str) -> None:  # noqa: F811
+    PgState(pg_url).close()
+    replica = Replica(fake, pg_url, True)
+    key = unique("svc-flapping")
+    try:
+        assert isinstance(replica.backend, NoteTaker)  # the dispatcher asks so before noting a flapping key
+        assert replica.backend.create(TriggerAction("r", "e1", key, "svc down", "high")).status is Status.CREATED
+        with replica.locks.hold(key):  # nested in a call of the same key: the session's locks stack
+            assert replica.backend.add_note(key, "flapping: the resolve waits") is None
+        assert free(pg_url, key)
+    finally:
+        replica.close()
+    (incident,) = fake.incidents.values()
+    assert incident["notes"] == ["flapping: the resolve waits"]

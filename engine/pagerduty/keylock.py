@@ -3,8 +3,8 @@ which worker calls PagerDuty for an incident_key.
 
 Two events about one incident can arrive under different ordering keys (a rule whose incident_key
 ignores the repository; Sentry and GitHub about one service), so two queue workers may trigger one key
-at the same moment. ``KeyLocked`` wraps a backend so that its ``create``, ``resolve`` and
-``acknowledge`` hold a session advisory lock on the key (``pg_advisory_lock``) in the state's database
+at the same moment. ``KeyLocked`` wraps a backend so that its ``create``, ``resolve``, ``acknowledge``
+and ``add_note`` hold a session advisory lock on the key (``pg_advisory_lock``) in the state's database
 for the length of the call: the second worker waits, then finds the first one's incident in the state
 and is ``deduplicated`` with no call. PagerDuty's duplicate-key answer stays the second line of defence
 (a lock lost with a restarted server). The lock is let go when the call returns or raises, and a dead
@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from engine.dispatch.dispatcher import Announcer, Backend
+from engine.dispatch.dispatcher import Announcer, Backend, NoteTaker
 from engine.dispatch.outcomes import Result
 from engine.evaluation.actions import ChangeAction, IncidentView, ResolveAction, TriggerAction
 from engine.language.routes import Route
@@ -118,6 +118,15 @@ class KeyLocked:
     def acknowledge(self, incident_key: str) -> Result:
         with self.locks.hold(incident_key):
             return self.inner.acknowledge(incident_key)
+
+    def add_note(self, incident_key: str, text: str) -> str | None:
+        """A note on the key's incident (README "Flap control"), taking its turn like a create; a backend that
+        takes no notes adds none. (A session's advisory locks stack, so a call nested in another of the same
+        key cannot wait on itself.)"""
+        if not isinstance(self.inner, NoteTaker):
+            return None
+        with self.locks.hold(incident_key):
+            return self.inner.add_note(incident_key, text)
 
     def change(self, action: ChangeAction, route: Route | None = None) -> Result:
         return self.inner.change(action, route)  # a change event opens nothing: no key to guard
