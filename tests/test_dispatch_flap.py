@@ -230,3 +230,28 @@ def test_live_an_events_api_route_holds_the_same_way_without_notes(fake: FakePag
     live_lines(p, now, (14, event("passed", 14, "p4")))
     [outcome] = p.dispatcher.fire_due(T0 + 44 * 60)
     assert outcome.status is Status.RESOLVED and fake.open_dedup_keys(routing_key) == {}
+
+
+def test_a_trigger_without_flap_still_cancels_a_held_resolve() -> None:
+    """The rule file was edited to drop flap: (or another rule fires for the key) while its resolve is held:
+    the trigger still cancels the hold and is noted, so the wake-up never resolves a key that fires."""
+    p, backend = pipeline()
+    lines(p, *FLAPPING, event("passed", 10, "p3"))
+    assert KEY in backend.view.held_resolves
+    config = make_config()
+    edited = Pipeline(rules_from(RULES.replace("FLAP", ""), config), Dispatcher(config, backend))
+    assert lines(edited, event("failed", 12, "f4")) == [("trigger", "flapping", None)]
+    assert backend.view.held_resolves == {}
+    assert backend.notes[-1] == (KEY, "pagerules: flapped again: main-red fired at 2026-01-01T00:12:00Z "
+                                      "(4th open in 30m); the held resolve is cancelled and the incident stays open")
+    assert edited.dispatcher.fire_due(T0 + 45 * 60) == []
+    assert backend.view.get(KEY) is not None  # still open: it fired after the recovery
+
+
+def test_with_no_held_resolve_a_trigger_without_flap_never_looks_for_one() -> None:
+    p, backend = pipeline(flap="")
+    looked: list[str] = []
+    backend.view.resolve_held = lambda key: looked.append(key)  # type: ignore[method-assign,assignment,func-returns-value]
+    assert [s for _, s, _ in lines(p, event("failed", 0, "f1"), event("failed", 1, "f2"))] == \
+        ["planned", "deduplicated"]
+    assert looked == []  # nothing held anywhere: the hot path pays one cheap check, no per-key look-up

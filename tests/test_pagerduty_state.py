@@ -620,8 +620,10 @@ def test_a_held_resolve_is_kept_across_a_reopen_released_once_and_gone_with_its_
                                                                                          ) -> None:
     from engine.evaluation.actions import HeldResolve
     state = make_state()
+    assert not StateView(state).resolves_any()
     first = HeldResolve("k1", "main-green", {"id": "p3"}, "main is green again", 100.0, 700.0, 3)
     assert state.hold_resolve(first) == first
+    assert StateView(make_state()).resolves_any()  # another process sees a resolve held
     assert state.hold_resolve(HeldResolve("k1", "other", "e", "m", 200.0, 800.0, 4)) == first  # the first stands
     assert make_state().held_resolve("k1") == first
     state.hold_resolve(HeldResolve("k2", "main-green", "e2", "m", 50.0, 650.0, 3))

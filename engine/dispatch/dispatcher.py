@@ -133,6 +133,11 @@ class RepeatView(Protocol):
         None when no rule with ``flap:`` opened it lately."""
         ...
 
+    def resolves_any(self) -> bool:
+        """Whether any key's resolve is held (cheap: asked per trigger, so a trigger of a rule without
+        ``flap:`` looks for its key's held resolve only when there is one somewhere)."""
+        ...
+
     def resolve_held(self, incident_key: str) -> HeldResolve | None: ...
 
     def resolve_hold(self, held: HeldResolve) -> HeldResolve:
@@ -238,6 +243,9 @@ class MemoryView:
             return None
         times, flap = found
         return sum(1 for t in times if at - flap.within <= t <= at), flap
+
+    def resolves_any(self) -> bool:
+        return bool(self.held_resolves)
 
     def resolve_held(self, incident_key: str) -> HeldResolve | None:
         return self.held_resolves.get(incident_key) if self.held_resolves else None
@@ -487,7 +495,12 @@ class Dispatcher:
             return triggered(action, muted, name)
         if not self.config.enabled:
             return triggered(action, _DISABLED, name)
-        repeat = self._repeat if action.renotify is not None or action.flap is not None else None
+        # Any trigger for a key whose resolve is held cancels the hold, whether or not its rule says flap:
+        # (the rule was edited, another rule fires for the key): one cheap "any held?" check first.
+        repeat = self._repeat
+        held_any = repeat is not None and repeat.resolves_any()
+        if repeat is not None and action.renotify is None and action.flap is None and not held_any:
+            repeat = None  # the hot path: nothing of repeat or flap control to look at
         refired: HeldResolve | None = None
         if repeat is not None:
             now = self._now(repeat, action.at)
@@ -496,7 +509,7 @@ class Dispatcher:
                 if over is not None:
                     self._pending.pending_hold(over)  # type: ignore[union-attr]  # its for: is over: kept so
                 return triggered(action, waiting, name)  # the first trigger after the wait pages at once
-            refired = repeat.resolve_held(action.incident_key) if action.flap is not None else None
+            refired = repeat.resolve_held(action.incident_key) if held_any else None
             if refired is not None and not repeat.resolve_forget(action.incident_key, now, "refired"):
                 refired = None  # another worker released or cancelled it first
         try:
@@ -539,6 +552,9 @@ class Dispatcher:
             return result
         if result.status not in _OPENED and not (refired is not None and result.status is Status.DEDUPLICATED):
             return result
+        if refired is not None and action.flap is None:  # a rule without flap: re-fired a flapping key:
+            counted = view.flap_count(action.incident_key, now)  # counted with the setting that held it
+            action = replace(action, flap=counted[1] if counted else Flap(refired.opens, refired.until - refired.since))
         opens = view.opened(action, now)
         if refired is None or result.status is not Status.DEDUPLICATED:
             return result

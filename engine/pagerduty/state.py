@@ -449,6 +449,10 @@ class State:
         opens, needed, within = rows[0]
         return sum(1 for t in json.loads(opens) if at - within <= t <= at), Flap(int(needed), float(within))
 
+    def held_resolves_any(self) -> bool:
+        """Whether any key's resolve is held: one probe, asked per trigger (README "Flap control")."""
+        return bool(self._read("SELECT 1 FROM held_resolves LIMIT 1"))
+
     def held_resolve(self, incident_key: str) -> HeldResolve | None:
         rows = self._read(f"SELECT {HELD_COLUMNS} FROM held_resolves WHERE incident_key = ?", (incident_key,))
         return held_from_row(rows[0]) if rows else None
@@ -554,6 +558,9 @@ class StateView:
 
     def flap_count(self, incident_key: str, at: float) -> tuple[int, Flap] | None:
         return self.state.flap_count(incident_key, at)
+
+    def resolves_any(self) -> bool:
+        return self.state.held_resolves_any()
 
     def resolve_held(self, incident_key: str) -> HeldResolve | None:
         return self.state.held_resolve(incident_key)
