@@ -1,6 +1,7 @@
 """pagerules command line: the `pagerules` group. The commands live beside it, grouped: rules.py
 (validate, init, test), events.py (process, explain, replay), serving.py (watch, serve), ops.py
-(trigger, resolve, ack, oncall, check, status, audit), silences.py (silence) and tokens.py (token).
+(trigger, resolve, ack, oncall, check, status, audit), silences.py (silence), tokens.py (token) and
+queue.py (queue list|retry).
 Each parses options, calls the engine, and turns its errors into a message and an exit status:
 0 all handled, 1 an event or action failed, 2 usage or configuration error.
 
@@ -14,7 +15,7 @@ import sys
 
 import click
 
-from engine.commands import events, ops, rules, serving, silences, tokens
+from engine.commands import events, ops, queue, rules, serving, silences, tokens
 
 
 @click.group()
@@ -35,7 +36,7 @@ def main(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for _module in (rules, events, serving, ops, silences, tokens):
+for _module in (rules, events, serving, ops, silences, tokens, queue):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 
