@@ -211,3 +211,49 @@ def test_live_an_events_api_route_waits_after_pagerules_resolve(fake: FakePagerD
     assert len(fake.events_calls("/v2/enqueue")) == sent  # nothing sent while it waits
     assert at(p, now, 60, event("failed", 60, "f3"))["status"] == "created"
     assert fake.open_dedup_keys(routing_key) == {routing_key: [KEY]}
+
+
+def test_live_a_rule_recovery_during_a_full_reconcile_round_is_not_taken_for_a_resolve_by_hand(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    """The round read the open incidents, then the green build resolved one before the round asked about it."""
+    now = [T0]
+    p, backend = live(fake, tmp_path, now)
+    assert at(p, now, 0, event("failed", 0, "f1"))["status"] == "created"
+    client = backend.reconciler.client
+    real_get = client.get_incident
+    seen: list[str] = []
+
+    def get_incident(incident_id: str) -> dict[str, Any]:
+        client.get_incident = real_get  # type: ignore[method-assign]
+        seen.append(at(p, now, 2, event("passed", 2, "p1"))["status"])  # the rule's recovery, mid-round
+        return real_get(incident_id)
+    client.get_incident = get_incident  # type: ignore[method-assign]
+    now[0] = T0 + 150
+    assert backend.reconciler.full()["checked"] == 1 and seen == ["resolved"]
+    assert backend.state.hand_resolved(KEY) is None
+    line = at(p, now, 10, event("failed", 10, "f2"))  # a new failure after the green build pages at once
+    assert line["status"] == "created" and creates(fake) == 2
+
+
+def test_live_a_log_entries_round_during_a_rule_recovery_is_not_taken_for_a_resolve_by_hand(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    """The recovery resolved the incident in PagerDuty and is adding its note when a round of log entries
+    sees the resolve (the state still holds the incident): the recovery's own record forgets it again."""
+    now = [T0]
+    p, backend = live(fake, tmp_path, now)
+    assert at(p, now, 0, event("failed", 0, "f1"))["status"] == "created"
+    now[0] = T0 + 30
+    backend.reconcile()  # the first round (full); the next one reads log entries
+    client = backend.client
+    real_note = client.add_note
+    rounds: list[tuple[str, dict[str, int]]] = []
+
+    def add_note(incident_id: str, text: str) -> Any:
+        client.add_note = real_note  # type: ignore[method-assign]
+        rounds.append((backend.reconciler.last_mode, backend.reconcile()))
+        return real_note(incident_id, text)
+    client.add_note = add_note  # type: ignore[method-assign]
+    assert at(p, now, 2, event("passed", 2, "p1"))["status"] == "resolved"
+    assert backend.reconciler.last_mode == "changes" and rounds[0][1]["resolved"] == 1  # the race happened
+    assert backend.state.hand_resolved(KEY) is None
+    assert at(p, now, 10, event("failed", 10, "f2"))["status"] == "created" and creates(fake) == 2

@@ -647,3 +647,23 @@ def test_a_state_at_version_6_gains_repeat_control_and_keeps_its_holds(make_stat
     stored = state.get("a")
     assert stored is not None and stored.renotify is None and state.pending("k1") is not None
     assert state.hand_resolved("a") is None and state.due_resolves(1e12) == []
+
+
+def test_a_resolve_by_hand_is_remembered_only_by_the_call_that_removed_its_row(make_state: MakeState) -> None:
+    state = make_state()
+    state.record_open(paged("k1"), 100.0, "rules", "create")
+    known = state.get("k1")
+    assert known is not None
+    assert state.record_status("k1", "resolved", 150.0, "rules", "id-k1")  # a rule's recovery, first
+    assert not make_state().record_status("k1", "resolved", 160.0, "reconcile", "id-k1", by_hand=known)
+    assert state.hand_resolved("k1") is None and state.recent_audit(1)[0]["action"] == "resolved"  # nothing written
+    state.record_open(paged("k1"), 200.0, "rules", "create")  # a newer incident, same id here: the row is removed
+    assert state.record_status("k1", "resolved", 210.0, "reconcile", "id-k1", by_hand=known)
+    assert state.hand_resolved("k1") is not None
+    state.record_open(StoredIncident("k2", {}, "r", "high", "t", "P2", renotify=60.0), 300.0, "rules", "create")
+    assert not state.record_status("k2", "resolved", 310.0, "rules", "P1")  # an older incident of the key
+    assert state.get("k2") is not None
+    # the other order: reconcile recorded the hand resolve while the recovery was under way; its record forgets it
+    assert not state.record_status("k1", "resolved", 220.0, "rules", "id-k1")
+    assert state.hand_resolved("k1") is None
+    assert [r["action"] for r in state.recent_audit(2)] == ["hand_resolved_recovered", "resolved"]

@@ -138,8 +138,7 @@ class Live(EventsTarget):
                                    "deduplicate", {**detail, "seen": "still open in PagerDuty"})
             return Result(Status.DEDUPLICATED, known.incident_id, incident_url=known.html_url)
         self.state.record_status(action.incident_key, "resolved", now, self.actor, known.incident_id,
-                                 {"rule": action.rule, "seen": "resolved in PagerDuty"})
-        self.state.remember_hand_resolved(known, now, self.actor)
+                                 {"rule": action.rule, "seen": "resolved in PagerDuty"}, by_hand=known)
         until = known.opened_at + action.renotify
         if now >= until:
             return None
@@ -311,9 +310,8 @@ class Live(EventsTarget):
 
     def _resolved_elsewhere(self, known: StoredIncident, incident_id: str, now: float) -> Result:
         incident_key = known.incident_key
-        self.state.record_status(incident_key, "resolved", now, self.actor, incident_id,
-                                 {"note": "already resolved in PagerDuty; not acknowledged"})
-        self.state.remember_hand_resolved(known, now, self.actor)  # a person resolved it in PagerDuty
+        self.state.record_status(incident_key, "resolved", now, self.actor, incident_id,  # a person, in PagerDuty
+                                 {"note": "already resolved in PagerDuty; not acknowledged"}, by_hand=known)
         return Result(Status.ALREADY_RESOLVED, incident_id,
                       "PagerDuty says this incident is already resolved; nothing was acknowledged "
                       "(acknowledging would re-open it)")

@@ -4,7 +4,10 @@ PagerDuty is the authority on what is open; the state only saves calls. A round 
 incidents the state believes open that PagerDuty says are resolved or acknowledged.
 
 An incident found resolved was resolved by a person (a rule's recovery resolves through pagerules and
-leaves the state at once): the state remembers it for its rule's ``renotify:`` (README "Repeat control").
+leaves the state): the state remembers it for its rule's ``renotify:`` (README "Repeat control"), in the
+transaction that removes its row, and only if that row was still there for the same incident id: a
+recovery that resolved it during the round (another worker, another process) removed it first, and one
+still under way forgets the record in its own transaction (State.record_status).
 
 A round costs calls in proportion to what changed, not to what is open: it reads the account's
 log entries since the last round (GET /log_entries, tests/fixtures/pagerduty-api/REFERENCE.md;
@@ -82,11 +85,11 @@ class Reconciler:
             if known is None or known.incident_id != incident_id:
                 continue  # not ours, closed already, or an older incident that once had the key
             counts["checked"] += 1
-            if status in ("resolved", "acknowledged") and status != known.status:
-                self.state.record_status(known.incident_key, str(status), self.clock(), ACTOR, incident_id,
-                                         {"seen": "changed in PagerDuty"})
-                if status == "resolved":  # by a person: its rule's renotify: waits from its page
-                    self.state.remember_hand_resolved(known, self.clock(), ACTOR)
+            # resolved: by a person (its rule's renotify: waits from its page), unless pagerules resolved
+            # it during this round: then the row is gone or going, and nothing is recorded
+            if status in ("resolved", "acknowledged") and status != known.status and self.state.record_status(
+                    known.incident_key, str(status), self.clock(), ACTOR, incident_id,
+                    {"seen": "changed in PagerDuty"}, by_hand=known if status == "resolved" else None):
                 counts[str(status)] += 1
         return counts
 
@@ -108,11 +111,9 @@ class Reconciler:
                             incident.incident_key, incident.incident_id, exc)
                 continue
             counts["checked"] += 1
-            if status in ("resolved", "acknowledged") and status != incident.status:
-                self.state.record_status(incident.incident_key, status, self.clock(), ACTOR,
-                                         incident.incident_id, {"seen": "changed in PagerDuty"})
-                if status == "resolved":
-                    self.state.remember_hand_resolved(incident, self.clock(), ACTOR)
+            if status in ("resolved", "acknowledged") and status != incident.status and self.state.record_status(
+                    incident.incident_key, status, self.clock(), ACTOR, incident.incident_id,
+                    {"seen": "changed in PagerDuty"}, by_hand=incident if status == "resolved" else None):
                 counts[status] += 1
         return counts
 

@@ -140,6 +140,24 @@ def pending_from_row(row: tuple[Any, ...]) -> PendingTrigger:
 HAND_COLUMNS = "incident_key, paged_at, resolved_at, labels"
 
 
+def put_hand_resolved(db: Db, incident: StoredIncident, at: float, actor: str) -> bool:
+    """Remember that a person resolved ``incident`` at ``at`` (with its last page, ``opened_at``) when its
+    rule has ``renotify:`` and the wait has not passed, audited; whether it was. Rows past their wait go."""
+    if incident.renotify is None or incident.opened_at + incident.renotify <= at:
+        return False
+    db.execute("DELETE FROM hand_resolved WHERE expires_at <= ?", (at,))
+    db.execute("INSERT INTO hand_resolved (incident_key, rule, labels, paged_at, resolved_at, expires_at) "
+               "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_key) DO UPDATE SET rule = excluded.rule, "
+               "labels = excluded.labels, paged_at = excluded.paged_at, resolved_at = excluded.resolved_at, "
+               "expires_at = excluded.expires_at",
+               (incident.incident_key, incident.rule, json.dumps(dict(incident.labels)), incident.opened_at,
+                at, incident.opened_at + incident.renotify))
+    write_audit(db, at, actor, "hand_resolved", incident.incident_key, incident.incident_id,
+                {"rule": incident.rule, "paged_at": iso(incident.opened_at),
+                 "renotify_at": iso(incident.opened_at + incident.renotify)})
+    return True
+
+
 def hand_from_row(row: tuple[Any, ...]) -> HandResolved:
     key, paged_at, resolved_at, labels = row
     return HandResolved(key, paged_at, resolved_at, json.loads(labels))

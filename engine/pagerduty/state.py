@@ -52,6 +52,7 @@ from engine.pagerduty.records import (
     held_from_row,
     incident_from_row,
     pending_from_row,
+    put_hand_resolved,
     put_held_resolve,
     put_incident,
     put_pending,
@@ -267,18 +268,45 @@ class State:
         return count
 
     def record_status(self, incident_key: str, status: str, now: float, actor: str,
-                      incident_id: str | None = None, detail: Mapping[str, Any] | None = None) -> None:
-        """Acknowledged stays open; resolved leaves the open set. Audited in the same transaction."""
+                      incident_id: str | None = None, detail: Mapping[str, Any] | None = None,
+                      by_hand: StoredIncident | None = None) -> bool:
+        """Acknowledged stays open; resolved leaves the open set. Audited in the same transaction. Whether
+        the key's row (the one of ``incident_id``, when given) was changed.
+
+        A resolve with ``incident_id`` removes the row only while it is still that incident's (a newer
+        incident opened for the key stays). ``by_hand``: a person resolved it (README "Repeat control"):
+        remembered for its rule's ``renotify:`` only if this call removed the row, in the same transaction,
+        so a rule's recovery that removed it first is never taken for a resolve by hand; nothing is written
+        when it did not. Any other resolve is a recovery: it forgets a resolve by hand of the key in its
+        own transaction (one that a reconcile round recorded while the recovery was under way)."""
         with self.transaction() as db:
             if status == "resolved":
-                db.execute("DELETE FROM incidents WHERE incident_key = ?", (incident_key,))
-                db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident_key,))
-                db.execute("DELETE FROM held_resolves WHERE incident_key = ?", (incident_key,))  # closed anyway
-            else:
-                db.execute("UPDATE incidents SET status = ?, confirmed_at = ? WHERE incident_key = ?",
-                           (status, now, incident_key))
+                if incident_id is None:
+                    row = db.execute("DELETE FROM incidents WHERE incident_key = ? RETURNING incident_key",
+                                     (incident_key,)).fetchone()
+                else:
+                    row = db.execute("DELETE FROM incidents WHERE incident_key = ? AND incident_id = ? "
+                                     "RETURNING incident_key", (incident_key, incident_id)).fetchone()
+                if row is not None:
+                    db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident_key,))
+                    db.execute("DELETE FROM held_resolves WHERE incident_key = ?", (incident_key,))  # closed
+                if by_hand is not None:
+                    if row is None:
+                        return False  # resolved by pagerules (or another process) first: not a person's
+                    write_audit(db, now, actor, status, incident_key, incident_id, detail)
+                    put_hand_resolved(db, by_hand, now, actor)
+                    return True
+                forgot = db.execute("DELETE FROM hand_resolved WHERE incident_key = ? RETURNING rule",
+                                    (incident_key,)).fetchone()
+                write_audit(db, now, actor, status, incident_key, incident_id, detail)
+                if forgot is not None:
+                    write_audit(db, now, actor, "hand_resolved_recovered", incident_key, None, {"rule": forgot[0]})
+                return row is not None
+            row = db.execute("UPDATE incidents SET status = ?, confirmed_at = ? WHERE incident_key = ? "
+                             "RETURNING incident_key", (status, now, incident_key)).fetchone()
             action = status if status != "triggered" else "reopen"
             write_audit(db, now, actor, action, incident_key, incident_id, detail)
+            return row is not None
 
     # the daemon's progress through the file in hand: one record per delivery, gone when the file moves
     def progress(self, file: str) -> tuple[int, list[str]]:
@@ -390,22 +418,13 @@ class State:
         return hand_from_row(rows[0]) if rows else None
 
     def remember_hand_resolved(self, incident: StoredIncident, at: float, actor: str) -> bool:
-        """A person resolved ``incident`` at ``at``: remembered (with its last page, ``opened_at``) when its
-        rule has ``renotify:`` and the wait has not passed; whether it was. Rows past their wait go."""
+        """A person resolved ``incident`` at ``at`` (through pagerules, after the resolve's own record):
+        remembered (with its last page, ``opened_at``) when its rule has ``renotify:`` and the wait has not
+        passed; whether it was. Rows past their wait go. Reconcile uses record_status(by_hand=) instead."""
         if incident.renotify is None or incident.opened_at + incident.renotify <= at:
             return False
         with self.transaction() as db:
-            db.execute("DELETE FROM hand_resolved WHERE expires_at <= ?", (at,))
-            db.execute("INSERT INTO hand_resolved (incident_key, rule, labels, paged_at, resolved_at, expires_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_key) DO UPDATE SET rule = excluded.rule, "
-                       "labels = excluded.labels, paged_at = excluded.paged_at, resolved_at = excluded.resolved_at, "
-                       "expires_at = excluded.expires_at",
-                       (incident.incident_key, incident.rule, json.dumps(dict(incident.labels)), incident.opened_at,
-                        at, incident.opened_at + incident.renotify))
-            write_audit(db, at, actor, "hand_resolved", incident.incident_key, incident.incident_id,
-                        {"rule": incident.rule, "paged_at": iso(incident.opened_at),
-                         "renotify_at": iso(incident.opened_at + incident.renotify)})
-        return True
+            return put_hand_resolved(db, incident, at, actor)
 
     def forget_hand_resolved(self, incident_key: str, at: float, why: str, actor: str = "pagerules") -> bool:
         with self.transaction() as db:
