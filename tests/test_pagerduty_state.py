@@ -663,6 +663,8 @@ def test_a_resolve_by_hand_is_remembered_only_by_the_call_that_removed_its_row(m
     state.record_open(StoredIncident("k2", {}, "r", "high", "t", "P2", renotify=60.0), 300.0, "rules", "create")
     assert not state.record_status("k2", "resolved", 310.0, "rules", "P1")  # an older incident of the key
     assert state.get("k2") is not None
+    state.record_open(StoredIncident("k3", {}, "r", "high", "t", None), 300.0, "rules", "deduplicate")
+    assert state.record_status("k3", "resolved", 310.0, "rules", "P3")  # its id was never learnt: removed
     # the other order: reconcile recorded the hand resolve while the recovery was under way; its record forgets it
     assert not state.record_status("k1", "resolved", 220.0, "rules", "id-k1")
     assert state.hand_resolved("k1") is None
