@@ -274,19 +274,21 @@ class State:
         the key's row (the one of ``incident_id``, when given) was changed.
 
         A resolve with ``incident_id`` removes the row only while it is still that incident's, or one
-        whose id was never learnt (a newer incident opened for the key stays). ``by_hand``: a person resolved it (README "Repeat control"):
-        remembered for its rule's ``renotify:`` only if this call removed the row, in the same transaction,
-        so a rule's recovery that removed it first is never taken for a resolve by hand; nothing is written
-        when it did not. Any other resolve is a recovery: it forgets a resolve by hand of the key in its
-        own transaction (one that a reconcile round recorded while the recovery was under way)."""
+        whose id was never learnt (a newer incident opened for the key stays). ``by_hand``: a person
+        resolved it (README "Repeat control"): remembered for its rule's ``renotify:`` only if this call
+        removed the row, in the same transaction, so a rule's recovery that removed it first is never taken
+        for a resolve by hand; nothing is written when it did not. Any other resolve is a recovery: it
+        forgets a resolve by hand of the key in its own transaction (one that a reconcile round recorded
+        while the recovery was under way)."""
         with self.transaction() as db:
             if status == "resolved":
                 if incident_id is None:
                     row = db.execute("DELETE FROM incidents WHERE incident_key = ? RETURNING incident_key",
                                      (incident_key,)).fetchone()
                 else:
-                    row = db.execute("DELETE FROM incidents WHERE incident_key = ? "
-                                     "AND (incident_id = ? OR incident_id IS NULL) RETURNING incident_key", (incident_key, incident_id)).fetchone()
+                    row = db.execute("DELETE FROM incidents WHERE incident_key = ? AND (incident_id = ? "
+                                     "OR incident_id IS NULL) RETURNING incident_key",
+                                     (incident_key, incident_id)).fetchone()
                 if row is not None:
                     db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident_key,))
                     db.execute("DELETE FROM held_resolves WHERE incident_key = ?", (incident_key,))  # closed
