@@ -255,3 +255,16 @@ def test_with_no_held_resolve_a_trigger_without_flap_never_looks_for_one() -> No
     assert [s for _, s, _ in lines(p, event("failed", 0, "f1"), event("failed", 1, "f2"))] == \
         ["planned", "deduplicated"]
     assert looked == []  # nothing held anywhere: the hot path pays one cheap check, no per-key look-up
+
+
+def test_opens_paged_by_the_wake_up_count_for_flap() -> None:
+    """A rule with for: and flap: pages each open from the wake-up (a held trigger): each counts."""
+    p, backend = pipeline(flap=FLAP + "\n    for: 1m")
+    out: list[tuple[str, str]] = []
+    for minute, eid in ((0, "f1"), (4, "f2"), (8, "f3")):
+        out += [(a, s) for a, s, _ in lines(p, event("failed", minute, eid))]
+        out += [(o.action, o.status.value) for o in p.dispatcher.fire_due(T0 + (minute + 1) * 60)]
+        out += [(a, s) for a, s, _ in lines(p, event("passed", minute + 2, f"p{eid}"))]
+    assert out == [("trigger", "pending"), ("trigger", "planned"), ("resolve", "planned")] * 2 + \
+        [("trigger", "pending"), ("trigger", "planned"), ("resolve", "flapping")]
+    assert KEY in backend.view.held_resolves

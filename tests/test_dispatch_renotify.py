@@ -257,3 +257,14 @@ def test_live_a_log_entries_round_during_a_rule_recovery_is_not_taken_for_a_reso
     assert backend.reconciler.last_mode == "changes" and rounds[0][1]["resolved"] == 1  # the race happened
     assert backend.state.hand_resolved(KEY) is None
     assert at(p, now, 10, event("failed", 10, "f2"))["status"] == "created" and creates(fake) == 2
+
+
+def test_a_page_by_the_wake_up_keeps_its_rules_renotify() -> None:
+    p, view = pipeline(renotify="renotify: 1h\n    for: 1m")
+    assert statuses(p, event("failed", 0, "f1")) == ["pending"]
+    assert [o.status.value for o in p.dispatcher.fire_due(T0 + 60)] == ["planned"]
+    assert view.resolve_by_hand(KEY, T0 + 10 * 60)
+    assert statuses(p, event("failed", 20, "f2")) == ["pending"]  # for: answers first, as before a silence
+    [outcome] = p.dispatcher.fire_due(T0 + 21 * 60)
+    line = outcome.to_line()
+    assert (line["status"], line["renotify_at"]) == ("renotify_wait", iso(T0 + 60 + 3600))  # 1h after its page

@@ -637,15 +637,19 @@ def test_a_held_resolve_is_kept_across_a_reopen_released_once_and_gone_with_its_
 
 def test_a_state_at_version_6_gains_repeat_control_and_keeps_its_holds(make_state: MakeState) -> None:
     old = make_state("v6", MIGRATIONS[:6])
-    old.hold_pending(held("k1"))
-    with old.transaction() as db:
+    with old.transaction() as db:  # the rows the version-6 release wrote, in its columns
+        db.execute("INSERT INTO pending_triggers (incident_key, rule, title, severity, labels, details, links,"
+                   " event_id, held_at, due_at) VALUES ('k1', 'deploy-for', 't', 'high', '{}', '{}', '[]', '\"e1\"',"
+                   " 100.0, 700.0)")
         db.execute("INSERT INTO incidents (incident_key, incident_id, rule, severity, title, labels, status,"
                    " opened_at, confirmed_at, html_url) VALUES ('a', 'P1', 'rule', 'high', 't', '{}',"
                    " 'triggered', 1.0, 1.0, NULL)")
     state = make_state("v6")
     assert (state.migrated.before, state.migrated.applied) == (6, (7,))
     stored = state.get("a")
-    assert stored is not None and stored.renotify is None and state.pending("k1") is not None
+    assert stored is not None and stored.renotify is None
+    pending = state.pending("k1")
+    assert pending is not None and (pending.until, pending.renotify, pending.flap) == (700.0, None, None)
     assert state.hand_resolved("a") is None and state.due_resolves(1e12) == []
 
 
@@ -669,3 +673,17 @@ def test_a_resolve_by_hand_is_remembered_only_by_the_call_that_removed_its_row(m
     assert not state.record_status("k1", "resolved", 220.0, "rules", "id-k1")
     assert state.hand_resolved("k1") is None
     assert [r["action"] for r in state.recent_audit(2)] == ["hand_resolved_recovered", "resolved"]
+
+
+def test_a_pending_trigger_keeps_its_rules_renotify_and_flap(make_state: MakeState) -> None:
+    from dataclasses import replace
+
+    from engine.language.model import Flap
+    state = make_state()
+    state.hold_pending(replace(held("k1"), renotify=3600.0, flap=Flap(3, 1800.0)))
+    state.hold_pending(held("k2"))
+    got = make_state().pending("k1")
+    assert got is not None and (got.renotify, got.flap) == (3600.0, Flap(3, 1800.0))
+    assert (got.action().renotify, got.action().flap) == (3600.0, Flap(3, 1800.0))  # the wake-up's page keeps them
+    plain = state.pending("k2")
+    assert plain is not None and (plain.renotify, plain.flap) == (None, None)

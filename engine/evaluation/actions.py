@@ -133,17 +133,21 @@ class PendingTrigger:
     event_id: Any
     since: float
     until: float
+    renotify: float | None = None  # the rule's renotify: and flap:, so the page it sends keeps them
+    flap: Flap | None = None
 
     @classmethod
     def hold(cls, action: TriggerAction, since: float) -> PendingTrigger:
         assert action.pending_for is not None
         return cls(action.incident_key, action.rule, action.title, action.severity, dict(action.labels),
-                   dict(action.details), action.links, action.event_id, since, since + action.pending_for)
+                   dict(action.details), action.links, action.event_id, since, since + action.pending_for,
+                   action.renotify, action.flap)
 
     def action(self) -> TriggerAction:
-        """The trigger it pages with once due: no ``for:`` left, timed at ``until`` (a dry run's gates read it)."""
+        """The trigger it pages with once due: no ``for:`` left, timed at ``until`` (a dry run's gates read it),
+        with its rule's ``renotify:`` and ``flap:`` (README "Repeat control", "Flap control")."""
         return TriggerAction(self.rule, self.event_id, self.incident_key, self.title, self.severity,
-                             links=self.links, at=self.until,
+                             links=self.links, at=self.until, renotify=self.renotify, flap=self.flap,
                              _extras=Extras(dict(self.labels), dict(self.details), []))
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.evaluation.actions import HandResolved, HeldResolve, OpenIncident, PendingTrigger
+from engine.language.model import Flap
 from engine.language.silences import Silence, iso, silence_from_stored
 
 COLUMNS = ("incident_key", "incident_id", "rule", "severity", "title", "labels", "status", "opened_at",
@@ -118,23 +119,28 @@ def silence_from_row(row: tuple[Any, ...]) -> Silence:
                                 "created_at": created_at, "weekly": json.loads(weekly) if weekly else None})
 
 
-PENDING_COLUMNS = "incident_key, rule, title, severity, labels, details, links, event_id, held_at, due_at"
+PENDING_COLUMNS = ("incident_key, rule, title, severity, labels, details, links, event_id, held_at, due_at, "
+                   "renotify, flap_opens, flap_within")
 
 
 def put_pending(db: Db, held: PendingTrigger) -> bool:
     """Hold a trigger unless its key is held already (another worker, or an earlier event); whether this did."""
-    row = db.execute(f"INSERT INTO pending_triggers ({PENDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    flap = held.flap
+    row = db.execute(f"INSERT INTO pending_triggers ({PENDING_COLUMNS}) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                      "ON CONFLICT (incident_key) DO NOTHING RETURNING incident_key",
                      (held.incident_key, held.rule, held.title, held.severity, json.dumps(dict(held.labels)),
                       json.dumps(dict(held.details)), json.dumps([dict(link) for link in held.links]),
-                      json.dumps(held.event_id, default=str), held.since, held.until)).fetchone()
+                      json.dumps(held.event_id, default=str), held.since, held.until, held.renotify,
+                      flap.opens if flap else None, flap.within if flap else None)).fetchone()
     return row is not None
 
 
 def pending_from_row(row: tuple[Any, ...]) -> PendingTrigger:
-    key, rule, title, severity, labels, details, links, event_id, held_at, due_at = row
+    key, rule, title, severity, labels, details, links, event_id, held_at, due_at, renotify, opens, within = row
     return PendingTrigger(key, rule, title, severity, json.loads(labels), json.loads(details),
-                          tuple(json.loads(links)), json.loads(event_id), held_at, due_at)
+                          tuple(json.loads(links)), json.loads(event_id), held_at, due_at, renotify,
+                          Flap(int(opens), float(within)) if opens is not None else None)
 
 
 HAND_COLUMNS = "incident_key, paged_at, resolved_at, labels"

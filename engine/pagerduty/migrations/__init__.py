@@ -98,8 +98,12 @@ def _repeat_control(real: str) -> tuple[str, ...]:
     """Repeat control and flap control (README "Repeat control", "Flap control"): each incident keeps its
     rule's ``renotify:``; the keys a person resolved (while a wait can matter); each flap rule's key's
     recent opens; and the resolves held for a flapping key. Each expiring table has an index on when its
-    rows stop mattering, so pruning them is an index range."""
+    rows stop mattering, so pruning them is an index range. A trigger held by ``for:`` keeps its rule's
+    ``renotify:`` and ``flap:``, so the page the wake-up sends honours them."""
     return (f"ALTER TABLE incidents ADD COLUMN renotify {real}",
+            f"ALTER TABLE pending_triggers ADD COLUMN renotify {real}",
+            "ALTER TABLE pending_triggers ADD COLUMN flap_opens INTEGER",
+            f"ALTER TABLE pending_triggers ADD COLUMN flap_within {real}",
             "CREATE TABLE hand_resolved ("
             " incident_key TEXT PRIMARY KEY, rule TEXT NOT NULL, labels TEXT NOT NULL,"
             f" paged_at {real} NOT NULL, resolved_at {real} NOT NULL, expires_at {real} NOT NULL)",
