@@ -1,9 +1,14 @@
-"""How messages name things: a path inside a document, and an unknown name with its closest known one."""
+"""How messages name things: a path inside a document, an unknown name with its closest known one, and
+the actors pagerules records itself."""
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+# Actors pagerules records itself in the audit trail (engine.web.tokens reserves them as token names):
+# any other actor is a person.
+SYSTEM_ACTORS = frozenset({"rules", "api", "dashboard", "reconcile", "cli"})
 
 
 def dotted(path: Iterable[Any]) -> str:

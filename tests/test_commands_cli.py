@@ -246,3 +246,15 @@ def test_validate_warns_of_a_route_no_rules_labels_can_reach(tmp_path: Path) -> 
     assert f"{config}:5: warning: routes[1]: can never be taken: no rule's labels include 'team'" in result.stdout
     assert "routes[0]" not in result.stdout  # repo is a label the rules set
     assert invoke(["validate", "--strict", "--config", str(config)]).exit_code == 1
+
+
+def test_a_dry_run_imports_no_http_web_daemon_or_database_library() -> None:
+    # They cost a dry run about a third of its start-up (requests alone ~0.2 s), and a dry run calls nobody.
+    code = ("import sys, runpy\nsys.argv = ['cli.py', 'process', '--dry-run']\n"
+            "sys.stdin = open('examples/events.jsonl')\n"
+            "try:\n    runpy.run_path('cli.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('requests', 'flask', 'watchdog', 'psycopg', 'prometheus_client') "
+            "if m in sys.modules), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert '"action": "trigger"' in done.stdout  # it did the dry run
+    assert done.stderr.rstrip().splitlines()[-1] == "[]"

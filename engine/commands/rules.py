@@ -12,7 +12,6 @@ from engine.errors import InvalidFiles, PageRulesError, Problem
 from engine.language.loading import load_ruleset, rule_folders
 from engine.language.model import RuleSet
 from engine.language.routes import config_routes, unreachable_routes
-from engine.pagerduty.manual import MANUAL_LABELS
 
 
 @click.command()
@@ -60,6 +59,8 @@ def validate(config_path: str | None, rules_dir: str | None, packs: str | None, 
 def route_warnings(config: Config, ruleset: RuleSet) -> list[Problem]:
     """Routes no incident or change can take: every trigger's and change rule's labels (and a page by
     hand's) lack a label the route's match needs, as a typo in a label name would make it."""
+    from engine.pagerduty.manual import MANUAL_LABELS  # here: it brings requests, which a dry run never needs
+
     routes, _ = config_routes(config)  # their errors were reported when the config loaded
     label_sets = [[name for name, _ in rule.labels]
                   for group in (ruleset.triggers, ruleset.changes) for rules in group.values() for rule in rules]

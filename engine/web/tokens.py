@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.errors import ConfigError
-from engine.pagerduty.backend import SYSTEM_ACTORS
+from engine.names import SYSTEM_ACTORS
 
 log = logging.getLogger("pagerules.server")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
