@@ -152,7 +152,8 @@ def test_live_a_resolve_by_hand_in_pagerduty_waits_before_reconcile_ran_then_pag
     assert (line["status"], line["incident_id"]) == ("created", "PINC0002")
     assert backend.state.hand_resolved(KEY) is None
     actions = [r["action"] for r in reversed(backend.state.recent_audit(50)) if r["incident_key"] == KEY]
-    assert actions == ["create", "resolved", "hand_resolved", "renotify_wait", "renotify_wait", "create"]
+    assert actions == ["create", "resolved", "hand_resolved", "renotify_wait", "pending", "renotify_wait", "create",
+                       "pending_paged"]  # the wait held f2, due at renotify_at; f4's page took its place
 
 
 def test_live_reconcile_learns_the_resolve_by_hand_and_a_rule_recovery_clears_it(fake: FakePagerDuty,
@@ -166,8 +167,8 @@ def test_live_reconcile_learns_the_resolve_by_hand_and_a_rule_recovery_clears_it
     hand = backend.state.hand_resolved(KEY)
     assert hand is not None and hand.paged_at == T0 and hand.labels == {"kind": "main-red", "repo": "acme/api"}
     assert at(p, now, 3, event("failed", 3, "f2"))["status"] == "renotify_wait"
-    line = at(p, now, 4, event("passed", 4, "p1"))
-    assert (line["status"], line["incident_key"]) == ("nothing_open", KEY)
+    line = at(p, now, 4, event("passed", 4, "p1"))  # cancels f2, held until renotify_at
+    assert (line["status"], line["incident_key"]) == ("cancelled_pending", KEY)
     assert backend.state.hand_resolved(KEY) is None
     assert at(p, now, 5, event("failed", 5, "f3"))["status"] == "created"  # a new failure pages at once
 
@@ -268,3 +269,49 @@ def test_a_page_by_the_wake_up_keeps_its_rules_renotify() -> None:
     [outcome] = p.dispatcher.fire_due(T0 + 21 * 60)
     line = outcome.to_line()
     assert (line["status"], line["renotify_at"]) == ("renotify_wait", iso(T0 + 60 + 3600))  # 1h after its page
+
+
+def test_a_trigger_that_waits_is_held_and_the_wake_up_pages_it_at_renotify_at() -> None:
+    p, view = pipeline()
+    statuses(p, event("failed", 0, "f1"))
+    view.resolve_by_hand(KEY, T0 + 10 * 60)
+    assert statuses(p, event("failed", 30, "f2")) == ["renotify_wait"]
+    assert p.dispatcher.fire_due(T0 + 59 * 60) == []
+    [outcome] = p.dispatcher.fire_due(T0 + 60 * 60)  # no further event: the wake-up pages it then
+    assert (outcome.status.value, outcome.to_line()["event_id"]) == ("planned", "f2")
+    assert view.pending == {} and view.hand_resolved == {}
+
+
+def test_a_recovery_before_renotify_at_cancels_the_held_trigger() -> None:
+    p, view = pipeline()
+    statuses(p, event("failed", 0, "f1"))
+    view.resolve_by_hand(KEY, T0 + 10 * 60)
+    assert statuses(p, event("failed", 30, "f2"), event("passed", 40, "p1")) == ["renotify_wait", "cancelled_pending"]
+    assert p.dispatcher.fire_due(T0 + 61 * 60) == [] and view.hand_resolved == {}
+
+
+def test_an_over_for_hold_that_waits_is_held_until_renotify_at_not_paged_at_the_next_wake_up() -> None:
+    """Review item 4: the for: hold put back after renotify_wait was paged by the next wake-up 1 s later."""
+    p, view = pipeline(renotify="renotify: 1h\n    for: 1m")
+    assert statuses(p, event("failed", 0, "f1")) == ["pending"]
+    assert [o.status.value for o in p.dispatcher.fire_due(T0 + 60)] == ["planned"]
+    view.resolve_by_hand(KEY, T0 + 10 * 60)
+    assert statuses(p, event("failed", 20, "f3"), event("failed", 22, "f4")) == ["pending", "renotify_wait"]
+    assert p.dispatcher.fire_due(T0 + 22 * 60 + 1) == [] and p.dispatcher.fire_due(T0 + 60 * 60) == []
+    [outcome] = p.dispatcher.fire_due(T0 + 61 * 60)  # 1h after its last page (the wake-up's, at +1m)
+    assert (outcome.status.value, outcome.to_line()["event_id"]) == ("planned", "f3")
+
+
+def test_live_a_trigger_that_waits_is_paged_by_the_wake_up_at_renotify_at(fake: FakePagerDuty,
+                                                                          tmp_path: Path) -> None:
+    now = [T0]
+    p, backend = live(fake, tmp_path, now)
+    at(p, now, 0, event("failed", 0, "f1"))
+    fake.resolve_by_hand(KEY)
+    assert at(p, now, 5, event("failed", 5, "f2"))["status"] == "renotify_wait"  # learnt by the GET
+    held = backend.state.pending(KEY)
+    assert held is not None and held.until == T0 + 3600 and held.renotify == 3600.0
+    now[0] = T0 + 3600
+    [outcome] = p.dispatcher.fire_due()
+    assert (outcome.status.value, outcome.result.incident_id) == ("created", "PINC0002") and creates(fake) == 2
+    assert backend.state.pending(KEY) is None and backend.state.hand_resolved(KEY) is None

@@ -506,9 +506,8 @@ class Dispatcher:
             now = self._now(repeat, action.at)
             waiting = self._renotify_wait(action, repeat, now) if action.renotify is not None else None
             if waiting is not None:
-                if over is not None:
-                    self._pending.pending_hold(over)  # type: ignore[union-attr]  # its for: is over: kept so
-                return triggered(action, waiting, name)  # the first trigger after the wait pages at once
+                self._hold_until_renotify(action, over, now, waiting)
+                return triggered(action, waiting, name)
             refired = repeat.resolve_held(action.incident_key) if held_any else None
             if refired is not None and not repeat.resolve_forget(action.incident_key, now, "refired"):
                 refired = None  # another worker released or cancelled it first
@@ -524,9 +523,27 @@ class Dispatcher:
             # Not paged yet: the hold stays, already over, so the retry of this event pages at once rather
             # than waiting out a new hold (or, with no further event, the wake-up pages it).
             self._pending.pending_hold(over)  # type: ignore[union-attr]
+        pending = self._pending
+        if result.status is Status.RENOTIFY_WAIT:  # the backend learnt of a resolve by hand just now
+            self._hold_until_renotify(action, over, self._now(pending, action.at) if pending else 0.0, result)
+        elif action.renotify is not None and result.status in _OPENED and pending is not None \
+                and pending.pending_get(action.incident_key) is not None:  # paged: a wait's hold is done
+            pending.pending_forget(action.incident_key, self._now(pending, action.at), "paged")
         if repeat is not None:
             result = self._after_create(action, repeat, now, result, refired)
         return triggered(action, result, name)
+
+    def _hold_until_renotify(self, action: TriggerAction, over: PendingTrigger | None, now: float,
+                             waiting: Result) -> None:
+        """A trigger that waits for its renotify is held as a pending trigger due at ``renotify_at``, so the
+        wake-up pages it then unless a recovery for the key comes first (README "Repeat control"); a trigger
+        whose ``for:`` was over keeps its hold, due then too. Nothing is dropped."""
+        view = self._pending
+        if view is None or waiting.wait_until is None:
+            return
+        held = replace(over, until=waiting.wait_until) if over is not None else \
+            PendingTrigger.hold(action, now, waiting.wait_until)
+        view.pending_hold(held)
 
     def _renotify_wait(self, action: TriggerAction, view: RepeatView, now: float) -> Result | None:
         """``renotify_wait`` when a person resolved the key's incident and ``renotify`` has not passed since
@@ -541,7 +558,7 @@ class Dispatcher:
         if now >= until:
             return None
         view.record_renotify_wait(action, now, until)
-        return Result(Status.RENOTIFY_WAIT, renotify_at=iso_time(until))
+        return Result(Status.RENOTIFY_WAIT, renotify_at=iso_time(until), wait_until=until)
 
     def _after_create(self, action: TriggerAction, view: RepeatView, now: float, result: Result,
                       refired: HeldResolve | None) -> Result:
@@ -655,15 +672,16 @@ class Dispatcher:
 
     def _resolve(self, action: ResolveAction, hold: bool = True) -> Outcome:
         pending, key = self._pending, action.incident_key
-        if pending is not None and key is not None and pending.pending_get(key) is not None:
-            dropped = pending.pending_forget(key, self._now(pending, action.at), "cancelled")
-            if dropped and self.view.get(key) is None:
-                return resolved(action, CANCELLED_PENDING)  # nothing was sent for it, so nothing to resolve
         repeat = self._repeat
         if repeat is not None and key is not None and not action.by_hand \
                 and repeat.hand_resolved_get(key) is not None:
             # the problem ended: the next failure is new and pages at once (README "Repeat control")
             repeat.hand_resolved_forget(key, self._now(repeat, action.at), "recovered")
+        if pending is not None and key is not None and pending.pending_get(key) is not None:
+            # a trigger held by for:, or waiting for its renotify: the recovery came first, it never pages
+            dropped = pending.pending_forget(key, self._now(pending, action.at), "cancelled")
+            if dropped and self.view.get(key) is None:
+                return resolved(action, CANCELLED_PENDING)  # nothing was sent for it, so nothing to resolve
         name = route_name(resolve_route(self.routes, self.view, action.incident_key)) if self.routes else "default"
         if not self.config.auto_resolve:
             return resolved(action, _AUTO_RESOLVE_OFF, name)

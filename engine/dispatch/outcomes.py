@@ -56,6 +56,7 @@ class Result:
     silence_id: str | None = None  # a silenced trigger: the silence that muted it
     pending_until: str | None = None  # a pending trigger: when it pages (ISO 8601) unless a recovery comes first
     renotify_at: str | None = None  # renotify_wait: when the key may page again (ISO 8601)
+    wait_until: float | None = None  # renotify_wait: renotify_at in epoch seconds, for its hold (not on the line)
     resolve_at: str | None = None  # a held resolve (flapping): when it resolves unless the key fires again
 
 

@@ -137,11 +137,14 @@ class PendingTrigger:
     flap: Flap | None = None
 
     @classmethod
-    def hold(cls, action: TriggerAction, since: float) -> PendingTrigger:
-        assert action.pending_for is not None
+    def hold(cls, action: TriggerAction, since: float, until: float | None = None) -> PendingTrigger:
+        """Hold ``action`` from ``since`` until its ``for:`` has passed, or until ``until`` (a trigger
+        waiting for its ``renotify:``, README "Repeat control")."""
+        if until is None:
+            assert action.pending_for is not None
+            until = since + action.pending_for
         return cls(action.incident_key, action.rule, action.title, action.severity, dict(action.labels),
-                   dict(action.details), action.links, action.event_id, since, since + action.pending_for,
-                   action.renotify, action.flap)
+                   dict(action.details), action.links, action.event_id, since, until, action.renotify, action.flap)
 
     def action(self) -> TriggerAction:
         """The trigger it pages with once due: no ``for:`` left, timed at ``until`` (a dry run's gates read it),

@@ -144,7 +144,7 @@ class Live(EventsTarget):
             return None
         self.state.audit(now, self.actor, "renotify_wait", action.incident_key, known.incident_id,
                          {**detail, "renotify_at": iso(until)})
-        return Result(Status.RENOTIFY_WAIT, known.incident_id, renotify_at=iso(until))
+        return Result(Status.RENOTIFY_WAIT, known.incident_id, renotify_at=iso(until), wait_until=until)
 
     def add_note(self, incident_key: str, text: str) -> str | None:
         """A note on the key's open REST incident (README "Flap control"), audited; why it failed, or None.
