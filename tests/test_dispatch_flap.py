@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from builders import make_config, rules_from
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 
@@ -188,7 +189,7 @@ def test_live_a_flapping_key_is_held_noted_refired_and_resolved_after_a_restart(
     assert fake.incidents[open_id]["status"] == "resolved" and state.get(KEY) is None
     actions = [r["action"] for r in reversed(state.recent_audit(100)) if r["incident_key"] == KEY]
     assert actions.count("flapping") == 2 and actions.count("note") == 3
-    assert "flapping_refired" in actions and actions[-2:] == ["flapping_released", "resolved"]
+    assert "flapping_refired" in actions and actions[-2:] == ["resolved", "flapping_released"]  # removed once decided
 
 
 def test_live_a_note_pagerduty_refuses_still_holds_the_resolve(fake: FakePagerDuty, tmp_path: Path) -> None:
@@ -268,3 +269,58 @@ def test_opens_paged_by_the_wake_up_count_for_flap() -> None:
     assert out == [("trigger", "pending"), ("trigger", "planned"), ("resolve", "planned")] * 2 + \
         [("trigger", "pending"), ("trigger", "planned"), ("resolve", "flapping")]
     assert KEY in backend.view.held_resolves
+
+
+class Died(BaseException):
+    """The process was killed between taking a held resolve and acting on it."""
+
+
+def test_live_a_held_resolve_taken_by_a_wake_up_that_died_is_taken_again_after_the_lease(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    from engine.dispatch.dispatcher import LEASE_SECONDS
+    now = [T0]
+    p, state = live_pipeline(fake, tmp_path, now)
+    live_lines(p, now, *[(float(e["build_number"] - 1), e) for e in FLAPPING], (10, event("passed", 10, "p3")))
+    backend = p.dispatcher.backend
+
+    def die(action: Any) -> Any:
+        raise Died()
+    backend.resolve = die  # type: ignore[method-assign]
+    due = T0 + 40 * 60
+    with pytest.raises(Died):
+        p.dispatcher.fire_due(due)
+    held = state.held_resolve(KEY)
+    assert held is not None and held.until == due + LEASE_SECONDS  # taken, not lost
+    other, state2 = live_pipeline(fake, tmp_path, now)  # another dispatcher on the same state
+    assert other.dispatcher.fire_due(due + LEASE_SECONDS - 1) == []  # the lease still holds
+    [outcome] = other.dispatcher.fire_due(due + LEASE_SECONDS)
+    assert (outcome.status, outcome.incident_key) == (Status.RESOLVED, KEY)
+    assert state2.held_resolve(KEY) is None and state2.get(KEY) is None
+
+
+def test_a_trigger_while_a_wake_up_is_releasing_the_key_is_held_and_pages_once_it_resolved() -> None:
+    """Review item 3: worker A's wake-up took the held resolve; before its resolve went out, worker B got
+    the key's re-fire. B must not be deduplicated into the incident that A then resolves."""
+
+    class Racy(NotingDryRun):
+        hook: Any = None
+
+        def resolve(self, action: Any) -> Any:
+            if self.hook:
+                hook, self.hook = self.hook, None
+                hook()  # B runs between A's take and A's resolve
+            return super().resolve(action)
+
+    config = make_config()
+    backend = Racy(MemoryView())
+    rules = rules_from(RULES.replace("FLAP", FLAP), config)
+    a, b = Pipeline(rules, Dispatcher(config, backend)), Pipeline(rules, Dispatcher(config, backend))
+    lines(a, *FLAPPING, event("passed", 10, "p3"))
+    seen: list[tuple[str, str, str | None]] = []
+    backend.hook = lambda: seen.extend(lines(b, event("failed", 40.001, "f4")))
+    [released] = a.dispatcher.fire_due(T0 + 40 * 60 + 0.01)
+    assert released.status is Status.PLANNED and backend.view.get(KEY) is None  # A's resolve went out
+    assert [(action, status) for action, status, _ in seen] == [("trigger", "pending")]  # B held, not merged
+    [paged] = b.dispatcher.fire_due(T0 + 42 * 60)  # once A's lease has passed, B's trigger pages
+    assert (paged.status, paged.to_line()["event_id"]) == (Status.PLANNED, "f4")
+    assert backend.view.get(KEY) is not None

@@ -315,3 +315,33 @@ def test_live_a_trigger_that_waits_is_paged_by_the_wake_up_at_renotify_at(fake: 
     [outcome] = p.dispatcher.fire_due()
     assert (outcome.status.value, outcome.result.incident_id) == ("created", "PINC0002") and creates(fake) == 2
     assert backend.state.pending(KEY) is None and backend.state.hand_resolved(KEY) is None
+
+
+class Died(BaseException):
+    """The process was killed between taking a pending trigger and paging it."""
+
+
+def test_live_a_pending_trigger_taken_by_a_wake_up_that_died_is_paged_after_the_lease(fake: FakePagerDuty,
+                                                                                    tmp_path: Path) -> None:
+    from engine.dispatch.dispatcher import LEASE_SECONDS
+    now = [T0]
+    p, backend = live(fake, tmp_path, now)
+    at(p, now, 0, event("failed", 0, "f1"))
+    fake.resolve_by_hand(KEY)
+    assert at(p, now, 5, event("failed", 5, "f2"))["status"] == "renotify_wait"  # held until T0 + 1h
+
+    def die(action: Any, route: Any = None) -> Any:
+        raise Died()
+    backend.create = die  # type: ignore[method-assign]
+    now[0] = T0 + 3600
+    with pytest.raises(Died):
+        p.dispatcher.fire_due()
+    held = backend.state.pending(KEY)
+    assert held is not None and held.until == T0 + 3600 + LEASE_SECONDS  # taken, not lost: a missed page otherwise
+    other, backend2 = live(fake, tmp_path, now)  # another dispatcher on the same state
+    now[0] = T0 + 3600 + LEASE_SECONDS - 1
+    assert other.dispatcher.fire_due() == []
+    now[0] = T0 + 3600 + LEASE_SECONDS
+    [outcome] = other.dispatcher.fire_due()
+    assert (outcome.status.value, outcome.to_line()["event_id"]) == ("created", "f2") and creates(fake) == 2
+    assert backend2.state.pending(KEY) is None

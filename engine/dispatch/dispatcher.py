@@ -66,6 +66,9 @@ from engine.language.silences import Silence
 _BELOW_THRESHOLD, _DISABLED = Result(Status.BELOW_THRESHOLD), Result(Status.DISABLED)
 _AUTO_RESOLVE_OFF = Result(Status.AUTO_RESOLVE_OFF)
 RETRY_DUE_SECONDS = 30.0  # a due pending trigger (or held resolve) PagerDuty could not take is tried again this later
+# A wake-up takes a due hold for this long (its due time moved forward) and removes it once the page or resolve
+# is decided: a process that dies in between leaves it to be taken again once the lease has passed.
+LEASE_SECONDS = 60.0
 _OPENED = (Status.CREATED, Status.PLANNED)
 
 
@@ -103,6 +106,18 @@ class PendingView(Protocol):
 
     def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
         """Holds whose ``until`` is at or before ``at``, soonest first."""
+        ...
+
+    def pending_take(self, incident_key: str, until: float, lease_until: float) -> bool:
+        """Take the due hold (read due at ``until``): due at ``lease_until`` now; True for one taker only."""
+        ...
+
+    def pending_done(self, incident_key: str, lease_until: float, at: float, why: str) -> bool:
+        """Drop the hold this taker took (``why``: paged), once its page was decided."""
+        ...
+
+    def pending_release(self, incident_key: str, lease_until: float, until: float) -> bool:
+        """Give back the hold this taker took, due at ``until``."""
         ...
 
 
@@ -150,6 +165,21 @@ class RepeatView(Protocol):
 
     def resolves_due(self, at: float, limit: int = 100) -> list[HeldResolve]:
         """Held resolves whose ``until`` is at or before ``at``, soonest first."""
+        ...
+
+    def resolve_take(self, incident_key: str, until: float, lease_until: float) -> int | None:
+        """Take the due held resolve with a lease; None (another taker has it), 1, or 2 (its key fired
+        while an earlier taker had it: cancel it)."""
+        ...
+
+    def resolve_done(self, incident_key: str, lease_until: float, at: float, why: str) -> bool: ...
+
+    def resolve_release(self, incident_key: str, lease_until: float, until: float) -> bool:
+        """Hold again the resolve this taker took, due at ``until``; False when its key fired meanwhile."""
+        ...
+
+    def resolve_behind(self, incident_key: str, at: float) -> float | None:
+        """The key fired while a wake-up has its held resolve taken: mark it; the lease's end, or None."""
         ...
 
 
@@ -254,13 +284,59 @@ class MemoryView:
         return self.held_resolves.setdefault(held.incident_key, held)
 
     def resolve_forget(self, incident_key: str, at: float, why: str) -> bool:
+        held = self.held_resolves.get(incident_key) if self.held_resolves else None
+        if held is None or held.taken and held.until > at:
+            return False
         return self.held_resolves.pop(incident_key, None) is not None
 
     def resolves_due(self, at: float, limit: int = 100) -> list[HeldResolve]:
         return sorted((h for h in self.held_resolves.values() if h.until <= at), key=lambda h: h.until)[:limit]
 
+    def resolve_take(self, incident_key: str, until: float, lease_until: float) -> int | None:
+        held = self.held_resolves.get(incident_key)
+        if held is None or held.until != until:
+            return None
+        self.held_resolves[incident_key] = replace(held, until=lease_until, taken=2 if held.taken == 2 else 1)
+        return self.held_resolves[incident_key].taken
+
+    def resolve_done(self, incident_key: str, lease_until: float, at: float, why: str) -> bool:
+        held = self.held_resolves.get(incident_key)
+        return held is not None and held.until == lease_until and self.held_resolves.pop(incident_key) is not None
+
+    def resolve_release(self, incident_key: str, lease_until: float, until: float) -> bool:
+        held = self.held_resolves.get(incident_key)
+        if held is None or held.until != lease_until or held.taken != 1:
+            return False
+        self.held_resolves[incident_key] = replace(held, until=until, taken=0)
+        return True
+
+    def resolve_behind(self, incident_key: str, at: float) -> float | None:
+        held = self.held_resolves.get(incident_key)
+        if held is None or not held.taken or held.until <= at:
+            return None
+        self.held_resolves[incident_key] = replace(held, taken=2)
+        return held.until
+
     def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
         return sorted((p for p in self.pending.values() if p.until <= at), key=lambda p: p.until)[:limit]
+
+    def pending_take(self, incident_key: str, until: float, lease_until: float) -> bool:
+        held = self.pending.get(incident_key)
+        if held is None or held.until != until:
+            return False
+        self.pending[incident_key] = replace(held, until=lease_until)
+        return True
+
+    def pending_done(self, incident_key: str, lease_until: float, at: float, why: str) -> bool:
+        held = self.pending.get(incident_key)
+        return held is not None and held.until == lease_until and self.pending.pop(incident_key) is not None
+
+    def pending_release(self, incident_key: str, lease_until: float, until: float) -> bool:
+        held = self.pending.get(incident_key)
+        if held is None or held.until != lease_until:
+            return False
+        self.pending[incident_key] = replace(held, until=until)
+        return True
 
     def get(self, incident_key: str) -> OpenIncident | None:
         return self._open.get(incident_key)
@@ -510,7 +586,14 @@ class Dispatcher:
                 return triggered(action, waiting, name)
             refired = repeat.resolve_held(action.incident_key) if held_any else None
             if refired is not None and not repeat.resolve_forget(action.incident_key, now, "refired"):
-                refired = None  # another worker released or cancelled it first
+                refired = None  # another worker released or cancelled it first, or is releasing it now:
+                behind = repeat.resolve_behind(action.incident_key, now)
+                if behind is not None and self._pending is not None:
+                    # a wake-up is resolving the key this moment: this trigger is held until its lease ends,
+                    # and pages then if the resolve went out (the resolve is not held again if it did not)
+                    self._pending.pending_hold(replace(over, until=behind) if over is not None else
+                                               PendingTrigger.hold(action, now, behind))
+                    return triggered(action, Result(Status.PENDING, pending_until=iso_time(behind)), name)
         try:
             result = self.backend.create(action, route)  # created/planned, deduplicated, failed
         except BaseException:
@@ -611,42 +694,52 @@ class Dispatcher:
     def fire_due(self, at: float | None = None) -> list[Outcome]:
         """Page every held trigger whose duration has passed with no recovery for its key (the condition
         "still holds"): the daemon's wake-up, and a rule test's ``until``. Each goes through the gates as
-        they stand now; one PagerDuty cannot take yet is held again and tried on a later call."""
+        they stand now; one PagerDuty cannot take yet is held again and tried on a later call.
+
+        Each is taken with a lease (LEASE_SECONDS) and removed only once its page was decided, so a process
+        that dies in between loses nothing: another wake-up takes it once the lease has passed."""
         view = self._pending
         now = self.clock() if at is None else at
         out = self._release_resolves(now) if self._repeat is not None else []
         if view is None:
             return out
         for held in view.pending_due(now):
-            if not view.pending_forget(held.incident_key, now, "paged"):
+            key, lease = held.incident_key, now + LEASE_SECONDS
+            if not view.pending_take(key, held.until, lease):
                 continue  # another worker took it
-            try:
-                outcomes = self.handle(held.action())
-            except BaseException:
-                view.pending_hold(held)  # not paged: held again, never lost
-                raise
+            outcomes = self.handle(held.action())  # raises: left taken, taken again once the lease passes
             out += outcomes
+            waiting = next((o.result.wait_until for o in outcomes if o.status is Status.RENOTIFY_WAIT), None)
             if any(o.status is Status.FAILED and o.retry for o in outcomes):
-                view.pending_hold(replace(held, until=now + RETRY_DUE_SECONDS))
+                view.pending_release(key, lease, now + RETRY_DUE_SECONDS)
+            elif waiting is not None:  # a person resolved it meanwhile: due again when its renotify passes
+                view.pending_release(key, lease, waiting)
+            else:
+                view.pending_done(key, lease, now, "paged")
         return out
 
     def _release_resolves(self, now: float) -> list[Outcome]:
         """Resolve every held resolve (a flapping key's) whose window passed with no trigger, through the
-        recovery's gates as they stand now; one PagerDuty cannot take yet is held again, tried later."""
+        recovery's gates as they stand now; one PagerDuty cannot take yet is held again, tried later. Each
+        is taken with a lease, as fire_due's holds are."""
         view = self._repeat
         assert view is not None
         out: list[Outcome] = []
         for held in view.resolves_due(now):
-            if not view.resolve_forget(held.incident_key, now, "released"):
+            key, lease = held.incident_key, now + LEASE_SECONDS
+            taken = view.resolve_take(key, held.until, lease)
+            if taken is None:
                 continue  # another worker took it
-            try:
-                outcome = self._resolve(held.action(), hold=False)
-            except BaseException:
-                view.resolve_hold(held)  # not resolved: held again, never lost
-                raise
+            if taken == 2:  # the key fired while a wake-up that died had it: cancelled, as a re-fire cancels
+                view.resolve_done(key, lease, now, "refired")
+                continue
+            outcome = self._resolve(held.action(), hold=False)  # raises: left taken, taken again later
             out.append(outcome)
             if outcome.status is Status.FAILED and outcome.retry:
-                view.resolve_hold(replace(held, until=now + RETRY_DUE_SECONDS))
+                if not view.resolve_release(key, lease, now + RETRY_DUE_SECONDS):
+                    view.resolve_done(key, lease, now, "refired")  # it fired meanwhile: not held again
+            else:
+                view.resolve_done(key, lease, now, "released")
         return out
 
     def _silenced(self, action: TriggerAction) -> Result | None:
@@ -677,8 +770,9 @@ class Dispatcher:
                 and repeat.hand_resolved_get(key) is not None:
             # the problem ended: the next failure is new and pages at once (README "Repeat control")
             repeat.hand_resolved_forget(key, self._now(repeat, action.at), "recovered")
-        if pending is not None and key is not None and pending.pending_get(key) is not None:
+        if hold and pending is not None and key is not None and pending.pending_get(key) is not None:
             # a trigger held by for:, or waiting for its renotify: the recovery came first, it never pages
+            # (a wake-up's release is no recovery: a trigger held behind it stays)
             dropped = pending.pending_forget(key, self._now(pending, action.at), "cancelled")
             if dropped and self.view.get(key) is None:
                 return resolved(action, CANCELLED_PENDING)  # nothing was sent for it, so nothing to resolve

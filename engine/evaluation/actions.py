@@ -179,6 +179,7 @@ class HeldResolve:
     since: float
     until: float
     opens: int
+    taken: int = 0  # 0 held; 1 taken by a wake-up releasing it (``until`` is its lease); 2 taken, and fired since
 
     def action(self) -> ResolveAction:
         """The resolve it sends once due, timed at ``until``."""

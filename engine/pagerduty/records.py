@@ -169,18 +169,18 @@ def hand_from_row(row: tuple[Any, ...]) -> HandResolved:
     return HandResolved(key, paged_at, resolved_at, json.loads(labels))
 
 
-HELD_COLUMNS = "incident_key, rule, event_id, message, held_at, due_at, opens"
+HELD_COLUMNS = "incident_key, rule, event_id, message, held_at, due_at, opens, taken"
 
 
 def put_held_resolve(db: Db, held: HeldResolve) -> bool:
     """Hold a flapping key's resolve unless one is held already; whether this did."""
-    row = db.execute(f"INSERT INTO held_resolves ({HELD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    row = db.execute(f"INSERT INTO held_resolves ({HELD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                      "ON CONFLICT (incident_key) DO NOTHING RETURNING incident_key",
                      (held.incident_key, held.rule, json.dumps(held.event_id, default=str), held.message,
-                      held.since, held.until, held.opens)).fetchone()
+                      held.since, held.until, held.opens, held.taken)).fetchone()
     return row is not None
 
 
 def held_from_row(row: tuple[Any, ...]) -> HeldResolve:
-    key, rule, event_id, message, held_at, due_at, opens = row
-    return HeldResolve(key, rule, json.loads(event_id), message, held_at, due_at, int(opens))
+    key, rule, event_id, message, held_at, due_at, opens, taken = row
+    return HeldResolve(key, rule, json.loads(event_id), message, held_at, due_at, int(opens), int(taken))

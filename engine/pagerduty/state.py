@@ -291,7 +291,8 @@ class State:
                                      (incident_key, incident_id)).fetchone()
                 if row is not None:
                     db.execute("DELETE FROM incident_labels WHERE incident_key = ?", (incident_key,))
-                    db.execute("DELETE FROM held_resolves WHERE incident_key = ?", (incident_key,))  # closed
+                    # closed: a held resolve has nothing left to do (one a wake-up has taken, it removes)
+                    db.execute("DELETE FROM held_resolves WHERE incident_key = ? AND taken = 0", (incident_key,))
                 if by_hand is not None:
                     if row is None:
                         return False  # resolved by pagerules (or another process) first: not a person's
@@ -398,6 +399,29 @@ class State:
                 write_audit(db, at, actor, f"pending_{why}", incident_key, None, {"rule": row[0]})
         return row is not None
 
+    def take_pending(self, incident_key: str, until: float, lease_until: float) -> bool:
+        """Take a due hold (read due at ``until``) for a wake-up: its due time moves to ``lease_until`` in one
+        statement, so only one taker gets True; a taker that dies leaves it due again once the lease passes."""
+        with self.transaction() as db:
+            return db.execute("UPDATE pending_triggers SET due_at = ? WHERE incident_key = ? AND due_at = ? "
+                              "RETURNING incident_key", (lease_until, incident_key, until)).fetchone() is not None
+
+    def finish_pending(self, incident_key: str, lease_until: float, at: float, why: str,
+                       actor: str = "pagerules") -> bool:
+        """Drop a hold this taker took (still due at its ``lease_until``) once its page was decided."""
+        with self.transaction() as db:
+            row = db.execute("DELETE FROM pending_triggers WHERE incident_key = ? AND due_at = ? RETURNING rule",
+                             (incident_key, lease_until)).fetchone()
+            if row is not None:
+                write_audit(db, at, actor, f"pending_{why}", incident_key, None, {"rule": row[0]})
+        return row is not None
+
+    def release_pending(self, incident_key: str, lease_until: float, until: float) -> bool:
+        """Give back a hold this taker took, due at ``until`` (PagerDuty could not take it yet, or it waits)."""
+        with self.transaction() as db:
+            return db.execute("UPDATE pending_triggers SET due_at = ? WHERE incident_key = ? AND due_at = ? "
+                              "RETURNING incident_key", (until, incident_key, lease_until)).fetchone() is not None
+
     def pending_any(self) -> bool:
         return bool(self._read("SELECT 1 FROM pending_triggers LIMIT 1"))
 
@@ -491,13 +515,49 @@ class State:
         return held_from_row(row) if row else held
 
     def forget_held_resolve(self, incident_key: str, at: float, why: str, actor: str = "pagerules") -> bool:
-        """Drop a held resolve (``why``: refired, released); whether this call dropped it."""
+        """Drop a held resolve (``why``: refired, released) unless a wake-up has it taken (lease not over);
+        whether this call dropped it."""
         with self.transaction() as db:
-            row = db.execute("DELETE FROM held_resolves WHERE incident_key = ? RETURNING rule",
-                             (incident_key,)).fetchone()
+            row = db.execute("DELETE FROM held_resolves WHERE incident_key = ? AND (taken = 0 OR due_at <= ?) "
+                             "RETURNING rule", (incident_key, at)).fetchone()
             if row is not None:
                 write_audit(db, at, actor, f"flapping_{why}", incident_key, None, {"rule": row[0]})
         return row is not None
+
+    def take_held_resolve(self, incident_key: str, until: float, lease_until: float) -> int | None:
+        """Take a due held resolve (read due at ``until``) for a wake-up, with a lease as take_pending does;
+        None when another taker has it, else 1, or 2 when its key fired while an earlier taker had it."""
+        with self.transaction() as db:
+            row = db.execute("UPDATE held_resolves SET due_at = ?, taken = CASE WHEN taken = 2 THEN 2 ELSE 1 END "
+                             "WHERE incident_key = ? AND due_at = ? RETURNING taken",
+                             (lease_until, incident_key, until)).fetchone()
+        return int(row[0]) if row is not None else None
+
+    def finish_held_resolve(self, incident_key: str, lease_until: float, at: float, why: str,
+                            actor: str = "pagerules") -> bool:
+        """Drop a held resolve this taker took, once its resolve was decided (``why``: released, refired)."""
+        with self.transaction() as db:
+            row = db.execute("DELETE FROM held_resolves WHERE incident_key = ? AND due_at = ? RETURNING rule",
+                             (incident_key, lease_until)).fetchone()
+            if row is not None:
+                write_audit(db, at, actor, f"flapping_{why}", incident_key, None, {"rule": row[0]})
+        return row is not None
+
+    def release_held_resolve(self, incident_key: str, lease_until: float, until: float) -> bool:
+        """Hold again, due at ``until``, a resolve this taker took; False (nothing changed) when its key fired
+        meanwhile: then it is not held again."""
+        with self.transaction() as db:
+            return db.execute("UPDATE held_resolves SET due_at = ?, taken = 0 WHERE incident_key = ? AND due_at = ? "
+                              "AND taken = 1 RETURNING incident_key",
+                              (until, incident_key, lease_until)).fetchone() is not None
+
+    def behind_held_resolve(self, incident_key: str, at: float) -> float | None:
+        """The key fired while a wake-up has its held resolve taken: marked (so the resolve is not held
+        again, and a taker after a crash cancels it); when the lease ends, or None when none is taken."""
+        with self.transaction() as db:
+            row = db.execute("UPDATE held_resolves SET taken = 2 WHERE incident_key = ? AND taken > 0 AND due_at > ? "
+                             "RETURNING due_at", (incident_key, at)).fetchone()
+        return float(row[0]) if row is not None else None
 
     def due_resolves(self, at: float, limit: int = 100) -> list[HeldResolve]:
         """Held resolves due at ``at``, soonest first: an index range on due_at."""
@@ -554,6 +614,15 @@ class StateView:
     def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
         return self.state.due_pending(at, limit)
 
+    def pending_take(self, incident_key: str, until: float, lease_until: float) -> bool:
+        return self.state.take_pending(incident_key, until, lease_until)
+
+    def pending_done(self, incident_key: str, lease_until: float, at: float, why: str) -> bool:
+        return self.state.finish_pending(incident_key, lease_until, at, why)
+
+    def pending_release(self, incident_key: str, lease_until: float, until: float) -> bool:
+        return self.state.release_pending(incident_key, lease_until, until)
+
     def pending_any(self) -> bool:
         return self.state.held_any()
 
@@ -594,6 +663,18 @@ class StateView:
 
     def resolves_due(self, at: float, limit: int = 100) -> list[HeldResolve]:
         return self.state.due_resolves(at, limit)
+
+    def resolve_take(self, incident_key: str, until: float, lease_until: float) -> int | None:
+        return self.state.take_held_resolve(incident_key, until, lease_until)
+
+    def resolve_done(self, incident_key: str, lease_until: float, at: float, why: str) -> bool:
+        return self.state.finish_held_resolve(incident_key, lease_until, at, why)
+
+    def resolve_release(self, incident_key: str, lease_until: float, until: float) -> bool:
+        return self.state.release_held_resolve(incident_key, lease_until, until)
+
+    def resolve_behind(self, incident_key: str, at: float) -> float | None:
+        return self.state.behind_held_resolve(incident_key, at)
 
     def get(self, incident_key: str) -> OpenIncident | None:
         return self.state.get(incident_key)

@@ -99,7 +99,9 @@ def _repeat_control(real: str) -> tuple[str, ...]:
     rule's ``renotify:``; the keys a person resolved (while a wait can matter); each flap rule's key's
     recent opens; and the resolves held for a flapping key. Each expiring table has an index on when its
     rows stop mattering, so pruning them is an index range. A trigger held by ``for:`` keeps its rule's
-    ``renotify:`` and ``flap:``, so the page the wake-up sends honours them."""
+    ``renotify:`` and ``flap:``, so the page the wake-up sends honours them. A wake-up takes a due hold
+    with a lease (its ``due_at`` moved forward) and removes it once decided; ``taken`` marks a held resolve
+    so taken (and whether its key fired again meanwhile)."""
     return (f"ALTER TABLE incidents ADD COLUMN renotify {real}",
             f"ALTER TABLE pending_triggers ADD COLUMN renotify {real}",
             "ALTER TABLE pending_triggers ADD COLUMN flap_opens INTEGER",
@@ -114,7 +116,8 @@ def _repeat_control(real: str) -> tuple[str, ...]:
             "CREATE INDEX flap_opens_expiring ON flap_opens (expires_at)",
             "CREATE TABLE held_resolves ("
             " incident_key TEXT PRIMARY KEY, rule TEXT NOT NULL, event_id TEXT NOT NULL, message TEXT NOT NULL,"
-            f" opens INTEGER NOT NULL, held_at {real} NOT NULL, due_at {real} NOT NULL)",
+            f" opens INTEGER NOT NULL, held_at {real} NOT NULL, due_at {real} NOT NULL,"
+            " taken INTEGER NOT NULL DEFAULT 0)",
             "CREATE INDEX held_resolves_due ON held_resolves (due_at)")
 
 
