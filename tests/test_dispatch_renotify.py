@@ -345,3 +345,45 @@ def test_live_a_pending_trigger_taken_by_a_wake_up_that_died_is_paged_after_the_
     [outcome] = other.dispatcher.fire_due()
     assert (outcome.status.value, outcome.to_line()["event_id"]) == ("created", "f2") and creates(fake) == 2
     assert backend2.state.pending(KEY) is None
+
+
+def test_a_flap_re_fire_is_not_a_page_so_renotify_still_counts_from_the_last_page() -> None:
+    """Review item 8: the dry run took a flap re-fire (deduplicated, nothing paged) for the last page."""
+    p, view = pipeline(renotify="renotify: 1h\n    flap: {opens: 3, within: 30m}")
+    statuses(p, event("failed", 0, "f1"), event("passed", 2, "p1"), event("failed", 4, "f2"),
+             event("passed", 6, "p2"), event("failed", 8, "f3"))
+    assert statuses(p, event("passed", 10, "p3"), event("failed", 12, "f4")) == ["flapping", "flapping"]
+    assert view.resolve_by_hand(KEY, T0 + 13 * 60)
+    [line] = lines(p, event("failed", 20, "f5"))
+    assert (line["status"], line["renotify_at"]) == ("renotify_wait", iso(T0 + 68 * 60))  # f3's page + 1h
+
+
+def test_a_clock_gone_back_before_the_last_page_counts_as_an_unknown_last_page_and_pages() -> None:
+    """Review item 10: now < paged_at made the wait longer than renotify; page, as when it is not known."""
+    p, view = pipeline()
+    view.paged_at[KEY], view.hand_resolved[KEY] = T0 + 7200, T0 + 7300  # both after the trigger's own time
+    assert statuses(p, event("failed", 0, "f1")) == ["planned"]
+
+
+def test_live_the_wait_and_the_record_use_the_rules_renotify(fake: FakePagerDuty, tmp_path: Path) -> None:
+    """Review item 9: an incident stored with no renotify (opened before the rule said renotify:) waited once
+    on the rule's value while the state remembered nothing, so the next trigger paged."""
+    now = [T0]
+    plain, _ = live(fake, tmp_path, now, renotify="")
+    assert at(plain, now, 0, event("failed", 0, "f1"))["status"] == "created"
+    p, backend = live(fake, tmp_path, now)  # the rule file now says renotify: 1h
+    fake.resolve_by_hand(KEY)
+    assert at(p, now, 5, event("failed", 5, "f2"))["status"] == "renotify_wait"
+    hand = backend.state.hand_resolved(KEY)
+    assert hand is not None and hand.paged_at == T0
+    assert at(p, now, 10, event("failed", 10, "f3"))["status"] == "renotify_wait" and creates(fake) == 1
+
+
+def test_live_a_clock_gone_back_before_the_page_pages(fake: FakePagerDuty, tmp_path: Path) -> None:
+    now = [T0 + 7200]
+    p, backend = live(fake, tmp_path, now)
+    assert at(p, now, 120, event("failed", 120, "f1"))["status"] == "created"
+    fake.resolve_by_hand(KEY)
+    now[0] = T0 + 7300
+    assert backend.reconcile()["resolved"] == 1 and backend.state.hand_resolved(KEY) is not None
+    assert at(p, now, 10, event("failed", 10, "f2"))["status"] == "created"  # the clock went back 110 minutes

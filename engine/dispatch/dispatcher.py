@@ -138,9 +138,10 @@ class RepeatView(Protocol):
         """Remember that ``action`` waited for its renotify (live: the audit trail)."""
         ...
 
-    def opened(self, action: TriggerAction, at: float) -> int:
-        """The key's incident opened (a page went out, or a flap re-fired) at ``at``: remember when (the
-        last page, for ``renotify:``) and, for a rule with ``flap:``, count it; the opens within its window."""
+    def opened(self, action: TriggerAction, at: float, paged: bool = True) -> int:
+        """The key's incident opened (a page went out, or, ``paged`` False, a flap re-fired) at ``at``:
+        remember a page's time (the last page, for ``renotify:``) and, for a rule with ``flap:``, count
+        it; the opens within its window."""
         ...
 
     def flap_count(self, incident_key: str, at: float) -> tuple[int, Flap] | None:
@@ -258,9 +259,10 @@ class MemoryView:
     def record_renotify_wait(self, action: TriggerAction, at: float, until: float) -> None:
         return None  # a dry run writes no audit trail: its output line says it
 
-    def opened(self, action: TriggerAction, at: float) -> int:
+    def opened(self, action: TriggerAction, at: float, paged: bool = True) -> int:
         key = action.incident_key
-        self.paged_at[key] = at
+        if paged:  # a re-fire deduplicated into the open incident paged nothing: the last page stands
+            self.paged_at[key] = at
         if action.flap is None:
             return 0
         times = [t for t in self.opens.get(key, ([], action.flap))[0] if t > at - action.flap.within] + [at]
@@ -635,8 +637,9 @@ class Dispatcher:
         if self.view.get(action.incident_key) is not None:
             return None
         hand = view.hand_resolved_get(action.incident_key)
-        if hand is None or hand.paged_at is None:
-            return None  # never resolved by hand, or its last page is not known: page as usual
+        if hand is None or hand.paged_at is None or now < hand.paged_at:
+            return None  # never resolved by hand, or its last page is not known (or "after" now: the clock
+            # went back): page as usual
         until = hand.paged_at + action.renotify
         if now >= until:
             return None
@@ -655,7 +658,7 @@ class Dispatcher:
         if refired is not None and action.flap is None:  # a rule without flap: re-fired a flapping key:
             counted = view.flap_count(action.incident_key, now)  # counted with the setting that held it
             action = replace(action, flap=counted[1] if counted else Flap(refired.opens, refired.until - refired.since))
-        opens = view.opened(action, now)
+        opens = view.opened(action, now, paged=result.status in _OPENED)
         if refired is None or result.status is not Status.DEDUPLICATED:
             return result
         window = _span(action.flap.within if action.flap else 0.0)

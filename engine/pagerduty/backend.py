@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -137,10 +138,13 @@ class Live(EventsTarget):
             self.state.record_open(self._open(action, known.incident_id, known.html_url), now, self.actor,
                                    "deduplicate", {**detail, "seen": "still open in PagerDuty"})
             return Result(Status.DEDUPLICATED, known.incident_id, incident_url=known.html_url)
+        # one renotify for the record and the wait: the rule's, as it stands now (the incident may have been
+        # stored before its rule said renotify:, or with another value)
         self.state.record_status(action.incident_key, "resolved", now, self.actor, known.incident_id,
-                                 {"rule": action.rule, "seen": "resolved in PagerDuty"}, by_hand=known)
+                                 {"rule": action.rule, "seen": "resolved in PagerDuty"},
+                                 by_hand=replace(known, renotify=action.renotify))
         until = known.opened_at + action.renotify
-        if now >= until:
+        if now >= until or now < known.opened_at:  # waited enough, or the clock went back: page
             return None
         self.state.audit(now, self.actor, "renotify_wait", action.incident_key, known.incident_id,
                          {**detail, "renotify_at": iso(until)})

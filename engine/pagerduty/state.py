@@ -642,7 +642,7 @@ class StateView:
         self.state.audit(at, "rules", "renotify_wait", action.incident_key, None,
                          {"rule": action.rule, "event_id": action.event_id, "renotify_at": iso(until)})
 
-    def opened(self, action: TriggerAction, at: float) -> int:
+    def opened(self, action: TriggerAction, at: float, paged: bool = True) -> int:
         """The last page is the incident's opened_at; only a flap rule's open is counted here."""
         return self.state.flap_opened(action.incident_key, at, action.flap) if action.flap is not None else 0
 
