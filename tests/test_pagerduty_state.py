@@ -687,3 +687,30 @@ def test_a_pending_trigger_keeps_its_rules_renotify_and_flap(make_state: MakeSta
     assert (got.action().renotify, got.action().flap) == (3600.0, Flap(3, 1800.0))  # the wake-up's page keeps them
     plain = state.pending("k2")
     assert plain is not None and (plain.renotify, plain.flap) == (None, None)
+
+
+def test_a_due_hold_is_taken_once_with_a_lease_and_removed_only_by_its_taker(make_state: MakeState) -> None:
+    state, other = make_state(), make_state()  # two processes on one state
+    state.hold_pending(held("k1", since=100.0, hold=600.0))  # due at 700
+    assert state.take_pending("k1", 700.0, 760.0) and not other.take_pending("k1", 700.0, 761.0)
+    assert [p.incident_key for p in other.due_pending(759.0)] == []  # leased: not due for anyone else
+    assert [p.until for p in other.due_pending(760.0)] == [760.0]  # the taker died: due again after the lease
+    assert other.take_pending("k1", 760.0, 820.0) and not state.finish_pending("k1", 760.0, 770.0, "paged")
+    assert other.release_pending("k1", 820.0, 850.0) and not other.release_pending("k1", 820.0, 860.0)
+    assert other.take_pending("k1", 850.0, 910.0) and other.finish_pending("k1", 910.0, 860.0, "paged")
+    assert state.pending("k1") is None and state.recent_audit(1)[0]["action"] == "pending_paged"
+
+
+def test_a_taken_held_resolve_is_not_cancelled_but_marked_by_a_re_fire(make_state: MakeState) -> None:
+    from engine.evaluation.actions import HeldResolve
+    state, other = make_state(), make_state()
+    state.hold_resolve(HeldResolve("k1", "main-green", "p3", "m", 100.0, 700.0, 3))
+    assert state.take_held_resolve("k1", 700.0, 760.0) == 1 and other.take_held_resolve("k1", 700.0, 761.0) is None
+    assert not other.forget_held_resolve("k1", 710.0, "refired")  # a wake-up is releasing it
+    assert other.behind_held_resolve("k1", 710.0) == 760.0  # the re-fire waits for the lease's end
+    assert not state.release_held_resolve("k1", 760.0, 790.0)  # fired meanwhile: not held again
+    assert state.take_held_resolve("k1", 760.0, 820.0) == 2  # a taker after a crash sees it fired
+    assert state.finish_held_resolve("k1", 820.0, 800.0, "refired") and state.held_resolve("k1") is None
+    state.hold_resolve(HeldResolve("k2", "main-green", "p3", "m", 100.0, 700.0, 3))
+    assert state.take_held_resolve("k2", 700.0, 760.0) == 1 and state.release_held_resolve("k2", 760.0, 790.0)
+    assert other.forget_held_resolve("k2", 780.0, "refired")  # held again, untaken: a re-fire cancels it
