@@ -38,5 +38,5 @@ def test_a_page_expected_inside_the_renotify_wait_fails(tmp_path: Path) -> None:
 """)
     result = invoke(["test", "--rules", str(EXAMPLES), str(case)])
     assert result.exit_code == 1
-    assert result.output.splitlines()[1:] == ["    outcome 2 (trigger): status: expected 'planned', got 'renotify_wait'",
-                                              "0 passed, 1 failed"]
+    assert result.output.splitlines()[1:] == [
+        "    outcome 2 (trigger): status: expected 'planned', got 'renotify_wait'", "0 passed, 1 failed"]

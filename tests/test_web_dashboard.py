@@ -282,7 +282,7 @@ def test_the_pagerduty_link_comes_from_the_stored_html_url(fake: FakePagerDuty, 
     for url, shown in (("https://acme.pagerduty.com/incidents/PINC0001", True), ("javascript:void(0)", False),
                        (None, False)):
         with_url = dataclasses.replace(kept, html_url=url)
-        state.open_incidents = lambda *a, _i=with_url, **k: [_i]
+        state.open_first = lambda *a, _i=with_url, **k: [_i]
         page = client.get("/").get_data(as_text=True)
         assert (f'<a class="pd-link" href="{url}"' in page) is shown and "javascript:" not in page
         assert ("Open in PagerDuty" in page) is shown

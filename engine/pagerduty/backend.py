@@ -27,6 +27,7 @@ from engine.dispatch.outcomes import NOTHING_OPEN, Result, Status
 from engine.evaluation.actions import ChangeAction, ResolveAction, TriggerAction
 from engine.language.routes import Route, load_routes
 from engine.language.silences import iso
+from engine.names import SYSTEM_ACTORS
 from engine.pagerduty.channels import Notifier
 from engine.pagerduty.client import (
     Client,
@@ -55,8 +56,6 @@ from engine.pagerduty.store import open_state
 log = logging.getLogger("pagerules")
 RULES_ACTOR = "rules"
 ALREADY_RESOLVED = "already resolved"  # PagerDuty error 1001 "Incident Already Resolved" (REFERENCE §4)
-# Actors pagerules records itself (engine.web.tokens reserves the first three): any other is a person
-SYSTEM_ACTORS = frozenset({"rules", "api", "dashboard", "reconcile", "cli"})
 # re-exported where engine.web and the tests have always found them
 __all__ = ["EVENTS_API", "Live", "Refresher", "live_backend", "make_client", "make_events_client", "trigger_source"]
 

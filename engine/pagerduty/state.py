@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import metrics
+from engine import severity as sev
 from engine.errors import PageRulesError
 from engine.evaluation.actions import HandResolved, HeldResolve, OpenIncident, PendingTrigger, TriggerAction
 from engine.language.model import Flap
@@ -197,6 +198,64 @@ class State:
         if limit is not None:
             sql, args = sql + " LIMIT ?", (*args, limit)
         return [incident_from_row(r) for r in self._read(sql, args)]
+
+    def open_count(self, repo: str | None = None, severity: str | None = None) -> int:
+        """How many incidents are open; with ``repo`` (its ``repo`` label) or ``severity``, of those only.
+        Counted in the database (the dashboard's totals), never a row per incident in Python."""
+        args: tuple[str, ...]
+        if repo is None:
+            sql, args = "SELECT count(*) FROM incidents", ()
+            if severity is not None:
+                sql, args = sql + " WHERE severity = ?", (severity,)
+        else:
+            sql = ("SELECT count(*) FROM incident_labels AS l CROSS JOIN incidents AS i "
+                   "WHERE l.name = 'repo' AND l.value = ? AND i.incident_key = l.incident_key")
+            args = (repo,) if severity is None else (repo, severity)
+            if severity is not None:
+                sql += " AND i.severity = ?"
+        return int(self._read(sql, args)[0][0])
+
+    def open_first(self, limit: int, repo: str | None = None, severity: str | None = None) -> list[StoredIncident]:
+        """At most ``limit`` open incidents, the most severe first, then the oldest (a text that is no
+        severity last); with ``repo`` or ``severity``, only those. One query per severity, each stopping
+        at ``limit`` rows: the dashboard's page, whatever the number open."""
+        known = sev.SEVERITIES[::-1]
+        marks = ",".join("?" * len(known))
+        groups: list[tuple[str, tuple[Any, ...]]] = [("severity = ?", (s,)) for s in known
+                                                     if severity is None or s == severity]
+        if severity is None:
+            groups.append((f"severity NOT IN ({marks})", known))
+        out: list[StoredIncident] = []
+        for where, args in groups:
+            if len(out) >= limit:
+                break
+            if repo is None:
+                sql = f"SELECT {COLUMN_LIST} FROM incidents WHERE {where} ORDER BY opened_at, incident_key LIMIT ?"
+                found = self._read(sql, (*args, limit - len(out)))
+            else:
+                sql = (f"SELECT {I_COLUMNS} FROM incident_labels AS l CROSS JOIN incidents AS i "
+                       f"WHERE l.name = 'repo' AND l.value = ? AND i.incident_key = l.incident_key AND i.{where} "
+                       "ORDER BY i.opened_at, i.incident_key LIMIT ?")
+                found = self._read(sql, (repo, *args, limit - len(out)))
+            out += [incident_from_row(r) for r in found]
+        return out
+
+    def open_repos(self, severity: str | None = None, limit: int | None = None) -> list[str]:
+        """The ``repo`` labels of the open incidents (of ``severity``), each once, by name; at most ``limit``
+        (the scan of the label index stops there)."""
+        sql = "SELECT DISTINCT value FROM incident_labels WHERE name = 'repo' ORDER BY value"
+        args: tuple[Any, ...] = ()
+        if severity is not None:
+            sql = ("SELECT DISTINCT l.value FROM incident_labels AS l CROSS JOIN incidents AS i "
+                   "WHERE l.name = 'repo' AND i.incident_key = l.incident_key AND i.severity = ? ORDER BY l.value")
+            args = (severity,)
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", (*args, limit)
+        return [str(r[0]) for r in self._read(sql, args)]
+
+    def label_count(self, name: str) -> int:
+        """How many open incidents carry label ``name`` (whatever its value)."""
+        return int(self._read("SELECT count(*) FROM incident_labels WHERE name = ?", (name,))[0][0])
 
     def has_label(self, name: str, values: tuple[str, ...]) -> bool:
         """Whether any open incident has label ``name`` set to one of ``values``: one index probe."""

@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,6 +27,7 @@ from engine.errors import PageRulesError
 from engine.language.routes import Route, load_routes, pick_route
 from engine.pagerduty import manual
 from engine.pagerduty.records import StoredIncident
+from engine.pagerduty.state import State
 from engine.web.auth import client_address, cross_origin
 from engine.web.context import act_for, incident_view, web
 from engine.web.tokens import Entry
@@ -182,17 +184,14 @@ def page() -> Any:
     refresh_error = web().refresher.maybe()
     state = web().backend.state
     audit = state.recent_audit(AUDIT_SCAN)
-    every = state.open_incidents()
     chosen = _chosen()
-    matching = _filtered(every, chosen)
-    listed = _first(matching, PAGE_ROWS)
-    incidents = _rows(listed, audit, _oncall_by_route(asked, routes))
-    card_repos = _card_repos(matching, listed)
-    projects = [] if routes_error else _project_cards(card_repos, routes, asked)
+    found = _open(state, chosen)
+    incidents = _rows(found.listed, audit, _oncall_by_route(asked, routes))
+    projects = [] if routes_error else _project_cards(found.card_repos, routes, asked)
     return render_template("dashboard.html", oncall=oncall, oncall_error=oncall_error, incidents=incidents,
-                           projects=projects, routes_error=routes_error, matching=len(matching),
-                           more_projects=len(_repos_of(matching)) - len(card_repos),
-                           total=len(every), repos=sorted({_repo(i) for i in every}), severities=sev.SEVERITIES[::-1],
+                           projects=projects, routes_error=routes_error, matching=found.matching,
+                           more_projects=found.more_projects, total=found.total, repos=found.repos,
+                           severities=sev.SEVERITIES[::-1],
                            chosen=chosen, audit=audit[:15], failures=list(web().backend.notifier.failures)[:5],
                            csrf=session["csrf"], now=web().backend.clock(), notice=request.args.get("notice"),
                            refresh_error=refresh_error, ago=ago, no_default_policy=NO_DEFAULT_POLICY)
@@ -300,6 +299,52 @@ def _oncall_by_route(asked: OnCallAsked, routes: Sequence[Route]) -> Callable[[S
     return who
 
 
+@dataclass(frozen=True)
+class _Open:
+    """What the page shows of the open incidents: the ones listed, how many match and are open, the
+    projects of the filter and of the cards."""
+
+    listed: list[StoredIncident]
+    matching: int
+    total: int
+    repos: list[str]
+    card_repos: list[str]
+    more_projects: int
+
+
+def _open(state: State, chosen: dict[str, str]) -> _Open:
+    """Counts, the page and the projects from the state's own queries (State.open_counts, open_first,
+    open_repos): a page load costs the same with 100 or 100,000 open. The "(no repo)" filter, for
+    incidents without a repo label, reads them all as before (rare, and no index names them)."""
+    if chosen["repo"] == NO_REPO:
+        return _open_in_python(state.open_incidents(), chosen)
+    repo, severity = chosen["repo"] or None, chosen["severity"] or None
+    total = state.open_count()
+    matching = state.open_count(repo, severity) if repo or severity else total
+    listed = state.open_first(PAGE_ROWS, repo, severity)
+    repos = state.open_repos() + ([NO_REPO] if total > state.label_count("repo") else [])
+    if repo:
+        of_matching, more = ([repo] if matching else []), 0
+    else:  # past MAX_CARDS projects only "more" is known: the label index is read no further
+        of_matching = state.open_repos(severity, MAX_CARDS + 1) if severity else _labelled(repos)
+        more = -1 if severity and len(of_matching) > MAX_CARDS else 0
+    card_repos = _card_repos_of(of_matching, listed)
+    return _Open(listed, matching, total, sorted(repos), card_repos, more or len(of_matching) - len(card_repos))
+
+
+def _labelled(repos: list[str]) -> list[str]:
+    return [r for r in repos if r != NO_REPO]
+
+
+def _open_in_python(every: list[StoredIncident], chosen: dict[str, str]) -> _Open:
+    matching = _filtered(every, chosen)
+    listed = _first(matching, PAGE_ROWS)
+    of_matching = sorted(_repos_of(matching))
+    card_repos = _card_repos_of(of_matching, listed)
+    return _Open(listed, len(matching), len(every), sorted({_repo(i) for i in every}), card_repos,
+                 len(of_matching) - len(card_repos))
+
+
 def _order(incident: StoredIncident) -> tuple[int, float, str]:
     """The list's order: the most severe first, then the one open longest (it has waited longest for someone)."""
     return -_rank(incident.severity), incident.opened_at, incident.incident_key
@@ -314,11 +359,11 @@ def _repos_of(incidents: Iterable[StoredIncident]) -> set[str]:
     return {i.labels["repo"] for i in incidents if i.labels.get("repo")}
 
 
-def _card_repos(matching: list[StoredIncident], listed: list[StoredIncident]) -> list[str]:
+def _card_repos_of(repos_matching: list[str], listed: list[StoredIncident]) -> list[str]:
     """The projects with a card, by name: each project with an open incident the filter matches; past
     MAX_CARDS of them, the first MAX_CARDS projects of the incidents listed, most severe first, so the
     on-call of the worst incidents is on the page and the page stays short."""
-    repos = _repos_of(matching)
+    repos = set(repos_matching)
     if len(repos) > MAX_CARDS:
         in_order = dict.fromkeys(i.labels["repo"] for i in listed if i.labels.get("repo"))
         repos = set(list(in_order)[:MAX_CARDS])
