@@ -13,7 +13,18 @@ from builders import shipped_rules
 from fake_pagerduty import FakePagerDuty
 from pg_server import PgServer, throwaway_server
 
+from engine import metrics
 from engine.language.model import RuleSet
+
+
+@pytest.fixture(autouse=True)
+def _daemon_figures_do_not_outlive_the_test() -> Iterator[None]:
+    """A test that makes a daemon (a StatusFile) installs its figures as the process's live ones, and they
+    write to that test's folder on each change; put back what was there so the next test in this process
+    (whichever file xdist sends next) never writes into a folder of a test that has ended."""
+    before = metrics.live()
+    yield
+    metrics.install(before)
 
 
 @pytest.fixture(scope="session")
