@@ -15,6 +15,7 @@ import pytest
 import requests
 from builders import AUTH, ROOT, app_for
 from fake_pagerduty import FakePagerDuty
+from pg_server import reaped
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -43,9 +44,13 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--window-size=1200,900", f"--user-data-dir={tmp_path / 'profile'}"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+    # chromedriver and the Chromium it starts get a process group of their own, which a watchdog kills
+    # should this process die without quitting the driver (a crashed xdist worker), so no browser is left.
+    service = Service(CHROMEDRIVER, popen_kw={"start_new_session": True})
+    driver = webdriver.Chrome(service=service, options=options)
+    with reaped(["kill", "-KILL", "--", f"-{service.process.pid}"]):
+        yield driver
+        driver.quit()
 
 
 def test_sign_in_filter_acknowledge_resolve_and_history(tmp_path: Path, browser: webdriver.Chrome) -> None:
