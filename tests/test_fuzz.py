@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cli import main
@@ -44,7 +44,11 @@ def run(stdin: bytes) -> tuple[int, list[dict[str, Any]], str]:
 
 
 def assert_sentinel_handled(out: list[dict[str, Any]]) -> None:
-    assert out and out[-1]["event_id"] == "sentinel" and out[-1]["action"] == "trigger", out[-3:]
+    """The sentinel paged, and is the last line: only an array the garbage opened and nothing closed may
+    come after it, as one error at the end (the stream reads an array's items as they come, so the sentinel
+    inside it is handled, and learns that it never closes only at the end of the input)."""
+    last = out[:-1] if out and "array never closes" in out[-1].get("error", "") else out
+    assert last and last[-1].get("event_id") == "sentinel" and last[-1]["action"] == "trigger", out[-3:]
     for line in out:
         json.dumps(line, ensure_ascii=False, allow_nan=False).encode("utf-8")  # always printable, always JSON
 
@@ -69,6 +73,7 @@ def test_mutated_events_never_crash_and_the_next_event_is_handled(base: dict[str
 
 
 @given(st.binary(max_size=200))
+@example(b"[")  # found on CI: the sentinel became the item of an array that never closes
 @SETTINGS
 def test_raw_bytes_never_crash_and_the_next_event_is_handled(blob: bytes) -> None:
     code, out, _ = run(blob + b"\n" + json.dumps(SENTINEL).encode() + b"\n")
