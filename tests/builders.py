@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,40 @@ def titles(fake: FakePagerDuty) -> list[str]:
 
 LIVE_ENV = {"PAGERDUTY_API_TOKEN": "tok-secret-123", "PAGERDUTY_FROM_EMAIL": "oncall@example.com",
             "PAGERDUTY_SERVICE_ID": "PSVC1", "PAGERDUTY_ESCALATION_POLICY_ID": "PEP1"}
+
+
+# A flaky main branch with a clock (the flap and renotify tests): one trigger, whose last line is ``extra``
+# (``flap: ...``, ``renotify: ...`` or nothing), and the recovery that resolves it by labels.
+MAIN_RED_RULES = """
+triggers:
+  - id: main-red
+    on: build
+    match: {status: failed, branch: main}
+    severity: SEVERITY
+    title: "{{ event.repo }} main is red"
+    incident_key: "{{ event.repo | slug }}-main-red"
+    labels: {kind: main-red, repo: "{{ event.repo }}"}
+    EXTRA
+recoveries:
+  - id: main-green
+    on: build
+    match: {status: passed, branch: main}
+    resolves: [{labels: {kind: main-red, repo: "{{ event.repo }}"}}]
+    message: main is green again
+"""
+MAIN_RED_KEY = "codespar-acme-api-main-red"
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def main_red_rules(extra: str, severity: str = "high") -> str:
+    return MAIN_RED_RULES.replace("EXTRA", extra).replace("SEVERITY", severity)
+
+
+def iso_at(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def main_build(status: str, minute: float, eid: str) -> dict[str, Any]:
+    """A build of acme/api's main branch ``minute`` minutes after T0, with its ``time``."""
+    return {"type": "build", "id": eid, "repo": "acme/api", "branch": "main", "build_number": int(minute) + 1,
+            "status": status, "time": iso_at(T0 + minute * 60)}

@@ -5,12 +5,14 @@ On a dry run (MemoryView, event times) here; against the fake PagerDuty, with a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import make_config, rules_from
+from builders import MAIN_RED_KEY as KEY
+from builders import T0, main_red_rules, make_config, rules_from
+from builders import iso_at as iso
+from builders import main_build as event
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 
 from engine.dispatch.dispatcher import Dispatcher, DryRun, MemoryView
@@ -19,35 +21,7 @@ from engine.dispatch.pipeline import Pipeline
 from engine.pagerduty.backend import live_backend
 from engine.pagerduty.state import State
 
-RULES = """
-triggers:
-  - id: main-red
-    on: build
-    match: {status: failed, branch: main}
-    severity: high
-    title: "{{ event.repo }} main is red"
-    incident_key: "{{ event.repo | slug }}-main-red"
-    labels: {kind: main-red, repo: "{{ event.repo }}"}
-    FLAP
-recoveries:
-  - id: main-green
-    on: build
-    match: {status: passed, branch: main}
-    resolves: [{labels: {kind: main-red, repo: "{{ event.repo }}"}}]
-    message: main is green again
-"""
 FLAP = "flap: {opens: 3, within: 30m}"
-KEY = "codespar-acme-api-main-red"
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-def iso(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def event(status: str, minute: float, eid: str) -> dict[str, Any]:
-    return {"type": "build", "id": eid, "repo": "acme/api", "branch": "main", "build_number": int(minute) + 1,
-            "status": status, "time": iso(T0 + minute * 60)}
 
 
 @dataclass
@@ -65,7 +39,7 @@ class NotingDryRun(DryRun):
 def pipeline(flap: str = FLAP, **settings: Any) -> tuple[Pipeline, NotingDryRun]:
     config = make_config(**settings)
     backend = NotingDryRun(MemoryView())
-    return Pipeline(rules_from(RULES.replace("FLAP", flap), config), Dispatcher(config, backend)), backend
+    return Pipeline(rules_from(main_red_rules(flap), config), Dispatcher(config, backend)), backend
 
 
 def lines(p: Pipeline, *events: dict[str, Any]) -> list[tuple[str, str, str | None]]:
@@ -153,7 +127,7 @@ def live_pipeline(fake: FakePagerDuty, tmp_path: Path, now: list[float]) -> tupl
     config = make_config("dedup_window_seconds: 60", env=env)
     backend = live_backend(config, str(tmp_path / "state.db"))
     backend.clock = lambda: now[0]
-    return Pipeline(rules_from(RULES.replace("FLAP", FLAP), config),
+    return Pipeline(rules_from(main_red_rules(FLAP), config),
                     Dispatcher(config, backend, clock=lambda: now[0])), backend.state
 
 
@@ -220,7 +194,7 @@ def test_live_an_events_api_route_holds_the_same_way_without_notes(fake: FakePag
     now = [T0]
     backend = live_backend(config, str(tmp_path / "state.db"))
     backend.clock = lambda: now[0]
-    p = Pipeline(rules_from(RULES.replace("FLAP", FLAP), config), Dispatcher(config, backend, clock=lambda: now[0]))
+    p = Pipeline(rules_from(main_red_rules(FLAP), config), Dispatcher(config, backend, clock=lambda: now[0]))
     steps = [(float(e["build_number"] - 1), e) for e in [*FLAPPING, event("passed", 10, "p3")]]
     assert live_lines(p, now, *steps) == ["created", "resolved", "created", "resolved", "created", "flapping"]
     assert fake.open_dedup_keys(routing_key) == {routing_key: [KEY]}  # held open: no resolve event sent
@@ -240,7 +214,7 @@ def test_a_trigger_without_flap_still_cancels_a_held_resolve() -> None:
     lines(p, *FLAPPING, event("passed", 10, "p3"))
     assert KEY in backend.view.held_resolves
     config = make_config()
-    edited = Pipeline(rules_from(RULES.replace("FLAP", ""), config), Dispatcher(config, backend))
+    edited = Pipeline(rules_from(main_red_rules(""), config), Dispatcher(config, backend))
     assert lines(edited, event("failed", 12, "f4")) == [("trigger", "flapping", None)]
     assert backend.view.held_resolves == {}
     assert backend.notes[-1] == (KEY, "pagerules: flapped again: main-red fired at 2026-01-01T00:12:00Z "
@@ -313,7 +287,7 @@ def test_a_trigger_while_a_wake_up_is_releasing_the_key_is_held_and_pages_once_i
 
     config = make_config()
     backend = Racy(MemoryView())
-    rules = rules_from(RULES.replace("FLAP", FLAP), config)
+    rules = rules_from(main_red_rules(FLAP), config)
     a, b = Pipeline(rules, Dispatcher(config, backend)), Pipeline(rules, Dispatcher(config, backend))
     lines(a, *FLAPPING, event("passed", 10, "p3"))
     seen: list[tuple[str, str, str | None]] = []

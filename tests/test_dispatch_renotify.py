@@ -4,12 +4,14 @@ then); a rule's recovery, or the page itself, forgets the resolve by hand. Witho
 first trigger after the dedup window pages. Dry run (MemoryView, event times), then against the fake."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import make_config, rules_from
+from builders import MAIN_RED_KEY as KEY
+from builders import T0, main_red_rules, make_config, rules_from
+from builders import iso_at as iso
+from builders import main_build as event
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
 
 from engine.dispatch.dispatcher import Dispatcher, DryRun, MemoryView
@@ -18,38 +20,9 @@ from engine.language.silences import make_silence
 from engine.pagerduty import manual
 from engine.pagerduty.backend import Live, live_backend
 
-RULES = """
-triggers:
-  - id: main-red
-    on: build
-    match: {status: failed, branch: main}
-    severity: SEVERITY
-    title: "{{ event.repo }} main is red"
-    incident_key: "{{ event.repo | slug }}-main-red"
-    labels: {kind: main-red, repo: "{{ event.repo }}"}
-    RENOTIFY
-recoveries:
-  - id: main-green
-    on: build
-    match: {status: passed, branch: main}
-    resolves: [{labels: {kind: main-red, repo: "{{ event.repo }}"}}]
-    message: main is green again
-"""
-KEY = "codespar-acme-api-main-red"
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-def iso(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def event(status: str, minute: float, eid: str) -> dict[str, Any]:
-    return {"type": "build", "id": eid, "repo": "acme/api", "branch": "main", "build_number": int(minute) + 1,
-            "status": status, "time": iso(T0 + minute * 60)}
-
 
 def rules(renotify: str = "renotify: 1h", severity: str = "high") -> str:
-    return RULES.replace("RENOTIFY", renotify).replace("SEVERITY", severity)
+    return main_red_rules(renotify, severity)
 
 
 def pipeline(renotify: str = "renotify: 1h", view: MemoryView | None = None, severity: str = "high",
