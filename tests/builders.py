@@ -277,3 +277,34 @@ def main_build(status: str, minute: float, eid: str) -> dict[str, Any]:
     """A build of acme/api's main branch ``minute`` minutes after T0, with its ``time``."""
     return {"type": "build", "id": eid, "repo": "acme/api", "branch": "main", "build_number": int(minute) + 1,
             "status": status, "time": iso_at(T0 + minute * 60)}
+
+
+class Workers:
+    """``watch --queue`` worker processes sharing one folder's rules and config, on the queue at ``url``, each
+    with its own log (tmp/worker-N.log), holding rows for ``lease`` seconds."""
+
+    def __init__(self, tmp: Path, fake: FakePagerDuty, url: str, lease: str = "2"):
+        self.harness, self.url, self.lease = Daemon(tmp, fake), url, lease
+        self.procs: list[subprocess.Popen[str]] = []
+        self.logs: list[Path] = []
+
+    def start(self, *extra: str, wait: bool = True) -> subprocess.Popen[str]:
+        """A new worker; with ``wait``, once it says it is on the queue (it must not have exited)."""
+        log = self.harness.tmp / f"worker-{len(self.procs)}.log"
+        proc = subprocess.Popen(self.harness.args("--queue", "--state", self.url, "--lease", self.lease, *extra),
+                                stdout=subprocess.DEVNULL, stderr=log.open("a"), text=True, env=self.harness.env)
+        self.procs.append(proc)
+        self.logs.append(log)
+        if wait:
+            wait_for(lambda: "on the queue in" in log.read_text() or proc.poll() is not None, 20, "a worker to start")
+            assert proc.poll() is None, log.read_text()
+        return proc
+
+    def alive(self) -> list[subprocess.Popen[str]]:
+        return [p for p in self.procs if p.poll() is None]
+
+    def stop(self) -> None:
+        for proc in self.alive():
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            proc.wait(timeout=15)

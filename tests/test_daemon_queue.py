@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from builders import ROOT, Daemon, build, wait_for
+from builders import ROOT, Daemon, Workers, build, wait_for
 from fake_pagerduty import FakePagerDuty
 from pg_server import PgServer, pg_server, pg_url  # noqa: F401
 
@@ -24,36 +24,10 @@ from engine.pagerduty.queue import Entry, ordering_key
 LEASE = "2"
 
 
-class Workers:
-    """Worker processes sharing one folder's rules and config, on the queue at ``url``."""
-
-    def __init__(self, tmp: Path, fake: FakePagerDuty, url: str):
-        self.harness, self.url = Daemon(tmp, fake), url
-        self.procs: list[subprocess.Popen[str]] = []
-        self.logs: list[Path] = []
-
-    def start(self, *extra: str) -> subprocess.Popen[str]:
-        log = self.harness.tmp / f"worker-{len(self.procs)}.log"
-        proc = subprocess.Popen(self.harness.args("--queue", "--state", self.url, "--lease", LEASE, *extra),
-                                stdout=subprocess.DEVNULL, stderr=log.open("a"), text=True, env=self.harness.env)
-        self.procs.append(proc)
-        self.logs.append(log)
-        wait_for(lambda: "on the queue in" in log.read_text() or proc.poll() is not None, 20, "a worker to start")
-        assert proc.poll() is None, log.read_text()
-        return proc
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            proc.wait(timeout=15)
-
-
 @pytest.fixture
 def workers(tmp_path: Path, fake: FakePagerDuty, pg_url: str) -> Iterator[Workers]:  # noqa: F811
     PgState(pg_url).close()
-    group = Workers(tmp_path, fake, pg_url)
+    group = Workers(tmp_path, fake, pg_url, LEASE)
     yield group
     group.stop()
 
@@ -185,7 +159,7 @@ def test_a_worker_pages_a_held_trigger_when_its_time_passes_with_no_further_even
     (tmp_path / "rules" / "held.yaml").write_text(HELD_RULE)
     (tmp_path / "pd.yaml").write_text("rules_dir: rules\nevents_dir: events\n")
     PgState(pg_url).close()
-    group = Workers(tmp_path, fake, pg_url)
+    group = Workers(tmp_path, fake, pg_url, LEASE)
     try:
         group.start()
         enqueue(pg_url, [build(1)])
@@ -331,7 +305,7 @@ def test_a_new_leader_takes_over_reconcile_when_the_leader_is_killed(tmp_path: P
     reconciles within a bound (its next round), so an incident resolved by hand in PagerDuty after the kill
     still leaves the shared state."""
     PgState(pg_url).close()
-    group = Workers(tmp_path, fake, pg_url)
+    group = Workers(tmp_path, fake, pg_url, LEASE)
     group.harness.env["PAGERULES_RECONCILE_INTERVAL"] = "0.5"
     leads = "leads: it reconciles with PagerDuty"
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from builders import Daemon, build, wait_for
+from builders import Workers, build, wait_for
 from fake_pagerduty import FakePagerDuty
 from pg_server import pg_server, pg_url  # noqa: F401
 
@@ -54,34 +53,10 @@ def soak_events(keys: int, per_key: int, seed: int = 18) -> list[dict[str, Any]]
     return events
 
 
-class Workers:
-    """Worker processes on the queue at ``url``, each started with its own log."""
-
-    def __init__(self, tmp: Path, fake: FakePagerDuty, url: str):
-        self.harness, self.url = Daemon(tmp, fake), url
-        self.procs: list[subprocess.Popen[str]] = []
-
-    def start(self) -> subprocess.Popen[str]:
-        log = self.harness.tmp / f"worker-{len(self.procs)}.log"
-        proc = subprocess.Popen(self.harness.args("--queue", "--state", self.url, "--lease", LEASE),
-                                stdout=subprocess.DEVNULL, stderr=log.open("a"), text=True, env=self.harness.env)
-        self.procs.append(proc)
-        return proc
-
-    def alive(self) -> list[subprocess.Popen[str]]:
-        return [p for p in self.procs if p.poll() is None]
-
-    def stop(self) -> None:
-        for proc in self.alive():
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            proc.wait(timeout=15)
-
-
 @pytest.fixture
 def workers(tmp_path: Path, fake: FakePagerDuty, pg_url: str) -> Iterator[Workers]:  # noqa: F811
     PgState(pg_url).close()
-    group = Workers(tmp_path, fake, pg_url)
+    group = Workers(tmp_path, fake, pg_url, LEASE)
     yield group
     group.stop()
 
@@ -106,7 +81,7 @@ def test_soak_ten_thousand_events_three_workers_one_killed_every_few_seconds(
     finally:
         queue.close()
     for _ in range(WORKERS):
-        workers.start()
+        workers.start(wait=False)
     started, kills, victim, next_kill = time.monotonic(), 0, 0, KILL_EVERY_ROWS
     with psycopg.connect(pg_url, autocommit=True) as conn:
         finished = [0]
@@ -122,7 +97,7 @@ def test_soak_ten_thousand_events_three_workers_one_killed_every_few_seconds(
             doomed = workers.alive()[victim % WORKERS]  # kill -9 one worker mid-work, start another in its place
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(timeout=10)
-            workers.start()
+            workers.start(wait=False)
             kills, victim, next_kill = kills + 1, victim + 1, finished[0] + KILL_EVERY_ROWS
         final = statuses(conn)
     elapsed = time.monotonic() - started
