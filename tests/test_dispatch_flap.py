@@ -298,3 +298,34 @@ def test_a_trigger_while_a_wake_up_is_releasing_the_key_is_held_and_pages_once_i
     [paged] = b.dispatcher.fire_due(T0 + 42 * 60)  # once A's lease has passed, B's trigger pages
     assert (paged.status, paged.to_line()["event_id"]) == (Status.PLANNED, "f4")
     assert backend.view.get(KEY) is not None
+
+
+def test_a_for_hold_due_behind_a_resolve_whose_wake_up_died_pages_after_the_lease() -> None:
+    """Second review item 1: a wake-up resolved the flapping key and died before it removed the held resolve
+    (taken for its lease). A for: trigger of the key falls due inside that lease: the wake-up that takes it
+    finds the resolve taken and holds the trigger behind it, on the trigger's own row. That row must be
+    given back due at the lease's end, never removed as paged: the trigger pages then."""
+    from engine.dispatch.dispatcher import LEASE_SECONDS
+    from engine.evaluation.actions import HeldResolve, OpenIncident
+    config = make_config()
+    view = MemoryView()
+    p = Pipeline(rules_from(main_red_rules("for: 30s"), config), Dispatcher(config, DryRun(view)))
+    view.open(OpenIncident(KEY, {"kind": "main-red", "repo": "acme/api"}, "main-red", "high", "t"))
+    view.held_resolves[KEY] = HeldResolve(KEY, "main-green", "p3", "green", T0 - 1800, T0, 3)
+
+    def die(*args: Any) -> bool:
+        raise Died()
+    view.resolve_done = die  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        p.dispatcher.fire_due(T0)  # resolved the key, died before it removed the held resolve
+    del view.resolve_done
+    assert view.get(KEY) is None and view.held_resolves[KEY].taken == 1
+    failed = dict(event("failed", 0, "f9"), time=iso(T0 + 5))
+    assert [o.status for o in p.outcomes(failed)] == [Status.PENDING]  # for: 30s, due at T0+35
+    [behind] = p.dispatcher.fire_due(T0 + 36)  # due, but the resolve is taken: held behind it
+    assert behind.status is Status.PENDING
+    assert view.pending_get(KEY) is not None, "the trigger was dropped unpaged"
+    assert view.pending[KEY].until == T0 + LEASE_SECONDS
+    outcomes = p.dispatcher.fire_due(T0 + LEASE_SECONDS + 1)
+    assert [(o.action, o.status) for o in outcomes if o.action == "trigger"] == [("trigger", Status.PLANNED)]
+    assert view.get(KEY) is not None and view.pending_get(KEY) is None

@@ -374,8 +374,9 @@ class MemoryView:
 
     def close(self, incident_key: str) -> None:
         incident = self._open.pop(incident_key, None)
-        if self.held_resolves:  # closed: a resolve held for it has nothing left to do
-            self.held_resolves.pop(incident_key, None)
+        held = self.held_resolves.get(incident_key) if self.held_resolves else None
+        if held is not None and not held.taken:  # closed: a resolve held for it has nothing left to do
+            del self.held_resolves[incident_key]  # (one a wake-up has taken, it removes, as the state does)
         for item in (incident.labels.items() if incident else ()):
             keys = self._by_label.get(item)
             if keys is not None:
@@ -595,7 +596,8 @@ class Dispatcher:
                     # and pages then if the resolve went out (the resolve is not held again if it did not)
                     self._pending.pending_hold(replace(over, until=behind) if over is not None else
                                                PendingTrigger.hold(action, now, behind))
-                    return triggered(action, Result(Status.PENDING, pending_until=iso_time(behind)), name)
+                    return triggered(action, Result(Status.PENDING, pending_until=iso_time(behind),
+                                                    wait_until=behind), name)
         try:
             result = self.backend.create(action, route)  # created/planned, deduplicated, failed
         except BaseException:
@@ -712,10 +714,13 @@ class Dispatcher:
                 continue  # another worker took it
             outcomes = self.handle(held.action())  # raises: left taken, taken again once the lease passes
             out += outcomes
-            waiting = next((o.result.wait_until for o in outcomes if o.status is Status.RENOTIFY_WAIT), None)
+            waiting = next((o.result.wait_until for o in outcomes
+                            if o.status in (Status.RENOTIFY_WAIT, Status.PENDING)), None)
             if any(o.status is Status.FAILED and o.retry for o in outcomes):
                 view.pending_release(key, lease, now + RETRY_DUE_SECONDS)
-            elif waiting is not None:  # a person resolved it meanwhile: due again when its renotify passes
+            elif waiting is not None:  # a person resolved it meanwhile: due again when its renotify passes;
+                # or held behind a resolve another wake-up has taken: due again when that lease ends (its
+                # own hold is this very row, so it is given back, never removed unpaged)
                 view.pending_release(key, lease, waiting)
             else:
                 view.pending_done(key, lease, now, "paged")
