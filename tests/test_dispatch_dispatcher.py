@@ -1,6 +1,7 @@
 """The dispatcher's gates, table-driven: every status a trigger or a resolve can get, and from where."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -387,3 +388,70 @@ def test_a_held_resolve_whose_release_raises_is_held_again() -> None:
     with pytest.raises(RuntimeError):
         dispatcher.fire_due(900.0)
     assert KEY in backend.view.held_resolves
+
+
+class KeyOrdered(DryRun):
+    """A dry run whose create and resolve take one lock, as KeyLocked's key lock orders them under
+    ``watch --queue``; a create waits (with a deadline) for a resolve to be waiting on it."""
+
+    def __init__(self, view: MemoryView):
+        super().__init__(view)
+        self.lock, self.creating, self.resolving = threading.Lock(), threading.Event(), threading.Event()
+
+    def create(self, action: Any, route: Any = None) -> Result:
+        with self.lock:
+            self.creating.set()
+            self.resolving.wait(5.0)  # the recovery is waiting on the key (or, never calling resolve, never is)
+            return super().create(action, route)
+
+    def resolve(self, action: Any) -> Result:
+        self.resolving.set()
+        with self.lock:
+            return super().resolve(action)
+
+
+def test_a_recovery_meeting_a_hold_a_wake_up_is_paging_resolves_after_the_page() -> None:
+    """Second review item 2: worker A's wake-up took a due for: hold and is creating its incident; worker B's
+    recovery of the key finds the taken hold. B must not answer cancelled_pending unresolved: it goes on to
+    resolve, which the key lock orders after A's create, so no page is left open after its recovery."""
+    from builders import MAIN_RED_KEY as KEY
+    from builders import T0, main_build, main_red_rules, rules_from
+
+    from engine.dispatch.pipeline import Pipeline
+    config = make_config()
+    backend = KeyOrdered(MemoryView())
+    rules = rules_from(main_red_rules("for: 30s"), config)
+    a, b = Pipeline(rules, Dispatcher(config, backend)), Pipeline(rules, Dispatcher(config, backend))
+    assert [o.status for o in a.outcomes(main_build("failed", 0, "f1"))] == [Status.PENDING]
+    seen: list[Status] = []
+    recovery = threading.Thread(target=lambda: seen.extend(
+        o.status for o in b.outcomes(main_build("passed", 0.75, "p1"))))
+
+    def start_recovery() -> None:
+        backend.creating.wait(5.0)
+        recovery.start()
+    starter = threading.Thread(target=start_recovery)
+    starter.start()
+    [paged] = a.dispatcher.fire_due(T0 + 31)
+    starter.join(5.0)
+    recovery.join(5.0)
+    assert paged.status is Status.PLANNED
+    assert seen and seen[-1] is Status.PLANNED, seen  # the resolve went out, after the page
+    assert backend.view.get(KEY) is None and not backend.view.pending
+
+
+def test_a_recovery_meeting_a_hold_taken_by_a_wake_up_that_died_is_cancelled_pending() -> None:
+    """The same, when the wake-up died before paging: the resolve finds nothing open, and the line says the
+    hold was cancelled (nothing was sent for it)."""
+    from builders import MAIN_RED_KEY as KEY
+    from builders import T0, main_build, main_red_rules, rules_from
+
+    from engine.dispatch.dispatcher import LEASE_SECONDS
+    from engine.dispatch.pipeline import Pipeline
+    config = make_config()
+    view = MemoryView()
+    p = Pipeline(rules_from(main_red_rules("for: 30s"), config), Dispatcher(config, DryRun(view)))
+    p.outcomes(main_build("failed", 0, "f1"))
+    assert view.pending_take(KEY, T0 + 30, T0 + 31 + LEASE_SECONDS)  # a wake-up took it, then died
+    assert [o.status for o in p.outcomes(main_build("passed", 0.75, "p1"))] == [Status.CANCELLED_PENDING]
+    assert not view.pending and view.get(KEY) is None

@@ -701,6 +701,24 @@ def test_a_due_hold_is_taken_once_with_a_lease_and_removed_only_by_its_taker(mak
     assert state.pending("k1") is None and state.recent_audit(1)[0]["action"] == "pending_paged"
 
 
+def test_a_recovery_cancelling_a_hold_says_whether_a_wake_up_had_it_taken(make_state: MakeState) -> None:
+    """Second review item 2: the recovery learns, in the statement that drops the hold, whether a wake-up
+    has it taken (and may be paging it), so it still resolves the key then."""
+    state, other = make_state(), make_state()
+    state.hold_pending(held("k1", since=100.0, hold=600.0))  # due at 700
+    assert other.cancel_pending("k1", 200.0) == 1 and state.cancel_pending("k1", 200.0) == 0
+    state.hold_pending(held("k1", since=100.0, hold=600.0))
+    assert state.take_pending("k1", 700.0, 760.0)
+    assert other.cancel_pending("k1", 710.0) == 2  # taken, lease not over: the wake-up may be paging it
+    assert state.recent_audit(1)[0]["action"] == "pending_cancelled"
+    state.hold_pending(held("k1", since=100.0, hold=600.0))
+    assert state.take_pending("k1", 700.0, 760.0) and state.release_pending("k1", 760.0, 790.0)
+    assert other.cancel_pending("k1", 770.0) == 1  # given back: nobody is paging it
+    state.hold_pending(held("k1", since=100.0, hold=600.0))
+    assert state.take_pending("k1", 700.0, 760.0)
+    assert other.cancel_pending("k1", 760.0) == 1  # its taker died and the lease passed
+
+
 def test_a_taken_held_resolve_is_not_cancelled_but_marked_by_a_re_fire(make_state: MakeState) -> None:
     from engine.evaluation.actions import HeldResolve
     state, other = make_state(), make_state()

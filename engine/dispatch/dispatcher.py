@@ -108,6 +108,11 @@ class PendingView(Protocol):
         """Holds whose ``until`` is at or before ``at``, soonest first."""
         ...
 
+    def pending_cancel(self, incident_key: str, at: float) -> int:
+        """A recovery drops the hold: 0 none (or another process dropped it first), 1 dropped, 2 dropped one
+        a wake-up has taken (its lease not over at ``at``), which may be paging it this moment."""
+        ...
+
     def pending_take(self, incident_key: str, until: float, lease_until: float) -> bool:
         """Take the due hold (read due at ``until``): due at ``lease_until`` now; True for one taker only."""
         ...
@@ -207,6 +212,7 @@ class MemoryView:
     def __init__(self, incidents: Iterable[OpenIncident] = (), silences: Iterable[Silence] = ()):
         self._open: dict[str, OpenIncident] = {}
         self.pending: dict[str, PendingTrigger] = {}
+        self._taken: set[str] = set()  # held keys a wake-up has taken (their until is the lease's end)
         self.hand_resolved: dict[str, float] = {}  # key -> when a person resolved it (README "Repeat control")
         self._hand_labels: dict[str, Mapping[str, str]] = {}
         self.paged_at: dict[str, float] = {}  # key -> its last page, for a rule with renotify: or flap:
@@ -230,6 +236,7 @@ class MemoryView:
         return self.pending.setdefault(held.incident_key, held)
 
     def pending_forget(self, incident_key: str, at: float, why: str) -> bool:
+        self._taken.discard(incident_key)
         return self.pending.pop(incident_key, None) is not None
 
     def pending_any(self) -> bool:
@@ -327,17 +334,28 @@ class MemoryView:
         if held is None or held.until != until:
             return False
         self.pending[incident_key] = replace(held, until=lease_until)
+        self._taken.add(incident_key)
         return True
+
+    def pending_cancel(self, incident_key: str, at: float) -> int:
+        held = self.pending.pop(incident_key, None) if self.pending else None
+        taken = incident_key in self._taken
+        self._taken.discard(incident_key)
+        return 0 if held is None else 2 if taken and held.until > at else 1
 
     def pending_done(self, incident_key: str, lease_until: float, at: float, why: str) -> bool:
         held = self.pending.get(incident_key)
-        return held is not None and held.until == lease_until and self.pending.pop(incident_key) is not None
+        if held is None or held.until != lease_until:
+            return False
+        self._taken.discard(incident_key)
+        return self.pending.pop(incident_key) is not None
 
     def pending_release(self, incident_key: str, lease_until: float, until: float) -> bool:
         held = self.pending.get(incident_key)
         if held is None or held.until != lease_until:
             return False
         self.pending[incident_key] = replace(held, until=until)
+        self._taken.discard(incident_key)
         return True
 
     def get(self, incident_key: str) -> OpenIncident | None:
@@ -778,12 +796,14 @@ class Dispatcher:
                 and repeat.hand_resolved_get(key) is not None:
             # the problem ended: the next failure is new and pages at once (README "Repeat control")
             repeat.hand_resolved_forget(key, self._now(repeat, action.at), "recovered")
+        paging = False  # a wake-up that took the hold may be paging it this moment
         if hold and pending is not None and key is not None and pending.pending_get(key) is not None:
             # a trigger held by for:, or waiting for its renotify: the recovery came first, it never pages
             # (a wake-up's release is no recovery: a trigger held behind it stays)
-            dropped = pending.pending_forget(key, self._now(pending, action.at), "cancelled")
-            if dropped and self.view.get(key) is None:
+            dropped = pending.pending_cancel(key, self._now(pending, action.at))
+            if dropped == 1 and self.view.get(key) is None:
                 return resolved(action, CANCELLED_PENDING)  # nothing was sent for it, so nothing to resolve
+            paging = dropped == 2  # resolve anyway: under watch --queue the key lock orders it after that page
         name = route_name(resolve_route(self.routes, self.view, action.incident_key)) if self.routes else "default"
         if not self.config.auto_resolve:
             return resolved(action, _AUTO_RESOLVE_OFF, name)
@@ -793,7 +813,10 @@ class Dispatcher:
             flapping = self._flapping(action, key, repeat)
             if flapping is not None:
                 return resolved(action, flapping, name)
-        return resolved(action, self.backend.resolve(action), name)
+        result = self.backend.resolve(action)
+        if paging and result.status is Status.NOTHING_OPEN:
+            return resolved(action, CANCELLED_PENDING)  # the wake-up had not paged it (or died): nothing sent
+        return resolved(action, result, name)
 
     def _flapping(self, action: ResolveAction, key: str, view: RepeatView) -> Result | None:
         """``flapping`` when the key opened its rule's ``flap.opens`` times within ``flap.within`` before this

@@ -458,12 +458,25 @@ class State:
                 write_audit(db, at, actor, f"pending_{why}", incident_key, None, {"rule": row[0]})
         return row is not None
 
+    def cancel_pending(self, incident_key: str, at: float, actor: str = "pagerules") -> int:
+        """A recovery drops the key's hold: 0 when none was held (or another worker dropped it first), 1 when
+        this call dropped it, 2 when it dropped one a wake-up has taken (lease not over at ``at``): that
+        wake-up may be paging it this moment, so the recovery must still resolve the key."""
+        with self.transaction() as db:
+            row = db.execute("DELETE FROM pending_triggers WHERE incident_key = ? RETURNING rule, taken, due_at",
+                             (incident_key,)).fetchone()
+            if row is None:
+                return 0
+            write_audit(db, at, actor, "pending_cancelled", incident_key, None, {"rule": row[0]})
+        return 2 if row[1] and row[2] > at else 1
+
     def take_pending(self, incident_key: str, until: float, lease_until: float) -> bool:
         """Take a due hold (read due at ``until``) for a wake-up: its due time moves to ``lease_until`` in one
         statement, so only one taker gets True; a taker that dies leaves it due again once the lease passes."""
         with self.transaction() as db:
-            return db.execute("UPDATE pending_triggers SET due_at = ? WHERE incident_key = ? AND due_at = ? "
-                              "RETURNING incident_key", (lease_until, incident_key, until)).fetchone() is not None
+            return db.execute("UPDATE pending_triggers SET due_at = ?, taken = 1 WHERE incident_key = ? "
+                              "AND due_at = ? RETURNING incident_key",
+                              (lease_until, incident_key, until)).fetchone() is not None
 
     def finish_pending(self, incident_key: str, lease_until: float, at: float, why: str,
                        actor: str = "pagerules") -> bool:
@@ -478,8 +491,9 @@ class State:
     def release_pending(self, incident_key: str, lease_until: float, until: float) -> bool:
         """Give back a hold this taker took, due at ``until`` (PagerDuty could not take it yet, or it waits)."""
         with self.transaction() as db:
-            return db.execute("UPDATE pending_triggers SET due_at = ? WHERE incident_key = ? AND due_at = ? "
-                              "RETURNING incident_key", (until, incident_key, lease_until)).fetchone() is not None
+            return db.execute("UPDATE pending_triggers SET due_at = ?, taken = 0 WHERE incident_key = ? "
+                              "AND due_at = ? RETURNING incident_key",
+                              (until, incident_key, lease_until)).fetchone() is not None
 
     def pending_any(self) -> bool:
         return bool(self._read("SELECT 1 FROM pending_triggers LIMIT 1"))
@@ -672,6 +686,9 @@ class StateView:
 
     def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
         return self.state.due_pending(at, limit)
+
+    def pending_cancel(self, incident_key: str, at: float) -> int:
+        return self.state.cancel_pending(incident_key, at)
 
     def pending_take(self, incident_key: str, until: float, lease_until: float) -> bool:
         return self.state.take_pending(incident_key, until, lease_until)

@@ -100,12 +100,14 @@ def _repeat_control(real: str) -> tuple[str, ...]:
     recent opens; and the resolves held for a flapping key. Each expiring table has an index on when its
     rows stop mattering, so pruning them is an index range. A trigger held by ``for:`` keeps its rule's
     ``renotify:`` and ``flap:``, so the page the wake-up sends honours them. A wake-up takes a due hold
-    with a lease (its ``due_at`` moved forward) and removes it once decided; ``taken`` marks a held resolve
-    so taken (and whether its key fired again meanwhile)."""
+    with a lease (its ``due_at`` moved forward) and removes it once decided; ``taken`` marks a hold so
+    taken (a recovery that cancels it still resolves, after the page), and a held resolve so taken (and
+    whether its key fired again meanwhile)."""
     return (f"ALTER TABLE incidents ADD COLUMN renotify {real}",
             f"ALTER TABLE pending_triggers ADD COLUMN renotify {real}",
             "ALTER TABLE pending_triggers ADD COLUMN flap_opens INTEGER",
             f"ALTER TABLE pending_triggers ADD COLUMN flap_within {real}",
+            "ALTER TABLE pending_triggers ADD COLUMN taken INTEGER NOT NULL DEFAULT 0",
             "CREATE TABLE hand_resolved ("
             " incident_key TEXT PRIMARY KEY, rule TEXT NOT NULL, labels TEXT NOT NULL,"
             f" paged_at {real} NOT NULL, resolved_at {real} NOT NULL, expires_at {real} NOT NULL)",
