@@ -329,3 +329,37 @@ def test_a_for_hold_due_behind_a_resolve_whose_wake_up_died_pages_after_the_leas
     outcomes = p.dispatcher.fire_due(T0 + LEASE_SECONDS + 1)
     assert [(o.action, o.status) for o in outcomes if o.action == "trigger"] == [("trigger", Status.PLANNED)]
     assert view.get(KEY) is not None and view.pending_get(KEY) is None
+
+
+def test_a_re_fire_while_a_wake_up_gives_its_held_resolve_back_never_leaves_the_resolve_held() -> None:
+    """Second review item 3: worker A's wake-up took the held resolve and PagerDuty failed it (retry); A gives it
+    back just as worker B's re-fire of the key looks at it (injected at the re-fire's first look that finds it
+    taken). The re-fire must cancel the hold or wait behind it in one step: never be deduplicated with the
+    hold left in place for the next wake-up to resolve a key that fired after its recovery."""
+    from engine.dispatch.dispatcher import LEASE_SECONDS, RETRY_DUE_SECONDS
+    from engine.evaluation.actions import HeldResolve, OpenIncident
+    config = make_config()
+    view = MemoryView()
+    b = Pipeline(rules_from(main_red_rules(FLAP), config), Dispatcher(config, DryRun(view)))
+    view.open(OpenIncident(KEY, {"kind": "main-red", "repo": "acme/api"}, "main-red", "high", "t"))
+    view.held_resolves[KEY] = HeldResolve(KEY, "main-green", "p3", "green", T0 - 1800, T0, 3)
+    lease = T0 + 1 + LEASE_SECONDS
+    assert view.resolve_take(KEY, T0, lease) == 1  # A's resolve is under way
+    released: list[bool] = []
+    for name in ("resolve_forget", "resolve_refire"):  # whichever the re-fire asks first, A releases right after
+        real = getattr(view, name, None)
+        if real is None:
+            continue
+
+        def hooked(*args: Any, real: Any = real) -> Any:
+            answer = real(*args)
+            if not released:
+                released.append(view.resolve_release(KEY, lease, T0 + 1 + RETRY_DUE_SECONDS))
+            return answer
+        setattr(view, name, hooked)
+    [refire] = b.outcomes(dict(event("failed", 0, "f4"), time=iso(T0 + 2)))
+    for name in ("resolve_forget", "resolve_refire"):
+        view.__dict__.pop(name, None)
+    assert refire.status in (Status.FLAPPING, Status.PENDING), refire.status
+    woke = b.dispatcher.fire_due(T0 + 31)
+    assert [o for o in woke if o.action == "resolve"] == [] and view.get(KEY) is not None  # it fired: stays open

@@ -725,10 +725,12 @@ def test_a_taken_held_resolve_is_not_cancelled_but_marked_by_a_re_fire(make_stat
     state.hold_resolve(HeldResolve("k1", "main-green", "p3", "m", 100.0, 700.0, 3))
     assert state.take_held_resolve("k1", 700.0, 760.0) == 1 and other.take_held_resolve("k1", 700.0, 761.0) is None
     assert not other.forget_held_resolve("k1", 710.0, "refired")  # a wake-up is releasing it
-    assert other.behind_held_resolve("k1", 710.0) == 760.0  # the re-fire waits for the lease's end
+    assert other.refire_held_resolve("k1", 710.0) == (False, 760.0)  # the re-fire waits for the lease's end
     assert not state.release_held_resolve("k1", 760.0, 790.0)  # fired meanwhile: not held again
     assert state.take_held_resolve("k1", 760.0, 820.0) == 2  # a taker after a crash sees it fired
     assert state.finish_held_resolve("k1", 820.0, 800.0, "refired") and state.held_resolve("k1") is None
     state.hold_resolve(HeldResolve("k2", "main-green", "p3", "m", 100.0, 700.0, 3))
     assert state.take_held_resolve("k2", 700.0, 760.0) == 1 and state.release_held_resolve("k2", 760.0, 790.0)
-    assert other.forget_held_resolve("k2", 780.0, "refired")  # held again, untaken: a re-fire cancels it
+    assert other.refire_held_resolve("k2", 780.0) == (True, None)  # held again, untaken: a re-fire cancels it
+    assert state.recent_audit(1)[0]["action"] == "flapping_refired" and state.held_resolve("k2") is None
+    assert other.refire_held_resolve("k2", 780.0) == (False, None)  # none held

@@ -184,8 +184,9 @@ class RepeatView(Protocol):
         """Hold again the resolve this taker took, due at ``until``; False when its key fired meanwhile."""
         ...
 
-    def resolve_behind(self, incident_key: str, at: float) -> float | None:
-        """The key fired while a wake-up has its held resolve taken: mark it; the lease's end, or None."""
+    def resolve_refire(self, incident_key: str, at: float) -> tuple[bool, float | None]:
+        """The key fired, in one step: drop its held resolve ((True, None)); or, while a wake-up has it taken
+        (lease not over), mark it fired and give the lease's end ((False, end)); (False, None): none held."""
         ...
 
 
@@ -319,12 +320,15 @@ class MemoryView:
         self.held_resolves[incident_key] = replace(held, until=until, taken=0)
         return True
 
-    def resolve_behind(self, incident_key: str, at: float) -> float | None:
+    def resolve_refire(self, incident_key: str, at: float) -> tuple[bool, float | None]:
         held = self.held_resolves.get(incident_key)
-        if held is None or not held.taken or held.until <= at:
-            return None
-        self.held_resolves[incident_key] = replace(held, taken=2)
-        return held.until
+        if held is None:
+            return False, None
+        if held.taken and held.until > at:
+            self.held_resolves[incident_key] = replace(held, taken=2)
+            return False, held.until
+        del self.held_resolves[incident_key]
+        return True, None
 
     def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
         return sorted((p for p in self.pending.values() if p.until <= at), key=lambda p: p.until)[:limit]
@@ -606,9 +610,10 @@ class Dispatcher:
                 self._hold_until_renotify(action, over, now, waiting)
                 return triggered(action, waiting, name)
             refired = repeat.resolve_held(action.incident_key) if held_any else None
-            if refired is not None and not repeat.resolve_forget(action.incident_key, now, "refired"):
-                refired = None  # another worker released or cancelled it first, or is releasing it now:
-                behind = repeat.resolve_behind(action.incident_key, now)
+            forgot, behind = repeat.resolve_refire(action.incident_key, now) if refired is not None else (False, None)
+            if refired is not None and not forgot:
+                refired = None  # another worker released or cancelled it first, or is releasing it now
+                # (one step, so a hold given back meanwhile is cancelled, never left for the next wake-up):
                 if behind is not None and self._pending is not None:
                     # a wake-up is resolving the key this moment: this trigger is held until its lease ends,
                     # and pages then if the resolve went out (the resolve is not held again if it did not)

@@ -624,13 +624,24 @@ class State:
                               "AND taken = 1 RETURNING incident_key",
                               (until, incident_key, lease_until)).fetchone() is not None
 
-    def behind_held_resolve(self, incident_key: str, at: float) -> float | None:
-        """The key fired while a wake-up has its held resolve taken: marked (so the resolve is not held
-        again, and a taker after a crash cancels it); when the lease ends, or None when none is taken."""
+    def refire_held_resolve(self, incident_key: str, at: float, actor: str = "pagerules") -> tuple[bool, float | None]:
+        """The key fired at ``at``: in one transaction (the row locked), drop its held resolve, audited
+        ``flapping_refired`` ((True, None)); or, while a wake-up has it taken (lease not over), mark it fired
+        (so it is not held again, and a taker after a crash cancels it) and give the lease's end ((False,
+        end)); (False, None) when none is held. A taker giving it back meanwhile waits for this decision."""
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""  # SQLite: BEGIN IMMEDIATE locks all
         with self.transaction() as db:
-            row = db.execute("UPDATE held_resolves SET taken = 2 WHERE incident_key = ? AND taken > 0 AND due_at > ? "
-                             "RETURNING due_at", (incident_key, at)).fetchone()
-        return float(row[0]) if row is not None else None
+            row = db.execute(f"SELECT rule, taken, due_at FROM held_resolves WHERE incident_key = ?{lock}",
+                             (incident_key,)).fetchone()
+            if row is None:
+                return False, None
+            rule, taken, due_at = row
+            if taken and due_at > at:
+                db.execute("UPDATE held_resolves SET taken = 2 WHERE incident_key = ?", (incident_key,))
+                return False, float(due_at)
+            db.execute("DELETE FROM held_resolves WHERE incident_key = ?", (incident_key,))
+            write_audit(db, at, actor, "flapping_refired", incident_key, None, {"rule": rule})
+        return True, None
 
     def due_resolves(self, at: float, limit: int = 100) -> list[HeldResolve]:
         """Held resolves due at ``at``, soonest first: an index range on due_at."""
@@ -749,8 +760,8 @@ class StateView:
     def resolve_release(self, incident_key: str, lease_until: float, until: float) -> bool:
         return self.state.release_held_resolve(incident_key, lease_until, until)
 
-    def resolve_behind(self, incident_key: str, at: float) -> float | None:
-        return self.state.behind_held_resolve(incident_key, at)
+    def resolve_refire(self, incident_key: str, at: float) -> tuple[bool, float | None]:
+        return self.state.refire_held_resolve(incident_key, at)
 
     def get(self, incident_key: str) -> OpenIncident | None:
         return self.state.get(incident_key)
