@@ -12,7 +12,7 @@ import pytest
 from pg_server import pg_server, pg_url  # noqa: F401
 
 from engine.pagerduty.migrations import MIGRATIONS
-from engine.pagerduty.pgqueue import EventQueue
+from engine.pagerduty.pgqueue import PURGE_DONE, EventQueue
 from engine.pagerduty.pgstate import PgState
 from engine.pagerduty.queue import Entry, QueueUnavailable, ordering_key
 from engine.pagerduty.state import State
@@ -202,6 +202,17 @@ def test_purge_deletes_old_done_rows_in_batches_and_keeps_failed_and_unfinished_
     assert queue.purge_done(1800, batch=2) == 2 and queue.purge_done(1800, batch=2) == 1
     assert queue.purge_done(1800, batch=2) == 0
     assert queue.counts() == {"failed": 1, "doing": 1}  # the failed row stays for `queue retry`
+
+
+def test_purge_reads_only_old_done_rows_from_an_index(queue: EventQueue) -> None:
+    """Retention runs every minute on a queue that keeps every finished row: a purge that read the whole
+    table (a per-row clock call no index can answer) grew with the queue's history."""
+    queue.enqueue([entry(f"k{n}", n) for n in range(3)])
+    with psycopg.connect(queue.url, autocommit=True) as conn:
+        conn.execute("ANALYZE event_queue")
+        conn.execute("SET enable_seqscan = off")  # a three-row table would be scanned whatever the indexes
+        plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN {PURGE_DONE}", (1800, 500)))
+    assert "Index Scan using event_queue_done" in plan and "Index Cond: (finished_at <" in plan, plan
 
 
 def test_a_failed_row_is_retried_from_its_first_event_and_others_are_refused(queue: EventQueue) -> None:

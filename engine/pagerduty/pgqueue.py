@@ -27,6 +27,10 @@ from engine.pagerduty.pgstate import CONNECT_TIMEOUT_SECONDS, describe
 from engine.pagerduty.queue import Entry, Job, QueueUnavailable
 
 NOW = "extract(epoch FROM clock_timestamp())"
+# The cutoff is a subquery, computed once: ``finished_at < NOW - %s`` calls a volatile clock per row,
+# which no index can answer, so every purge read the whole queue's history.
+PURGE_DONE = ("DELETE FROM event_queue WHERE id IN (SELECT id FROM event_queue WHERE status = 'done'"
+              f" AND finished_at < (SELECT {NOW} - %s) ORDER BY finished_at LIMIT %s)")
 # pg_try_advisory_lock key of the replica that reconciles with PagerDuty ("pagerule" in ASCII, cut):
 # a session lock, so it is let go when that replica's connection ends, dead or alive.
 LEADER_LOCK = 0x70616765727572 & 0x7FFFFFFFFFFFFFFF
@@ -208,9 +212,7 @@ class EventQueue:
     def purge_done(self, keep_seconds: float, batch: int = 500) -> int:
         """Delete up to ``batch`` ``done`` rows finished more than ``keep_seconds`` ago, oldest first: how many.
         Failed rows stay until retried. Small batches keep each transaction short beside the workers."""
-        return self._execute(
-            "DELETE FROM event_queue WHERE id IN (SELECT id FROM event_queue WHERE status = 'done'"
-            f" AND finished_at < {NOW} - %s ORDER BY id LIMIT %s)", (keep_seconds, batch)).rowcount
+        return self._execute(PURGE_DONE, (keep_seconds, batch)).rowcount
 
     # ---- one replica reconciles --------------------------------------------------------
     def lead(self) -> bool:

@@ -123,6 +123,11 @@ def _repeat_control(real: str) -> tuple[str, ...]:
             "CREATE INDEX held_resolves_due ON held_resolves (due_at)")
 
 
+# Retention deletes the oldest done rows a batch at a time, every minute: an index range over done rows
+# only, so its cost stays that of the batch however long the queue's history is.
+_QUEUE_DONE = "CREATE INDEX event_queue_done ON event_queue (finished_at) WHERE status = 'done'"
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "incidents, their labels, the daemon's progress and the audit trail",
@@ -162,6 +167,11 @@ MIGRATIONS: tuple[Migration, ...] = (
            "(issue 15)",
         sqlite=_repeat_control("REAL"),
         postgresql=_repeat_control("DOUBLE PRECISION"),
+    ),
+    Migration(
+        8, "the queue's done rows pruned from an index (issue 18)",
+        sqlite=(_QUEUE_DONE,),
+        postgresql=(_QUEUE_DONE,),
     ),
 )
 
