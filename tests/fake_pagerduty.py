@@ -238,6 +238,9 @@ class FakePagerDuty:
         if write and "@" not in headers.get("from", ""):
             return 400, {}, {"error": {"message": "Invalid Input Provided", "code": 2001, "errors": [
                 'You must specify a user\'s email address in the "From" header to perform this action']}}
+        if write and not isinstance(body, dict):  # none, cut short (a client killed mid-request), or not JSON
+            return 400, {}, {"error": {"message": "Invalid Input Provided", "code": 2001,
+                                       "errors": ["The request body is not a JSON object"]}}
         parts = [p for p in path.split("/") if p]
         with self.lock:
             return self._route(method, parts, dict(query), query, body)
@@ -377,7 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         try:
             body = json.loads(raw) if raw else None
-        except ValueError:  # answered like PagerDuty's Events API; the REST fake never sees one
+        except ValueError:  # answered 400, as PagerDuty answers it
             body = _BAD_JSON
         headers = {k.lower(): v for k, v in self.headers.items()}
         if url.path.startswith("/_fake/"):

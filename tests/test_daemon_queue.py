@@ -95,7 +95,8 @@ def test_a_worker_killed_mid_batch_leaves_its_events_to_another_none_lost_none_d
     wait_for(lambda: statuses(workers.url) == {"done": repos * rounds * 2}, 20, "the survivor to finish")
     assert_one_resolved_incident_per_key(fake, repos, rounds)
     creates = fake.calls("POST", "/incidents")
-    keys = [c["body"]["incident"]["incident_key"] for c in creates]
+    # a create the kill cut short reached the fake with no body, or part of one (refused 400): not a create
+    keys = [c["body"]["incident"]["incident_key"] for c in creates if isinstance(c["body"], dict)]
     assert len(keys) - len(set(keys)) <= 1  # at most the one event in flight at the kill is asked again
 
 

@@ -63,3 +63,14 @@ def test_log_entries_answer_what_happened_and_refuse_a_query_the_spec_does_not_a
         refused = requests.get(f"{url}/log_entries", params=bad, headers=headers, timeout=5)
         assert refused.status_code == 400, bad
         assert refused.json()["error"]["errors"], bad
+
+
+def test_a_write_whose_body_is_missing_or_cut_short_is_refused_and_creates_nothing(fake: FakePagerDuty) -> None:
+    """A worker killed mid-request leaves the fake a body cut short, or none: PagerDuty answers 400."""
+    url = fake.url  # type: ignore[attr-defined]
+    cut = '{"incident": {"type": "incident", "title": "cut", "incident_key": "k1"'
+    for body in (cut, ""):
+        answer = requests.post(f"{url}/incidents", headers={**HEADERS, "Content-Type": "application/json"},
+                               data=body, timeout=10)
+        assert (answer.status_code, answer.json()["error"]["message"]) == (400, "Invalid Input Provided")
+    assert fake.incidents == {} and [c["body"] for c in fake.calls("POST", "/incidents")] == [cut, None]

@@ -645,12 +645,32 @@ def test_a_state_at_version_6_gains_repeat_control_and_keeps_its_holds(make_stat
                    " opened_at, confirmed_at, html_url) VALUES ('a', 'P1', 'rule', 'high', 't', '{}',"
                    " 'triggered', 1.0, 1.0, NULL)")
     state = make_state("v6")
-    assert (state.migrated.before, state.migrated.applied) == (6, (7,))
+    assert (state.migrated.before, state.migrated.applied) == (6, tuple(range(7, LATEST + 1)))
     stored = state.get("a")
     assert stored is not None and stored.renotify is None
     pending = state.pending("k1")
     assert pending is not None and (pending.until, pending.renotify, pending.flap) == (700.0, None, None)
     assert state.hand_resolved("a") is None and state.due_resolves(1e12) == []
+
+
+@pytest.mark.parametrize("version", range(1, LATEST))
+def test_a_state_written_at_any_earlier_version_opens_with_its_incidents_and_audit(make_state: MakeState,
+                                                                                   version: int) -> None:
+    """Whichever release wrote it, its open incidents stay open (a lost one is a recovery never resolved)."""
+    old = make_state("old", MIGRATIONS[:version])
+    with old.transaction() as db:  # in migration 1's columns, which every later version keeps
+        db.execute("INSERT INTO incidents (incident_key, incident_id, rule, severity, title, labels, status,"
+                   " opened_at, confirmed_at) VALUES ('a', 'P1', 'rule', 'high', 't', ?, 'triggered', 1.0, 1.0)",
+                   ('{"repo": "acme/api"}',))
+        db.execute("INSERT INTO incident_labels VALUES ('repo', 'acme/api', 'a')")
+        db.execute("INSERT INTO audit (at, actor, action, incident_key, incident_id) "
+                   "VALUES (1.0, 'rules', 'create', 'a', 'P1')")
+    state = make_state("old")
+    assert (state.migrated.before, state.migrated.applied) == (version, tuple(range(version + 1, LATEST + 1)))
+    assert [i.incident_key for i in state.select({"repo": ("acme/api",)})] == ["a"]
+    assert [(e["action"], e["incident_key"]) for e in state.recent_audit()] == [("create", "a")]
+    state.record_open(incident("b", repo="acme/api"), 2.0, "rules", "create")  # and it takes new writes
+    assert sorted(i.incident_key for i in state.open_incidents()) == ["a", "b"]
 
 
 def test_a_resolve_by_hand_is_remembered_only_by_the_call_that_removed_its_row(make_state: MakeState) -> None:
