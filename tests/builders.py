@@ -279,6 +279,16 @@ def main_build(status: str, minute: float, eid: str) -> dict[str, Any]:
             "status": status, "time": iso_at(T0 + minute * 60)}
 
 
+EVENTS_ROUTING_KEY = "routingkeyforthedefault000000002"  # 32 characters, as PagerDuty's are
+
+
+def events_api_config(fake: FakePagerDuty, yaml_text: str = "") -> Config:
+    """A live config whose default route is the Events API v2 at ``fake`` (EVENTS_ROUTING_KEY), no retries."""
+    return make_config(yaml_text, env={
+        "PAGERDUTY_API_URL": fake.url, "PAGERDUTY_EVENTS_URL": fake.url,  # type: ignore[attr-defined]
+        "PAGERDUTY_ROUTING_KEY": EVENTS_ROUTING_KEY, "PAGERULES_RETRIES": "0"})
+
+
 class Workers:
     """``watch --queue`` worker processes sharing one folder's rules and config, on the queue at ``url``, each
     with its own log (tmp/worker-N.log), holding rows for ``lease`` seconds."""

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import EVENTS_ROUTING_KEY, T0, events_api_config, main_red_rules, make_config, rules_from
 from builders import MAIN_RED_KEY as KEY
-from builders import T0, main_red_rules, make_config, rules_from
 from builders import iso_at as iso
 from builders import main_build as event
 from fake_pagerduty import FROM_EMAIL, POLICY, SERVICE, TOKEN, FakePagerDuty
@@ -187,10 +187,8 @@ def test_a_recovery_after_the_hold_is_due_resolves_when_no_wake_up_ran() -> None
 
 
 def test_live_an_events_api_route_holds_the_same_way_without_notes(fake: FakePagerDuty, tmp_path: Path) -> None:
-    routing_key = "routingkeyforthedefault000000002"
-    config = make_config("dedup_window_seconds: 60", env={
-        "PAGERDUTY_API_URL": fake.url, "PAGERDUTY_EVENTS_URL": fake.url,  # type: ignore[attr-defined]
-        "PAGERDUTY_ROUTING_KEY": routing_key, "PAGERULES_RETRIES": "0"})
+    routing_key = EVENTS_ROUTING_KEY
+    config = events_api_config(fake, "dedup_window_seconds: 60")
     now = [T0]
     backend = live_backend(config, str(tmp_path / "state.db"))
     backend.clock = lambda: now[0]
