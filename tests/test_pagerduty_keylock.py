@@ -14,7 +14,7 @@ from builders import live_config, wait_for
 from fake_pagerduty import FakePagerDuty
 from pg_server import pg_server, pg_url  # noqa: F401
 
-from engine.dispatch.dispatcher import Backend, NoteTaker
+from engine.dispatch.dispatcher import Backend, Dispatcher, NoteTaker
 from engine.dispatch.outcomes import Status
 from engine.evaluation.actions import ResolveAction, TriggerAction
 from engine.pagerduty.backend import Live, make_client
@@ -222,3 +222,42 @@ def test_the_locked_backend_still_takes_notes_for_flap_control(fake: FakePagerDu
         replica.close()
     (incident,) = fake.incidents.values()
     assert incident["notes"] == ["flapping: the resolve waits"]
+
+
+def test_a_recovery_between_a_wake_ups_take_and_its_page_waits_and_resolves_the_page(
+        fake: FakePagerDuty, pg_url: str) -> None:  # noqa: F811
+    """Third review R1: worker A's wake-up takes a due for: hold; worker B's recovery for the key comes
+    before A's create. B used to cancel the hold, find nothing open and answer cancelled_pending, then A
+    paged: an incident open for a problem that had recovered. The wake-up now holds the key's turn from
+    its take to its release, so B waits for it and resolves the page."""
+    PgState(pg_url).close()
+    a, b = Replica(fake, pg_url, True), Replica(fake, pg_url, True)
+    key, clock = unique("checkout-5xx"), [1000.0]
+    config = live_config(fake, PAGERULES_RETRIES="0")
+    first, second = Dispatcher(config, a.backend, lambda: clock[0]), Dispatcher(config, b.backend, lambda: clock[0])
+    recovered: list[list[Status]] = []
+
+    def recover() -> None:
+        recovered.append([o.status for o in second.handle(ResolveAction("ok", "e2", key, "5xx back to normal"))])
+
+    recovery = threading.Thread(target=recover)
+    take = a.state.take_pending
+
+    def take_then_let_the_recovery_in(incident_key: str, until: float, lease_until: float) -> bool:
+        taken = take(incident_key, until, lease_until)
+        recovery.start()  # B's recovery, between A's take and A's create: it finishes or waits for A's turn
+        wait_for(lambda: recovered or waiting_for(pg_url, key) == 1, 20, "the recovery to end or wait its turn")
+        return taken
+
+    a.state.take_pending = take_then_let_the_recovery_in  # type: ignore[method-assign]
+    try:
+        held = first.handle(TriggerAction("r", "e1", key, "checkout 5xx", "high", pending_for=60.0))
+        assert [o.status for o in held] == [Status.PENDING]
+        clock[0] += 61
+        assert [o.status for o in first.fire_due()] == [Status.CREATED]
+        recovery.join(30)
+    finally:
+        a.close()
+        b.close()
+    assert recovered == [[Status.RESOLVED]]  # it waited for the page, then resolved it
+    assert fake.open_keys() == []

@@ -736,7 +736,8 @@ def test_a_recovery_cancelling_a_hold_says_whether_a_wake_up_had_it_taken(make_s
     assert other.cancel_pending("k1", 770.0) == 1  # given back: nobody is paging it
     state.hold_pending(held("k1", since=100.0, hold=600.0))
     assert state.take_pending("k1", 700.0, 760.0)
-    assert other.cancel_pending("k1", 760.0) == 1  # its taker died and the lease passed
+    assert other.cancel_pending("k1", 900.0) == 2  # its taker died, maybe mid-page: the lease's end proves
+    # nothing (third review R1: a slow create outlives it), so the recovery still resolves the key
 
 
 def test_a_taken_held_resolve_is_not_cancelled_but_marked_by_a_re_fire(make_state: MakeState) -> None:

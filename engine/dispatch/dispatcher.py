@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -110,7 +111,8 @@ class PendingView(Protocol):
 
     def pending_cancel(self, incident_key: str, at: float) -> int:
         """A recovery drops the hold: 0 none (or another process dropped it first), 1 dropped, 2 dropped one
-        a wake-up has taken (its lease not over at ``at``), which may be paging it this moment."""
+        a wake-up has taken, which may have paged it (it died mid-page, or pages it this moment where no key
+        turns order the two), so the recovery still resolves the key."""
         ...
 
     def pending_take(self, incident_key: str, until: float, lease_until: float) -> bool:
@@ -187,6 +189,17 @@ class RepeatView(Protocol):
     def resolve_refire(self, incident_key: str, at: float) -> tuple[bool, float | None]:
         """The key fired, in one step: drop its held resolve ((True, None)); or, while a wake-up has it taken
         (lease not over), mark it fired and give the lease's end ((False, end)); (False, None): none held."""
+        ...
+
+
+@runtime_checkable
+class KeyTurns(Protocol):
+    """A backend whose processes take turns per incident_key (engine/pagerduty/keylock.py KeyLocked, on
+    PostgreSQL): the dispatcher holds the key's turn across a whole decision (a hold taken and paged, a
+    recovery's cancel and resolve), so another worker's decision for the key never falls in between."""
+
+    def turn(self, incident_key: str) -> AbstractContextManager[None]:
+        """Wait for the key's turn and hold it inside (reentrant: the backend's own calls take it again)."""
         ...
 
 
@@ -345,7 +358,7 @@ class MemoryView:
         held = self.pending.pop(incident_key, None) if self.pending else None
         taken = incident_key in self._taken
         self._taken.discard(incident_key)
-        return 0 if held is None else 2 if taken and held.until > at else 1
+        return 0 if held is None else 2 if taken else 1
 
     def pending_done(self, incident_key: str, lease_until: float, at: float, why: str) -> bool:
         held = self.pending.get(incident_key)
@@ -567,15 +580,23 @@ class Dispatcher:
         self._pending = view if isinstance(view, PendingView) else None
         self._repeat = view if isinstance(view, RepeatView) else None
         self._notes = backend if isinstance(backend, NoteTaker) else None
+        self._turns = backend if isinstance(backend, KeyTurns) else None
+
+    def _turn(self, incident_key: str | None) -> AbstractContextManager[None]:
+        """The key's turn across processes (KeyTurns), else nothing to wait for (one process decides alone)."""
+        return self._turns.turn(incident_key) if self._turns is not None and incident_key is not None \
+            else nullcontext()
 
     def handle(self, action: Action) -> list[Outcome]:
         """The outcome of an action, after the error outcomes of any template it rendered on the way."""
         if isinstance(action, TriggerAction):
-            outcome = self._trigger(action)
+            with self._turn(action.incident_key):
+                outcome = self._trigger(action)
             errors = action.render_errors
             return [*map(errored, errors), outcome] if errors else [outcome]
         if isinstance(action, ResolveAction):
-            return [self._resolve(action)]
+            with self._turn(action.incident_key):
+                return [self._resolve(action)]
         if isinstance(action, ChangeAction):
             return [self._change(action)]
         return [errored(action)]
@@ -732,22 +753,27 @@ class Dispatcher:
         if view is None:
             return out
         for held in view.pending_due(now):
-            key, lease = held.incident_key, now + LEASE_SECONDS
-            if not view.pending_take(key, held.until, lease):
-                continue  # another worker took it
-            outcomes = self.handle(held.action())  # raises: left taken, taken again once the lease passes
-            out += outcomes
-            waiting = next((o.result.wait_until for o in outcomes
-                            if o.status in (Status.RENOTIFY_WAIT, Status.PENDING)), None)
-            if any(o.status is Status.FAILED and o.retry for o in outcomes):
-                view.pending_release(key, lease, now + RETRY_DUE_SECONDS)
-            elif waiting is not None:  # a person resolved it meanwhile: due again when its renotify passes;
-                # or held behind a resolve another wake-up has taken: due again when that lease ends (its
-                # own hold is this very row, so it is given back, never removed unpaged)
-                view.pending_release(key, lease, waiting)
-            else:
-                view.pending_done(key, lease, now, "paged")
+            with self._turn(held.incident_key):  # a recovery for the key waits until the page is decided
+                out += self._fire(view, held, now)
         return out
+
+    def _fire(self, view: PendingView, held: PendingTrigger, now: float) -> list[Outcome]:
+        """Take one due hold with a lease and page it: its outcomes (none when another worker took it)."""
+        key, lease = held.incident_key, now + LEASE_SECONDS
+        if not view.pending_take(key, held.until, lease):
+            return []  # another worker took it
+        outcomes = self.handle(held.action())  # raises: left taken, taken again once the lease passes
+        waiting = next((o.result.wait_until for o in outcomes
+                        if o.status in (Status.RENOTIFY_WAIT, Status.PENDING)), None)
+        if any(o.status is Status.FAILED and o.retry for o in outcomes):
+            view.pending_release(key, lease, now + RETRY_DUE_SECONDS)
+        elif waiting is not None:  # a person resolved it meanwhile: due again when its renotify passes;
+            # or held behind a resolve another wake-up has taken: due again when that lease ends (its
+            # own hold is this very row, so it is given back, never removed unpaged)
+            view.pending_release(key, lease, waiting)
+        else:
+            view.pending_done(key, lease, now, "paged")
+        return outcomes
 
     def _release_resolves(self, now: float) -> list[Outcome]:
         """Resolve every held resolve (a flapping key's) whose window passed with no trigger, through the
@@ -757,21 +783,27 @@ class Dispatcher:
         assert view is not None
         out: list[Outcome] = []
         for held in view.resolves_due(now):
-            key, lease = held.incident_key, now + LEASE_SECONDS
-            taken = view.resolve_take(key, held.until, lease)
-            if taken is None:
-                continue  # another worker took it
-            if taken == 2:  # the key fired while a wake-up that died had it: cancelled, as a re-fire cancels
-                view.resolve_done(key, lease, now, "refired")
-                continue
-            outcome = self._resolve(held.action(), hold=False)  # raises: left taken, taken again later
-            out.append(outcome)
-            if outcome.status is Status.FAILED and outcome.retry:
-                if not view.resolve_release(key, lease, now + RETRY_DUE_SECONDS):
-                    view.resolve_done(key, lease, now, "refired")  # it fired meanwhile: not held again
-            else:
-                view.resolve_done(key, lease, now, "released")
+            with self._turn(held.incident_key):  # a trigger for the key waits until the resolve is decided
+                out += self._release(view, held, now)
         return out
+
+    def _release(self, view: RepeatView, held: HeldResolve, now: float) -> list[Outcome]:
+        """Take one due held resolve with a lease and send it: its outcome (none when another worker took it,
+        or when the key fired while a wake-up that died had it: cancelled, as a re-fire cancels)."""
+        key, lease = held.incident_key, now + LEASE_SECONDS
+        taken = view.resolve_take(key, held.until, lease)
+        if taken is None:
+            return []  # another worker took it
+        if taken == 2:
+            view.resolve_done(key, lease, now, "refired")
+            return []
+        outcome = self._resolve(held.action(), hold=False)  # raises: left taken, taken again later
+        if outcome.status is Status.FAILED and outcome.retry:
+            if not view.resolve_release(key, lease, now + RETRY_DUE_SECONDS):
+                view.resolve_done(key, lease, now, "refired")  # it fired meanwhile: not held again
+        else:
+            view.resolve_done(key, lease, now, "released")
+        return [outcome]
 
     def _silenced(self, action: TriggerAction) -> Result | None:
         """``silenced`` (recorded by the view) when an active silence matches the trigger's labels; else None.
@@ -808,7 +840,8 @@ class Dispatcher:
             dropped = pending.pending_cancel(key, self._now(pending, action.at))
             if dropped == 1 and self.view.get(key) is None:
                 return resolved(action, CANCELLED_PENDING)  # nothing was sent for it, so nothing to resolve
-            paging = dropped == 2  # resolve anyway: under watch --queue the key lock orders it after that page
+            paging = dropped == 2  # resolve anyway: under watch --queue this recovery holds the key's turn,
+            # which the wake-up held from its take to its release, so its page (if it went out) is open now
         name = route_name(resolve_route(self.routes, self.view, action.incident_key)) if self.routes else "default"
         if not self.config.auto_resolve:
             return resolved(action, _AUTO_RESOLVE_OFF, name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -104,6 +104,12 @@ class KeyLocked:
     @property
     def notifier(self) -> Announcer:
         return self.inner.notifier
+
+    def turn(self, incident_key: str) -> AbstractContextManager[None]:
+        """The key's turn for a whole decision (engine.dispatch.dispatcher.KeyTurns): a wake-up's take of a
+        hold, its page and its release; a recovery's cancel of that hold and its resolve. The calls below take
+        the lock again inside it, which a session's advisory locks allow."""
+        return self.locks.hold(incident_key)
 
     def create(self, action: TriggerAction, route: Route | None = None) -> Result:
         with self.locks.hold(action.incident_key):

@@ -460,15 +460,15 @@ class State:
 
     def cancel_pending(self, incident_key: str, at: float, actor: str = "pagerules") -> int:
         """A recovery drops the key's hold: 0 when none was held (or another worker dropped it first), 1 when
-        this call dropped it, 2 when it dropped one a wake-up has taken (lease not over at ``at``): that
-        wake-up may be paging it this moment, so the recovery must still resolve the key."""
+        this call dropped it, 2 when it dropped one a wake-up has taken: that wake-up may have paged it (it
+        died mid-page, whether or not its lease is over), so the recovery must still resolve the key."""
         with self.transaction() as db:
-            row = db.execute("DELETE FROM pending_triggers WHERE incident_key = ? RETURNING rule, taken, due_at",
+            row = db.execute("DELETE FROM pending_triggers WHERE incident_key = ? RETURNING rule, taken",
                              (incident_key,)).fetchone()
             if row is None:
                 return 0
             write_audit(db, at, actor, "pending_cancelled", incident_key, None, {"rule": row[0]})
-        return 2 if row[1] and row[2] > at else 1
+        return 2 if row[1] else 1
 
     def take_pending(self, incident_key: str, until: float, lease_until: float) -> bool:
         """Take a due hold (read due at ``until``) for a wake-up: its due time moves to ``lease_until`` in one
