@@ -361,3 +361,40 @@ def test_a_re_fire_while_a_wake_up_gives_its_held_resolve_back_never_leaves_the_
     assert refire.status in (Status.FLAPPING, Status.PENDING), refire.status
     woke = b.dispatcher.fire_due(T0 + 31)
     assert [o for o in woke if o.action == "resolve"] == [] and view.get(KEY) is not None  # it fired: stays open
+
+
+def test_a_recovery_after_a_re_fire_during_a_failed_release_still_resolves_the_key() -> None:
+    """Third review R4: worker A's wake-up took the held resolve; while its resolve was out, worker B got the
+    key's re-fire (marked the hold fired, the trigger held behind A's lease) and then its recovery (which
+    cancels that trigger and finds the resolve held). PagerDuty failed A's resolve. The last word was a
+    recovery, so the resolve must be held again and sent, not dropped as re-fired with the key left open."""
+    from engine.dispatch.dispatcher import RETRY_DUE_SECONDS
+    from engine.dispatch.outcomes import Result
+
+    class FailingRelease(NotingDryRun):
+        hook: Any = None
+
+        def resolve(self, action: Any) -> Any:
+            if self.hook:
+                hook, self.hook = self.hook, None
+                hook()  # B runs while A's resolve is out
+                return Result(Status.FAILED, error="PagerDuty answered 503", retry=True)
+            return super().resolve(action)
+
+    config = make_config()
+    backend = FailingRelease(MemoryView())
+    rules = rules_from(main_red_rules(FLAP), config)
+    a, b = Pipeline(rules, Dispatcher(config, backend)), Pipeline(rules, Dispatcher(config, backend))
+    lines(a, *FLAPPING, event("passed", 10, "p3"))
+    seen: list[tuple[str, str]] = []
+    backend.hook = lambda: seen.extend((action, status) for action, status, _ in
+                                       lines(b, event("failed", 40.001, "f4"), event("passed", 40.002, "p4")))
+    due = T0 + 40 * 60 + 0.01
+    [failed] = a.dispatcher.fire_due(due)
+    assert failed.status is Status.FAILED and backend.view.get(KEY) is not None
+    assert seen == [("trigger", "pending"), ("resolve", "flapping")]
+    assert backend.view.pending_get(KEY) is None  # the recovery cancelled the re-fire's trigger
+    assert KEY in backend.view.held_resolves, "the recovery's resolve was dropped as re-fired"
+    outcomes = a.dispatcher.fire_due(due + RETRY_DUE_SECONDS)
+    assert [(o.action, o.status) for o in outcomes] == [("resolve", Status.PLANNED)]
+    assert backend.view.get(KEY) is None and KEY not in backend.view.held_resolves

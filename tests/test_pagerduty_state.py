@@ -755,3 +755,17 @@ def test_a_taken_held_resolve_is_not_cancelled_but_marked_by_a_re_fire(make_stat
     assert other.refire_held_resolve("k2", 780.0) == (True, None)  # held again, untaken: a re-fire cancels it
     assert state.recent_audit(1)[0]["action"] == "flapping_refired" and state.held_resolve("k2") is None
     assert other.refire_held_resolve("k2", 780.0) == (False, None)  # none held
+
+
+def test_a_recovery_after_a_re_fire_marks_a_taken_held_resolve_taken_only_again(make_state: MakeState) -> None:
+    """Third review R4: the key recovered again after the re-fire, so the taker's release (or the next
+    taker after a crash) still sends the resolve instead of dropping it as re-fired."""
+    from engine.evaluation.actions import HeldResolve
+    state, other = make_state(), make_state()
+    state.hold_resolve(HeldResolve("k1", "main-green", "p3", "m", 100.0, 700.0, 3))
+    assert not other.recover_held_resolve("k1")  # held, untaken: nothing to mark
+    assert state.take_held_resolve("k1", 700.0, 760.0) == 1
+    assert other.refire_held_resolve("k1", 710.0) == (False, 760.0)
+    assert other.recover_held_resolve("k1") and not other.recover_held_resolve("k1")
+    assert state.release_held_resolve("k1", 760.0, 790.0)  # held again, for the retry
+    assert state.take_held_resolve("k1", 790.0, 850.0) == 1  # and a taker sends it

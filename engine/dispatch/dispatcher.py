@@ -191,6 +191,11 @@ class RepeatView(Protocol):
         (lease not over), mark it fired and give the lease's end ((False, end)); (False, None): none held."""
         ...
 
+    def resolve_recovered(self, incident_key: str) -> bool:
+        """The key recovered again after a re-fire marked its taken held resolve fired: marked taken only
+        again, so the taker's release (or, if it died, the next taker) still sends it; whether it was marked."""
+        ...
+
 
 @runtime_checkable
 class KeyTurns(Protocol):
@@ -342,6 +347,13 @@ class MemoryView:
             return False, held.until
         del self.held_resolves[incident_key]
         return True, None
+
+    def resolve_recovered(self, incident_key: str) -> bool:
+        held = self.held_resolves.get(incident_key)
+        if held is None or held.taken != 2:
+            return False
+        self.held_resolves[incident_key] = replace(held, taken=1)
+        return True
 
     def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
         return sorted((p for p in self.pending.values() if p.until <= at), key=lambda p: p.until)[:limit]
@@ -866,6 +878,8 @@ class Dispatcher:
             return None  # the usual recovery: one read, nothing held
         held = view.resolve_held(key)
         if held is not None:  # a repeat of the recovery: the first one's window stands
+            if held.taken == 2:  # a trigger came while a wake-up was releasing it, and now this recovery:
+                view.resolve_recovered(key)  # the last word is a recovery, so it is sent, not dropped as refired
             if now < held.until:
                 return Result(Status.FLAPPING, resolve_at=iso_time(held.until))
             # due, and no wake-up released it (`process` runs none): this recovery resolves it

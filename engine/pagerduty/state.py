@@ -643,6 +643,13 @@ class State:
             write_audit(db, at, actor, "flapping_refired", incident_key, None, {"rule": rule})
         return True, None
 
+    def recover_held_resolve(self, incident_key: str) -> bool:
+        """The key recovered again after a re-fire marked its taken held resolve (taken 2): taken only (1)
+        again, so its taker's release, or the next taker after a crash, still sends it."""
+        with self.transaction() as db:
+            return db.execute("UPDATE held_resolves SET taken = 1 WHERE incident_key = ? AND taken = 2 "
+                              "RETURNING incident_key", (incident_key,)).fetchone() is not None
+
     def due_resolves(self, at: float, limit: int = 100) -> list[HeldResolve]:
         """Held resolves due at ``at``, soonest first: an index range on due_at."""
         rows = self._read(f"SELECT {HELD_COLUMNS} FROM held_resolves WHERE due_at <= ? "
@@ -762,6 +769,9 @@ class StateView:
 
     def resolve_refire(self, incident_key: str, at: float) -> tuple[bool, float | None]:
         return self.state.refire_held_resolve(incident_key, at)
+
+    def resolve_recovered(self, incident_key: str) -> bool:
+        return self.state.recover_held_resolve(incident_key)
 
     def get(self, incident_key: str) -> OpenIncident | None:
         return self.state.get(incident_key)
