@@ -343,6 +343,42 @@ def test_a_repeat_whose_page_pagerduty_cannot_take_yet_is_retried_at_once_not_he
     assert (retried.status, outage.calls) == (Status.CREATED, ["create", "create"])
 
 
+class Killed(BaseException):
+    """kill -9: the process stops where it is and writes nothing more."""
+
+
+@dataclass
+class KilledMidPage(DryRun):
+    """A dry run whose process is killed while it creates an incident: from then on no state is written."""
+
+    def create(self, action: TriggerAction, route: Route | None = None) -> Result:
+        def dead(*args: Any) -> Any:
+            raise Killed()
+        for step in ("pending_hold", "pending_release", "pending_done", "pending_forget"):
+            setattr(self.view, step, dead)
+        raise Killed()
+
+
+def test_a_process_killed_while_an_event_pages_an_over_hold_leaves_it_to_a_wake_up_after_the_lease() -> None:
+    """Third review R3: the event that found its key's for: over dropped the hold before it paged and put it
+    back only from an except clause, which kill -9 never runs: the page was lost. The hold is now taken with
+    a lease, as a wake-up takes it, so another process's wake-up pages it once the lease has passed."""
+    from engine.dispatch.dispatcher import LEASE_SECONDS
+    view = MemoryView()
+    killed = Dispatcher(make_config(), KilledMidPage(view), Clock())
+    assert killed.handle(held(at=1000.0))[0].status is Status.PENDING
+    with pytest.raises(Killed):
+        killed.handle(held(at=1600.0))  # over: this repeat pages it, and the process dies mid-create
+    for step in ("pending_hold", "pending_release", "pending_done", "pending_forget"):
+        delattr(view, step)
+    assert KEY in view.pending, "the hold was dropped with its page never sent"
+    survivor = Dispatcher(make_config(), DryRun(view), Clock())
+    assert survivor.fire_due(1600.0 + LEASE_SECONDS - 1) == []  # the dead process's lease holds it still
+    assert [o.status for o in survivor.fire_due(1600.0 + LEASE_SECONDS)] == [Status.PLANNED]
+    assert view.get(KEY) is not None and not view.pending
+    assert survivor.handle(held(at=1700.0 + LEASE_SECONDS))[0].status is Status.DEDUPLICATED
+
+
 # ---- repeat control and flap control (README "Repeat control", "Flap control") ---------------------------
 def flapping(at: float) -> TriggerAction:
     from engine.language.model import Flap

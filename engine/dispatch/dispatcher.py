@@ -618,7 +618,7 @@ class Dispatcher:
         name = route_name(route) if route else "default"
         if sev.rank(action.severity) < self._threshold:
             return triggered(action, _BELOW_THRESHOLD, name)
-        over: PendingTrigger | None = None
+        over: PendingTrigger | None = None  # the over for: hold this trigger took (``until``: its lease)
         if action.pending_for is not None and self._pending is not None:
             held = self._held(action, self._pending)
             if isinstance(held, Result):
@@ -626,8 +626,10 @@ class Dispatcher:
             over = held
         muted = self._silenced(action) if self._silences is not None else None
         if muted is not None:
+            self._over_done(over, action)
             return triggered(action, muted, name)
         if not self.config.enabled:
+            self._over_done(over, action)
             return triggered(action, _DISABLED, name)
         # Any trigger for a key whose resolve is held cancels the hold, whether or not its rule says flap:
         # (the rule was edited, another rule fires for the key): one cheap "any held?" check first.
@@ -649,26 +651,31 @@ class Dispatcher:
                 # (one step, so a hold given back meanwhile is cancelled, never left for the next wake-up):
                 if behind is not None and self._pending is not None:
                     # a wake-up is resolving the key this moment: this trigger is held until its lease ends,
-                    # and pages then if the resolve went out (the resolve is not held again if it did not)
-                    self._pending.pending_hold(replace(over, until=behind) if over is not None else
-                                               PendingTrigger.hold(action, now, behind))
+                    # and pages then if the resolve went out (the resolve is not held again if it did not);
+                    # the over hold this trigger took is given back due then (a wake-up's own row, taken by
+                    # fire_due, is given back by it from this line's wait_until)
+                    if over is not None:
+                        self._pending.pending_release(action.incident_key, over.until, behind)
+                    else:
+                        self._pending.pending_hold(PendingTrigger.hold(action, now, behind))
                     return triggered(action, Result(Status.PENDING, pending_until=iso_time(behind),
                                                     wait_until=behind), name)
         try:
             result = self.backend.create(action, route)  # created/planned, deduplicated, failed
         except BaseException:
-            if over is not None:
-                self._pending.pending_hold(over)  # type: ignore[union-attr]  # not paged: the hold stays over
+            self._over_back(over, action)  # not paged: the hold stays, over
             if refired is not None:
                 repeat.resolve_hold(refired)  # type: ignore[union-attr]  # not known to have re-fired: held still
             raise
-        if over is not None and result.status is Status.FAILED and result.retry:
-            # Not paged yet: the hold stays, already over, so the retry of this event pages at once rather
-            # than waiting out a new hold (or, with no further event, the wake-up pages it).
-            self._pending.pending_hold(over)  # type: ignore[union-attr]
         pending = self._pending
         if result.status is Status.RENOTIFY_WAIT:  # the backend learnt of a resolve by hand just now
             self._hold_until_renotify(action, over, self._now(pending, action.at) if pending else 0.0, result)
+        elif over is not None and result.status is Status.FAILED and result.retry:
+            # Not paged yet: the hold stays, already over, so the retry of this event pages at once rather
+            # than waiting out a new hold (or, with no further event, the wake-up pages it).
+            self._over_back(over, action)
+        elif over is not None:
+            self._over_done(over, action)  # its page was decided: the hold is done
         elif action.renotify is not None and result.status in _OPENED and pending is not None \
                 and pending.pending_get(action.incident_key) is not None:  # paged: a wait's hold is done
             pending.pending_forget(action.incident_key, self._now(pending, action.at), "paged")
@@ -682,11 +689,12 @@ class Dispatcher:
         wake-up pages it then unless a recovery for the key comes first (README "Repeat control"); a trigger
         whose ``for:`` was over keeps its hold, due then too. Nothing is dropped."""
         view = self._pending
-        if view is None or waiting.wait_until is None:
+        if view is None:
             return
-        held = replace(over, until=waiting.wait_until) if over is not None else \
-            PendingTrigger.hold(action, now, waiting.wait_until)
-        view.pending_hold(held)
+        if over is not None:  # the hold this trigger took: given back, due then (or at once, if no time)
+            view.pending_release(action.incident_key, over.until, waiting.wait_until or now)
+        elif waiting.wait_until is not None:
+            view.pending_hold(PendingTrigger.hold(action, now, waiting.wait_until))
 
     def _renotify_wait(self, action: TriggerAction, view: RepeatView, now: float) -> Result | None:
         """``renotify_wait`` when a person resolved the key's incident and ``renotify`` has not passed since
@@ -740,8 +748,11 @@ class Dispatcher:
 
     def _held(self, action: TriggerAction, view: PendingView) -> Result | PendingTrigger | None:
         """``pending`` while the key's hold lasts (its first match starts one); else page now: the hold
-        that is over (dropped; the caller puts it back if the page does not go out), or None when the key
-        is open already (a repeat: deduplicated as usual, no hold)."""
+        that is over, taken with a lease as a wake-up takes it (``until``: the lease), which the caller
+        finishes once the page is decided or gives back if it is not, so a process killed in between
+        leaves it to a wake-up after the lease instead of losing it; or None when the key is open already
+        (a repeat: deduplicated as usual, no hold), or another process took the hold first (it pages it;
+        this one goes on, and the key's lock or PagerDuty's dedup makes the two one incident)."""
         key = action.incident_key
         if self.view.get(key) is not None:
             return None
@@ -749,8 +760,18 @@ class Dispatcher:
         held = view.pending_get(key) or view.pending_hold(PendingTrigger.hold(action, now))
         if now < held.until:
             return Result(Status.PENDING, pending_until=iso_time(held.until))
-        view.pending_forget(key, now, "paged")
-        return held
+        lease = now + LEASE_SECONDS
+        return replace(held, until=lease) if view.pending_take(key, held.until, lease) else None
+
+    def _over_done(self, over: PendingTrigger | None, action: TriggerAction) -> None:
+        """The over hold this trigger took is done: its page was decided (sent, muted, or refused)."""
+        if over is not None and self._pending is not None:
+            self._pending.pending_done(over.incident_key, over.until, self._now(self._pending, action.at), "paged")
+
+    def _over_back(self, over: PendingTrigger | None, action: TriggerAction) -> None:
+        """Give back the over hold this trigger took, due at once: it was not paged."""
+        if over is not None and self._pending is not None:
+            self._pending.pending_release(over.incident_key, over.until, self._now(self._pending, action.at))
 
     def fire_due(self, at: float | None = None) -> list[Outcome]:
         """Page every held trigger whose duration has passed with no recovery for its key (the condition
