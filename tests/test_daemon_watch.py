@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pg_server as servers
+import pytest
 from builders import ROOT, Daemon, build, replace_file, titles, wait_for
 from fake_pagerduty import FakePagerDuty
 
@@ -18,14 +21,6 @@ from engine.daemon.inbox import move, type_from_name
 from engine.pagerduty.pgstate import PgState
 
 pg_server, pg_url = servers.pg_server, servers.pg_url  # the session's PostgreSQL, a fresh schema per test
-
-
-
-
-
-
-
-
 
 
 def test_the_daemon_keeps_its_state_where_state_url_says(fake: FakePagerDuty, tmp_path: Path, pg_url: str) -> None:
@@ -84,6 +79,31 @@ def test_new_files_page_and_rule_edits_apply_without_restart(fake: FakePagerDuty
     data = json.loads(status.stdout)
     assert status.returncode == 1 and not data["running"] and data["files_processed"] == 3
     assert "broken.yaml:3" in data["last_reload_error"]
+
+
+def test_a_rule_edit_made_while_the_daemon_starts_is_in_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen once in CI (test_a_broken_rule_edit_keeps_the_last_good_rules timed out): the daemon loaded its
+    rules and only then began observing the folder, so an edit in between raised no notification and was
+    never loaded. Such an edit is made here, after the load and before run() starts the observer."""
+    from engine.daemon.watch import Daemon as InProcess
+    for name in [k for k in os.environ if k.startswith(("PAGERDUTY_", "PAGERULES_"))]:
+        monkeypatch.delenv(name)
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    (tmp_path / "pd.yaml").write_text("enabled: false\nrules_dir: rules\nstate_path: state.db\nevents_dir: events\n")
+    daemon = InProcess(str(tmp_path / "pd.yaml"), {}, str(tmp_path / "events"))
+    loaded = daemon.loaded.ruleset.version
+    rule = tmp_path / "rules" / "build.yaml"
+    rule.write_text(rule.read_text().replace("CI build #", "CI build number "))
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+    try:
+        wait_for(lambda: daemon.loaded.ruleset.version != loaded, 10, "the edit made during start-up to load")
+        [failed] = [r for r in daemon.loaded.ruleset.all_rules() if r.id == "build-failed"]
+        assert "CI build number" in failed.title.source  # type: ignore[attr-defined]
+    finally:
+        daemon.requests.put(("stop", None))
+        runner.join(15)
+        daemon.state.close()
 
 
 def test_an_outage_of_20_seconds_loses_nothing(fake: FakePagerDuty, tmp_path: Path) -> None:

@@ -95,6 +95,28 @@ def test_the_file_loader_recompiles_only_the_edited_file(tmp_path):  # type: ign
     assert [r.title.source for r in ruleset.triggers["build"]][2] == "two {{ event.repo }}"  # type: ignore[union-attr]
 
 
+def test_the_cache_is_stale_once_a_file_is_edited_added_removed_or_unreadable(tmp_path):  # type: ignore[no-untyped-def]
+    """What a daemon asks once it observes the folder: an edit since its load (by content, not by time)."""
+    for name, text in files(2).items():
+        (tmp_path / name.split("/")[1]).write_text(text)
+    cache, config = RuleCache(), make_config(rules_dir=str(tmp_path))
+    cache.load(config)
+    assert not cache.stale(config)
+    (tmp_path / "r1.yaml").write_text((tmp_path / "r1.yaml").read_text())  # written again, the same text
+    assert not cache.stale(config)
+    (tmp_path / "r1.yaml").write_text(rule_file(1, title="one {{ event.repo }}"))
+    assert cache.stale(config)
+    cache.load(config)
+    (tmp_path / "r2.yaml").write_text(rule_file(2))
+    assert cache.stale(config)
+    cache.load(config)
+    (tmp_path / "r0.yaml").unlink()
+    assert cache.stale(config)
+    cache.load(config)
+    (tmp_path / "r1.yaml").write_bytes(b"triggers: []\n# caf\xe9\n")
+    assert cache.stale(config)
+
+
 def test_a_template_compiled_lazily_still_gives_the_sandboxs_error_and_answer():
     from engine.language.templates import Scope, compile_template
     compiled = compile_template("{{ event.repo | slug }}")

@@ -22,7 +22,7 @@ from engine import metrics
 from engine.config import load_config
 from engine.daemon.files import FileWork, Loaded, Pending, _log_outcome, daemon_backend, identity
 from engine.daemon.inbox import backlog, is_event_file
-from engine.daemon.notifications import Notifications, Request, observe
+from engine.daemon.notifications import RELOAD_DEBOUNCE, Notifications, Request, edited_since, observe
 from engine.daemon.status import StatusFile, status_path
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.pipeline import Pipeline
@@ -33,7 +33,6 @@ from engine.pagerduty.store import open_state
 log = logging.getLogger("pagerules.watch")
 STABLE_SECONDS = 0.3      # a file written in place is read once its size holds this long
 RESCAN_SECONDS = 5.0      # a directory listing now and then, in case a notification was missed
-RELOAD_DEBOUNCE = 0.2     # an editor's save is several events
 
 
 class Daemon:
@@ -86,6 +85,8 @@ class Daemon:
         """Handle the backlog, then each new file, until SIGTERM/SIGINT (or, with --once, the backlog is done)."""
         self._signals()
         observer = None if self.once else self._observe()
+        if observer is not None and edited_since(self.loaded.config, self.rule_cache, self.config_path, self.overrides):
+            self.requests.put(("reload", None))  # edited while it started, before anything observed it
         self._forget_stale_progress()
         self._reconcile()
         self._rescan()

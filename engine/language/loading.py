@@ -38,6 +38,13 @@ class RuleCache:
         texts, unreadable = read_rule_texts(config, rules_dir)
         return self.load_text(texts, config, unreadable)
 
+    def stale(self, config: Config, rules_dir: str | None = None) -> bool:
+        """Whether the rule files in force now differ from those the last load compiled (added, removed,
+        unreadable or edited): read and compared by content, never by timestamps."""
+        texts, unreadable = read_rule_texts(config, rules_dir)
+        return bool(unreadable) or texts.keys() != self._files.keys() or any(
+            _digest(text) != self._files[name][0][0] for name, text in texts.items())
+
     def load_text(self, texts: Mapping[str, str], config: Config, problems: list[Problem] | None = None) -> RuleSet:
         """As `load_ruleset_text`, through the cache."""
         event_types = load_event_types()
@@ -47,7 +54,7 @@ class RuleCache:
         self.compiled = 0
         templates: dict[tuple[str, bool], Compiled | TemplateError] = {}  # this load's only
         for filename, text in texts.items():
-            key = (hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(), params)
+            key = (_digest(text), params)
             entry = self._files.get(filename)
             if entry is None or entry[0] != key or entry[1] is not event_types:
                 entry = (key, event_types, compile_text(filename, text, config.params, event_types, templates))
@@ -56,6 +63,10 @@ class RuleCache:
             files.append(entry[2])
         self._files = kept
         return assemble(files, config, event_types, problems or ())
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def rule_files(config: Config, rules_dir: str | None = None) -> list[Path]:
