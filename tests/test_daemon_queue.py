@@ -3,6 +3,7 @@ fake PagerDuty; a worker killed with SIGKILL, a PostgreSQL restart, files fed in
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import threading
@@ -13,7 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from builders import ROOT, Daemon, Workers, build, wait_for
+from builders import ROOT, Daemon, Workers, build, replace_file, wait_for
 from fake_pagerduty import FakePagerDuty
 from pg_server import PgServer, pg_server, pg_url  # noqa: F401
 
@@ -206,6 +207,33 @@ def test_a_worker_keeps_its_rows_leased_while_it_works_and_skips_a_row_it_lost(
         worker.queue.close()
     assert handled == [first]  # the row another worker holds now is left to it, never acted on twice
     assert lease_of(pg_url, second)[0] == "thief"
+
+
+def test_a_worker_loads_rule_edits_made_while_it_starts_and_while_it_runs(tmp_path: Path,
+                                                                          pg_url: str) -> None:  # noqa: F811
+    """Found in review: `watch --queue` reloaded only on SIGHUP, so a rule edit never took effect on a worker
+    (the contract: an edit applies to the next event). It observes the rules folder and the config now, from
+    before it reports it is on the queue; an edit made after its load and before that is compared for."""
+    from engine.daemon.queue_worker import QueueWorker
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    (tmp_path / "pd.yaml").write_text("rules_dir: rules\nenabled: false\n")
+    worker = QueueWorker(str(tmp_path / "pd.yaml"), {}, pg_url, name="editor")
+    rule = tmp_path / "rules" / "build.yaml"
+    versions = [worker.loaded.ruleset.version]
+    rule.write_text(rule.read_text().replace("CI build #", "CI build number "))  # loaded, not yet observed
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        wait_for(lambda: worker.loaded.ruleset.version != versions[-1], 10, "the edit made while it started")
+        versions.append(worker.loaded.ruleset.version)
+        replace_file(rule, rule.read_text().replace("CI build number ", "CI run "))
+        wait_for(lambda: worker.loaded.ruleset.version != versions[-1], 10, "the edit made while it runs")
+        [failed] = [r for r in worker.loaded.ruleset.all_rules() if r.id == "build-failed"]
+        assert "CI run" in failed.title.source  # type: ignore[attr-defined]
+    finally:
+        worker.stop()
+        runner.join(15)
+        worker.close()
 
 
 def test_a_worker_asks_for_no_row_it_surely_still_holds(tmp_path: Path, pg_url: str,  # noqa: F811

@@ -27,6 +27,7 @@ from engine import logs, metrics
 from engine.config import load_config
 from engine.daemon.files import Loaded, _log_outcome, act, daemon_backend, open_regular
 from engine.daemon.inbox import FAILED, PROCESSED, backlog, move, type_from_name
+from engine.daemon.notifications import RELOAD_DEBOUNCE, RuleEdits, edited_since, observe
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outcomes import Outcome, Status
 from engine.dispatch.pipeline import UNKNOWN_TYPE, Pipeline
@@ -73,7 +74,8 @@ class QueueWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.events = Path(events_dir).resolve() if events_dir else None
         self.stopping = threading.Event()
-        self.reload_requested = threading.Event()
+        self.reload_requested = threading.Event()  # SIGHUP, or an edit made while it started
+        self.reload_at: float | None = None  # when the last rule or config edit is due to be reloaded
         self.warned: set[str] = set()
         self.rule_cache = RuleCache()
         self.loaded = self._load()
@@ -114,8 +116,25 @@ class QueueWorker:
     def run(self) -> int:
         """Claim and handle rows until SIGTERM/SIGINT; the rows in hand are finished or released first."""
         self._signals()
+        config = self.loaded.config
+        observer = observe(RuleEdits(self._edited, Path(config.source), Path(config.rules_dir)))
+        if edited_since(config, self.rule_cache, self.config_path, self.overrides):
+            self.reload_requested.set()  # edited while it started, before anything observed it
         log.info("worker %s on the queue in %s (ruleset %s)", self.name, self.queue.where,
                  self.loaded.ruleset.version)
+        try:
+            self._work()
+        finally:
+            observer.stop()
+            observer.join(timeout=2)
+        return 0
+
+    def _edited(self) -> None:
+        """A rule or config edit (the observer's thread): reload once the editor's burst of writes is over."""
+        self.reload_at = self.monotonic() + RELOAD_DEBOUNCE
+
+    def _work(self) -> None:
+        """Steps until stopped, backing off while the database is away; then the rows held go back."""
         failures = 0
         while not self.stopping.is_set():
             try:
@@ -134,12 +153,13 @@ class QueueWorker:
             if not busy:
                 self.stopping.wait(IDLE_SECONDS)
         self._let_go()
-        return 0
 
     def step(self) -> bool:
         """One round: reload, reconcile, feed, claim and handle a batch. Whether anything was claimed."""
-        if self.reload_requested.is_set():
+        edited = self.reload_at is not None and self.monotonic() >= self.reload_at
+        if self.reload_requested.is_set() or edited:
             self.reload_requested.clear()
+            self.reload_at = None
             self.reload()
         self._reconcile()
         self._purge()
