@@ -243,6 +243,15 @@ def test_opens_paged_by_the_wake_up_count_for_flap() -> None:
     assert KEY in backend.view.held_resolves
 
 
+def held_on_two_workers(backend: DryRun) -> tuple[Pipeline, Pipeline]:
+    """Two workers (A, B) on one backend, once A has held the flapping key's recovery."""
+    config = make_config()
+    rules = rules_from(main_red_rules(FLAP), config)
+    a, b = Pipeline(rules, Dispatcher(config, backend)), Pipeline(rules, Dispatcher(config, backend))
+    lines(a, *FLAPPING, event("passed", 10, "p3"))
+    return a, b
+
+
 class Died(BaseException):
     """The process was killed between taking a held resolve and acting on it."""
 
@@ -283,11 +292,8 @@ def test_a_trigger_while_a_wake_up_is_releasing_the_key_is_held_and_pages_once_i
                 hook()  # B runs between A's take and A's resolve
             return super().resolve(action)
 
-    config = make_config()
     backend = Racy(MemoryView())
-    rules = rules_from(main_red_rules(FLAP), config)
-    a, b = Pipeline(rules, Dispatcher(config, backend)), Pipeline(rules, Dispatcher(config, backend))
-    lines(a, *FLAPPING, event("passed", 10, "p3"))
+    a, b = held_on_two_workers(backend)
     seen: list[tuple[str, str, str | None]] = []
     backend.hook = lambda: seen.extend(lines(b, event("failed", 40.001, "f4")))
     [released] = a.dispatcher.fire_due(T0 + 40 * 60 + 0.01)
@@ -381,11 +387,8 @@ def test_a_recovery_after_a_re_fire_during_a_failed_release_still_resolves_the_k
                 return Result(Status.FAILED, error="PagerDuty answered 503", retry=True)
             return super().resolve(action)
 
-    config = make_config()
     backend = FailingRelease(MemoryView())
-    rules = rules_from(main_red_rules(FLAP), config)
-    a, b = Pipeline(rules, Dispatcher(config, backend)), Pipeline(rules, Dispatcher(config, backend))
-    lines(a, *FLAPPING, event("passed", 10, "p3"))
+    a, b = held_on_two_workers(backend)
     seen: list[tuple[str, str]] = []
     backend.hook = lambda: seen.extend((action, status) for action, status, _ in
                                        lines(b, event("failed", 40.001, "f4"), event("passed", 40.002, "p4")))
