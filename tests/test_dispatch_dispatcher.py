@@ -315,6 +315,33 @@ def test_a_due_hold_meets_the_gates_as_they_stand_when_it_fires() -> None:
     assert [o.status for o in dispatcher.fire_due(1600.0)] == [Status.SILENCED]
 
 
+def test_a_for_hold_a_silence_mutes_is_kept_and_the_first_trigger_after_the_silence_pages_at_once() -> None:
+    """Found rereading issue 15 ("when a silence ends, a trigger that is still being repeated pages at its next
+    event"): a for: hold that came due inside a silence was dropped, so the first repeat after the silence
+    started a new hold and its page waited out the whole for: again. The muted hold is kept: no wake-up pages
+    it (nothing pages retroactively), a repeat inside the silence is muted too, the first one after pages."""
+    view = MemoryView(silences=[silence(starts_at=0.0, ends_at=2000.0)])
+    dispatcher = Dispatcher(make_config(), DryRun(view))
+    assert dispatcher.handle(held(at=1000.0))[0].status is Status.PENDING  # for: 600 s, due at 1600
+    assert [o.status for o in dispatcher.fire_due(1600.0)] == [Status.SILENCED]  # due inside the silence
+    assert KEY in view.pending and dispatcher.fire_due(1700.0) == []  # kept, and muted once, not every tick
+    assert dispatcher.handle(held(at=1800.0))[0].status is Status.SILENCED  # a repeat inside the silence
+    assert dispatcher.fire_due(2500.0) == []  # the silence is over: nothing pages on its own
+    paged = dispatcher.handle(held(at=2600.0))[0]  # the first repeat after it: its for: passed long ago
+    assert paged.status is Status.PLANNED and view.get(KEY) is not None and not view.pending
+
+
+def test_an_over_hold_an_event_finds_inside_a_silence_is_muted_kept_and_a_recovery_drops_it() -> None:
+    view = MemoryView(silences=[silence(starts_at=0.0, ends_at=2000.0)])
+    dispatcher = Dispatcher(make_config(), DryRun(view))
+    dispatcher.handle(held(at=1000.0))
+    assert dispatcher.handle(held(at=1650.0))[0].status is Status.SILENCED  # over, but muted
+    assert KEY in view.pending and dispatcher.fire_due(9_999.0) == []
+    out = dispatcher.handle(resolve())[0]
+    assert out.status is Status.CANCELLED_PENDING and not view.pending  # nothing was sent for it
+    assert dispatcher.handle(held(at=2600.0))[0].status is Status.PENDING  # a new first match holds anew
+
+
 def test_below_the_threshold_a_trigger_is_never_held() -> None:
     dispatcher, backend, _ = pending_dispatcher(severity_threshold="critical")
     assert dispatcher.handle(held(at=1000.0))[0].status is Status.BELOW_THRESHOLD and not backend.view.pending

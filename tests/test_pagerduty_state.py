@@ -721,6 +721,20 @@ def test_a_due_hold_is_taken_once_with_a_lease_and_removed_only_by_its_taker(mak
     assert state.pending("k1") is None and state.recent_audit(1)[0]["action"] == "pending_paged"
 
 
+def test_a_muted_hold_is_kept_due_for_no_wake_up_and_taken_by_the_next_trigger(make_state: MakeState) -> None:
+    """A hold whose page a silence muted is given back due at MUTED (infinity): stored as such by both
+    backends, never in a due range, and taken again by its key's next trigger."""
+    from engine.dispatch.dispatcher import MUTED
+    state, other = make_state(), make_state()
+    state.hold_pending(held("k1", since=100.0, hold=600.0))  # due at 700
+    assert state.take_pending("k1", 700.0, 760.0) and state.release_pending("k1", 760.0, MUTED)
+    assert other.due_pending(1e15) == []
+    muted = other.pending("k1")
+    assert muted is not None and muted.until == MUTED
+    assert other.take_pending("k1", MUTED, 2000.0) and other.finish_pending("k1", 2000.0, 1950.0, "paged")
+    assert state.pending("k1") is None
+
+
 def test_a_recovery_cancelling_a_hold_says_whether_a_wake_up_had_it_taken(make_state: MakeState) -> None:
     """Second review item 2: the recovery learns, in the statement that drops the hold, whether a wake-up
     has it taken (and may be paging it), so it still resolves the key then."""

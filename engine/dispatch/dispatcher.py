@@ -70,6 +70,9 @@ RETRY_DUE_SECONDS = 30.0  # a due pending trigger (or held resolve) PagerDuty co
 # A wake-up takes a due hold for this long (its due time moved forward) and removes it once the page or resolve
 # is decided: a process that dies in between leaves it to be taken again once the lease has passed.
 LEASE_SECONDS = 60.0
+# The due time of a for: hold whose page a silence muted: no wake-up takes it (nothing pages retroactively), and
+# the key's next trigger after the silence pages at once, its for: long passed; a recovery drops it.
+MUTED = float("inf")
 _OPENED = (Status.CREATED, Status.PLANNED)
 
 
@@ -626,7 +629,8 @@ class Dispatcher:
             over = held
         muted = self._silenced(action) if self._silences is not None else None
         if muted is not None:
-            self._over_done(over, action)
+            if over is not None and self._pending is not None:  # kept, muted: the next repeat pages at once
+                self._pending.pending_release(over.incident_key, over.until, MUTED)
             return triggered(action, muted, name)
         if not self.config.enabled:
             self._over_done(over, action)
@@ -752,13 +756,14 @@ class Dispatcher:
         finishes once the page is decided or gives back if it is not, so a process killed in between
         leaves it to a wake-up after the lease instead of losing it; or None when the key is open already
         (a repeat: deduplicated as usual, no hold), or another process took the hold first (it pages it;
-        this one goes on, and the key's lock or PagerDuty's dedup makes the two one incident)."""
+        this one goes on, and the key's lock or PagerDuty's dedup makes the two one incident). A hold a
+        silence muted (MUTED) is over: this trigger pages it, or it is muted again."""
         key = action.incident_key
         if self.view.get(key) is not None:
             return None
         now = self._now(view, action.at)
         held = view.pending_get(key) or view.pending_hold(PendingTrigger.hold(action, now))
-        if now < held.until:
+        if held.until != MUTED and now < held.until:
             return Result(Status.PENDING, pending_until=iso_time(held.until))
         lease = now + LEASE_SECONDS
         return replace(held, until=lease) if view.pending_take(key, held.until, lease) else None
@@ -800,6 +805,8 @@ class Dispatcher:
                         if o.status in (Status.RENOTIFY_WAIT, Status.PENDING)), None)
         if any(o.status is Status.FAILED and o.retry for o in outcomes):
             view.pending_release(key, lease, now + RETRY_DUE_SECONDS)
+        elif any(o.status is Status.SILENCED for o in outcomes):
+            view.pending_release(key, lease, MUTED)  # its next trigger after the silence pages at once
         elif waiting is not None:  # a person resolved it meanwhile: due again when its renotify passes;
             # or held behind a resolve another wake-up has taken: due again when that lease ends (its
             # own hold is this very row, so it is given back, never removed unpaged)
