@@ -328,6 +328,37 @@ def test_two_workers_triggering_one_incident_key_from_two_ordering_keys_at_once_
     assert {key: len(ids) for key, ids in fake.by_key.items()} == {f"codespar-service-svc{r}": 1 for r in range(rounds)}
 
 
+def test_a_key_whose_lock_is_held_elsewhere_past_the_wait_holds_up_its_row_only(
+        tmp_path: Path, fake: FakePagerDuty, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Fourth review, item 6: a wait for an incident_key's lock that ran out was taken for the database
+    going away: the worker gave back every row it held and backed off, so one key held by a frozen host
+    held up the events of every other key with it. Now that row waits and is tried again; the rest go on."""
+    from engine.daemon.queue_worker import QueueWorker
+    from engine.pagerduty.keylock import NAMESPACE
+    (tmp_path / "pd.yaml").write_text(f"rules_dir: {ROOT / 'rules'}\n")
+    for name, value in Daemon(tmp_path, fake).env.items():
+        if name.startswith(("PAGERDUTY_", "PAGERULES_")):
+            monkeypatch.setenv(name, value)
+    worker = QueueWorker(str(tmp_path / "pd.yaml"), {}, pg_url, name="patient")
+    worker.locks.wait_seconds = 0.3
+    stuck_row, free_row = enqueue(pg_url, [build(1, repo="acme/stuck"), build(1, repo="acme/free")])
+    frozen = psycopg.connect(pg_url, autocommit=True)  # a frozen host's session, holding the key's lock
+    frozen.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (NAMESPACE + "codespar-acme-stuck-build-1",))
+    try:
+        assert worker.step()  # no StateError: the database is there
+        with psycopg.connect(pg_url) as conn:
+            rows = dict((r[0], r[1:]) for r in conn.execute(
+                "SELECT id, status, attempts, error FROM event_queue WHERE id IN (%s, %s)", (stuck_row, free_row)))
+    finally:
+        frozen.close()
+        worker.close()
+    assert rows[free_row][0] == "done"
+    status, attempts, error = rows[stuck_row]
+    assert (status, attempts) == ("todo", 1)  # tried again later, in its turn
+    assert "incident_key 'codespar-acme-stuck-build-1': another worker has held its lock" in error
+    assert fake.open_keys() == ["codespar-acme-free-build-1"]
+
+
 def test_a_new_leader_takes_over_reconcile_when_the_leader_is_killed(tmp_path: Path, fake: FakePagerDuty,
                                                                     pg_url: str) -> None:  # noqa: F811
     """Two workers: one holds the leader lock and reconciles; kill -9 it, and the other takes the lock and

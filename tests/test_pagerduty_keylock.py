@@ -18,7 +18,7 @@ from engine.dispatch.dispatcher import Backend, Dispatcher, NoteTaker
 from engine.dispatch.outcomes import Status
 from engine.evaluation.actions import ResolveAction, TriggerAction
 from engine.pagerduty.backend import Live, make_client
-from engine.pagerduty.keylock import NAMESPACE, KeyLocked, KeyLocks
+from engine.pagerduty.keylock import KEEPALIVE_IDLE_SECONDS, NAMESPACE, KeyBusy, KeyLocked, KeyLocks
 from engine.pagerduty.pgstate import PgState
 from engine.pagerduty.queue import QueueUnavailable
 
@@ -111,6 +111,27 @@ def test_waiting_past_the_limit_fails_like_an_outage_naming_the_key(pg_url: str)
         impatient.close()
     assert f"incident_key '{key}': another worker has held its lock" in str(caught.value)
     assert "the event is tried again" in str(caught.value)
+    assert isinstance(caught.value, KeyBusy)  # one key's wait, not the database gone: the worker goes on
+
+
+def test_try_hold_takes_a_free_key_and_answers_false_at_once_for_a_held_one(
+        locks: tuple[KeyLocks, KeyLocks], pg_url: str) -> None:  # noqa: F811
+    first, second = locks  # the second would wait 30 s for a lock: try_hold must not
+    key = unique("codespar-api-down")
+    with first.hold(key), second.try_hold(key) as got:
+        assert got is False
+        assert waiting_for(pg_url, key) == 0  # it did not queue behind the holder
+    with second.try_hold(key) as got:
+        assert got is True
+        assert not free(pg_url, key)
+    assert free(pg_url, key)  # let go on the way out
+
+
+def test_the_server_probes_the_lock_connection_so_a_vanished_host_loses_its_locks(
+        locks: tuple[KeyLocks, KeyLocks]) -> None:
+    first, _ = locks  # a host that dies without closing its TCP connection: only keepalives find it
+    row = first._connection().execute("SHOW tcp_keepalives_idle").fetchone()
+    assert row is not None and row[0] == str(KEEPALIVE_IDLE_SECONDS)
 
 
 def test_an_unreachable_lock_database_is_queue_unavailable_without_the_password() -> None:
@@ -261,3 +282,35 @@ def test_a_recovery_between_a_wake_ups_take_and_its_page_waits_and_resolves_the_
         b.close()
     assert recovered == [[Status.RESOLVED]]  # it waited for the page, then resolved it
     assert fake.open_keys() == []
+
+
+def test_a_wake_up_skips_a_key_whose_turn_is_held_elsewhere_and_pages_the_other_holds(
+        fake: FakePagerDuty, pg_url: str) -> None:  # noqa: F811
+    """Fourth review, item 1: fire_due waited for each due key's turn before taking its hold. A session
+    that kept a key's turn (a host that froze mid-decision) made every worker's wake-up wait out the lock
+    timeout and fail like an outage on every step: no hold paged, no row claimed, all paging stopped. The
+    wake-up now only tries the turn; a busy key stays due for a later round."""
+    PgState(pg_url).close()
+    replica = Replica(fake, pg_url, True)
+    replica.locks.wait_seconds = 1.0  # any wait at all would show: the old code raised after it
+    stuck, other, clock = unique("stuck"), unique("other"), [1000.0]
+    config = live_config(fake, PAGERULES_RETRIES="0")
+    dispatcher = Dispatcher(config, replica.backend, lambda: clock[0])
+    frozen = psycopg.connect(pg_url, autocommit=True)  # the frozen host's session: it never lets go
+    try:
+        dispatcher.handle(TriggerAction("r", "e1", stuck, "stuck down", "high", pending_for=60.0))
+        dispatcher.handle(TriggerAction("r", "e2", other, "other down", "high", pending_for=60.0))
+        frozen.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (NAMESPACE + stuck,))
+        clock[0] += 61
+        for _ in range(2):  # the next round meets the same held turn, and still pages nothing twice
+            assert [(o.status, o.incident_key) for o in dispatcher.fire_due()] in (
+                [(Status.CREATED, other)], [])
+        assert fake.open_keys() == [other]
+        held = replica.state.pending(stuck)
+        assert held is not None and held.until == 1060.0  # not taken: still due, as it was
+        frozen.close()  # the frozen host's session ends (its keepalives go unanswered)
+        assert [(o.status, o.incident_key) for o in dispatcher.fire_due()] == [(Status.CREATED, stuck)]
+        assert sorted(fake.open_keys()) == sorted([stuck, other])
+    finally:
+        frozen.close()
+        replica.close()

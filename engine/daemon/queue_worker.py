@@ -34,7 +34,7 @@ from engine.dispatch.pipeline import UNKNOWN_TYPE, Pipeline
 from engine.errors import InvalidFiles, PageRulesError
 from engine.events.stream import read_events
 from engine.language.loading import RuleCache
-from engine.pagerduty.keylock import KeyLocked, KeyLocks
+from engine.pagerduty.keylock import KeyBusy, KeyLocked, KeyLocks
 from engine.pagerduty.pgqueue import EventQueue
 from engine.pagerduty.queue import Entry, Job, ordering_key
 from engine.pagerduty.records import is_postgresql_url
@@ -271,6 +271,9 @@ class QueueWorker:
                         if not self.queue.save_progress(self.name, job, unit, problems):
                             log.warning("%s: lease lost mid-row; its holder goes on from event %d", where, unit)
                             return
+        except KeyBusy as exc:  # one key held elsewhere past the wait: this row waits, the others go on
+            self._retry(job, str(exc))
+            return
         except StateError:
             raise
         except Exception as exc:  # noqa: BLE001 - no input stops a worker: the row fails with the reason

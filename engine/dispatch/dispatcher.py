@@ -210,6 +210,12 @@ class KeyTurns(Protocol):
         """Wait for the key's turn and hold it inside (reentrant: the backend's own calls take it again)."""
         ...
 
+    def try_turn(self, incident_key: str) -> AbstractContextManager[bool]:
+        """Take the key's turn only if no other process has it: True inside when taken (and held), else False
+        at once. A wake-up uses it, so a key whose turn is held elsewhere (a long decision, a host that froze)
+        is left due for a later round and never stalls the holds of other keys."""
+        ...
+
 
 @runtime_checkable
 class NoteTaker(Protocol):
@@ -602,6 +608,10 @@ class Dispatcher:
         return self._turns.turn(incident_key) if self._turns is not None and incident_key is not None \
             else nullcontext()
 
+    def _try_turn(self, incident_key: str) -> AbstractContextManager[bool]:
+        """The key's turn if free now (KeyTurns.try_turn), else False; always True in one process alone."""
+        return self._turns.try_turn(incident_key) if self._turns is not None else nullcontext(True)
+
     def handle(self, action: Action) -> list[Outcome]:
         """The outcome of an action, after the error outcomes of any template it rendered on the way."""
         if isinstance(action, TriggerAction):
@@ -791,8 +801,9 @@ class Dispatcher:
         if view is None:
             return out
         for held in view.pending_due(now):
-            with self._turn(held.incident_key):  # a recovery for the key waits until the page is decided
-                out += self._fire(view, held, now)
+            with self._try_turn(held.incident_key) as mine:  # a recovery waits until the page is decided
+                if mine:  # else another process is deciding for the key: still due on the next round
+                    out += self._fire(view, held, now)
         return out
 
     def _fire(self, view: PendingView, held: PendingTrigger, now: float) -> list[Outcome]:
@@ -823,8 +834,9 @@ class Dispatcher:
         assert view is not None
         out: list[Outcome] = []
         for held in view.resolves_due(now):
-            with self._turn(held.incident_key):  # a trigger for the key waits until the resolve is decided
-                out += self._release(view, held, now)
+            with self._try_turn(held.incident_key) as mine:  # a trigger waits until the resolve is decided
+                if mine:  # else another process is deciding for the key: still due on the next round
+                    out += self._release(view, held, now)
         return out
 
     def _release(self, view: RepeatView, held: HeldResolve, now: float) -> list[Outcome]:

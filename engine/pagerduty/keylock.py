@@ -8,7 +8,9 @@ and ``add_note`` hold a session advisory lock on the key (``pg_advisory_lock``) 
 for the length of the call: the second worker waits, then finds the first one's incident in the state
 and is ``deduplicated`` with no call. PagerDuty's duplicate-key answer stays the second line of defence
 (a lock lost with a restarted server). The lock is let go when the call returns or raises, and a dead
-worker's lock goes with its connection, so nothing waits on a corpse.
+worker's lock goes with its connection, so nothing waits on a corpse: the lock connection asks the server
+to probe it with TCP keepalives (KEEPALIVE_*), so a host that vanished without closing its connection loses
+its locks within about a minute rather than the kernel's two hours.
 """
 from __future__ import annotations
 
@@ -33,6 +35,14 @@ NAMESPACE = "pagerules incident_key "
 # The longest a worker waits for another's lock: one PagerDuty call with its retries and Retry-After.
 # Past it the wait fails like an outage (the event is tried again), never goes ahead unlocked.
 WAIT_SECONDS = 120.0
+# How the server probes an idle lock connection (its tcp_keepalives_* settings, per session): silent for
+# IDLE seconds, then COUNT probes INTERVAL apart; a host that answers none has its session, and locks, ended.
+KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, KEEPALIVE_COUNT = 30, 10, 3
+
+
+class KeyBusy(QueueUnavailable):
+    """Another worker has held the key's lock past the wait: this event waits and is tried again, while
+    the events of other keys go on (the database itself answers)."""
 
 
 class KeyLocks:
@@ -53,6 +63,9 @@ class KeyLocks:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
                                    application_name="pagerules-keylock")
             conn.execute(f"SET lock_timeout = '{int(self.wait_seconds * 1000)}ms'")
+            conn.execute(f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE_SECONDS}; "
+                         f"SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_SECONDS}; "
+                         f"SET tcp_keepalives_count = {KEEPALIVE_COUNT}")
         except psycopg.Error as exc:
             raise QueueUnavailable(f"cannot connect to the lock database {self.where}: {self._clean(exc)}") from None
         self._local.conn = conn
@@ -71,10 +84,30 @@ class KeyLocks:
         try:
             conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (NAMESPACE + key,))
         except pg_errors.LockNotAvailable:
-            raise QueueUnavailable(f"incident_key {key!r}: another worker has held its lock in {self.where} "
-                                   f"for over {self.wait_seconds:.0f} s; the event is tried again") from None
+            raise KeyBusy(f"incident_key {key!r}: another worker has held its lock in {self.where} "
+                          f"for over {self.wait_seconds:g} s; the event is tried again") from None
         except psycopg.Error as exc:
             raise QueueUnavailable(f"lock database {self.where}: {self._clean(exc)}") from None
+        with self._holding(conn, key):
+            yield
+
+    @contextmanager
+    def try_hold(self, key: str) -> Iterator[bool]:
+        """Take the lock on ``key`` only if no other session has it: True inside (and held), else False."""
+        conn = self._connection()
+        try:
+            row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (NAMESPACE + key,)).fetchone()
+        except psycopg.Error as exc:
+            raise QueueUnavailable(f"lock database {self.where}: {self._clean(exc)}") from None
+        if not (row and row[0]):
+            yield False
+            return
+        with self._holding(conn, key):
+            yield True
+
+    @contextmanager
+    def _holding(self, conn: psycopg.Connection[Any], key: str) -> Iterator[None]:
+        """Inside: ``key``'s lock, taken by ``conn``; let go on the way out, whatever happened."""
         try:
             yield
         finally:
@@ -110,6 +143,10 @@ class KeyLocked:
         hold, its page and its release; a recovery's cancel of that hold and its resolve. The calls below take
         the lock again inside it, which a session's advisory locks allow."""
         return self.locks.hold(incident_key)
+
+    def try_turn(self, incident_key: str) -> AbstractContextManager[bool]:
+        """The key's turn for a wake-up's decision, only if free now (KeyTurns.try_turn)."""
+        return self.locks.try_hold(incident_key)
 
     def create(self, action: TriggerAction, route: Route | None = None) -> Result:
         with self.locks.hold(action.incident_key):
