@@ -106,6 +106,43 @@ def test_a_rule_edit_made_while_the_daemon_starts_is_in_force(tmp_path: Path, mo
         daemon.state.close()
 
 
+def test_a_rules_folder_emptied_while_the_daemon_starts_keeps_it_running_on_the_rules_it_has(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fourth review, item 3: the start-up check for edits made before the observer ran raised when the
+    rules folder was empty for a moment (a checkout that deletes the files before writing the new ones), so
+    the daemon exited with good rules loaded and nobody was paged. An empty folder now is an edit, whose
+    reload is refused and keeps the rules in force."""
+    from engine.daemon.watch import Daemon as InProcess
+    for name in [k for k in os.environ if k.startswith(("PAGERDUTY_", "PAGERULES_"))]:
+        monkeypatch.delenv(name)
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    (tmp_path / "pd.yaml").write_text("enabled: false\nrules_dir: rules\nstate_path: state.db\nevents_dir: events\n")
+    daemon = InProcess(str(tmp_path / "pd.yaml"), {}, str(tmp_path / "events"))
+    loaded = daemon.loaded.ruleset.version
+    shutil.move(tmp_path / "rules", tmp_path / "checkout")
+    (tmp_path / "rules").mkdir()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            daemon.run()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        wait_for(lambda: failures or daemon.status.data["last_reload_error"], 10, "the empty folder's reload")
+        assert failures == []
+        assert runner.is_alive()
+        assert daemon.loaded.ruleset.version == loaded  # the rules it had stay in force
+        assert "rules" in daemon.status.data["last_reload_error"]
+    finally:
+        daemon.requests.put(("stop", None))
+        runner.join(15)
+        daemon.state.close()
+
+
 def test_an_outage_of_20_seconds_loses_nothing(fake: FakePagerDuty, tmp_path: Path) -> None:
     daemon = Daemon(tmp_path, fake).start()
     fake.faults = {"status": 503, "until": time.time() + 20}

@@ -88,6 +88,6 @@ def edited_since(loaded: Config, cache: RuleCache, config_path: str | None, over
     observer, raised no notification: the daemon asks this once its observer runs, and reloads if so."""
     try:
         config = load_config(config_path, overrides=overrides)
-    except PageRulesError:
-        return True  # broken now: the reload says how
-    return config != loaded or cache.stale(config)
+        return config != loaded or cache.stale(config)
+    except PageRulesError:  # broken now (a bad config, a rules folder emptied mid-checkout): the reload
+        return True  # says how, and keeps the rules it has
