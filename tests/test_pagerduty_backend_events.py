@@ -17,7 +17,7 @@ from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outcomes import Status
 from engine.dispatch.pipeline import Tally, run
 from engine.errors import InvalidFiles
-from engine.evaluation.actions import ChangeAction
+from engine.evaluation.actions import ChangeAction, Extras, ResolveAction, TriggerAction
 from engine.events.stream import read_events
 from engine.language.routes import load_routes
 from engine.pagerduty import manual
@@ -285,3 +285,54 @@ def test_the_channels_hear_of_an_events_api_incident_as_of_a_rest_one(fake: Fake
         ("acknowledged", opened["incident_key"], None, "dashboard"),
         ("resolved", opened["incident_key"], None, "rules")]
     assert KEY not in json.dumps(recorder.announced)
+
+
+def payments_labels() -> Extras:  # a held trigger's labels, which pick the payments route
+    return Extras({"repo": "acme/payments"}, {}, [])
+
+
+class Killed(BaseException):
+    """kill -9 at a chosen line: nothing after it runs, no handler sees it."""
+
+
+def test_a_recovery_resolves_an_events_api_page_a_dying_wake_up_sent_but_never_recorded(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    """Fourth review, item 2: a wake-up sends a held trigger to the Events API, then records it; killed in
+    between, the alert is open at PagerDuty and unknown to the state. The recovery found the hold taken,
+    asked the state (nothing open: an Events API page has no REST id to look up), answered
+    cancelled_pending and sent nothing, so the alert stayed open for good. It now resolves by dedup_key on
+    the route the held trigger's labels pick."""
+    config, dying, clock = setup(fake, tmp_path)
+    wake_up = Dispatcher(config, dying, clock)
+    held = TriggerAction("build-failed", "p1", "acme-payments-5xx", "payments 5xx", "high",
+                         render_extras=payments_labels, pending_for=60.0)
+    assert [o.status for o in wake_up.handle(held)] == [Status.PENDING]
+    clock.now += 61
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise Killed()
+
+    dying.state.record_open = killed  # type: ignore[method-assign]  # right after PagerDuty took the trigger
+    with pytest.raises(Killed):
+        wake_up.fire_due()
+    assert fake.open_dedup_keys() == {KEY: ["acme-payments-5xx"]}
+    _, survivor, _ = setup(fake, tmp_path)
+    survivor.clock = clock
+    [outcome] = Dispatcher(config, survivor, clock).handle(
+        ResolveAction("build-passed", "p2", "acme-payments-5xx", "payments back to normal"))
+    assert outcome.status is Status.RESOLVED
+    assert fake.open_dedup_keys() == {}
+    assert enqueued(fake)[-1] == ("resolve", "acme-payments-5xx", KEY)
+    [audited] = [a for a in survivor.state.recent_audit() if a["action"] == "resolved"]
+    assert "died before recording its page" in json.dumps(audited)
+
+
+def test_a_recovery_of_a_hold_no_wake_up_took_sends_nothing_to_the_events_api(fake: FakePagerDuty,
+                                                                              tmp_path: Path) -> None:
+    config, backend, clock = setup(fake, tmp_path)
+    dispatcher = Dispatcher(config, backend, clock)
+    dispatcher.handle(TriggerAction("build-failed", "p1", "acme-payments-5xx", "payments 5xx", "high",
+                                    render_extras=payments_labels, pending_for=60.0))
+    [outcome] = dispatcher.handle(ResolveAction("build-passed", "p2", "acme-payments-5xx", "back"))
+    assert outcome.status is Status.CANCELLED_PENDING
+    assert fake.calls() == []

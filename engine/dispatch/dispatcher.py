@@ -886,14 +886,19 @@ class Dispatcher:
             # the problem ended: the next failure is new and pages at once (README "Repeat control")
             repeat.hand_resolved_forget(key, self._now(repeat, action.at), "recovered")
         paging = False  # a wake-up that took the hold may be paging it this moment
-        if hold and pending is not None and key is not None and pending.pending_get(key) is not None:
+        held = pending.pending_get(key) if hold and pending is not None and key is not None else None
+        if held is not None:
             # a trigger held by for:, or waiting for its renotify: the recovery came first, it never pages
             # (a wake-up's release is no recovery: a trigger held behind it stays)
+            assert pending is not None and key is not None
             dropped = pending.pending_cancel(key, self._now(pending, action.at))
             if dropped == 1 and self.view.get(key) is None:
                 return resolved(action, CANCELLED_PENDING)  # nothing was sent for it, so nothing to resolve
             paging = dropped == 2  # resolve anyway: under watch --queue this recovery holds the key's turn,
-            # which the wake-up held from its take to its release, so its page (if it went out) is open now
+            # which the wake-up held from its take to its release, so its page (if it went out) is open now;
+            # if that wake-up died after sending it and before recording it, only its labels find its route
+            if paging and self.view.get(key) is None:
+                action = replace(action, unrecorded=held.labels)
         name = route_name(resolve_route(self.routes, self.view, action.incident_key)) if self.routes else "default"
         if not self.config.auto_resolve:
             return resolved(action, _AUTO_RESOLVE_OFF, name)

@@ -198,6 +198,11 @@ class ResolveAction:
     at: float | None = None  # the event's own time, when it gave one
     by_hand: bool = False
     kind: str = "resolve"
+    # The labels of a page that may be out unrecorded: a wake-up took the key's for: hold and died between
+    # sending it and recording it. An Events API page has no REST id to look up, so its resolve is sent to
+    # the route these labels pick by dedup_key even though the state knows nothing open (PagerDuty drops a
+    # resolve for a dedup_key it holds no open alert for).
+    unrecorded: Mapping[str, str] | None = None
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ from engine import severity as sev
 from engine.config import Config
 from engine.dispatch.outcomes import NOTHING_OPEN, Result, Status
 from engine.evaluation.actions import ChangeAction, ResolveAction, TriggerAction
-from engine.language.routes import Route, load_routes
+from engine.language.routes import Route, load_routes, pick_route
 from engine.language.silences import iso
 from engine.names import SYSTEM_ACTORS
 from engine.pagerduty.channels import Notifier
@@ -197,6 +197,8 @@ class Live(EventsTarget):
         now = self.clock()
         known = self.state.get(action.incident_key)
         routing_key = self._known_events_key(known)
+        if routing_key is None and known is None and action.unrecorded is not None:  # see ResolveAction
+            routing_key = self.events_key(pick_route(self.routes, action.unrecorded) if self.routes else None)
         if routing_key is not None:
             return self._resolve_event(action, routing_key, now)
         if not (known and known.incident_id) and not self.rest_ready:

@@ -85,6 +85,8 @@ class EventsTarget:
         it sent firing; PagerDuty drops a resolve for a dedup_key it holds no open alert for."""
         key = action.incident_key or ""
         detail = {"rule": action.rule, "event_id": action.event_id, "message": action.message, "via": EVENTS_API}
+        if action.unrecorded is not None:
+            detail["note"] = "a wake-up that took its for: hold died before recording its page: resolved by dedup_key"
         try:
             self.events.enqueue(build_resolve_body(routing_key, key))
         except PagerDutyError as exc:
