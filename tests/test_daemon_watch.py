@@ -81,16 +81,21 @@ def test_new_files_page_and_rule_edits_apply_without_restart(fake: FakePagerDuty
     assert "broken.yaml:3" in data["last_reload_error"]
 
 
-def test_a_rule_edit_made_while_the_daemon_starts_is_in_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Seen once in CI (test_a_broken_rule_edit_keeps_the_last_good_rules timed out): the daemon loaded its
-    rules and only then began observing the folder, so an edit in between raised no notification and was
-    never loaded. Such an edit is made here, after the load and before run() starts the observer."""
+def dry_daemon_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A dry-run watch daemon in this process on a copy of the shipped rules (tmp_path/rules), not started."""
     from engine.daemon.watch import Daemon as InProcess
     for name in [k for k in os.environ if k.startswith(("PAGERDUTY_", "PAGERULES_"))]:
         monkeypatch.delenv(name)
     shutil.copytree(ROOT / "rules", tmp_path / "rules")
     (tmp_path / "pd.yaml").write_text("enabled: false\nrules_dir: rules\nstate_path: state.db\nevents_dir: events\n")
-    daemon = InProcess(str(tmp_path / "pd.yaml"), {}, str(tmp_path / "events"))
+    return InProcess(str(tmp_path / "pd.yaml"), {}, str(tmp_path / "events"))
+
+
+def test_a_rule_edit_made_while_the_daemon_starts_is_in_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen once in CI (test_a_broken_rule_edit_keeps_the_last_good_rules timed out): the daemon loaded its
+    rules and only then began observing the folder, so an edit in between raised no notification and was
+    never loaded. Such an edit is made here, after the load and before run() starts the observer."""
+    daemon = dry_daemon_in_process(tmp_path, monkeypatch)
     loaded = daemon.loaded.ruleset.version
     rule = tmp_path / "rules" / "build.yaml"
     rule.write_text(rule.read_text().replace("CI build #", "CI build number "))
@@ -112,12 +117,7 @@ def test_a_rules_folder_emptied_while_the_daemon_starts_keeps_it_running_on_the_
     rules folder was empty for a moment (a checkout that deletes the files before writing the new ones), so
     the daemon exited with good rules loaded and nobody was paged. An empty folder now is an edit, whose
     reload is refused and keeps the rules in force."""
-    from engine.daemon.watch import Daemon as InProcess
-    for name in [k for k in os.environ if k.startswith(("PAGERDUTY_", "PAGERULES_"))]:
-        monkeypatch.delenv(name)
-    shutil.copytree(ROOT / "rules", tmp_path / "rules")
-    (tmp_path / "pd.yaml").write_text("enabled: false\nrules_dir: rules\nstate_path: state.db\nevents_dir: events\n")
-    daemon = InProcess(str(tmp_path / "pd.yaml"), {}, str(tmp_path / "events"))
+    daemon = dry_daemon_in_process(tmp_path, monkeypatch)
     loaded = daemon.loaded.ruleset.version
     shutil.move(tmp_path / "rules", tmp_path / "checkout")
     (tmp_path / "rules").mkdir()
