@@ -127,6 +127,9 @@ def main() -> None:
     goal = 2 * base_us  # 50% of the baseline's events/s: twice its time per event
     print(f"  the 50% goal allows {goal:.1f} us an event, start-up included; this run needs "
           f"{total + start / 100_000 * 1e6:.1f} us at 100k lines ({base_us / (total + start / 100_000 * 1e6):.1%})")
+    io_us = us[STAGES[0]] + us[STAGES[5]] + start / 100_000 * 1e6
+    print(f"  reading, writing and start-up alone take {io_us:.1f} us ({io_us / goal:.0%} of what the goal allows), "
+          f"leaving {goal - io_us:.1f} us for the rest, which takes {total - us[STAGES[0]] - us[STAGES[5]]:.1f} us")
 
 
 if __name__ == "__main__":
