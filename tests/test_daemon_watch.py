@@ -237,6 +237,25 @@ def test_json_logs_and_the_type_in_the_file_name(fake: FakePagerDuty, tmp_path: 
     assert len(fake.incidents) == 1
 
 
+def test_an_unreadable_line_and_a_rejected_event_are_warnings_in_the_log_with_their_reasons(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    """Found by a new user: the daemon's log said only "problems": 1 for a file with a bad JSON line; the
+    reason was in failed/NAME.error alone, and a rejected event was logged at INFO like any outcome. Someone
+    reading the log at 3 a.m. now sees each one at WARNING, with what is wrong and where."""
+    daemon = Daemon(tmp_path, fake)
+    untyped = {k: v for k, v in build(9).items() if k != "type"}
+    daemon.drop("mixed.json", json.dumps(build(8)) + "\n{\"type\": \"build\", oops\n" + json.dumps(untyped) + "\n")
+    result = subprocess.run(daemon.args("--once", "--log-format", "json"), capture_output=True, text=True,
+                            env=daemon.env, timeout=60)
+    warnings = [r for r in map(json.loads, result.stderr.splitlines()) if r["level"] == "WARNING"]
+    unreadable = [r for r in warnings if r.get("event") == "unreadable"]
+    assert len(unreadable) == 1 and "mixed.json line 2" in unreadable[0]["error"], warnings
+    rejected = [r for r in warnings if r.get("event") == "outcome"]
+    assert len(rejected) == 1 and "'type'" in rejected[0]["error"] and "line 3" in rejected[0]["where"], warnings
+    assert len(fake.incidents) == 1  # the good event still paged
+    assert (daemon.events / "failed" / "mixed.json").exists()
+
+
 def test_names_and_moves_in_isolation(tmp_path: Path) -> None:
     assert type_from_name("d-1.github.workflow_run.json", ["github.workflow_run", "run"]) == "github.workflow_run"
     assert type_from_name("plain.json", ["build"]) is None

@@ -107,6 +107,7 @@ class FileWork:
                         continue
                     if event is None:  # unreadable: an error of the file, and a rejected outcome for /metrics
                         unsaved.append(item.error or item.where)
+                        log_unreadable(unsaved[-1])
                         metrics.count_outcome(UNKNOWN_TYPE, Status.REJECTED.value)
                         continue
                     acted = self._event(event, item.where, loaded, unsaved, counts)
@@ -164,13 +165,18 @@ class FileWork:
                     entry.path.name, self.events.name, why, entry.attempts, delay)
 
 
-def _log_outcome(outcome: Outcome, where: str) -> None:
+def _log_outcome(outcome: Outcome, where: str, logger: logging.Logger = log) -> None:
     """One line per outcome: the daemon has no stdout, so this is where its outcome lines go (README "Logs")."""
     line = outcome.to_line()
-    target = line.get("incident_key") or line.get("error")
+    target = line.get("incident_key") or line.get("error") or "no incident open"
     facts = {("resolution" if name == "message" else name): value for name, value in line.items()}  # message: the log's
-    log.info("%s %s: %s (%s)", line["action"], line["status"], target, where,
-             extra=logs.fields(event="outcome", where=where, **facts))
+    logger.log(logging.WARNING if "error" in line else logging.INFO, "%s %s: %s (%s)", line["action"],
+               line["status"], target, where, extra=logs.fields(event="outcome", where=where, **facts))
+
+
+def log_unreadable(error: str, logger: logging.Logger = log) -> None:
+    """A document the reader refused (bad JSON): a warning with its reason, beside its line in NAME.error."""
+    logger.warning("unreadable: %s", error, extra=logs.fields(event="unreadable", error=error))
 
 
 def open_regular(path: Path) -> tuple[int, str] | str:

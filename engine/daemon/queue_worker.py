@@ -25,11 +25,11 @@ from typing import Any
 
 from engine import logs, metrics
 from engine.config import load_config
-from engine.daemon.files import Loaded, _log_outcome, act, daemon_backend, open_regular
+from engine.daemon.files import Loaded, _log_outcome, act, daemon_backend, log_unreadable, open_regular
 from engine.daemon.inbox import FAILED, PROCESSED, backlog, move, type_from_name
 from engine.daemon.notifications import RELOAD_DEBOUNCE, RuleEdits, edited_since, observe
 from engine.dispatch.dispatcher import Dispatcher
-from engine.dispatch.outcomes import Outcome, Status
+from engine.dispatch.outcomes import Status
 from engine.dispatch.pipeline import UNKNOWN_TYPE, Pipeline
 from engine.errors import InvalidFiles, PageRulesError
 from engine.events.stream import read_events
@@ -231,7 +231,7 @@ class QueueWorker:
             log.warning("pending triggers not checked: %s", exc)
             return
         for outcome in outcomes:
-            _log_outcome(outcome, "pending")
+            _log_outcome(outcome, "pending", log)
             metrics.count_outcome("pending", outcome.status.value)
 
     def _let_go(self) -> None:
@@ -258,6 +258,7 @@ class QueueWorker:
                         continue
                     if event is None:
                         unsaved.append(item.error or item.where)
+                        log_unreadable(unsaved[-1], log)
                         metrics.count_outcome(UNKNOWN_TYPE, Status.REJECTED.value)
                         continue
                     acted = self._event(event, where, loaded, unsaved)
@@ -289,13 +290,7 @@ class QueueWorker:
 
     def _event(self, event: dict[str, Any], where: str, loaded: Loaded, problems: list[str]) -> bool | None:
         """As the file daemon (engine/daemon/files.py ``act``), each outcome logged with the row it came from."""
-        def seen(outcome: Outcome) -> None:
-            line = outcome.to_line()
-            log.info("%s %s: %s (%s)", line["action"], line["status"], line.get("incident_key") or
-                     line.get("error"), where, extra=logs.fields(event="outcome", where=where,
-                                                                 **{("resolution" if k == "message" else k): v
-                                                                    for k, v in line.items()}))
-        return act(event, where, loaded, problems, seen)
+        return act(event, where, loaded, problems, lambda outcome: _log_outcome(outcome, where, log))
 
     def _retry(self, job: Job, why: str) -> None:
         delay = min(2.0 ** job.attempts, self.loaded.config.watch_retry_max_seconds)
