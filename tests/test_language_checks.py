@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from builders import make_config
+from builders import ROOT, make_config
 
 from engine.errors import InvalidFiles
 from engine.language.checks import duplicate_ids
@@ -93,3 +93,18 @@ def test_a_selector_that_can_match_some_trigger_is_fine(trigger_labels: str, sel
 
 def test_a_selector_by_incident_key_is_not_checked_against_labels() -> None:
     assert loads("triggers:\n" + trigger("t") + "recoveries:\n" + recovery("r", "      - incident_key: nope\n"))
+
+
+def test_a_typo_in_a_trigger_is_one_problem_not_followed_by_selectors_that_seem_to_select_nothing() -> None:
+    """Found by a new user: `sevirity: high` in the shipped build rules gave the right problem, then
+    "no trigger sets the label 'kind'" (and 'branch', 'repo') for the recovery that resolves it: the broken
+    trigger was left out of the check across files, so one typo read as four problems."""
+    text = (ROOT / "rules" / "build.yaml").read_text()
+    typo = text.replace("severity:", "sevirity:", 1)
+    found = problems({"rules/build.yaml": typo, **{f"rules/{p.name}": p.read_text()
+                                                   for p in (ROOT / "rules").glob("*.yaml") if p.name != "build.yaml"}})
+    assert [p for p in found if "no trigger sets" in p] == []
+    assert any("unknown key 'sevirity' (did you mean 'severity'?" in p for p in found)
+    fixed = problems({"rules/x.yaml": "triggers:\n" + trigger("t") + "recoveries:\n"
+                      + recovery("r", "      - labels: {team: api}\n")})
+    assert [p for p in fixed if "no trigger sets the label 'team'" in p]  # once the triggers compile, checked

@@ -39,9 +39,6 @@ DANGLING = "'event.repo =='"  # an expression that does not compile
 DANGLING_ERROR = "template syntax error: unexpected 'end of template'"
 
 
-# What follows when the trigger's labels do not compile: the recovery selects a label nothing sets.
-NO_KIND = ("rules/x.yaml:17: rule r: resolves[1].labels.kind: no trigger sets the label 'kind' (labels set: none), "
-           "so this recovery can never resolve anything")
 
 
 def problems(**broken: str) -> list[str]:
@@ -56,7 +53,9 @@ def problems(**broken: str) -> list[str]:
                              "high, critical)"),
     ({"title": OPEN}, f"rules/x.yaml:5: rule t: title: {OPEN_ERROR}"),
     ({"key": OPEN}, f"rules/x.yaml:6: rule t: incident_key: {OPEN_ERROR}"),
-    ({"kind": OPEN}, f"rules/x.yaml:7: rule t: labels.kind: {OPEN_ERROR}", NO_KIND),
+    # A broken trigger is left out, so the recovery's label looked set by none: no longer said, since a new
+    # user took that follow-on for a second problem. The selectors are checked once every trigger compiles.
+    ({"kind": OPEN}, f"rules/x.yaml:7: rule t: labels.kind: {OPEN_ERROR}"),
     ({"summary": OPEN}, f"rules/x.yaml:8: rule t: details.summary: {OPEN_ERROR}"),
     ({"ratio": DANGLING}, f"rules/x.yaml:9: rule t: vars.ratio: {DANGLING_ERROR}"),
     ({"when": DANGLING}, f"rules/x.yaml:10: rule t: when: {DANGLING_ERROR}"),
@@ -71,8 +70,7 @@ def problems(**broken: str) -> list[str]:
     # From the schema:
     ({"resolve_key": "[1]"}, "rules/x.yaml:16: rule r: resolves[0].incident_key: expected a string, got [1]"),
     ({"summary": "[a]"},
-     "rules/x.yaml:8: rule t: details.summary: expected a string or a number or true or false, got [\"a\"]",
-     NO_KIND),
+     "rules/x.yaml:8: rule t: details.summary: expected a string or a number or true or false, got [\"a\"]"),
 ])
 def test_a_message_writes_the_path_inside_the_rule_one_way(case: tuple[Any, ...]) -> None:
     broken, *expected = case

@@ -39,7 +39,7 @@ class RuleBuilder:
     def problem(self, path: tuple[Any, ...], message: str, inner: Iterable[Any] = ()) -> None:
         where = dotted(inner)  # resolves[1].labels.kind, as every message writes a path inside a rule
         self.problems.append(Problem(self.doc.filename, self.doc.line(path),
-                                     f"{where}: {message}" if where else message, self.rule_id))
+                                     f"{where}: {message}" if where else message, self.rule_id, path=path))
 
     def template(self, path: tuple[Any, ...], source: Any, inner: tuple[Any, ...], expression: bool = False
                  ) -> Compiled | None:

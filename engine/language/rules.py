@@ -60,6 +60,7 @@ class CompiledFile:
     recoveries: tuple[Recovery, ...]
     problems: tuple[Problem, ...]  # this file's own: loader, schema, matchers, templates
     changes: tuple[Change, ...] = ()
+    lost_triggers: bool = False  # a trigger (or the whole file) has a problem of its own: what it sets is unsure
 
 
 def compile_document(doc: Document, params: Mapping[str, Any], event_types: Mapping[str, EventType],
@@ -67,18 +68,19 @@ def compile_document(doc: Document, params: Mapping[str, Any], event_types: Mapp
                      templates: dict[tuple[str, bool], Compiled | TemplateError] | None = None) -> CompiledFile:
     """Compile one parsed document; every problem it has on its own is collected, nothing is raised."""
     found_all = list(problems)
-    if doc.data is None and doc.lines:  # an empty file: nothing to check
-        return CompiledFile(doc, (), (), tuple(found_all))
+    if doc.data is None and doc.lines:  # an empty file (or one the loader could not read): nothing to check
+        return CompiledFile(doc, (), (), tuple(found_all), lost_triggers=any(not p.warning for p in found_all))
     found = check_document(doc, load_schema("rules.schema.json"), _namer(doc)) if doc.lines else []
     found_all.extend(found)
     if not isinstance(doc.data, dict) or any(len(p.path) < 2 for p in found):
-        return CompiledFile(doc, (), (), tuple(found_all))
+        return CompiledFile(doc, (), (), tuple(found_all), lost_triggers=True)
     broken = {p.path[:2] for p in found}
     builder = RuleBuilder(doc, event_types, params, found_all, templates)
     triggers = _build_all(doc.data.get("triggers"), "triggers", builder.trigger, broken)
     recoveries = _build_all(doc.data.get("recoveries"), "recoveries", builder.recovery, broken)
     changes = _build_all(doc.data.get("changes"), "changes", builder.change, broken)
-    return CompiledFile(doc, tuple(triggers), tuple(recoveries), tuple(found_all), tuple(changes))
+    lost = any(not p.warning and p.path[:1] == ("triggers",) for p in found_all)  # left out, or a label lost
+    return CompiledFile(doc, tuple(triggers), tuple(recoveries), tuple(found_all), tuple(changes), lost)
 
 
 def compile_documents(docs: list[Document], config: Config, event_types: Mapping[str, EventType],
@@ -102,7 +104,8 @@ def assemble(files: Sequence[CompiledFile], config: Config, event_types: Mapping
         recoveries += compiled.recoveries
         changes += compiled.changes
     docs = [compiled.doc for compiled in files]
-    problems.extend(check_ruleset(triggers, recoveries))
+    if not any(compiled.lost_triggers for compiled in files):  # else a label that trigger sets would be
+        problems.extend(check_ruleset(triggers, recoveries))  # reported as set by none: checked once it is fixed
     problems.extend(duplicate_ids(_rule_ids(docs)))
     if any(not p.warning for p in problems):
         raise InvalidFiles(sorted(problems, key=lambda p: (p.filename, p.line)))
