@@ -291,6 +291,14 @@ def payments_labels() -> Extras:  # a held trigger's labels, which pick the paym
     return Extras({"repo": "acme/payments"}, {}, [])
 
 
+def other_labels() -> Extras:  # labels no route takes: the default routing key
+    return Extras({"repo": "acme/other"}, {}, [])
+
+
+def killed(*args: Any, **kwargs: Any) -> None:
+    raise Killed()
+
+
 class Killed(BaseException):
     """kill -9 at a chosen line: nothing after it runs, no handler sees it."""
 
@@ -308,10 +316,6 @@ def test_a_recovery_resolves_an_events_api_page_a_dying_wake_up_sent_but_never_r
                          render_extras=payments_labels, pending_for=60.0)
     assert [o.status for o in wake_up.handle(held)] == [Status.PENDING]
     clock.now += 61
-
-    def killed(*args: Any, **kwargs: Any) -> None:
-        raise Killed()
-
     dying.state.record_open = killed  # type: ignore[method-assign]  # right after PagerDuty took the trigger
     with pytest.raises(Killed):
         wake_up.fire_due()
@@ -320,11 +324,11 @@ def test_a_recovery_resolves_an_events_api_page_a_dying_wake_up_sent_but_never_r
     survivor.clock = clock
     [outcome] = Dispatcher(config, survivor, clock).handle(
         ResolveAction("build-passed", "p2", "acme-payments-5xx", "payments back to normal"))
-    assert outcome.status is Status.RESOLVED
+    assert (outcome.status, outcome.route) == (Status.RESOLVED, 0)
     assert fake.open_dedup_keys() == {}
     assert enqueued(fake)[-1] == ("resolve", "acme-payments-5xx", KEY)
     [audited] = [a for a in survivor.state.recent_audit() if a["action"] == "resolved"]
-    assert "died before recording its page" in json.dumps(audited)
+    assert "died before recording whether it paged" in json.dumps(audited)
 
 
 def test_a_recovery_of_a_hold_no_wake_up_took_sends_nothing_to_the_events_api(fake: FakePagerDuty,
@@ -336,3 +340,49 @@ def test_a_recovery_of_a_hold_no_wake_up_took_sends_nothing_to_the_events_api(fa
     [outcome] = dispatcher.handle(ResolveAction("build-passed", "p2", "acme-payments-5xx", "back"))
     assert outcome.status is Status.CANCELLED_PENDING
     assert fake.calls() == []
+
+
+def test_an_events_trigger_that_takes_an_over_hold_with_labels_of_its_own_is_resolved_where_it_went(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    """Fifth review, item 1: one incident_key, two repositories (a key that ignores the repo). The hold keeps
+    the first trigger's labels (no route: the default key); a later event's trigger finds it over and pages
+    with its own (the payments route), then dies before the state records it. The recovery sent its resolve
+    to the route of the hold's labels, so the payments alert stayed open. The taker's labels are kept now."""
+    config, dying, clock = setup(fake, tmp_path, PAGERDUTY_ROUTING_KEY=DEFAULT_KEY)
+    events = Dispatcher(config, dying, clock)
+    first = TriggerAction("r", "e1", "acme-5xx", "5xx", "high", render_extras=other_labels, pending_for=60.0)
+    assert [o.status for o in events.handle(first)] == [Status.PENDING]
+    clock.now += 61
+    dying.state.record_open = killed  # type: ignore[method-assign]  # kill -9 after PagerDuty took it
+    dying.state.release_pending = killed  # type: ignore[method-assign]  # and no handler runs
+    with pytest.raises(Killed):
+        events.handle(TriggerAction("r", "e2", "acme-5xx", "5xx", "high", render_extras=payments_labels,
+                                    pending_for=60.0))
+    assert fake.open_dedup_keys() == {KEY: ["acme-5xx"]}
+    _, survivor, _ = setup(fake, tmp_path, PAGERDUTY_ROUTING_KEY=DEFAULT_KEY)
+    [outcome] = Dispatcher(config, survivor, clock).handle(ResolveAction("r", "e3", "acme-5xx", "back"))
+    assert (outcome.status, outcome.route) == (Status.RESOLVED, 0)
+    assert fake.open_dedup_keys() == {}
+
+
+def test_a_recovery_after_a_wake_up_that_died_before_sending_tells_no_channel_it_resolved(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    """Fifth review, item 4: no page may have gone out, so the resolve sent in case it did is audited but
+    not announced (a channel would hear "resolved" of a page nobody got)."""
+    config, dying, clock = setup(fake, tmp_path)
+    wake_up = Dispatcher(config, dying, clock)
+    wake_up.handle(TriggerAction("r", "p1", "acme-payments-5xx", "5xx", "high", render_extras=payments_labels,
+                                 pending_for=60.0))
+    clock.now += 61
+    dying.events.enqueue = killed  # type: ignore[method-assign]  # dies before PagerDuty took anything
+    with pytest.raises(Killed):
+        wake_up.fire_due()
+    _, survivor, _ = setup(fake, tmp_path)
+    announced: list[str] = []
+    survivor.notifier.announce = lambda kind, incident: announced.append(kind)  # type: ignore[method-assign]
+    [outcome] = Dispatcher(config, survivor, clock).handle(ResolveAction("r", "p2", "acme-payments-5xx", "back"))
+    assert (outcome.status, outcome.route) == (Status.RESOLVED, 0)  # sent by dedup_key, dropped by PagerDuty
+    assert enqueued(fake) == [("resolve", "acme-payments-5xx", KEY)] and fake.open_dedup_keys() == {}
+    assert announced == []
+    [audited] = [a for a in survivor.state.recent_audit() if a["action"] == "resolved"]
+    assert "in case it did" in json.dumps(audited)

@@ -168,7 +168,7 @@ class FileWork:
 def _log_outcome(outcome: Outcome, where: str, logger: logging.Logger = log) -> None:
     """One line per outcome: the daemon has no stdout, so this is where its outcome lines go (README "Logs")."""
     line = outcome.to_line()
-    target = line.get("incident_key") or line.get("error") or "no incident open"
+    target = line.get("incident_key") or line.get("error") or "(no incident_key)"
     facts = {("resolution" if name == "message" else name): value for name, value in line.items()}  # message: the log's
     logger.log(logging.WARNING if "error" in line else logging.INFO, "%s %s: %s (%s)", line["action"],
                line["status"], target, where, extra=logs.fields(event="outcome", where=where, **facts))

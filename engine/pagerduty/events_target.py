@@ -86,15 +86,17 @@ class EventsTarget:
         key = action.incident_key or ""
         detail = {"rule": action.rule, "event_id": action.event_id, "message": action.message, "via": EVENTS_API}
         if action.unrecorded is not None:
-            detail["note"] = "a wake-up that took its for: hold died before recording its page: resolved by dedup_key"
+            detail["note"] = ("a wake-up that took its for: hold died before recording whether it paged: "
+                              "resolved by dedup_key in case it did")
         try:
             self.events.enqueue(build_resolve_body(routing_key, key))
         except PagerDutyError as exc:
             self.state.audit(now, self.actor, "resolve_failed", key, None, {**detail, "error": str(exc)})
             return failed(exc)
         self.state.record_status(key, "resolved", now, self.actor, None, detail)
-        self.notifier.announce("resolved", {"incident_key": key, "incident_id": None, "message": action.message,
-                                            "actor": self.actor})
+        if action.unrecorded is None:  # else no one may have been paged: nothing to tell the channels
+            self.notifier.announce("resolved", {"incident_key": key, "incident_id": None,
+                                                "message": action.message, "actor": self.actor})
         return Result(Status.RESOLVED)
 
     def _acknowledge_event(self, known: StoredIncident, routing_key: str, now: float) -> Result:
