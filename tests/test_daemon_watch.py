@@ -143,6 +143,21 @@ def test_a_rules_folder_emptied_while_the_daemon_starts_keeps_it_running_on_the_
         daemon.state.close()
 
 
+def test_a_rules_folder_gone_while_it_is_read_counts_as_an_edit(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fifth review, item 7: a checkout that removes the rules folder itself while the start-up check reads
+    it raised OSError past the check, which caught only the rules' own errors, and the daemon exited."""
+    from engine.daemon.notifications import edited_since
+    daemon = dry_daemon_in_process(tmp_path, monkeypatch)
+    try:
+        def gone(config: Any) -> bool:
+            raise FileNotFoundError(2, "No such file or directory", str(tmp_path / "rules" / "build.yaml"))
+        monkeypatch.setattr(daemon.rule_cache, "stale", gone)
+        assert edited_since(daemon.loaded.config, daemon.rule_cache, daemon.config_path, daemon.overrides) is True
+    finally:
+        daemon.state.close()
+
+
 def test_an_outage_of_20_seconds_loses_nothing(fake: FakePagerDuty, tmp_path: Path) -> None:
     daemon = Daemon(tmp_path, fake).start()
     fake.faults = {"status": 503, "until": time.time() + 20}

@@ -114,6 +114,57 @@ def test_waiting_past_the_limit_fails_like_an_outage_naming_the_key(pg_url: str)
     assert isinstance(caught.value, KeyBusy)  # one key's wait, not the database gone: the worker goes on
 
 
+def test_a_key_whose_wait_ran_out_is_only_tried_until_this_process_takes_it_again(pg_url: str) -> None:  # noqa: F811
+    """Fifth review, item 2: each retry of an event whose key a frozen holder keeps waited the whole lock
+    timeout again on the worker's one thread, holding up its other rows and its wake-ups each time."""
+    holder, impatient = KeyLocks(pg_url), KeyLocks(pg_url, wait_seconds=0.3)
+    key = unique("frozen-holder")
+    outcome: list[BaseException | None] = []
+
+    def retry() -> None:
+        try:
+            with impatient.hold(key):
+                outcome.append(None)
+        except KeyBusy as exc:
+            outcome.append(exc)
+
+    try:
+        with holder.hold(key):
+            with pytest.raises(KeyBusy), impatient.hold(key):
+                raise AssertionError("the lock was taken twice")
+            impatient.wait_seconds = 60  # the retry's thread connects anew: a wait there would outlast the check
+            thread = threading.Thread(target=retry)
+            thread.start()
+            wait_for(lambda: bool(outcome), 10, "the retry to give up at once rather than wait")
+            assert isinstance(outcome[0], KeyBusy) and waiting_for(pg_url, key) == 0
+        with impatient.hold(key):  # free again: taken, and no longer only tried
+            assert not free(pg_url, key)
+        with holder.hold(key):
+            thread = threading.Thread(target=retry)
+            thread.start()
+            wait_for(lambda: waiting_for(pg_url, key) == 1, 10, "a fresh wait for the key once it was taken")
+        thread.join(10)
+        assert outcome[-1] is None
+    finally:
+        holder.close()
+        impatient.close()
+
+
+def test_a_database_that_refuses_the_keepalive_settings_still_gives_locks(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """Fifth review, item 5: a pooler or proxy that refuses `SET tcp_keepalives_*` failed every lock
+    connection, which stops every queue worker as if the database were down."""
+    import engine.pagerduty.keylock as keylock
+    monkeypatch.setattr(keylock, "KEEPALIVE_COUNT", "not-a-number")  # the server refuses the SET
+    locks, key = KeyLocks(pg_url), unique("behind-a-proxy")
+    try:
+        with locks.hold(key):
+            assert not free(pg_url, key)
+    finally:
+        locks.close()
+    assert "refused the TCP keepalive settings" in caplog.text
+
+
 def test_try_hold_takes_a_free_key_and_answers_false_at_once_for_a_held_one(
         locks: tuple[KeyLocks, KeyLocks], pg_url: str) -> None:  # noqa: F811
     first, second = locks  # the second would wait 30 s for a lock: try_hold must not
@@ -264,8 +315,9 @@ def test_a_recovery_between_a_wake_ups_take_and_its_page_waits_and_resolves_the_
     recovery = threading.Thread(target=recover)
     take = a.state.take_pending
 
-    def take_then_let_the_recovery_in(incident_key: str, until: float, lease_until: float) -> bool:
-        taken = take(incident_key, until, lease_until)
+    def take_then_let_the_recovery_in(incident_key: str, until: float, lease_until: float,
+                                      labels: Any = None) -> bool:
+        taken = take(incident_key, until, lease_until, labels)
         recovery.start()  # B's recovery, between A's take and A's create: it finishes or waits for A's turn
         wait_for(lambda: recovered or waiting_for(pg_url, key) == 1, 20, "the recovery to end or wait its turn")
         return taken
@@ -285,7 +337,7 @@ def test_a_recovery_between_a_wake_ups_take_and_its_page_waits_and_resolves_the_
 
 
 def test_a_wake_up_skips_a_key_whose_turn_is_held_elsewhere_and_pages_the_other_holds(
-        fake: FakePagerDuty, pg_url: str) -> None:  # noqa: F811
+        fake: FakePagerDuty, pg_url: str, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     """Fourth review, item 1: fire_due waited for each due key's turn before taking its hold. A session
     that kept a key's turn (a host that froze mid-decision) made every worker's wake-up wait out the lock
     timeout and fail like an outage on every step: no hold paged, no row claimed, all paging stopped. The
@@ -308,6 +360,10 @@ def test_a_wake_up_skips_a_key_whose_turn_is_held_elsewhere_and_pages_the_other_
         assert fake.open_keys() == [other]
         held = replica.state.pending(stuck)
         assert held is not None and held.until == 1060.0  # not taken: still due, as it was
+        assert "another process has held the key's lock" not in caplog.text  # a moment's wait is no news
+        clock[0] += 120  # overdue by two minutes: a page that does not go out is never silent
+        assert dispatcher.fire_due() == []
+        assert f"incident_key '{stuck}': its held page, due at 1970-01-01T00:17:40Z, is not sent yet" in caplog.text
         frozen.close()  # the frozen host's session ends (its keepalives go unanswered)
         assert [(o.status, o.incident_key) for o in dispatcher.fire_due()] == [(Status.CREATED, stuck)]
         assert sorted(fake.open_keys()) == sorted([stuck, other])

@@ -89,5 +89,5 @@ def edited_since(loaded: Config, cache: RuleCache, config_path: str | None, over
     try:
         config = load_config(config_path, overrides=overrides)
         return config != loaded or cache.stale(config)
-    except PageRulesError:  # broken now (a bad config, a rules folder emptied mid-checkout): the reload
-        return True  # says how, and keeps the rules it has
+    except (PageRulesError, OSError):  # broken now (a bad config, a rules folder emptied or gone mid-checkout):
+        return True  # the reload says how, and keeps the rules it has

@@ -26,6 +26,7 @@ so an incident opened before a silence still closes (alertmanager#226).
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -73,6 +74,10 @@ LEASE_SECONDS = 60.0
 # The due time of a for: hold whose page a silence muted: no wake-up takes it (nothing pages retroactively), and
 # the key's next trigger after the silence pages at once, its for: long passed; a recovery drops it.
 MUTED = float("inf")
+# A due hold skipped this long because another process holds its key's turn is warned of (at most once a
+# minute a key): a page that does not go out must never be silent.
+BUSY_WARN_SECONDS = 2 * LEASE_SECONDS
+log = logging.getLogger("pagerules.dispatch")
 _OPENED = (Status.CREATED, Status.PLANNED)
 
 
@@ -606,6 +611,15 @@ class Dispatcher:
         self._repeat = view if isinstance(view, RepeatView) else None
         self._notes = backend if isinstance(backend, NoteTaker) else None
         self._turns = backend if isinstance(backend, KeyTurns) else None
+        self._busy_warned: dict[str, float] = {}  # key -> when a skipped due hold of it was last warned of
+
+    def _skipped(self, what: str, incident_key: str, due: float, now: float) -> None:
+        """A due hold skipped for its key's turn, held by another process: warned of once it is overdue."""
+        if now - due >= BUSY_WARN_SECONDS and now - self._busy_warned.get(incident_key, -MUTED) >= 60:
+            self._busy_warned[incident_key] = now
+            log.warning("incident_key %r: its held %s, due at %s, is not sent yet: another process has held the "
+                        "key's lock all along (a host frozen mid-decision?); it is tried again every round",
+                        incident_key, what, iso_time(due))
 
     def _turn(self, incident_key: str | None) -> AbstractContextManager[None]:
         """The key's turn across processes (KeyTurns), else nothing to wait for (one process decides alone)."""
@@ -808,6 +822,8 @@ class Dispatcher:
             with self._try_turn(held.incident_key) as mine:  # a recovery waits until the page is decided
                 if mine:  # else another process is deciding for the key: still due on the next round
                     out += self._fire(view, held, now)
+                else:
+                    self._skipped("page", held.incident_key, held.until, now)
         return out
 
     def _fire(self, view: PendingView, held: PendingTrigger, now: float) -> list[Outcome]:
@@ -841,6 +857,8 @@ class Dispatcher:
             with self._try_turn(held.incident_key) as mine:  # a trigger waits until the resolve is decided
                 if mine:  # else another process is deciding for the key: still due on the next round
                     out += self._release(view, held, now)
+                else:
+                    self._skipped("resolve", held.incident_key, held.until, now)
         return out
 
     def _release(self, view: RepeatView, held: HeldResolve, now: float) -> list[Outcome]:

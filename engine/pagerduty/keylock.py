@@ -14,6 +14,7 @@ its locks within about a minute rather than the kernel's two hours.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -29,11 +30,13 @@ from engine.language.routes import Route
 from engine.pagerduty.pgstate import CONNECT_TIMEOUT_SECONDS, describe
 from engine.pagerduty.queue import QueueUnavailable
 
+log = logging.getLogger("pagerules.keylock")
+
 # What a lock key is made from: a prefix of its own keeps incident keys apart from the other advisory
 # locks in the database (a file's delivery, the leader's and the migrations' constants).
 NAMESPACE = "pagerules incident_key "
 # The longest a worker waits for another's lock: one PagerDuty call with its retries and Retry-After.
-# Past it the wait fails like an outage (the event is tried again), never goes ahead unlocked.
+# Past it the event waits and is tried again (KeyBusy), never goes ahead unlocked.
 WAIT_SECONDS = 120.0
 # How the server probes an idle lock connection (its tcp_keepalives_* settings, per session): silent for
 # IDLE seconds, then COUNT probes INTERVAL apart; a host that answers none has its session, and locks, ended.
@@ -54,6 +57,9 @@ class KeyLocks:
         self._local = threading.local()
         self._all: list[psycopg.Connection[Any]] = []
         self._all_lock = threading.Lock()
+        # Keys whose wait ran out (a holder that froze): until this process takes one, it only tries it, so
+        # each retry of its event costs one round trip, not another whole wait on the worker's one thread.
+        self._stuck: set[str] = set()
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
@@ -62,12 +68,20 @@ class KeyLocks:
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
                                    application_name="pagerules-keylock")
+        except psycopg.Error as exc:
+            raise QueueUnavailable(f"cannot connect to the lock database {self.where}: {self._clean(exc)}") from None
+        try:
             conn.execute(f"SET lock_timeout = '{int(self.wait_seconds * 1000)}ms'")
+        except psycopg.Error as exc:
+            conn.close()
+            raise QueueUnavailable(f"lock database {self.where}: {self._clean(exc)}") from None
+        try:  # best effort: a pooler or proxy that refuses them must not stop the locks (nor paging)
             conn.execute(f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE_SECONDS}; "
                          f"SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_SECONDS}; "
                          f"SET tcp_keepalives_count = {KEEPALIVE_COUNT}")
         except psycopg.Error as exc:
-            raise QueueUnavailable(f"cannot connect to the lock database {self.where}: {self._clean(exc)}") from None
+            log.warning("lock database %s refused the TCP keepalive settings (%s): a host that vanishes holding "
+                        "a key's lock keeps it until the server notices on its own", self.where, self._clean(exc))
         self._local.conn = conn
         with self._all_lock:
             self._all.append(conn)
@@ -79,13 +93,23 @@ class KeyLocks:
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
-        """Wait for the lock on ``key`` (another worker's call with it ends first), hold it inside."""
+        """Wait for the lock on ``key`` (another worker's call with it ends first), hold it inside. A key
+        whose last wait ran out is only tried, until this process takes it again."""
         conn = self._connection()
+        busy = KeyBusy(f"incident_key {key!r}: another worker has held its lock in {self.where} "
+                       f"for over {self.wait_seconds:g} s; the event is tried again")
         try:
-            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (NAMESPACE + key,))
+            if key in self._stuck:
+                row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                                   (NAMESPACE + key,)).fetchone()
+                if not (row and row[0]):
+                    raise busy
+                self._stuck.discard(key)
+            else:
+                conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (NAMESPACE + key,))
         except pg_errors.LockNotAvailable:
-            raise KeyBusy(f"incident_key {key!r}: another worker has held its lock in {self.where} "
-                          f"for over {self.wait_seconds:g} s; the event is tried again") from None
+            self._stuck.add(key)
+            raise busy from None
         except psycopg.Error as exc:
             raise QueueUnavailable(f"lock database {self.where}: {self._clean(exc)}") from None
         with self._holding(conn, key):
