@@ -70,13 +70,13 @@ def add(matches: tuple[str, ...], duration: str | None, until: str | None, start
     Example: pagerules silence add --match repo=acme/api --until 2027-01-31T00:00:00Z --weekly sat,sun
     --between 02:00-04:00 --tz Europe/Berlin --comment "weekend backups"
     """
-    if (weekly or tz) and not between:
+    if (weekly or tz is not None) and not between:
         raise ConfigError("--weekly and --tz need --between HH:MM-HH:MM (the hours of the window)")
     try:
         request: dict[str, Any] = {"match": matchers_from_pairs(matches), "comment": comment, "starts_at": starts,
                                    "ends_at": until, "for": duration}
         if between:
-            request["weekly"] = {"weekdays": weekly or "mon-sun", "between": between, "tz": tz or "UTC"}
+            request["weekly"] = {"weekdays": weekly or "mon-sun", "between": between, "tz": "UTC" if tz is None else tz}
         made = silence_from_request(request, by or _creator(), time.time())
     except SilenceError as exc:  # said with the option's name, not the API's field
         raise ConfigError(f"{OPTION_OF.get(exc.field, exc.field)}: {exc.reason}") from None
