@@ -315,9 +315,8 @@ def test_a_recovery_between_a_wake_ups_take_and_its_page_waits_and_resolves_the_
     recovery = threading.Thread(target=recover)
     take = a.state.take_pending
 
-    def take_then_let_the_recovery_in(incident_key: str, until: float, lease_until: float,
-                                      labels: Any = None) -> bool:
-        taken = take(incident_key, until, lease_until, labels)
+    def take_then_let_the_recovery_in(incident_key: str, until: float, lease_until: float) -> bool:
+        taken = take(incident_key, until, lease_until)
         recovery.start()  # B's recovery, between A's take and A's create: it finishes or waits for A's turn
         wait_for(lambda: recovered or waiting_for(pg_url, key) == 1, 20, "the recovery to end or wait its turn")
         return taken

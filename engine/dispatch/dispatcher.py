@@ -123,11 +123,8 @@ class PendingView(Protocol):
         turns order the two), so the recovery still resolves the key."""
         ...
 
-    def pending_take(self, incident_key: str, until: float, lease_until: float,
-                     labels: Mapping[str, str] | None = None) -> bool:
-        """Take the due hold (read due at ``until``): due at ``lease_until`` now; True for one taker only.
-        ``labels``: an event's trigger takes it to page with labels of its own, kept in the hold so that a
-        recovery after a taker that died finds the route that page went to."""
+    def pending_take(self, incident_key: str, until: float, lease_until: float) -> bool:
+        """Take the due hold (read due at ``until``): due at ``lease_until`` now; True for one taker only."""
         ...
 
     def pending_done(self, incident_key: str, lease_until: float, at: float, why: str) -> bool:
@@ -375,12 +372,11 @@ class MemoryView:
     def pending_due(self, at: float, limit: int = 100) -> list[PendingTrigger]:
         return sorted((p for p in self.pending.values() if p.until <= at), key=lambda p: p.until)[:limit]
 
-    def pending_take(self, incident_key: str, until: float, lease_until: float,
-                     labels: Mapping[str, str] | None = None) -> bool:
+    def pending_take(self, incident_key: str, until: float, lease_until: float) -> bool:
         held = self.pending.get(incident_key)
         if held is None or held.until != until:
             return False
-        self.pending[incident_key] = replace(held, until=lease_until, labels=held.labels if labels is None else labels)
+        self.pending[incident_key] = replace(held, until=lease_until)
         self._taken.add(incident_key)
         return True
 
@@ -794,7 +790,7 @@ class Dispatcher:
         if held.until != MUTED and now < held.until:
             return Result(Status.PENDING, pending_until=iso_time(held.until))
         lease = now + LEASE_SECONDS
-        return replace(held, until=lease) if view.pending_take(key, held.until, lease, action.labels) else None
+        return replace(held, until=lease) if view.pending_take(key, held.until, lease) else None
 
     def _over_done(self, over: PendingTrigger | None, action: TriggerAction) -> None:
         """The over hold this trigger took is done: its page was decided (sent, muted, or refused)."""
@@ -917,12 +913,13 @@ class Dispatcher:
             if dropped == 1 and self.view.get(key) is None:
                 return resolved(action, CANCELLED_PENDING)  # nothing was sent for it, so nothing to resolve
             paging = dropped == 2  # resolve anyway: under watch --queue this recovery holds the key's turn,
-            # which the wake-up held from its take to its release, so its page (if it went out) is open now;
-            # if that wake-up died after sending it and before recording it, only its labels find its route
-            if paging and self.view.get(key) is None:
-                action = replace(action, unrecorded=held.labels)
-        name = "default" if not self.routes else route_name(
-            pick_route(self.routes, action.unrecorded) if action.unrecorded is not None  # where that page went
+            # which the wake-up held from its take to its release, so its page (if it went out) is open now,
+            # or went out unrecorded if that wake-up died in between (ResolveAction.maybe_sent)
+            if paging:
+                action = replace(action, maybe_sent=True)
+        unrecorded = paging and held is not None and self.view.get(held.incident_key) is None
+        name = "default" if not self.routes else route_name(  # an unrecorded page: where its labels send it
+            pick_route(self.routes, held.labels) if unrecorded and held is not None
             else resolve_route(self.routes, self.view, action.incident_key))
         if not self.config.auto_resolve:
             return resolved(action, _AUTO_RESOLVE_OFF, name)

@@ -198,11 +198,11 @@ class ResolveAction:
     at: float | None = None  # the event's own time, when it gave one
     by_hand: bool = False
     kind: str = "resolve"
-    # The labels of a page that may be out unrecorded: a wake-up took the key's for: hold and died between
-    # sending it and recording it. An Events API page has no REST id to look up, so its resolve is sent to
-    # the route these labels pick by dedup_key even though the state knows nothing open (PagerDuty drops a
-    # resolve for a dedup_key it holds no open alert for).
-    unrecorded: Mapping[str, str] | None = None
+    # A page may be out that the state does not know of: a wake-up (or an event) took the key's for: hold
+    # and may have died between sending its page and recording it. A REST page is found by incident_key; an
+    # Events API one has no id to look up, so the resolve also goes by dedup_key to every Events API
+    # integration (PagerDuty drops a resolve for a dedup_key it holds no open alert for).
+    maybe_sent: bool = False
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ from engine import severity as sev
 from engine.config import Config
 from engine.dispatch.outcomes import NOTHING_OPEN, Result, Status
 from engine.evaluation.actions import ChangeAction, ResolveAction, TriggerAction
-from engine.language.routes import Route, load_routes, pick_route
+from engine.language.routes import Route, load_routes
 from engine.language.silences import iso
 from engine.names import SYSTEM_ACTORS
 from engine.pagerduty.channels import Notifier
@@ -197,12 +197,14 @@ class Live(EventsTarget):
         now = self.clock()
         known = self.state.get(action.incident_key)
         routing_key = self._known_events_key(known)
-        if routing_key is None and known is None and action.unrecorded is not None:  # see ResolveAction
-            routing_key = self.events_key(pick_route(self.routes, action.unrecorded) if self.routes else None)
+        unsure = self._resolve_unsure(action, routing_key, now) if action.maybe_sent else None  # see ResolveAction
+        if unsure is not None and unsure.status is Status.FAILED:
+            return unsure  # tried again with the event; a resolve sent twice is harmless
+        nothing = NOTHING_OPEN if unsure is None else unsure
         if routing_key is not None:
             return self._resolve_event(action, routing_key, now)
         if not (known and known.incident_id) and not self.rest_ready:
-            return NOTHING_OPEN  # Events API only, and the state does not know it: see _resolve_event
+            return nothing  # Events API only, and the state does not know it: see _resolve_event
         try:
             targets = [known.incident_id] if known and known.incident_id else \
                 [i["id"] for i in self.client.find_open(action.incident_key)]
@@ -210,7 +212,7 @@ class Live(EventsTarget):
                 if known:  # open in our state, gone in PagerDuty: forget it
                     self.state.record_status(action.incident_key, "resolved", now, self.actor, None,
                                              {"rule": action.rule, "note": "already closed in PagerDuty"})
-                return NOTHING_OPEN
+                return nothing
             return self._resolve_ids(action, targets, now)
         except PagerDutyError as exc:
             self.state.audit(now, self.actor, "resolve_failed", action.incident_key, None,

@@ -85,18 +85,35 @@ class EventsTarget:
         it sent firing; PagerDuty drops a resolve for a dedup_key it holds no open alert for."""
         key = action.incident_key or ""
         detail = {"rule": action.rule, "event_id": action.event_id, "message": action.message, "via": EVENTS_API}
-        if action.unrecorded is not None:
-            detail["note"] = ("a wake-up that took its for: hold died before recording whether it paged: "
-                              "resolved by dedup_key in case it did")
         try:
             self.events.enqueue(build_resolve_body(routing_key, key))
         except PagerDutyError as exc:
             self.state.audit(now, self.actor, "resolve_failed", key, None, {**detail, "error": str(exc)})
             return failed(exc)
         self.state.record_status(key, "resolved", now, self.actor, None, detail)
-        if action.unrecorded is None:  # else no one may have been paged: nothing to tell the channels
-            self.notifier.announce("resolved", {"incident_key": key, "incident_id": None,
-                                                "message": action.message, "actor": self.actor})
+        self.notifier.announce("resolved", {"incident_key": key, "incident_id": None, "message": action.message,
+                                            "actor": self.actor})
+        return Result(Status.RESOLVED)
+
+    def _resolve_unsure(self, action: ResolveAction, known_key: str | None, now: float) -> Result | None:
+        """A page that may be out unrecorded (ResolveAction.maybe_sent): a resolve by dedup_key to every Events
+        API integration but ``known_key`` (the state's own, resolved next), as that page may have gone to any
+        of them. Audited, never announced: nobody may have been paged. None when there is none to send to;
+        else resolved, or the first failure (the event is tried again, and a resolve sent twice is harmless)."""
+        keys = dict.fromkeys(k for k in (*self.routing_keys.values(), self.config.routing_key) if k and k != known_key)
+        if not keys:
+            return None
+        key = action.incident_key or ""
+        detail = {"rule": action.rule, "event_id": action.event_id, "message": action.message, "via": EVENTS_API,
+                  "note": f"a for: hold was taken by a process that may have paged it and died before recording "
+                          f"where: resolved by dedup_key on all {len(keys)} Events API integrations in case"}
+        for routing_key in keys:
+            try:
+                self.events.enqueue(build_resolve_body(routing_key, key))
+            except PagerDutyError as exc:
+                self.state.audit(now, self.actor, "resolve_failed", key, None, {**detail, "error": str(exc)})
+                return failed(exc)
+        self.state.audit(now, self.actor, "resolved", key, None, detail)
         return Result(Status.RESOLVED)
 
     def _acknowledge_event(self, known: StoredIncident, routing_key: str, now: float) -> Result:

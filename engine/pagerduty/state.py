@@ -470,16 +470,10 @@ class State:
             write_audit(db, at, actor, "pending_cancelled", incident_key, None, {"rule": row[0]})
         return 2 if row[1] else 1
 
-    def take_pending(self, incident_key: str, until: float, lease_until: float,
-                     labels: Mapping[str, str] | None = None) -> bool:
+    def take_pending(self, incident_key: str, until: float, lease_until: float) -> bool:
         """Take a due hold (read due at ``until``) for a wake-up: its due time moves to ``lease_until`` in one
-        statement, so only one taker gets True; a taker that dies leaves it due again once the lease passes.
-        ``labels``: those the taker pages with, when not the hold's own (an event's trigger took it)."""
+        statement, so only one taker gets True; a taker that dies leaves it due again once the lease passes."""
         with self.transaction() as db:
-            if labels is not None:
-                return db.execute("UPDATE pending_triggers SET due_at = ?, taken = 1, labels = ? WHERE "
-                                  "incident_key = ? AND due_at = ? RETURNING incident_key",
-                                  (lease_until, json.dumps(dict(labels)), incident_key, until)).fetchone() is not None
             return db.execute("UPDATE pending_triggers SET due_at = ?, taken = 1 WHERE incident_key = ? "
                               "AND due_at = ? RETURNING incident_key",
                               (lease_until, incident_key, until)).fetchone() is not None
@@ -714,9 +708,8 @@ class StateView:
     def pending_cancel(self, incident_key: str, at: float) -> int:
         return self.state.cancel_pending(incident_key, at)
 
-    def pending_take(self, incident_key: str, until: float, lease_until: float,
-                     labels: Mapping[str, str] | None = None) -> bool:
-        return self.state.take_pending(incident_key, until, lease_until, labels)
+    def pending_take(self, incident_key: str, until: float, lease_until: float) -> bool:
+        return self.state.take_pending(incident_key, until, lease_until)
 
     def pending_done(self, incident_key: str, lease_until: float, at: float, why: str) -> bool:
         return self.state.finish_pending(incident_key, lease_until, at, why)
