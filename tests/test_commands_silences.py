@@ -81,9 +81,14 @@ def test_a_weekly_window(tmp_path: Path) -> None:
     (["--match", "repo=a", "--until", "next week"], "--until: 'next week' is not an ISO 8601 time"),
     (["--match", "repo=a", "--for", "1h", "--between", "22:00-23:00", "--tz", "Mars/Olympus"],
      "--tz: unknown time zone 'Mars/Olympus'"),
-    # Found by a new user: an empty --tz was taken as no --tz, and the window silently ran in UTC.
+    # Found by a new user: an empty --tz was taken as no --tz, and the window silently ran in UTC; in review,
+    # an empty --between (an unset variable) made the window a plain silence muting around the clock, and an
+    # empty --weekly made it every day.
     (["--match", "repo=a", "--for", "1h", "--between", "22:00-23:00", "--tz", ""],
      "--tz: give an IANA time zone (Europe/Berlin, UTC)"),
+    (["--match", "repo=a", "--for", "1h", "--between", ""], "--between: '' is not HH:MM-HH:MM"),
+    (["--match", "repo=a", "--for", "1h", "--between", "22:00-23:00", "--weekly", ""],
+     "--weekly: expected weekdays such as mon-fri or sat,sun, got ''"),
     (["--match", "repo=a", "--for", "1h", "--weekly", "mon-fry", "--between", "22:00-23:00"],
      "--weekly: unknown weekday 'fry'"),
     (["--match", "repo=a", "--for", "1h", "--between", "22:00"], "--between: '22:00' is not HH:MM-HH:MM"),

@@ -70,13 +70,14 @@ def add(matches: tuple[str, ...], duration: str | None, until: str | None, start
     Example: pagerules silence add --match repo=acme/api --until 2027-01-31T00:00:00Z --weekly sat,sun
     --between 02:00-04:00 --tz Europe/Berlin --comment "weekend backups"
     """
-    if (weekly or tz is not None) and not between:
+    if (weekly is not None or tz is not None) and between is None:
         raise ConfigError("--weekly and --tz need --between HH:MM-HH:MM (the hours of the window)")
     try:
         request: dict[str, Any] = {"match": matchers_from_pairs(matches), "comment": comment, "starts_at": starts,
                                    "ends_at": until, "for": duration}
-        if between:
-            request["weekly"] = {"weekdays": weekly or "mon-sun", "between": between, "tz": "UTC" if tz is None else tz}
+        if between is not None:  # an empty one (an unset variable) is refused, never taken for none
+            request["weekly"] = {"weekdays": "mon-sun" if weekly is None else weekly, "between": between,
+                                 "tz": "UTC" if tz is None else tz}
         made = silence_from_request(request, by or _creator(), time.time())
     except SilenceError as exc:  # said with the option's name, not the API's field
         raise ConfigError(f"{OPTION_OF.get(exc.field, exc.field)}: {exc.reason}") from None
