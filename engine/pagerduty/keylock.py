@@ -38,6 +38,9 @@ NAMESPACE = "pagerules incident_key "
 # The longest a worker waits for another's lock: one PagerDuty call with its retries and Retry-After.
 # Past it the event waits and is tried again (KeyBusy), never goes ahead unlocked.
 WAIT_SECONDS = 120.0
+# The wait for a key whose last wait ran out (a holder that froze): short, so each retry of its event costs
+# little, yet a wait all the same, so the worker keeps its place behind other workers' calls for that key.
+STUCK_WAIT_SECONDS = 5.0
 # How the server probes an idle lock connection (its tcp_keepalives_* settings, per session): silent for
 # IDLE seconds, then COUNT probes INTERVAL apart; a host that answers none has its session, and locks, ended.
 KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, KEEPALIVE_COUNT = 30, 10, 3
@@ -57,8 +60,9 @@ class KeyLocks:
         self._local = threading.local()
         self._all: list[psycopg.Connection[Any]] = []
         self._all_lock = threading.Lock()
-        # Keys whose wait ran out (a holder that froze): until this process takes one, it only tries it, so
-        # each retry of its event costs one round trip, not another whole wait on the worker's one thread.
+        # Keys whose wait ran out (a holder that froze): until this process takes one, it waits for it only
+        # STUCK_WAIT_SECONDS, so each retry of its event costs that, not another whole wait on the worker's
+        # one thread.
         self._stuck: set[str] = set()
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -94,24 +98,24 @@ class KeyLocks:
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
         """Wait for the lock on ``key`` (another worker's call with it ends first), hold it inside. A key
-        whose last wait ran out is only tried, until this process takes it again."""
+        whose last wait ran out is waited for only STUCK_WAIT_SECONDS, until this process takes it again."""
         conn = self._connection()
-        busy = KeyBusy(f"incident_key {key!r}: another worker has held its lock in {self.where} "
-                       f"for over {self.wait_seconds:g} s; the event is tried again")
+        stuck = key in self._stuck
         try:
-            if key in self._stuck:
-                row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
-                                   (NAMESPACE + key,)).fetchone()
-                if not (row and row[0]):
-                    raise busy
-                self._stuck.discard(key)
-            else:
+            if stuck:
+                conn.execute(f"SET lock_timeout = '{int(min(STUCK_WAIT_SECONDS, self.wait_seconds) * 1000)}ms'")
+            try:
                 conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (NAMESPACE + key,))
+            finally:
+                if stuck and not conn.broken:
+                    conn.execute(f"SET lock_timeout = '{int(self.wait_seconds * 1000)}ms'")
         except pg_errors.LockNotAvailable:
             self._stuck.add(key)
-            raise busy from None
+            raise KeyBusy(f"incident_key {key!r}: another worker has held its lock in {self.where} "
+                          f"for over {self.wait_seconds:g} s; the event is tried again") from None
         except psycopg.Error as exc:
             raise QueueUnavailable(f"lock database {self.where}: {self._clean(exc)}") from None
+        self._stuck.discard(key)
         with self._holding(conn, key):
             yield
 
