@@ -1,6 +1,8 @@
 """Checks across rules and files (engine/language/checks.py): duplicate ids, selectors that can select nothing."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from builders import ROOT, make_config
 
@@ -108,3 +110,17 @@ def test_a_typo_in_a_trigger_is_one_problem_not_followed_by_selectors_that_seem_
     fixed = problems({"rules/x.yaml": "triggers:\n" + trigger("t") + "recoveries:\n"
                       + recovery("r", "      - labels: {team: api}\n")})
     assert [p for p in fixed if "no trigger sets the label 'team'" in p]  # once the triggers compile, checked
+
+
+def test_a_rule_file_that_cannot_be_read_is_one_problem_not_followed_by_selectors_that_seem_to_select_nothing(
+        tmp_path: Path) -> None:
+    """Sixth review, item 5: the same follow-on for a rule file that is not UTF-8 (its triggers unknown)."""
+    from engine.language.loading import load_ruleset
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "build.yaml").write_bytes((ROOT / "rules" / "build.yaml").read_bytes() + b"# \xff\n")
+    (rules / "fixed.yaml").write_text("recoveries:\n" + recovery("r", "      - labels: {kind: build}\n"))
+    with pytest.raises(InvalidFiles) as caught:
+        load_ruleset(make_config(f"rules_dir: {rules}"))
+    found = [str(p) for p in caught.value.problems]
+    assert [p for p in found if "not UTF-8" in p] and [p for p in found if "no trigger sets" in p] == [], found

@@ -95,6 +95,7 @@ def assemble(files: Sequence[CompiledFile], config: Config, event_types: Mapping
              problems: Iterable[Problem] = ()) -> RuleSet:
     """The checks across files, then the RuleSet; raises InvalidFiles with every problem found."""
     problems = list(problems)
+    lost = any(not p.warning for p in problems)  # a rule file that could not be read: its triggers are unknown
     triggers: list[Trigger] = []
     recoveries: list[Recovery] = []
     changes: list[Change] = []
@@ -104,8 +105,8 @@ def assemble(files: Sequence[CompiledFile], config: Config, event_types: Mapping
         recoveries += compiled.recoveries
         changes += compiled.changes
     docs = [compiled.doc for compiled in files]
-    if not any(compiled.lost_triggers for compiled in files):  # else a label that trigger sets would be
-        problems.extend(check_ruleset(triggers, recoveries))  # reported as set by none: checked once it is fixed
+    if not lost and not any(compiled.lost_triggers for compiled in files):  # else a label a lost trigger sets is
+        problems.extend(check_ruleset(triggers, recoveries))  # taken for set by none: checked once it is fixed
     problems.extend(duplicate_ids(_rule_ids(docs)))
     if any(not p.warning for p in problems):
         raise InvalidFiles(sorted(problems, key=lambda p: (p.filename, p.line)))
