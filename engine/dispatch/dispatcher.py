@@ -613,9 +613,9 @@ class Dispatcher:
         """A due hold skipped for its key's turn, held by another process: warned of once it is overdue."""
         if now - due >= BUSY_WARN_SECONDS and now - self._busy_warned.get(incident_key, -MUTED) >= 60:
             self._busy_warned[incident_key] = now
-            log.warning("incident_key %r: its held %s, due at %s, is not sent yet: another process has held the "
-                        "key's lock all along (a host frozen mid-decision?); it is tried again every round",
-                        incident_key, what, iso_time(due))
+            log.warning("incident_key %r: its held %s, due at %s, is not sent yet: another process holds the "
+                        "key's lock each time it is tried (a long decision, or a host frozen mid-decision); it is "
+                        "tried again every round", incident_key, what, iso_time(due))
 
     def _turn(self, incident_key: str | None) -> AbstractContextManager[None]:
         """The key's turn across processes (KeyTurns), else nothing to wait for (one process decides alone)."""
