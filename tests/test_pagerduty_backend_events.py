@@ -412,3 +412,25 @@ def test_a_recovery_after_a_wake_up_that_recorded_its_page_and_died_resolves_it_
     assert enqueued(fake)[-2:] == [("resolve", "acme-5xx", DEFAULT_KEY), ("resolve", "acme-5xx", KEY)]
     assert fake.open_dedup_keys() == {} and survivor.state.get("acme-5xx") is None
     assert announced == ["resolved"]  # the recorded page's resolve, once
+
+
+def test_a_refused_extra_resolve_never_keeps_the_recorded_incident_open(fake: FakePagerDuty, tmp_path: Path) -> None:
+    """Found on a last read: the resolves sent in case a page went out unrecorded returned their first failure at
+    once, so a 400 from one integration (final: never retried) left the incident the state had recorded, and
+    could resolve, open for good. A failure there is audited and the usual resolve still goes out."""
+    config, dying, clock = setup(fake, tmp_path, PAGERDUTY_ROUTING_KEY=DEFAULT_KEY)
+    wake_up = Dispatcher(config, dying, clock)
+    wake_up.handle(TriggerAction("r", "e1", "acme-5xx", "5xx", "high", render_extras=payments_labels,
+                                 pending_for=60.0))
+    clock.now += 61
+    dying.state.finish_pending = killed  # type: ignore[method-assign]  # paged and recorded, then kill -9
+    with pytest.raises(Killed):
+        wake_up.fire_due()
+    _, survivor, _ = setup(fake, tmp_path, PAGERDUTY_ROUTING_KEY=DEFAULT_KEY)
+    fake.faults = {"status": 400, "count": 1, "prefix": "/v2/"}  # the extra resolve (sent first) is refused
+    [outcome] = Dispatcher(config, survivor, clock).handle(ResolveAction("r", "e2", "acme-5xx", "back"))
+    assert outcome.status is Status.RESOLVED
+    assert fake.open_dedup_keys() == {} and survivor.state.get("acme-5xx") is None
+    assert [a["action"] for a in survivor.state.recent_audit()][:2] == ["resolved", "resolve_failed"]
+    assert KEY not in json.dumps(survivor.state.recent_audit()) and DEFAULT_KEY not in json.dumps(
+        survivor.state.recent_audit())  # the routing keys stay out of the audit trail on this path too

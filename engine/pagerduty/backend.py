@@ -198,9 +198,7 @@ class Live(EventsTarget):
         known = self.state.get(action.incident_key)
         routing_key = self._known_events_key(known)
         unsure = self._resolve_unsure(action, routing_key, now) if action.maybe_sent else None  # see ResolveAction
-        if unsure is not None and unsure.status is Status.FAILED:
-            return unsure  # tried again with the event; a resolve sent twice is harmless
-        nothing = NOTHING_OPEN if unsure is None else unsure
+        nothing = NOTHING_OPEN if unsure is None else unsure  # its failure counts only when nothing else is sent
         if routing_key is not None:
             return self._resolve_event(action, routing_key, now)
         if not (known and known.incident_id) and not self.rest_ready:

@@ -107,8 +107,11 @@ class KeyLocks:
             try:
                 conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (NAMESPACE + key,))
             finally:
-                if stuck and not conn.broken:
-                    conn.execute(f"SET lock_timeout = '{int(self.wait_seconds * 1000)}ms'")
+                if stuck:
+                    self._restore(conn)
+            if conn.closed:  # the timeout could not be put back: the session, and the lock, are gone
+                raise QueueUnavailable(f"lock database {self.where}: the lock connection was lost; "
+                                       "the event is tried again")
         except pg_errors.LockNotAvailable:
             self._stuck.add(key)
             raise KeyBusy(f"incident_key {key!r}: another worker has held its lock in {self.where} "
@@ -118,6 +121,14 @@ class KeyLocks:
         self._stuck.discard(key)
         with self._holding(conn, key):
             yield
+
+    def _restore(self, conn: psycopg.Connection[Any]) -> None:
+        """The whole wait back on ``conn``; a connection that cannot take it is closed, never left with the
+        short one (every later key's wait would run out in STUCK_WAIT_SECONDS)."""
+        try:
+            conn.execute(f"SET lock_timeout = '{int(self.wait_seconds * 1000)}ms'")
+        except psycopg.Error:
+            conn.close()
 
     @contextmanager
     def try_hold(self, key: str) -> Iterator[bool]:
