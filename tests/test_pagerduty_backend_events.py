@@ -391,18 +391,25 @@ def test_a_recovery_after_a_wake_up_that_died_before_sending_tells_no_channel_it
     assert "in case" in json.dumps(audited)
 
 
-def test_a_recovery_after_a_wake_up_that_recorded_its_page_and_died_resolves_it_and_the_rest_in_case(
-        fake: FakePagerDuty, tmp_path: Path) -> None:
-    """The wake-up recorded its page and died before letting go of the hold: the recovery resolves the
-    recorded incident as usual (announced), and sends the resolve once to the other integrations too."""
+def paged_and_recorded_then_killed(fake: FakePagerDuty, tmp_path: Path) -> tuple[Config, Clock]:
+    """A wake-up pages a held acme-5xx on the payments route, records it, and is killed before it lets go of
+    the hold (a default routing key is set too)."""
     config, dying, clock = setup(fake, tmp_path, PAGERDUTY_ROUTING_KEY=DEFAULT_KEY)
     wake_up = Dispatcher(config, dying, clock)
     wake_up.handle(TriggerAction("r", "e1", "acme-5xx", "5xx", "high", render_extras=payments_labels,
                                  pending_for=60.0))
     clock.now += 61
-    dying.state.finish_pending = killed  # type: ignore[method-assign]  # paged and recorded, then kill -9
+    dying.state.finish_pending = killed  # type: ignore[method-assign]
     with pytest.raises(Killed):
         wake_up.fire_due()
+    return config, clock
+
+
+def test_a_recovery_after_a_wake_up_that_recorded_its_page_and_died_resolves_it_and_the_rest_in_case(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    """The wake-up recorded its page and died before letting go of the hold: the recovery resolves the
+    recorded incident as usual (announced), and sends the resolve once to the other integrations too."""
+    config, clock = paged_and_recorded_then_killed(fake, tmp_path)
     assert fake.open_dedup_keys() == {KEY: ["acme-5xx"]}
     _, survivor, _ = setup(fake, tmp_path, PAGERDUTY_ROUTING_KEY=DEFAULT_KEY)
     announced: list[str] = []
@@ -418,14 +425,7 @@ def test_a_refused_extra_resolve_never_keeps_the_recorded_incident_open(fake: Fa
     """Found on a last read: the resolves sent in case a page went out unrecorded returned their first failure at
     once, so a 400 from one integration (final: never retried) left the incident the state had recorded, and
     could resolve, open for good. A failure there is audited and the usual resolve still goes out."""
-    config, dying, clock = setup(fake, tmp_path, PAGERDUTY_ROUTING_KEY=DEFAULT_KEY)
-    wake_up = Dispatcher(config, dying, clock)
-    wake_up.handle(TriggerAction("r", "e1", "acme-5xx", "5xx", "high", render_extras=payments_labels,
-                                 pending_for=60.0))
-    clock.now += 61
-    dying.state.finish_pending = killed  # type: ignore[method-assign]  # paged and recorded, then kill -9
-    with pytest.raises(Killed):
-        wake_up.fire_due()
+    config, clock = paged_and_recorded_then_killed(fake, tmp_path)
     _, survivor, _ = setup(fake, tmp_path, PAGERDUTY_ROUTING_KEY=DEFAULT_KEY)
     fake.faults = {"status": 400, "count": 1, "prefix": "/v2/"}  # the extra resolve (sent first) is refused
     [outcome] = Dispatcher(config, survivor, clock).handle(ResolveAction("r", "e2", "acme-5xx", "back"))
