@@ -930,9 +930,20 @@ class Dispatcher:
             if flapping is not None:
                 return resolved(action, flapping, name)
         result = self.backend.resolve(action)
+        if paging and held is not None and result.status is Status.FAILED and result.retry:
+            self._keep_unsure(held)
         if paging and result.status is Status.NOTHING_OPEN:
             return resolved(action, CANCELLED_PENDING)  # the wake-up had not paged it (or died): nothing sent
         return resolved(action, result, name)
+
+    def _keep_unsure(self, held: PendingTrigger) -> None:
+        """A recovery of a taken hold whose resolves PagerDuty could not all take yet: the hold goes back,
+        taken and muted (no wake-up pages it), so the recovery, tried again with its event, finds it taken
+        again and sends every resolve again (ResolveAction.maybe_sent lives in memory only)."""
+        pending = self._pending
+        assert pending is not None
+        back = pending.pending_hold(held)  # due as it was (a key's turn keeps wake-ups off it meanwhile)
+        pending.pending_take(back.incident_key, back.until, MUTED)
 
     def _flapping(self, action: ResolveAction, key: str, view: RepeatView) -> Result | None:
         """``flapping`` when the key opened its rule's ``flap.opens`` times within ``flap.within`` before this

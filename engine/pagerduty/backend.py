@@ -197,8 +197,19 @@ class Live(EventsTarget):
         now = self.clock()
         known = self.state.get(action.incident_key)
         routing_key = self._known_events_key(known)
-        unsure = self._resolve_unsure(action, routing_key, now) if action.maybe_sent else None  # see ResolveAction
-        nothing = NOTHING_OPEN if unsure is None else unsure  # its failure counts only when nothing else is sent
+        if not action.maybe_sent:
+            return self._resolve_one(action, known, routing_key, now, NOTHING_OPEN)
+        unsure = self._resolve_unsure(action, routing_key, now)  # see ResolveAction
+        result = self._resolve_one(action, known, routing_key, now, NOTHING_OPEN if unsure is None else unsure)
+        if unsure is not None and unsure.status is Status.FAILED and unsure.retry \
+                and result.status is not Status.FAILED:
+            return unsure  # the recorded one is resolved; the extra ones are sent again with the event
+        return result
+
+    def _resolve_one(self, action: ResolveAction, known: StoredIncident | None, routing_key: str | None, now: float,
+                     nothing: Result) -> Result:
+        """Resolve the incident the state knows (or, by REST, any open for the key); ``nothing`` otherwise."""
+        assert action.incident_key is not None
         if routing_key is not None:
             return self._resolve_event(action, routing_key, now)
         if not (known and known.incident_id) and not self.rest_ready:

@@ -99,8 +99,9 @@ class EventsTarget:
         """A page that may be out unrecorded (ResolveAction.maybe_sent): a resolve by dedup_key to every Events
         API integration but ``known_key`` (the state's own, resolved next), as that page may have gone to any
         of them. Audited, never announced: nobody may have been paged. None when there is none to send to;
-        else resolved if any was sent, or the last failure. A failure never stops the others, nor the state's
-        own resolve (a 400 for one integration must not leave the recorded incident open)."""
+        else a failure that a retry can help (the event is tried again, the dispatcher keeping the mark), else
+        resolved if any was sent, else the refusal. A failure never stops the others, nor the state's own
+        resolve (a 400 for one integration must not leave the recorded incident open)."""
         keys = dict.fromkeys(k for k in (*self.routing_keys.values(), self.config.routing_key) if k and k != known_key)
         if not keys:
             return None
@@ -108,18 +109,17 @@ class EventsTarget:
         detail = {"rule": action.rule, "event_id": action.event_id, "message": action.message, "via": EVENTS_API,
                   "note": f"a for: hold was taken by a process that may have paged it and died before recording "
                           f"where: resolved by dedup_key on all {len(keys)} Events API integrations in case"}
-        failure: Result | None = None
-        sent = 0
+        failures: list[Result] = []
         for routing_key in keys:
             try:
                 self.events.enqueue(build_resolve_body(routing_key, key))
-                sent += 1
             except PagerDutyError as exc:
                 self.state.audit(now, self.actor, "resolve_failed", key, None, {**detail, "error": str(exc)})
-                failure = failed(exc)
-        if failure is not None and not sent:
-            return failure
-        self.state.audit(now, self.actor, "resolved", key, None, detail)
+                failures.append(failed(exc))
+        retry = next((f for f in failures if f.retry), None)
+        if retry is not None or len(failures) == len(keys):
+            return retry or failures[-1]
+        self.state.audit(now, self.actor, "resolve_sent", key, None, detail)
         return Result(Status.RESOLVED)
 
     def _acknowledge_event(self, known: StoredIncident, routing_key: str, now: float) -> Result:
