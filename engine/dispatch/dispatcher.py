@@ -917,9 +917,10 @@ class Dispatcher:
             # or went out unrecorded if that wake-up died in between (ResolveAction.maybe_sent)
             if paging:
                 action = replace(action, maybe_sent=True)
-        unrecorded = paging and held is not None and self.view.get(held.incident_key) is None
-        name = "default" if not self.routes else route_name(  # an unrecorded page: where its labels send it
-            pick_route(self.routes, held.labels) if unrecorded and held is not None
+        unrecorded = held.labels if paging and held is not None and self.view.get(held.incident_key) is None \
+            else None  # a page the state does not know: its route is where its labels send it
+        name = "default" if not self.routes else route_name(
+            pick_route(self.routes, unrecorded) if unrecorded is not None
             else resolve_route(self.routes, self.view, action.incident_key))
         if not self.config.auto_resolve:
             return resolved(action, _AUTO_RESOLVE_OFF, name)
