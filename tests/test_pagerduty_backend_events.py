@@ -462,3 +462,29 @@ def test_extra_resolves_pagerduty_cannot_take_yet_are_sent_again_with_the_retrie
     [again] = recovery.handle(ResolveAction("r", "e2", "acme-5xx", "back"))
     assert again.status is Status.RESOLVED
     assert fake.open_dedup_keys() == {} and survivor.state.pending("acme-5xx") is None
+
+
+def test_a_trigger_that_fails_before_sending_gives_its_over_hold_back_so_a_recovery_sends_nothing(
+        fake: FakePagerDuty, tmp_path: Path) -> None:
+    """Seventh review, F3: a trigger that took its over hold and then failed before sending (the state's
+    silence check raised "database is locked") left the hold taken, so the recovery took it for a page that
+    may have gone out unrecorded and sent a resolve to every Events API integration in case, though nothing
+    was sent: an alert another team keeps open under that dedup_key would be closed. The hold is given back,
+    due at once, as a failure of the send itself gives it back."""
+    config, backend, clock = setup(fake, tmp_path, PAGERDUTY_ROUTING_KEY=DEFAULT_KEY)
+    dispatcher = Dispatcher(config, backend, clock)
+    trigger = TriggerAction("build-failed", "p1", "acme-payments-5xx", "payments 5xx", "high",
+                            render_extras=payments_labels, pending_for=60.0)
+    assert [o.status for o in dispatcher.handle(trigger)] == [Status.PENDING]
+    clock.now += 61
+
+    def locked(at: float) -> Any:
+        raise OSError("database is locked")
+    backend.view.active_silences = locked  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        dispatcher.handle(trigger)
+    held = backend.state.pending("acme-payments-5xx")
+    assert held is not None and held.until <= clock.now  # given back, due at once: the retry pages it
+    [outcome] = dispatcher.handle(ResolveAction("build-passed", "p2", "acme-payments-5xx", "back"))
+    assert outcome.status is Status.CANCELLED_PENDING
+    assert fake.calls() == []  # nothing was paged, so nothing is resolved anywhere

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -651,50 +651,51 @@ class Dispatcher:
             if isinstance(held, Result):
                 return triggered(action, held, name)
             over = held
-        muted = self._silenced(action) if self._silences is not None else None
-        if muted is not None:
-            if over is not None and self._pending is not None:  # kept, muted: the next repeat pages at once
-                self._pending.pending_release(over.incident_key, over.until, MUTED)
-            return triggered(action, muted, name)
-        if not self.config.enabled:
-            self._over_done(over, action)
-            return triggered(action, _DISABLED, name)
-        # Any trigger for a key whose resolve is held cancels the hold, whether or not its rule says flap:
-        # (the rule was edited, another rule fires for the key): one cheap "any held?" check first.
-        repeat = self._repeat
-        held_any = repeat is not None and repeat.resolves_any()
-        if repeat is not None and action.renotify is None and action.flap is None and not held_any:
-            repeat = None  # the hot path: nothing of repeat or flap control to look at
-        refired: HeldResolve | None = None
-        if repeat is not None:
-            now = self._now(repeat, action.at)
-            waiting = self._renotify_wait(action, repeat, now) if action.renotify is not None else None
-            if waiting is not None:
-                self._hold_until_renotify(action, over, now, waiting)
-                return triggered(action, waiting, name)
-            refired = repeat.resolve_held(action.incident_key) if held_any else None
-            forgot, behind = repeat.resolve_refire(action.incident_key, now) if refired is not None else (False, None)
-            if refired is not None and not forgot:
-                refired = None  # another worker released or cancelled it first, or is releasing it now
-                # (one step, so a hold given back meanwhile is cancelled, never left for the next wake-up):
-                if behind is not None and self._pending is not None:
-                    # a wake-up is resolving the key this moment: this trigger is held until its lease ends,
-                    # and pages then if the resolve went out (the resolve is not held again if it did not);
-                    # the over hold this trigger took is given back due then (a wake-up's own row, taken by
-                    # fire_due, is given back by it from this line's wait_until)
-                    if over is not None:
-                        self._pending.pending_release(action.incident_key, over.until, behind)
-                    else:
-                        self._pending.pending_hold(PendingTrigger.hold(action, now, behind))
-                    return triggered(action, Result(Status.PENDING, pending_until=iso_time(behind),
-                                                    wait_until=behind), name)
-        try:
-            result = self.backend.create(action, route)  # created/planned, deduplicated, failed
-        except BaseException:
-            self._over_back(over, action)  # not paged: the hold stays, over
-            if refired is not None:
-                repeat.resolve_hold(refired)  # type: ignore[union-attr]  # not known to have re-fired: held still
-            raise
+        with self._back_if_raised(over, action):  # not paged: the hold stays, over, never left taken
+            muted = self._silenced(action) if self._silences is not None else None
+            if muted is not None:
+                if over is not None and self._pending is not None:  # kept, muted: the next repeat pages at once
+                    self._pending.pending_release(over.incident_key, over.until, MUTED)
+                return triggered(action, muted, name)
+            if not self.config.enabled:
+                self._over_done(over, action)
+                return triggered(action, _DISABLED, name)
+            # Any trigger for a key whose resolve is held cancels the hold, whether or not its rule says flap:
+            # (the rule was edited, another rule fires for the key): one cheap "any held?" check first.
+            repeat = self._repeat
+            held_any = repeat is not None and repeat.resolves_any()
+            if repeat is not None and action.renotify is None and action.flap is None and not held_any:
+                repeat = None  # the hot path: nothing of repeat or flap control to look at
+            refired: HeldResolve | None = None
+            if repeat is not None:
+                now = self._now(repeat, action.at)
+                waiting = self._renotify_wait(action, repeat, now) if action.renotify is not None else None
+                if waiting is not None:
+                    self._hold_until_renotify(action, over, now, waiting)
+                    return triggered(action, waiting, name)
+                refired = repeat.resolve_held(action.incident_key) if held_any else None
+                forgot, behind = repeat.resolve_refire(action.incident_key, now) if refired is not None \
+                    else (False, None)
+                if refired is not None and not forgot:
+                    refired = None  # another worker released or cancelled it first, or is releasing it now
+                    # (one step, so a hold given back meanwhile is cancelled, never left for the next wake-up):
+                    if behind is not None and self._pending is not None:
+                        # a wake-up is resolving the key this moment: this trigger is held until its lease ends,
+                        # and pages then if the resolve went out (the resolve is not held again if it did not);
+                        # the over hold this trigger took is given back due then (a wake-up's own row, taken by
+                        # fire_due, is given back by it from this line's wait_until)
+                        if over is not None:
+                            self._pending.pending_release(action.incident_key, over.until, behind)
+                        else:
+                            self._pending.pending_hold(PendingTrigger.hold(action, now, behind))
+                        return triggered(action, Result(Status.PENDING, pending_until=iso_time(behind),
+                                                        wait_until=behind), name)
+            try:
+                result = self.backend.create(action, route)  # created/planned, deduplicated, failed
+            except BaseException:
+                if refired is not None:
+                    repeat.resolve_hold(refired)  # type: ignore[union-attr]  # not known to have re-fired: held still
+                raise
         pending = self._pending
         if result.status is Status.RENOTIFY_WAIT:  # the backend learnt of a resolve by hand just now
             self._hold_until_renotify(action, over, self._now(pending, action.at) if pending else 0.0, result)
@@ -796,6 +797,17 @@ class Dispatcher:
         """The over hold this trigger took is done: its page was decided (sent, muted, or refused)."""
         if over is not None and self._pending is not None:
             self._pending.pending_done(over.incident_key, over.until, self._now(self._pending, action.at), "paged")
+
+    @contextmanager
+    def _back_if_raised(self, over: PendingTrigger | None, action: TriggerAction) -> Iterator[None]:
+        """Give back the over hold this trigger took if anything before or in its send raises (the state's
+        silence check, the send itself): nothing went out, so it must not stay taken, which a recovery reads
+        as a page that may be out unrecorded (ResolveAction.maybe_sent) and resolves everywhere in case."""
+        try:
+            yield
+        except BaseException:
+            self._over_back(over, action)
+            raise
 
     def _over_back(self, over: PendingTrigger | None, action: TriggerAction) -> None:
         """Give back the over hold this trigger took, due at once: it was not paged."""
