@@ -328,7 +328,7 @@ def test_a_recovery_resolves_an_events_api_page_a_dying_wake_up_sent_but_never_r
     assert fake.open_dedup_keys() == {}
     assert enqueued(fake)[-1] == ("resolve", "acme-payments-5xx", KEY)
     [audited] = [a for a in survivor.state.recent_audit() if a["action"] == "resolve_sent"]
-    assert "resolved by dedup_key on all 1 Events API integrations in case" in json.dumps(audited)
+    assert "resolved by dedup_key on all of 1 Events API integrations in case" in json.dumps(audited)
 
 
 def test_a_recovery_of_a_hold_no_wake_up_took_sends_nothing_to_the_events_api(fake: FakePagerDuty,
@@ -432,6 +432,8 @@ def test_a_refused_extra_resolve_never_keeps_the_recorded_incident_open(fake: Fa
     assert outcome.status is Status.RESOLVED
     assert fake.open_dedup_keys() == {} and survivor.state.get("acme-5xx") is None
     assert [a["action"] for a in survivor.state.recent_audit()][:2] == ["resolved", "resolve_failed"]
+    failure = json.dumps(survivor.state.recent_audit()[1])
+    assert "failed" in failure and "resolved by dedup_key" not in failure  # never said resolved when it failed
     assert KEY not in json.dumps(survivor.state.recent_audit()) and DEFAULT_KEY not in json.dumps(
         survivor.state.recent_audit())  # the routing keys stay out of the audit trail on this path too
 
@@ -488,3 +490,22 @@ def test_a_trigger_that_fails_before_sending_gives_its_over_hold_back_so_a_recov
     [outcome] = dispatcher.handle(ResolveAction("build-passed", "p2", "acme-payments-5xx", "back"))
     assert outcome.status is Status.CANCELLED_PENDING
     assert fake.calls() == []  # nothing was paged, so nothing is resolved anywhere
+
+
+def test_the_audit_row_of_resolves_sent_in_case_counts_those_pagerduty_took(fake: FakePagerDuty,
+                                                                            tmp_path: Path) -> None:
+    """Seventh review, F5: the row said "on all N integrations" when some of them had refused the resolve."""
+    config, dying, clock = setup(fake, tmp_path, PAGERDUTY_ROUTING_KEY=DEFAULT_KEY)
+    wake_up = Dispatcher(config, dying, clock)
+    wake_up.handle(TriggerAction("r", "e1", "acme-5xx", "5xx", "high", render_extras=other_labels, pending_for=60.0))
+    clock.now += 61
+    dying.state.record_open = killed  # type: ignore[method-assign]  # PagerDuty took it; kill -9
+    with pytest.raises(Killed):
+        wake_up.fire_due()
+    _, survivor, _ = setup(fake, tmp_path, PAGERDUTY_ROUTING_KEY=DEFAULT_KEY)
+    survivor.clock = clock
+    fake.faults = {"status": 400, "count": 1, "prefix": "/v2/"}  # the payments integration refuses its resolve
+    [outcome] = Dispatcher(config, survivor, clock).handle(ResolveAction("r", "e2", "acme-5xx", "back"))
+    assert outcome.status is Status.RESOLVED and fake.open_dedup_keys() == {}  # the default took it
+    [sent] = [a for a in survivor.state.recent_audit() if a["action"] == "resolve_sent"]
+    assert "resolved by dedup_key on 1 of 2 Events API integrations in case" in json.dumps(sent)

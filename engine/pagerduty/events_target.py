@@ -106,20 +106,25 @@ class EventsTarget:
         if not keys:
             return None
         key = action.incident_key or ""
-        detail = {"rule": action.rule, "event_id": action.event_id, "message": action.message, "via": EVENTS_API,
-                  "note": f"a for: hold was taken by a process that may have paged it and died before recording "
-                          f"where: resolved by dedup_key on all {len(keys)} Events API integrations in case"}
+        why = "a for: hold was taken by a process that may have paged it and died before recording where"
+        detail = {"rule": action.rule, "event_id": action.event_id, "message": action.message, "via": EVENTS_API}
         failures: list[Result] = []
         for routing_key in keys:
             try:
                 self.events.enqueue(build_resolve_body(routing_key, key))
             except PagerDutyError as exc:
-                self.state.audit(now, self.actor, "resolve_failed", key, None, {**detail, "error": str(exc)})
+                self.state.audit(now, self.actor, "resolve_failed", key, None, {
+                    **detail, "error": str(exc),
+                    "note": f"{why}: the resolve by dedup_key sent in case to one of the {len(keys)} Events API "
+                            "integrations failed"})
                 failures.append(failed(exc))
         retry = next((f for f in failures if f.retry), None)
         if retry is not None or len(failures) == len(keys):
             return retry or failures[-1]
-        self.state.audit(now, self.actor, "resolve_sent", key, None, detail)
+        sent = len(keys) - len(failures)
+        self.state.audit(now, self.actor, "resolve_sent", key, None, {
+            **detail, "note": f"{why}: resolved by dedup_key on {'all' if sent == len(keys) else sent} of "
+                              f"{len(keys)} Events API integrations in case"})
         return Result(Status.RESOLVED)
 
     def _acknowledge_event(self, known: StoredIncident, routing_key: str, now: float) -> Result:
